@@ -1,0 +1,37 @@
+# Two commands for a newcomer on a fresh Debian/Ubuntu machine with Python 3.11:
+#   make demo   the whole chain on the embedded default (synthetic line -> DDQA -> ...)
+#   make test   the test suite
+# Both create or refresh .venv first. GPU users: see README "GPU machines".
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEMO_DIR ?= demo_out
+
+.PHONY: demo test venv system-deps clean
+
+venv: $(STAMP)
+
+# torch==2.13.0 is pinned in pyproject.toml: pip takes the CPU build from local disk here,
+# or a CUDA build of 2.13.0 already installed in .venv (see README).
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[all]'
+	touch $(STAMP)
+
+# Mosquitto (the MQTT broker the station tests and demo talk to) and ffmpeg (test clips).
+system-deps:
+	@command -v mosquitto >/dev/null 2>&1 && command -v ffmpeg >/dev/null 2>&1 || \
+	  ( $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq mosquitto ffmpeg >/dev/null )
+
+demo: $(STAMP)
+	-@$(MAKE) --no-print-directory system-deps || echo "mosquitto not installed: the demo uses its embedded broker"
+	$(BIN)/eiad demo --out $(DEMO_DIR)
+
+test: $(STAMP) system-deps
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

@@ -1,0 +1,73 @@
+"""The `eiad` command: one entry point, one sub-command per stage.
+
+    eiad data   ...  synthetic line, DDQA builder            (train/data/cli.py)
+    eiad train  ...  fine-tune the model                     (train/cli.py)
+    eiad eval   ...  localization metrics, DDQA QA, MMAD     (train/eval/cli.py)
+    eiad export ...  ONNX, TensorRT, quantized LLM, verify   (export/cli.py)
+    eiad edge   ...  run a station                           (edge/cli.py)
+    eiad bench  ...  latency and throughput                  (benchmarks/cli.py)
+    eiad demo        the whole chain on an embedded default  (eiad/demo.py)
+
+Each stage's `cli.py` only declares arguments; the work is imported when a command
+runs, so `eiad edge --help` works on an edge box without torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from eiad import __version__
+from eiad.errors import EiadError
+from eiad.logs import configure_logging
+
+log = logging.getLogger(__name__)
+
+# (module that declares the sub-command, what a missing install means)
+_STAGES = (
+    ("train.data.cli", "pip install '.[data]'"),
+    ("train.cli", "pip install '.[train]'"),
+    ("train.eval.cli", "pip install '.[data]'"),
+    ("export.cli", "pip install '.[export]'"),
+    ("edge.cli", "pip install '.[edge]'"),
+    ("benchmarks.cli", "pip install '.[all]'"),
+    ("eiad.demo", "pip install '.[all]'"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eiad",
+        description="EIAD Edge: explainable industrial anomaly detection from training to the line.",
+        epilog="Run 'eiad COMMAND --help' for the options of each command. "
+        "Start with 'make demo' (or 'eiad demo') to see the whole chain on synthetic data.",
+    )
+    parser.add_argument("--version", action="version", version=f"eiad {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-v debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name, _ in _STAGES:
+        module = importlib.import_module(module_name)
+        module.register(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(-1 if args.quiet else args.verbose)
+    try:
+        return int(args.func(args) or 0)
+    except EiadError as error:
+        log.debug("user error", exc_info=True)
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

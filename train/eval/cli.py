@@ -1,0 +1,13 @@
+"""`eiad eval`: score models (MMAD answers, localization metrics, DDQA QA accuracy)."""
+
+from train.eval import mmad_cli
+
+
+def register(commands) -> None:
+    parser = commands.add_parser(
+        "eval",
+        help="evaluate: MMAD scoring, localization metrics, DDQA QA accuracy",
+        description="Evaluate models and answer files.",
+    )
+    sub = parser.add_subparsers(dest="eval_command", metavar="EVAL_COMMAND", required=True)
+    mmad_cli.register(sub)
