@@ -1,0 +1,214 @@
+"""build_ddqa end to end on a fixture tree: files, answers (recomputed from the masks),
+split, determinism, letter balance, record forms, paths, few classes, output dir rules, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from eiad.cli import main as eiad_main
+from eiad.errors import DataError
+from tests.unit.test_ddqa_tree import (
+    CLASSES, OK_PER_SUB, expected_box, expected_quadrant, make_tree, mask_of, parse_options, raw_tree,  # noqa: F401
+)
+from train.data.ddqa import DdqaOptions, build_ddqa
+from train.data.index import load_split
+
+TASK_FILES = ("Task_AD.jsonl", "Task_DC.jsonl", "Task_RDL.jsonl", "Task_DFM.jsonl")
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def prompt_answer(record: dict) -> tuple[str, str, Path]:
+    if "messages" in record:
+        user, assistant = record["messages"]
+        assert (user["role"], assistant["role"]) == ("user", "assistant")
+        return user["content"], assistant["content"], Path(record["images"][0])
+    return record["query"], record["response"], Path(record["images"][0])
+
+
+def task_files(out: Path) -> dict[tuple[str, str], Path]:
+    files = {("train", name): out / name for name in TASK_FILES}
+    files.update({("val", name): out / "val" / name for name in TASK_FILES})
+    return files
+
+
+def build(raw: Path, out: Path, **options) -> object:
+    return build_ddqa(raw, out, DdqaOptions(progress=False, **options))
+
+
+@pytest.fixture(scope="module")
+def built(raw_tree, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddqa_out") / "ddqa"
+    return build(raw_tree, out, seed=3), out
+
+
+def check_answer(task: str, prompt: str, answer: str, image: Path, n_classes: int) -> None:
+    """Recompute the answer from the layout and the mask file, independently of the builder."""
+    assert prompt.startswith("<image>")
+    is_ng = image.parent.parent.parent.name == "NG"
+    if task == "DFM":
+        assert answer == "[" + ", ".join(f"{v:.3f}" for v in expected_box(mask_of(image))) + "]"
+        return
+    options = parse_options(prompt)
+    assert prompt.splitlines()[-1].lower().count("letter") == 1  # ends asking for the letter
+    truth = {
+        "AD": "Yes" if is_ng else "No",
+        "DC": image.parent.parent.name if is_ng else None,
+        "RDL": expected_quadrant(mask_of(image)) if is_ng else None,
+    }[task]
+    assert options[answer] == truth
+    assert len(set(options.values())) == len(options)
+    expected_count = {"AD": 2, "DC": min(4, n_classes), "RDL": 4}[task]
+    assert sorted(options) == list("ABCD"[:expected_count])
+
+
+def test_writes_all_files_and_every_record_points_to_an_existing_image(built):
+    report, out = built
+    for path in task_files(out).values():
+        for record in read_jsonl(path):
+            assert set(record) == {"query", "response", "images"}
+            image = Path(record["images"][0])
+            assert image.is_absolute() and image.is_file()
+    assert (out / "train.jsonl").is_file() and (out / "val" / "val.jsonl").is_file()
+    assert report.skipped_counts == {}
+
+
+def test_answers_agree_with_masks_for_all_four_tasks(built):
+    _, out = built
+    n_classes = len({d for _, _, d in CLASSES})
+    for (_, name), path in task_files(out).items():
+        task = name[len("Task_"):-len(".jsonl")]
+        records = read_jsonl(path)
+        assert records, path
+        for record in records:
+            check_answer(task, *prompt_answer(record), n_classes)
+
+
+def test_record_counts_per_task_and_all_tasks_file(built):
+    report, out = built
+    n_ng = sum(CLASSES.values())
+    n_all = n_ng + OK_PER_SUB * len({(d, s) for d, s, _ in CLASSES})
+    files = task_files(out)
+    per_task = {name: sum(len(read_jsonl(files[(s, name)])) for s in ("train", "val")) for name in TASK_FILES}
+    assert per_task == {"Task_AD.jsonl": n_all, "Task_DC.jsonl": n_ng, "Task_RDL.jsonl": n_ng, "Task_DFM.jsonl": n_ng}
+    train_all = read_jsonl(out / "train.jsonl")
+    assert train_all == [r for name in TASK_FILES for r in read_jsonl(files[("train", name)])]
+    assert len(read_jsonl(out / "val" / "val.jsonl")) == sum(report.records["val"].values())
+
+
+def test_split_is_by_image_stratified_and_matches_split_json(built, raw_tree):
+    report, out = built
+    index = load_split(out)
+    train_images = {e.image for e in index.train}
+    val_images = {e.image for e in index.val}
+    assert train_images and val_images and not train_images & val_images
+    for split, images in (("train", train_images), ("val", val_images)):
+        folder = out if split == "train" else out / "val"
+        used = {r["images"][0] for name in TASK_FILES for r in read_jsonl(folder / name)}
+        assert used == images
+    # every (dataset, sub, class) with >= 2 images has at least one held-out image
+    val_groups = {(e.dataset, e.sub, e.defect or "OK") for e in index.val}
+    assert set(CLASSES) <= val_groups
+    assert index.classes == sorted({d for _, _, d in CLASSES}) and index.seed == 3
+    assert index.root == str(raw_tree.absolute())
+    for entry in index.train + index.val:
+        assert Path(entry.image).is_absolute() and (entry.mask is None) == (entry.label == "OK")
+
+
+def test_same_seed_same_bytes_other_seed_other_split(raw_tree, tmp_path):
+    build(raw_tree, tmp_path / "a", seed=11)
+    build(raw_tree, tmp_path / "b", seed=11)
+    build(raw_tree, tmp_path / "c", seed=12)
+    for name in ("train.jsonl", "val/val.jsonl", "split.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    val_a = {e.image for e in load_split(tmp_path / "a").val}
+    val_c = {e.image for e in load_split(tmp_path / "c").val}
+    assert val_a != val_c
+
+
+def test_correct_letters_are_balanced_per_task_file(built):
+    _, out = built
+    for (_, name), path in task_files(out).items():
+        if name == "Task_DFM.jsonl":
+            continue
+        records = read_jsonl(path)
+        n_options = len(parse_options(prompt_answer(records[0])[0]))
+        counts = Counter(prompt_answer(r)[1] for r in records)
+        per_letter = [counts.get(letter, 0) for letter in "ABCD"[:n_options]]
+        assert max(per_letter) - min(per_letter) <= 1, (path, counts)
+
+
+def test_messages_form_and_relative_paths(raw_tree, tmp_path):
+    out = tmp_path / "msg"
+    build(raw_tree, out, seed=3, record_format="messages", relative_paths=True)
+    for path in task_files(out).values():
+        for record in read_jsonl(path):
+            assert set(record) == {"messages", "images"}
+            prompt, answer, image = prompt_answer(record)
+            assert not image.is_absolute()
+            assert (out / image).resolve().is_file()
+    # same questions and answers as the query form with the same seed
+    build(raw_tree, tmp_path / "q", seed=3)
+    first_msg = prompt_answer(read_jsonl(out / "Task_RDL.jsonl")[0])
+    first_query = prompt_answer(read_jsonl(tmp_path / "q" / "Task_RDL.jsonl")[0])
+    assert first_msg[:2] == first_query[:2]
+    assert os.path.samefile(out / first_msg[2], first_query[2])
+
+
+def test_three_classes_give_three_options(tmp_path):
+    raw = make_tree(tmp_path / "raw", {("D", "S", "a"): 3, ("D", "S", "b"): 3, ("E", "T", "c"): 2}, ok_per_sub=2)
+    report = build(raw, tmp_path / "out")
+    assert report.dc_options == 3 and any("3 options" in note for note in report.notes)
+    for path in (tmp_path / "out" / "Task_DC.jsonl", tmp_path / "out" / "val" / "Task_DC.jsonl"):
+        for record in read_jsonl(path):
+            check_answer("DC", record["query"], record["response"], Path(record["images"][0]), 3)
+
+
+def test_single_class_skips_dc_but_builds_the_rest(tmp_path):
+    raw = make_tree(tmp_path / "raw", {("D", "S", "only"): 4}, ok_per_sub=2)
+    report = build(raw, tmp_path / "out")
+    assert report.dc_options == 0 and report.records["train"]["DC"] == 0
+    assert (tmp_path / "out" / "Task_DC.jsonl").read_text() == ""
+    assert report.records["train"]["RDL"] == 3 and report.records["val"]["RDL"] == 1
+
+
+def test_refuses_non_empty_output_without_force_and_keeps_other_files(raw_tree, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match="not empty"):
+        build(raw_tree, out)
+    build(raw_tree, out, force=True)
+    assert (out / "notes.txt").read_text() == "mine" and (out / "train.jsonl").is_file()
+
+
+def test_refuses_output_inside_the_raw_root(tmp_path):
+    raw = make_tree(tmp_path / "raw", {("D", "S", "a"): 2, ("D", "S", "b"): 2}, ok_per_sub=2)
+    before = sorted(p for p in raw.rglob("*"))
+    with pytest.raises(DataError, match="inside the raw root"):
+        build(raw, raw / "D" / "S" / "NG" / "a" / "image" / "ddqa")
+    assert sorted(p for p in raw.rglob("*")) == before
+
+
+def test_cli_smoke_prints_summary(raw_tree, tmp_path, capsys):
+    out = tmp_path / "cli"
+    code = eiad_main(["-q", "data", "ddqa", str(raw_tree), "--out", str(out), "--format", "messages",
+                      "--seed", "5", "--val-fraction", "0.4", "--no-progress"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "records" in printed and "correct letter balance" in printed and "crack" in printed
+    report = json.loads((out / "report.json").read_text())
+    assert report["options"]["val_fraction"] == 0.4 and report["options"]["record_format"] == "messages"
+    assert "messages" in read_jsonl(out / "Task_AD.jsonl")[0]
+
+
+def test_cli_rejects_bad_val_fraction(raw_tree, tmp_path, capsys):
+    code = eiad_main(["data", "ddqa", str(raw_tree), "--out", str(tmp_path / "x"), "--val-fraction", "1.5"])
+    assert code == 2 and "val-fraction" in capsys.readouterr().err
