@@ -21,10 +21,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[all]'
 	touch $(STAMP)
 
-# Mosquitto (the MQTT broker the station tests and demo talk to) and ffmpeg (test clips).
+# Mosquitto (the MQTT broker the station tests and demo talk to), ffmpeg (test clips and
+# stream stand-ins) and openssl (certificates for the TLS tests).
 system-deps:
-	@command -v mosquitto >/dev/null 2>&1 && command -v ffmpeg >/dev/null 2>&1 || \
-	  ( $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq mosquitto ffmpeg >/dev/null )
+	@command -v mosquitto >/dev/null 2>&1 && command -v ffmpeg >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1 || \
+	  ( $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq mosquitto ffmpeg openssl >/dev/null )
 
 demo: $(STAMP)
 	-@$(MAKE) --no-print-directory system-deps || echo "mosquitto not installed: the demo uses its embedded broker"

@@ -1,0 +1,1 @@
+"""Reusable test helpers: a real Mosquitto broker and an MQTT subscriber."""
