@@ -1,0 +1,38 @@
+"""Configuration of the dialog (LoRA) training path. Defaults = upstream EIAD's recipe
+(ms-swift 2.x LoRA defaults on MiniCPM-V-2.6): rank 8, alpha 32, dropout 0.05, lr 1e-4,
+cosine schedule with 5% warm-up, weight decay 0.1, grad clip 0.5, 1 epoch, batch 1."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class DialogConfig(BaseModel):
+    """LoRA fine-tuning of the language side on DDQA answers. Does no I/O."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lora_rank: int = Field(8, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    # None: the backbone family's own regex (LLM + projector/resampler linears, never the vision tower).
+    lora_target_regex: str | None = None
+    learning_rate: float = Field(1e-4, gt=0.0)
+    lr_schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.1, ge=0.0)
+    max_grad_norm: float = Field(0.5, gt=0.0)
+    epochs: int = Field(1, ge=1)
+    # Optional cap on optimiser steps (after accumulation); None = epochs over the data.
+    max_steps: int | None = Field(None, ge=1)
+    batch_size: int = Field(1, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    gradient_checkpointing: bool = False
+    # "auto": bf16 on a CUDA GPU, fp32 on CPU.
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    seed: int = 0
+    # Held-out answer loss is measured on at most this many val records (None = all).
+    eval_max_records: int | None = Field(None, ge=1)
+    max_new_tokens: int = Field(64, ge=1)
