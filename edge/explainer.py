@@ -1,0 +1,240 @@
+"""Explanations for inspected parts, produced later on a separate worker thread.
+
+The pipeline calls `Explainer.submit(result)` right after a verdict is published: it
+never blocks (a bounded backlog with a named, counted drop policy) and never runs the
+language model on the verdict path. The worker feeds the vision tokens the vision engine
+already computed (`InspectionResult.features`: no second vision pass) and a prompt
+grounded in the verdict (eiad/modeling/grounding.py) to the LLM runtime, streams the
+text to `on_text`, then hands it to every sink's `handle_explanation` with the same
+inspection id. A failing sink is logged and counted, never fatal.
+
+Modes: "NG" (default) explains rejected parts; "all" every part; "sampled" every n-th
+part; "on_request" only ids asked for with `request(id)` (e.g. from an MQTT command).
+Thread safety: submit/request/stats/close may be called from any thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Callable, Literal, Protocol, Sequence
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from edge.results import InspectionResult
+from edge.sinks.base import Sink
+from eiad.modeling.grounding import grounded_prompt
+
+log = logging.getLogger(__name__)
+
+
+class ExplainerConfig(BaseModel):
+    """The `explainer:` section of station.yaml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    mode: Literal["all", "NG", "sampled", "on_request"] = Field("NG", description="which parts get an explanation")
+    sample_every_n: int = Field(10, ge=1, description="mode 'sampled': explain every n-th part")
+    backlog_max: int = Field(8, ge=1, description="parts waiting for an explanation; beyond it drop_policy applies")
+    drop_policy: Literal["drop_oldest", "drop_newest"] = Field(
+        "drop_oldest", description="backlog full: drop the oldest waiting part (explain the newest) or the new one"
+    )
+    precision: Literal["fp32", "int8", "int4"] = Field("int8", description="which exported LLM decoder to run")
+    max_new_tokens: int = Field(48, ge=1, le=1024)
+    remember_recent: int = Field(64, ge=0, description="recent parts kept so 'on_request' can still explain them")
+    threads: int | None = Field(None, ge=1, description="ONNX Runtime intra-op threads (None: ORT default)")
+
+
+class Runtime(Protocol):
+    def prompt_embeds(self, prefix: str, vision_features: np.ndarray | None, suffix: str) -> np.ndarray: ...
+    def generate(self, embeds: np.ndarray, max_new_tokens: int = 48, on_text: Callable[[str], None] | None = None): ...
+
+
+@dataclass
+class ExplainerStats:
+    submitted: int = 0
+    skipped_by_mode: int = 0
+    queued: int = 0
+    dropped: int = 0
+    explained: int = 0
+    failed: int = 0
+    sink_failures: int = 0
+    requests_unknown: int = 0
+    backlog: int = 0
+    last_tokens_per_s: float = 0.0
+    drop_policy: str = ""
+
+
+@dataclass(frozen=True)
+class _Job:
+    result: InspectionResult
+    requested: bool = False
+    queued_ns: int = field(default_factory=time.monotonic_ns)
+
+
+def prompt_for(result: InspectionResult) -> str:
+    """The grounded question for one result: class, confidence, box and quadrant of its largest region."""
+    box = None
+    if result.regions and result.mask is not None:
+        height, width = result.mask.shape[:2]
+        region = max(result.regions, key=lambda r: r.area_px)
+        x1, y1, x2, y2 = region.box_xyxy
+        box = (x1 / width, y1 / height, min(1.0, (x2 + 1) / width), min(1.0, (y2 + 1) / height))
+    defect = result.defect_class if result.verdict == "NG" else None
+    return grounded_prompt(defect, float(min(1.0, max(0.0, result.score))), box, None)
+
+
+class Explainer:
+    """One worker thread turning results into explanations; see the module docstring."""
+
+    def __init__(self, runtime: Runtime, sinks: Sequence[Sink], config: ExplainerConfig,
+                 template: tuple[str, str] = ("", "{prompt}"), on_text: Callable[[str, str], None] | None = None) -> None:
+        self.runtime, self.sinks, self.config = runtime, list(sinks), config
+        self.before_image, self.after_image = template
+        self.on_text = on_text  # (inspection_id, piece of text), called on the worker thread
+        self._backlog: deque[_Job] = deque()
+        self._recent: OrderedDict[str, InspectionResult] = OrderedDict()
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._stats = ExplainerStats(drop_policy=config.drop_policy)
+        self._parts_seen = 0
+        self._thread = threading.Thread(target=self._work, name="explainer", daemon=True)
+
+    def start(self) -> "Explainer":
+        self._thread.start()
+        return self
+
+    def submit(self, result: InspectionResult) -> str:
+        """Offer a result; returns 'queued', 'skipped' or 'dropped'. Never blocks on the LLM."""
+        with self._cond:
+            self._stats.submitted += 1
+            self._parts_seen += 1
+            if self.config.remember_recent:
+                self._recent[result.inspection_id] = result
+                while len(self._recent) > self.config.remember_recent:
+                    self._recent.popitem(last=False)
+            if not self._wanted(result):
+                self._stats.skipped_by_mode += 1
+                return "skipped"
+            return self._enqueue(_Job(result))
+
+    def request(self, inspection_id: str) -> bool:
+        """Explain a recent part on demand (any mode); False if it is no longer remembered."""
+        with self._cond:
+            result = self._recent.get(inspection_id)
+            if result is None:
+                self._stats.requests_unknown += 1
+                return False
+            return self._enqueue(_Job(result, requested=True)) == "queued"
+
+    def stats(self) -> ExplainerStats:
+        with self._cond:
+            snapshot = ExplainerStats(**vars(self._stats))
+            snapshot.backlog = len(self._backlog)
+            return snapshot
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop the worker after the explanation in progress; waiting parts are dropped and counted."""
+        self._stop.set()
+        with self._cond:
+            self._stats.dropped += len(self._backlog)
+            self._backlog.clear()
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+
+    def __enter__(self) -> "Explainer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _wanted(self, result: InspectionResult) -> bool:
+        if not self.config.enabled or result.features is None or result.verdict == "REJECTED":
+            return False
+        mode = self.config.mode
+        if mode == "all":
+            return True
+        if mode == "NG":
+            return result.verdict == "NG"
+        if mode == "sampled":
+            return self._parts_seen % self.config.sample_every_n == 0
+        return False  # on_request: only request()
+
+    def _enqueue(self, job: _Job) -> str:
+        """Caller holds self._cond."""
+        if self._stop.is_set():
+            self._stats.dropped += 1
+            return "dropped"
+        if len(self._backlog) >= self.config.backlog_max:
+            self._stats.dropped += 1
+            if self.config.drop_policy == "drop_newest":
+                log.debug("explanation backlog full: dropped %s (new)", job.result.inspection_id)
+                return "dropped"
+            old = self._backlog.popleft()
+            log.debug("explanation backlog full: dropped %s (oldest)", old.result.inspection_id)
+        self._backlog.append(job)
+        self._stats.queued += 1
+        self._cond.notify()
+        return "queued"
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            with self._cond:
+                while not self._backlog and not self._stop.is_set():
+                    self._cond.wait(0.5)
+                if self._stop.is_set():
+                    return
+                job = self._backlog.popleft()
+            self._explain(job)
+
+    def _explain(self, job: _Job) -> None:
+        result = job.result
+        try:
+            prompt = prompt_for(result)
+            embeds = self.runtime.prompt_embeds(self.before_image, result.features, self.after_image.format(prompt=prompt))
+            stream = (lambda piece: self.on_text(result.inspection_id, piece)) if self.on_text else None
+            generation = self.runtime.generate(embeds, self.config.max_new_tokens, stream)
+        except Exception:  # noqa: BLE001 - one bad part must not stop the worker
+            log.exception("explanation of %s failed", result.inspection_id)
+            with self._cond:
+                self._stats.failed += 1
+            return
+        meta = {
+            "verdict": result.verdict, "defect_class": result.defect_class, "score": result.score,
+            "prompt": prompt, "model_id": result.model_id, "tokens": len(generation.token_ids),
+            "tokens_per_s": round(generation.tokens_per_s, 2), "requested": job.requested,
+            "waited_ms": round((time.monotonic_ns() - job.queued_ns) / 1e6, 1),
+        }
+        for sink in self.sinks:
+            try:
+                sink.handle_explanation(result.inspection_id, generation.text, meta)
+            except Exception:  # noqa: BLE001 - a failing sink never stops the explainer
+                log.exception("sink %s failed on the explanation of %s", type(sink).__name__, result.inspection_id)
+                with self._cond:
+                    self._stats.sink_failures += 1
+        with self._cond:
+            self._stats.explained += 1
+            self._stats.last_tokens_per_s = generation.tokens_per_s
+
+
+def build_explainer(artifact_dir, sinks: Sequence[Sink], config: ExplainerConfig,
+                    on_text: Callable[[str, str], None] | None = None) -> Explainer:
+    """Wire an Explainer to the artifact's exported LLM (not started: call start())."""
+    import json
+    from pathlib import Path
+
+    from edge.llm_runtime import LlmRuntime
+
+    llm_dir = Path(artifact_dir) / "llm"
+    runtime = LlmRuntime(llm_dir, config.precision, config.threads)
+    llm_config = json.loads((llm_dir / "llm_config.json").read_text(encoding="utf-8"))
+    template = tuple(llm_config.get("prompt_template", ("", "{prompt}")))
+    return Explainer(runtime, sinks, config, template, on_text)

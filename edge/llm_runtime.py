@@ -1,0 +1,168 @@
+"""Greedy generation on the exported language model with ONNX Runtime: no torch.
+
+Reads the `llm/` part of an export artifact (export/llm_export.py writes it): a decoder
+graph `(inputs_embeds, attention_mask, position_ids, past_key.i, past_value.i) ->
+(logits, present_key.i, present_value.i)`, the embedding table as .npy, the tokenizer as
+tokenizer.json and an optional projector graph turning the vision engine's
+`vision_features` into LLM embeddings. So a frame's vision pass is done once, by the
+vision engine, and the explainer only projects and splices its tokens.
+
+Thread safety: one LlmRuntime per thread (ONNX Runtime sessions are thread-safe for
+`run`, but `generate` keeps per-call state only, so sharing is safe; the explainer uses
+one worker thread anyway).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from eiad.errors import ArtifactError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Generation:
+    token_ids: tuple[int, ...]
+    text: str
+    prompt_tokens: int
+    seconds: float
+
+    @property
+    def tokens_per_s(self) -> float:
+        return len(self.token_ids) / self.seconds if self.seconds > 0 else 0.0
+
+
+class LlmRuntime:
+    """Load the LLM parts of an artifact; `generate` streams greedy tokens through a callback."""
+
+    def __init__(self, llm_dir: Path, precision: str = "int8", threads: int | None = None) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        llm_dir = Path(llm_dir)
+        self.precision = precision
+        config_path = llm_dir / "llm_config.json"
+        if not config_path.is_file():
+            raise ArtifactError(f"{config_path} not found: export the language model with 'eiad export llm'")
+        self.config = json.loads(config_path.read_text(encoding="utf-8"))
+        if precision not in self.config.get("precisions", []):
+            raise ArtifactError(
+                f"{llm_dir} has no {precision} decoder (it has {self.config.get('precisions')}): "
+                f"choose one of those, or re-run 'eiad export llm --precisions {precision}'"
+            )
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.decoder = _session(ort, llm_dir / f"decoder_{precision}.onnx", options)
+        self.projector = _session(ort, llm_dir / "projector.onnx", options) if self.config.get("has_projector") else None
+        self.embeddings = np.load(llm_dir / "embed_tokens.npy", mmap_mode="r")
+        self.tokenizer = Tokenizer.from_file(str(llm_dir / "tokenizer.json"))
+        self.eos = set(self.config.get("eos_token_ids") or [])
+        self.kv = self.config["cache"] == "kv"
+        self._layers = int(self.config["num_layers"])
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def embed_ids(self, ids: list[int]) -> np.ndarray:
+        """(1, S, hidden) float32 embeddings of token ids."""
+        return np.asarray(self.embeddings[np.asarray(ids, dtype=np.int64)], dtype=np.float32)[None]
+
+    def project(self, vision_features: np.ndarray) -> np.ndarray:
+        """Vision engine tokens (T, D) or (1, T, D) -> (1, T', hidden) LLM embeddings."""
+        feats = np.asarray(vision_features, dtype=np.float32)
+        feats = feats[None] if feats.ndim == 2 else feats
+        if self.projector is not None:
+            return self.projector.run(None, {"vision_features": feats})[0]
+        if feats.shape[-1] != self.config["hidden_size"]:
+            raise ArtifactError(
+                f"vision features have width {feats.shape[-1]} but the LLM expects {self.config['hidden_size']} "
+                "and the artifact has no projector: export the LLM from the same checkpoint as the vision engine"
+            )
+        return feats
+
+    def prompt_embeds(self, prefix: str, vision_features: np.ndarray | None, suffix: str) -> np.ndarray:
+        """prefix tokens + projected vision tokens + suffix tokens, as one (1, S, hidden) array."""
+        parts = [self.embed_ids(self.encode(prefix))] if prefix else []
+        if vision_features is not None:
+            parts.append(self.project(vision_features))
+        parts.append(self.embed_ids(self.encode(suffix)))
+        return np.concatenate(parts, axis=1)
+
+    def generate(self, embeds: np.ndarray, max_new_tokens: int = 48,
+                 on_text: Callable[[str], None] | None = None) -> Generation:
+        """Greedy decoding from prompt embeddings; `on_text` receives each new piece of text."""
+        started = time.perf_counter()
+        ids: list[int] = []
+        emitted = ""
+        logits, state = self._prefill(embeds)
+        for _ in range(max_new_tokens):
+            token = int(np.argmax(logits))
+            if token in self.eos:
+                break
+            ids.append(token)
+            if on_text is not None:
+                text = self.tokenizer.decode(ids)
+                if not text.endswith("\ufffd") and len(text) > len(emitted):  # wait for whole UTF-8 chars
+                    on_text(text[len(emitted):])
+                    emitted = text
+            if len(ids) == max_new_tokens:
+                break
+            logits, state = self._step(token, state)
+        text = self.tokenizer.decode(ids)
+        if on_text is not None and len(text) > len(emitted):
+            on_text(text[len(emitted):])
+        return Generation(tuple(ids), text, int(embeds.shape[1]), time.perf_counter() - started)
+
+    def generate_ids(self, prompt_ids: list[int], max_new_tokens: int = 16) -> Generation:
+        return self.generate(self.embed_ids(prompt_ids), max_new_tokens)
+
+    # --- decoding steps -----------------------------------------------------------------
+
+    def _run(self, embeds: np.ndarray, total: int, start: int, past: list[np.ndarray]):
+        seq = embeds.shape[1]
+        feeds = {
+            "inputs_embeds": np.ascontiguousarray(embeds, dtype=np.float32),
+            "attention_mask": np.ones((1, total), np.int64),
+            "position_ids": np.arange(start, start + seq, dtype=np.int64)[None],
+        }
+        for i in range(self._layers if self.kv else 0):
+            feeds[f"past_key.{i}"], feeds[f"past_value.{i}"] = past[2 * i], past[2 * i + 1]
+        outputs = self.decoder.run(None, feeds)
+        return outputs[0][0, -1], outputs[1:]
+
+    def _prefill(self, embeds: np.ndarray):
+        seq = embeds.shape[1]
+        if not self.kv:
+            logits, _ = self._run(embeds, seq, 0, [])
+            return logits, embeds
+        empty = np.zeros((1, self.config["num_kv_heads"], 0, self.config["head_dim"]), np.float32)
+        logits, present = self._run(embeds, seq, 0, [empty] * (2 * self._layers))
+        return logits, (seq, present)
+
+    def _step(self, token: int, state):
+        new = self.embed_ids([token])
+        if not self.kv:  # recompute: the whole sequence again (no cache for this decoder)
+            embeds = np.concatenate([state, new], axis=1)
+            logits, _ = self._run(embeds, embeds.shape[1], 0, [])
+            return logits, embeds
+        length, past = state
+        logits, present = self._run(new, length + 1, length, past)
+        return logits, (length + 1, present)
+
+
+def _session(ort, path: Path, options):
+    if not path.is_file():
+        raise ArtifactError(f"{path} not found: the artifact's LLM part is incomplete; re-run 'eiad export llm'")
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # noqa: BLE001 - ORT's own exception types
+        raise ArtifactError(f"ONNX Runtime cannot load {path}: {error}") from error

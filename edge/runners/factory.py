@@ -1,0 +1,23 @@
+"""Station config -> runner. Implementations are imported when used (TensorRT is optional)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edge.runners.base import Runner
+from eiad.manifest import Manifest
+
+
+def build_runner(config, artifact_dir: Path, manifest: Manifest, resolve=lambda p: p) -> Runner:
+    """`config` is an OnnxRuntimeRunnerConfig or TensorRtRunnerConfig from edge/config.py."""
+    if config.kind == "onnxruntime":
+        from edge.runners.onnxruntime_runner import OnnxRuntimeRunner
+
+        cache = resolve(config.engine_cache_dir) if config.engine_cache_dir else None
+        return OnnxRuntimeRunner(artifact_dir, config.providers, cache, config.intra_op_threads, manifest=manifest)
+    if config.kind == "tensorrt":
+        from edge.runners.tensorrt_runner import TensorRtRunner
+
+        engine = resolve(config.engine) if config.engine else None
+        return TensorRtRunner(artifact_dir, engine, manifest=manifest)
+    raise ValueError(f"unknown runner kind {config.kind!r}")
