@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-stamp
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_DIR ?= demo_out
 
-.PHONY: demo test venv system-deps clean
+.PHONY: demo test bench venv system-deps clean
 
 venv: $(STAMP)
 
@@ -33,6 +33,11 @@ demo: $(STAMP)
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q
+
+# Regenerates benchmarks/RESULTS.md, its JSON and plots on this machine.
+bench: $(STAMP)
+	-@$(MAKE) --no-print-directory system-deps
+	$(BIN)/python -m benchmarks.regenerate
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

@@ -1,0 +1,157 @@
+"""`eiad bench engine`: runner-only latency and throughput per backend and batch size,
+with verdict agreement against a reference backend beside every speed figure.
+
+Per backend: open it (ONNX Runtime through the edge runner; torch eager from a
+checkpoint), time `run(batch)` with a warm-up and a minimum duration (device synced
+after each call), then run the evaluation images through it and compare verdicts with
+the reference (torch eager when given, else the first backend that runs: it is named in
+the report). Evaluation images: the held-out split of a split.json, else random frames
+(the report says so: agreement on noise says little about parts).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from benchmarks.backends import Backend, BackendUnavailable, open_backend
+from benchmarks.report import new_result
+from benchmarks.stats import cdf_points, summarize_ns
+from benchmarks.timing import time_calls
+from eiad.errors import DataError
+from eiad.manifest import IMAGE_SCORE, Manifest, load_manifest
+
+log = logging.getLogger(__name__)
+
+
+def evaluation_images(manifest: Manifest, split: Path | None, limit: int = 32, seed: int = 0) -> tuple[np.ndarray, str]:
+    """uint8 BGR NHWC at the artifact size, and where they came from."""
+    spec = manifest.input
+    if split is not None:
+        import cv2
+
+        from train.data.index import load_split
+
+        entries = load_split(Path(split)).val[:limit]
+        if not entries:
+            raise DataError(f"{split} has no held-out ('val') images to check accuracy on")
+        images = np.empty((len(entries), spec.height, spec.width, 3), np.uint8)
+        for i, entry in enumerate(entries):
+            image = cv2.imread(str(entry.image), cv2.IMREAD_COLOR)
+            if image is None:
+                raise DataError(f"{entry.image} (listed in {split}) cannot be read as an image")
+            images[i] = cv2.resize(image, (spec.width, spec.height), interpolation=cv2.INTER_AREA) if image.shape[:2] != (spec.height, spec.width) else image
+        return images, f"{len(entries)} held-out images of {split}"
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (limit, spec.height, spec.width, 3), dtype=np.uint8)
+    return images, f"{limit} random frames (no --split given: agreement on noise, not on parts)"
+
+
+def verdicts(backend: Backend, images: np.ndarray, manifest: Manifest) -> tuple[list[str], np.ndarray]:
+    """Verdict (edge rules: thresholds, min area) and image score per image."""
+    from edge.verdict import ThresholdOverrides, decide_outputs
+
+    step = backend.max_batch or 8
+    out_verdicts, scores = [], []
+    for start in range(0, len(images), step):
+        chunk = images[start : start + step]
+        n = len(chunk)
+        if backend.max_batch and n < backend.max_batch:
+            chunk = np.concatenate([chunk, np.zeros((backend.max_batch - n, *chunk.shape[1:]), np.uint8)])
+        outputs = backend.run(chunk)
+        for row in range(n):
+            decision = decide_outputs({k: v[row] for k, v in outputs.items()}, manifest, ThresholdOverrides())
+            out_verdicts.append(decision.verdict)
+            scores.append(float(np.asarray(outputs[IMAGE_SCORE][row]).reshape(())))
+    return out_verdicts, np.asarray(scores)
+
+
+def agreement(reference: tuple[list[str], np.ndarray], candidate: tuple[list[str], np.ndarray], reference_name: str) -> dict:
+    ref_v, ref_s = reference
+    cand_v, cand_s = candidate
+    same = sum(a == b for a, b in zip(ref_v, cand_v))
+    return {
+        "reference": reference_name,
+        "images": len(ref_v),
+        "verdict_agreement": same / len(ref_v) if ref_v else float("nan"),
+        "disagreements": len(ref_v) - same,
+        "max_abs_score_diff": float(np.max(np.abs(ref_s - cand_s))) if len(ref_s) else float("nan"),
+        "ng_fraction": sum(v == "NG" for v in cand_v) / len(cand_v) if cand_v else float("nan"),
+    }
+
+
+def time_backend(backend: Backend, images: np.ndarray, batch: int, warmup: int, min_duration_s: float) -> dict:
+    """One configuration: latency per call of `batch` images, and images per second."""
+    reps = -(-batch // len(images))
+    stacked = np.ascontiguousarray(np.concatenate([images] * reps)[:batch])
+    with tqdm(desc=f"{backend.name} batch {batch}", unit="call", leave=False, mininterval=1.0) as bar:
+        timed = time_calls(lambda: backend.run(stacked), warmup=warmup, min_duration_s=min_duration_s, sync=backend.sync, progress=bar.update)
+    latency = summarize_ns(timed.samples_ns)
+    return {
+        "name": f"{backend.name} b{batch}",
+        "group": "engine",
+        "series": backend.name,
+        "backend": backend.name,
+        "device": backend.device,
+        "batch": batch,
+        "latency_ms": latency.to_dict(),
+        "cdf_ms": cdf_points(timed.samples_ms),
+        "throughput_per_s": timed.throughput(items_per_call=batch),
+        "iterations": timed.iterations,
+        "wall_s": timed.wall_s,
+        "warmup": warmup,
+        "notes": [],
+    }
+
+
+def bench_engine(
+    artifact: Path,
+    backends: list[str],
+    batches: list[int],
+    min_duration_s: float = 5.0,
+    warmup: int = 10,
+    split: Path | None = None,
+    torch_checkpoint: Path | None = None,
+    eval_images: int = 32,
+    intra_op_threads: int = 0,
+) -> dict:
+    """Time every available backend x batch; returns the result document (report.py)."""
+    artifact = Path(artifact)
+    manifest = load_manifest(artifact)
+    images, source = evaluation_images(manifest, split, eval_images)
+    settings = {"artifact": str(artifact), "model_id": manifest.model_id, "input": f"{manifest.input.width}x{manifest.input.height}",
+                "precision": manifest.precision, "backends": backends, "batches": batches, "min_duration_s": min_duration_s,
+                "warmup_calls": warmup, "accuracy_images": source, "timing": "perf_counter_ns per call, device synced inside the timed region"}
+    result = new_result("engine", settings)
+    # The reference goes first so every other backend is compared with it.
+    order = sorted(backends, key=lambda b: 0 if b.startswith("torch") else 1)
+    reference: tuple | None = None
+    reference_name = ""
+    for name in order:
+        try:
+            backend = open_backend(name, artifact, manifest, torch_checkpoint, intra_op_threads)
+        except BackendUnavailable as why:
+            log.warning("backend %s skipped: %s", name, why)
+            result["notes"].append(f"{name} not measured: {why}")
+            continue
+        try:
+            outcome = verdicts(backend, images, manifest)
+            if reference is None:
+                reference, reference_name = outcome, f"{name} ({backend.device})"
+            accuracy = agreement(reference, outcome, reference_name)
+            for batch in batches:
+                if backend.max_batch and batch != backend.max_batch:
+                    result["notes"].append(f"{name} b{batch} not measured: the engine has a fixed batch of {backend.max_batch}")
+                    continue
+                config = time_backend(backend, images, batch, warmup, min_duration_s)
+                config["accuracy"] = accuracy
+                result["configurations"].append(config)
+        finally:
+            backend.close()
+    if not result["configurations"]:
+        raise DataError("no backend could be measured on this machine: " + "; ".join(result["notes"]))
+    result["notes"].append(f"accuracy: verdict agreement with {reference_name} on {source}")
+    return result

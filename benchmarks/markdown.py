@@ -1,0 +1,83 @@
+"""The Markdown report of one benchmark result (see benchmarks/report.py for the document)."""
+
+from __future__ import annotations
+
+import math
+
+STAGE_ORDER = ("capture", "queue", "preprocess", "inference", "postprocess", "outbox", "publish+broker", "total")
+
+
+def _f(value, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return str(value)
+    if isinstance(value, (int, float)):
+        return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+    return str(value)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _latency_rows(configs: list[dict]) -> list[list[str]]:
+    rows = []
+    for c in configs:
+        lat = c.get("latency_ms") or {}
+        acc = c.get("accuracy") or {}
+        budget = c.get("budget") or {}
+        rows.append([
+            c["name"], _f(c.get("throughput_per_s"), 1), _f(lat.get("count"), 0), _f(lat.get("p50_ms")), _f(lat.get("p90_ms")),
+            _f(lat.get("p99_ms")), _f(lat.get("p999_ms")), _f(lat.get("max_ms")),
+            f"{lat.get('outliers', '-')}" if lat else "-",
+            f"{acc['verdict_agreement'] * 100:.1f}% of {acc['images']}" if acc.get("verdict_agreement") is not None else "-",
+            ("met" if budget.get("met") else "NOT met: " + "; ".join(budget.get("reasons", []))) if budget else "-",
+        ])
+    return rows
+
+
+def render_markdown(result: dict, plots: dict[str, str]) -> str:
+    """The report: settings, the latency table, stages, comparisons, environment, plots."""
+    env = result.get("environment", {})
+    configs = result.get("configurations", [])
+    out = [f"# eiad bench {result.get('kind', '')}", "", f"Command: `{result.get('command', '')}`  ", f"Run at {result.get('created_at', '')} (UTC).", ""]
+    out += ["## Machine", "", f"- CPU: {env.get('cpu')} ({env.get('cpu_affinity') or env.get('cpu_count')} cores usable, "
+            f"load {_f(env.get('load_avg_1m'))} at start), {env.get('memory_gb')} GB RAM", f"- GPU: {', '.join(env.get('gpu') or []) or 'none'}",
+            f"- {env.get('system')} {env.get('machine')}; " + ", ".join(f"{k} {v}" for k, v in sorted((env.get("versions") or {}).items())), ""]
+    settings = result.get("settings", {})
+    if settings:
+        out += ["## Settings", ""] + [f"- {k}: `{v}`" for k, v in settings.items()] + [""]
+    if configs:
+        first = next((c.get("latency_ms") for c in configs if c.get("latency_ms")), {}) or {}
+        out += ["## Latency and throughput", "",
+                f"Latency per call/frame in ms; percentiles by numpy '{first.get('method', 'linear')}'; outliers: samples above "
+                f"{first.get('outlier_factor', 3)} x p50 (counted, not removed). Throughput in items (images or verdicts) per second.", ""]
+        out += _table(["configuration", "items/s", "n", "p50", "p90", "p99", "p99.9", "max", "outliers", "agreement", "budget"], _latency_rows(configs))
+        out.append("")
+    staged = [c for c in configs if c.get("stages_ms")]
+    if staged:
+        out += ["## Where the time goes (p50 / p99 ms per stage)", ""]
+        stages = [s for s in STAGE_ORDER if any(s in c["stages_ms"] for c in staged)]
+        rows = [[c["name"]] + [f"{_f(c['stages_ms'][s]['p50_ms'])} / {_f(c['stages_ms'][s]['p99_ms'])}" if s in c["stages_ms"] else "-" for s in stages] for c in staged]
+        out += _table(["configuration", *stages], rows) + [""]
+        drops = [(c["name"], c.get("drops")) for c in staged if c.get("drops") is not None]
+        if drops:
+            out += ["Dropped or lost frames: " + ", ".join(f"{n}: {d}" for n, d in drops), ""]
+    comparisons = result.get("comparisons", [])
+    if comparisons:
+        out += ["## Ratios", ""]
+        rows = [[c["name"], c.get("metric", ""), _f(c.get("ratio"), 3), c.get("goal", "-"), {True: "yes", False: "no"}.get(c.get("goal_met"), "-")] for c in comparisons]
+        out += _table(["comparison", "metric", "ratio / value", "goal", "goal met"], rows) + [""]
+    for key, title in (("sweep", "Highest sustainable fps per camera"),):
+        if result.get(key):
+            rows = [[str(r.get(k)) for k in ("artifact", "resolution", "backend", "batch", "cameras")] + [_f(r.get("max_fps_per_camera"), 1), _f(r.get("p99_ms"))] for r in result[key]]
+            out += [f"## {title}", ""] + _table(["artifact", "resolution", "backend", "batch", "cameras", "max fps/camera", "p99 ms there"], rows) + [""]
+    notes = result.get("notes", []) + [f"{c['name']}: {n}" for c in configs for n in c.get("notes", [])]
+    if notes:
+        out += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    if plots:
+        out += ["## Plots", ""] + [f"![{name}]({file})" for name, file in plots.items()] + [""]
+    return "\n".join(out)

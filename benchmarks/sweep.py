@@ -1,0 +1,125 @@
+"""`eiad bench sweep`: the highest sustainable fps per camera over a grid of settings.
+
+Grid: artifact (each carries a resolution and precision) x ONNX Runtime backend x
+max_batch x cameras. At each point a bisection over fps per camera runs short probe
+loops (`probe_s` each, at least 20 frames per camera); a probe passes when the budget is met (p99 <= budget, verdict
+rate >= fps x cameras, nothing dropped or lost). Assumes pass/fail is monotonic in fps,
+which holds for a loop that saturates; a noisy machine can make a probe fail early, so
+the figure is a lower bound and the report keeps each point's probes.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks.backends import ORT_CHAINS
+from benchmarks.line_bench import LineLoad, load_frames, loop_config, run_loop
+from benchmarks.report import new_result
+from eiad.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SweepGrid:
+    artifacts: list[Path] = field(default_factory=list)  # empty: the config's artifact
+    backends: list[str] = field(default_factory=lambda: ["ort-cpu"])
+    batches: list[int] = field(default_factory=lambda: [1])
+    cameras: list[int] = field(default_factory=lambda: [1, 2, 4])
+    budget_ms: float = 15.0
+    fps_min: float = 5.0
+    fps_max: float = 240.0
+    probe_s: float = 3.0
+    steps: int = 6
+
+
+def highest_sustainable(probe, fps_min: float, fps_max: float, steps: int) -> tuple[float, list[tuple[float, bool, dict]]]:
+    """Bisection for the highest fps where `probe(fps) -> (passed, config)` passes; 0 if fps_min fails."""
+    history = []
+    passed, config = probe(fps_max)
+    history.append((fps_max, passed, config))
+    if passed:
+        return fps_max, history
+    passed, config = probe(fps_min)
+    history.append((fps_min, passed, config))
+    if not passed:
+        return 0.0, history
+    low, high = fps_min, fps_max
+    for _ in range(steps):
+        mid = (low + high) / 2
+        passed, config = probe(mid)
+        history.append((mid, passed, config))
+        low, high = (mid, high) if passed else (low, mid)
+    return low, history
+
+
+def run_sweep(config_path: Path, grid: SweepGrid, broker: str = "private") -> dict:
+    from edge.config import load_station_config
+    from edge.runners.onnxruntime_runner import OnnxRuntimeRunner
+    from eiad.manifest import load_manifest
+
+    from benchmarks.broker import PrivateBroker
+
+    base = load_station_config(config_path)
+    artifacts = [Path(a) for a in grid.artifacts] or [base.path(base.artifact)]
+    unknown = [b for b in grid.backends if b not in ORT_CHAINS]
+    if unknown:
+        raise ConfigError(f"sweep backends {unknown} are not ONNX Runtime backends; choose from {', '.join(ORT_CHAINS)}")
+    result = new_result("sweep", {"config": str(config_path), "artifacts": [str(a) for a in artifacts], **{k: v for k, v in grid.__dict__.items() if k != "artifacts"}})
+    result["sweep"] = []
+    with ExitStack() as stack:
+        if broker == "private":
+            host, port = "127.0.0.1", stack.enter_context(PrivateBroker()).port
+        else:
+            if base.mqtt is None:
+                raise ConfigError(f"{config_path}: --broker config needs an mqtt: section")
+            host, port = base.mqtt.host, base.mqtt.port
+        for artifact in artifacts:
+            manifest = load_manifest(artifact)
+            frames, _ = load_frames(base, manifest, None)
+            for backend in grid.backends:
+                try:
+                    runner = OnnxRuntimeRunner(artifact, providers=ORT_CHAINS[backend], manifest=manifest)
+                except Exception as error:  # a backend this machine lacks: say so, go on with the grid
+                    result["notes"].append(f"{artifact.name} {backend}: not measured ({error})")
+                    continue
+                if runner.provider != ORT_CHAINS[backend][0]:
+                    result["notes"].append(f"{artifact.name} {backend}: not measured (runs on {runner.provider})")
+                    runner.close()
+                    continue
+                try:
+                    for batch in grid.batches:
+                        config = base.model_copy(update={"batching": base.batching.model_copy(update={"max_batch": batch})})
+                        config._base_dir = base._base_dir
+                        for cameras in grid.cameras:
+                            _point(result, config, runner, frames, manifest, artifact, backend, batch, cameras, grid, host, port)
+                finally:
+                    runner.close()
+    if not result["sweep"]:
+        raise ConfigError("no grid point could be measured: " + "; ".join(result["notes"]))
+    return result
+
+
+def _point(result, config, runner, frames, manifest, artifact, backend, batch, cameras, grid: SweepGrid, host, port) -> None:
+    label = f"{artifact.name} {manifest.input.width}x{manifest.input.height} {manifest.precision} {backend} b{batch} {cameras}cam"
+
+    def probe(fps: float):
+        load = LineLoad(fps, cameras, max(grid.probe_s, 20.0 / fps), grid.budget_ms)  # >= 20 frames per camera
+        cfg = loop_config(f"{label} @{fps:.1f}fps", run_loop(config, runner, frames, load, host, port), load, fps)
+        log.info("%s @ %.1f fps: %s", label, fps, "met" if cfg["budget"]["met"] else "; ".join(cfg["budget"]["reasons"]))
+        return cfg["budget"]["met"], cfg
+
+    best, history = highest_sustainable(probe, grid.fps_min, grid.fps_max, grid.steps)
+    at_best = next((c for f, ok, c in history if ok and f == best), None)
+    if at_best is not None:
+        at_best = {**at_best, "name": label, "series": f"{artifact.name} {backend} b{batch}", "group": "sweep"}
+        result["configurations"].append(at_best)
+    result["sweep"].append({
+        "artifact": artifact.name, "resolution": f"{manifest.input.width}x{manifest.input.height}", "precision": manifest.precision,
+        "backend": backend, "batch": batch, "cameras": cameras, "max_fps_per_camera": best,
+        "p99_ms": at_best["latency_ms"]["p99_ms"] if at_best else None,
+        "probes": [{"fps": f, "met": ok, "p99_ms": c["latency_ms"]["p99_ms"], "reasons": c["budget"]["reasons"]} for f, ok, c in history],
+    })

@@ -1,0 +1,104 @@
+"""Short smoke runs of every `eiad bench` command on the tiny torch-free artifact.
+
+The line and sweep runs start a real Mosquitto of their own (benchmarks/broker.py) and
+push real frames through the edge loop, the SQLite outbox and paho to a subscriber.
+"""
+
+import json
+
+import pytest
+
+from benchmarks.baselines import anomalib_baseline
+from benchmarks.broker import PrivateBroker
+from eiad.cli import main
+from tests.support_bench.station import tiny_station
+from tests.support_edge.tiny_artifact import build_tiny_artifact
+
+needs_mosquitto = pytest.mark.skipif(PrivateBroker().binary is None, reason="Mosquitto not installed (.ci/run installs it)")
+
+
+@pytest.fixture(scope="module")
+def station(tmp_path_factory):
+    return tiny_station(tmp_path_factory.mktemp("bench_station"))
+
+
+def _result(out):
+    return json.loads((out / "result.json").read_text())
+
+
+def test_engine_times_ort_cpu_reports_missing_backends_and_checks_agreement(tmp_path, capsys):
+    # given the tiny artifact
+    artifact = build_tiny_artifact(tmp_path / "artifact")
+    out = tmp_path / "engine"
+    # when
+    code = main(["bench", "engine", str(artifact), "--batch", "1,2", "--min-duration-s", "0.2", "--warmup", "2", "--eval-images", "8", "--out", str(out)])
+    # then: one configuration per batch size, with latency, throughput and agreement
+    assert code == 0
+    result = _result(out)
+    names = [c["name"] for c in result["configurations"]]
+    assert names == ["ort-cpu b1", "ort-cpu b2"]
+    for config in result["configurations"]:
+        assert config["iterations"] >= 30 and config["throughput_per_s"] > 0
+        assert config["accuracy"]["verdict_agreement"] == 1.0 and config["accuracy"]["images"] == 8
+        assert config["device"] == "CPUExecutionProvider"
+    # unavailable backends are reported with the reason, not hidden
+    assert any(n.startswith("torch not measured: no --torch-checkpoint") for n in result["notes"])
+    assert (out / "latency_cdf.png").is_file() and "ort-cpu b2" in capsys.readouterr().out
+
+
+def test_engine_with_only_unavailable_backends_is_a_clear_error(tmp_path, capsys):
+    artifact = build_tiny_artifact(tmp_path / "artifact")
+    code = main(["bench", "engine", str(artifact), "--backends", "torch", "--out", str(tmp_path / "o")])
+    assert code == 2
+    assert "no backend could be measured" in capsys.readouterr().err
+
+
+@needs_mosquitto
+def test_line_measures_the_loop_bare_runner_saturated_loop_and_naive_baseline(tmp_path, station):
+    out = tmp_path / "line"
+    code = main(["bench", "line", "--config", str(station), "--fps", "25", "--cameras", "2", "--duration-s", "1.2",
+                 "--budget-ms", "1000", "--out", str(out)])
+    assert code == 0
+    result = _result(out)
+    by_group = {c["group"]: c for c in result["configurations"]}
+    assert set(by_group) == {"loop", "bare", "saturated", "baseline"}
+    loop = by_group["loop"]
+    # every captured frame reached the subscriber exactly once, in the stages that add up
+    assert loop["drops"] == 0 and loop["verdicts_received"] == loop["frames_captured"] == 2 * 30
+    assert {"capture", "queue", "preprocess", "inference", "postprocess", "outbox", "publish+broker", "total"} <= loop["stages_ms"].keys()
+    assert loop["stages_ms"]["inference"]["p50_ms"] <= loop["stages_ms"]["total"]["p50_ms"]
+    assert loop["budget"]["required_fps"] == 50.0 and loop["budget"]["latency_ok"]
+    assert loop["verdicts"].get("NG", 0) > 0 and loop["verdicts"].get("OK", 0) > 0  # 1 in 4 synthetic frames is a defect
+    assert by_group["baseline"]["latency_ms"]["count"] == 2 * 30
+    metrics = {c["name"] for c in result["comparisons"]}
+    assert {"saturated loop / bare runner", "paced loop p99 - bare runner p99", "station loop / naive loop"} <= metrics
+    assert (out / "stages.png").is_file()
+
+
+@needs_mosquitto
+def test_sweep_finds_a_sustainable_fps_per_grid_point(tmp_path, station):
+    out = tmp_path / "sweep"
+    code = main(["bench", "sweep", "--config", str(station), "--cameras", "1,2", "--fps-max", "40", "--probe-s", "0.5",
+                 "--steps", "1", "--budget-ms", "1000", "--out", str(out)])
+    assert code == 0
+    rows = _result(out)["sweep"]
+    assert [r["cameras"] for r in rows] == [1, 2]
+    assert all(r["max_fps_per_camera"] == 40 for r in rows)  # the tiny model keeps up with 40 fps at a 1 s budget
+    assert (out / "throughput_vs_cameras.png").is_file()
+
+
+def test_compare_prints_ratios_between_two_engine_runs(tmp_path, capsys):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    base = {"schema": "eiad-bench/1", "kind": "engine"}
+    a.write_text(json.dumps({**base, "configurations": [{"name": "ort-cpu b1", "throughput_per_s": 100.0, "latency_ms": {"p50_ms": 2.0, "p99_ms": 4.0}}]}))
+    b.write_text(json.dumps({**base, "configurations": [{"name": "ort-cpu b1", "throughput_per_s": 250.0, "latency_ms": {"p50_ms": 1.0, "p99_ms": 1.0}}]}))
+    assert main(["bench", "compare", str(a), str(b)]) == 0
+    text = capsys.readouterr().out
+    assert "throughput_per_s" in text and "2.500" in text and "0.250" in text and "B better" in text
+
+
+def test_anomalib_baseline_says_why_it_is_absent():
+    status = anomalib_baseline.availability()
+    assert isinstance(status.available, bool)
+    if not status.available:
+        assert "anomalib" in status.reason
