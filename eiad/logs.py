@@ -18,5 +18,6 @@ def configure_logging(verbosity: int = 0) -> None:
         level = logging.WARNING
     logging.basicConfig(level=level, format=_FORMAT, datefmt="%H:%M:%S", force=True)
     # Chatty third-party loggers stay at WARNING unless asked for DEBUG.
-    for name in ("PIL", "matplotlib", "urllib3", "httpx", "filelock"):
+    # onnxscript/onnx_ir log one INFO line per node while exporting.
+    for name in ("PIL", "matplotlib", "urllib3", "httpx", "filelock", "onnxscript", "onnx_ir"):
         logging.getLogger(name).setLevel(max(level, logging.WARNING))

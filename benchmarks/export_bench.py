@@ -1,0 +1,114 @@
+"""Export benchmark: vision engine latency (PyTorch eager vs ONNX Runtime CPU, batch 1 and 8,
+p50/p99) and LLM tokens/s + size for fp32 / int8 / int4, side by side in one run.
+
+    python -m benchmarks.export_bench --artifact ART --checkpoint CKPT [--out bench.json]
+
+On a CUDA machine it adds PyTorch eager vs torch.compile (CUDA graphs) GPU timings, with
+ONNX Runtime CPU kept as the reference. Honest timing: warm-up, perf_counter_ns, device
+sync, percentiles, versions recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _percentiles(fn, warmup: int, iters: int, sync=lambda: None) -> dict:
+    for _ in range(warmup):  # first runs allocate buffers and pick kernels: not what the line sees
+        fn()
+    sync()
+    samples = []
+    for _ in range(iters):
+        start = time.perf_counter_ns()
+        fn()
+        sync()
+        samples.append((time.perf_counter_ns() - start) / 1e6)
+    return {"p50_ms": float(np.percentile(samples, 50)), "p99_ms": float(np.percentile(samples, 99)), "n": iters}
+
+
+def vision_rows(artifact: Path, engine, iters: int) -> list[dict]:
+    import onnxruntime as ort
+    import torch
+
+    from eiad.manifest import load_manifest
+
+    manifest = load_manifest(artifact)
+    session = ort.InferenceSession(str(artifact / "vision.onnx"), providers=["CPUExecutionProvider"])
+    rows = []
+    for batch in (1, 8):
+        images = np.random.default_rng(0).integers(0, 256, (batch, manifest.input.height, manifest.input.width, 3), np.uint8)
+        tensor = torch.from_numpy(images)
+        with torch.no_grad():
+            rows.append({"engine": "torch eager CPU", "batch": batch, **_percentiles(lambda: engine(tensor), 3, iters)})
+        rows.append({"engine": "onnxruntime CPU", "batch": batch,
+                     **_percentiles(lambda: session.run(None, {"image": images}), 3, iters)})
+        if torch.cuda.is_available():
+            gpu = engine.cuda()
+            on_gpu = tensor.cuda()
+            sync = torch.cuda.synchronize
+            with torch.no_grad():
+                rows.append({"engine": "torch eager CUDA", "batch": batch, **_percentiles(lambda: gpu(on_gpu), 5, iters, sync)})
+                compiled = torch.compile(gpu, mode="reduce-overhead")  # CUDA graphs
+                rows.append({"engine": "torch.compile CUDA graphs", "batch": batch,
+                             **_percentiles(lambda: compiled(on_gpu), 5, iters, sync)})
+            engine.cpu()
+    return rows
+
+
+def llm_rows(artifact: Path, tokens: int) -> list[dict]:
+    from edge.llm_runtime import LlmRuntime
+
+    llm_dir = artifact / "llm"
+    config = json.loads((llm_dir / "llm_config.json").read_text())
+    rows = []
+    for precision in config["precisions"]:
+        runtime = LlmRuntime(llm_dir, precision)
+        ids = runtime.encode("Inspection verdict NG, defect crack at the top left. Explain the defect.")
+        runtime.generate_ids(ids, 4)  # warm-up
+        runtime.eos = set()  # time a fixed number of tokens
+        generation = runtime.generate_ids(ids, tokens)
+        size = sum(p.stat().st_size for p in llm_dir.glob(f"decoder_{precision}.onnx*"))
+        rows.append({"precision": precision, "size_mb": size / 1e6, "tokens_per_s": generation.tokens_per_s,
+                     "tokens": len(generation.token_ids)})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--artifact", type=Path, required=True)
+    parser.add_argument("--checkpoint", type=Path, help="the checkpoint the artifact came from (for PyTorch timings)")
+    parser.add_argument("--iters", type=int, default=30)
+    parser.add_argument("--tokens", type=int, default=32)
+    parser.add_argument("--out", type=Path, default=Path("export_bench.json"))
+    args = parser.parse_args(argv)
+    import onnxruntime
+    import torch
+
+    result = {"device": platform.processor() or platform.machine(), "cuda": torch.cuda.is_available(),
+              "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__}, "vision": [], "llm": []}
+    if args.checkpoint:
+        from train.localization import engine_from_checkpoint
+
+        engine, _ = engine_from_checkpoint(args.checkpoint)
+        result["vision"] = vision_rows(args.artifact, engine, args.iters)
+    if (args.artifact / "llm" / "llm_config.json").is_file():
+        result["llm"] = llm_rows(args.artifact, args.tokens)
+    print(f"{'vision engine':<28}{'batch':>6}{'p50 ms':>10}{'p99 ms':>10}")
+    for row in result["vision"]:
+        print(f"{row['engine']:<28}{row['batch']:>6}{row['p50_ms']:>10.2f}{row['p99_ms']:>10.2f}")
+    print(f"{'LLM decoder':<28}{'MB':>8}{'tokens/s':>10}")
+    for row in result["llm"]:
+        print(f"{row['precision']:<28}{row['size_mb']:>8.2f}{row['tokens_per_s']:>10.1f}")
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"written: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,161 @@
+"""`eiad export`: export the vision engine to ONNX/TensorRT and the language model, verify artifacts.
+
+Only argparse here: torch, onnx and TensorRT are imported inside the handlers, so
+`eiad export --help` works on an edge box.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_EPILOG = (
+    "Typical order: 'eiad export onnx' (creates the artifact) -> 'eiad export llm' (adds the explainer's "
+    "language model) -> copy the folder to the edge box -> 'eiad export verify DIR' -> 'eiad export tensorrt DIR' "
+    "(on the box: engines only run on the TensorRT version and GPU that built them). See docs/export.md."
+)
+
+
+def register(commands) -> None:
+    parser = commands.add_parser(
+        "export", help="export the vision engine to ONNX/TensorRT and the language model, verify artifacts",
+        description="Export a trained checkpoint into one self-describing artifact folder (manifest.json "
+        "with sha256 of every file, thresholds and class names from calibration).", epilog=_EPILOG,
+    )
+    sub = parser.add_subparsers(dest="export_command", metavar="COMMAND")
+    parser.set_defaults(func=lambda args: parser.print_help() or 2)
+
+    onnx = sub.add_parser("onnx", help="vision engine -> vision.onnx + parity check + manifest (creates the artifact)",
+                          description="Export the vision engine (uint8 BGR NHWC camera pixels -> anomaly map, score, "
+                          "class probabilities, vision features) with a dynamic batch axis, then prove it against "
+                          "PyTorch on real held-out images. Fails (exit 2) past the parity tolerances.")
+    onnx.add_argument("--checkpoint", type=Path, required=True, help="localization checkpoint folder (eiad train)")
+    onnx.add_argument("--out", type=Path, required=True, help="artifact folder to create")
+    onnx.add_argument("--split", type=Path, help="split.json (or its folder): parity on its held-out 'val' images")
+    onnx.add_argument("--images", type=Path, help="folder of real line images for parity when there is no split")
+    onnx.add_argument("--max-images", type=int, default=16, help="parity images used (default 16)")
+    onnx.add_argument("--opset", type=int, default=18, help="ONNX opset, >= 17 (default 18)")
+    onnx.add_argument("--external-data", action="store_true", help="weights in vision.onnx.data (automatic above 1.5 GB)")
+    onnx.add_argument("--force", action="store_true", help="replace an existing artifact in --out")
+    onnx.set_defaults(func=_onnx)
+
+    llm = sub.add_parser("llm", help="language model -> llm/ (fp32 + int8 + int4 ONNX, KV cache) + parity",
+                         description="Export the checkpoint's language model (decoder with KV cache taking "
+                         "inputs_embeds, plus the projector) into an existing artifact, quantize it, and check "
+                         "greedy answers against PyTorch (fp32 and int8 must match on >= 95%% of prompts).")
+    llm.add_argument("artifact", type=Path, help="artifact folder made by 'eiad export onnx'")
+    llm.add_argument("--model", required=True, help="backbone preset name or folder (e.g. the merged dialog model)")
+    llm.add_argument("--precisions", default="int8,int4", help="quantized decoders to add to fp32 (default int8,int4)")
+    llm.add_argument("--prompts", type=Path, help="text file, one parity prompt per line (default: built-in set)")
+    llm.add_argument("--max-new-tokens", type=int, default=16, help="tokens compared per prompt (default 16)")
+    llm.add_argument("--parity-min-margin", type=float, default=0.0,
+                     help="compare only prompts whose fp32 top-1 logit margin stays >= this (random tiny models)")
+    llm.add_argument("--opset", type=int, default=18)
+    llm.set_defaults(func=_llm)
+
+    trt = sub.add_parser("tensorrt", help="vision.onnx -> TensorRT engine (run this on the edge box)",
+                         description="Build a TensorRT 10 engine from the artifact's vision.onnx. The engine file "
+                         "name is keyed by ONNX sha256, TensorRT version, GPU, precision and batch profile. A first "
+                         "build can take minutes (about 10 on a Jetson Orin); progress is logged.")
+    trt.add_argument("artifact", type=Path)
+    trt.add_argument("--precision", choices=("fp16", "int8"), default="fp16")
+    trt.add_argument("--calib-dir", type=Path, help="folder of line images for INT8 calibration")
+    trt.add_argument("--max-batch", type=int, default=8, help="largest batch of the optimisation profile")
+    trt.add_argument("--workspace-mib", type=int, default=2048, help="builder workspace (MiB)")
+    trt.set_defaults(func=_tensorrt)
+
+    verify = sub.add_parser("verify", help="check every file's sha256 and load each part",
+                            description="Check the manifest, every file's size and sha256, then load each part "
+                            "(ONNX Runtime sessions for the graphs, the LLM runtime). Errors name the file.")
+    verify.add_argument("artifact", type=Path)
+    verify.set_defaults(func=_verify)
+
+
+def _quiet_exporters() -> None:
+    # The dynamo exporter's passes log one INFO line per node: keep them out of the user's view.
+    for name in ("onnxscript", "onnx_ir", "onnxruntime.quantization"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def _onnx(args) -> int:
+    from export.formats import FORMATS, VisionMeta
+    from export.onnx_vision import export_vision_artifact
+    from export.parity import image_paths, load_images
+    from eiad.manifest import Thresholds
+    from eiad.errors import ModelError
+    from train.localization import engine_from_checkpoint
+
+    FORMATS["onnx"].check("fp32")
+    _quiet_exporters()
+    paths, source = image_paths(args.split, args.images, args.max_images)  # fail on data before a long export
+    engine, saved = engine_from_checkpoint(args.checkpoint)
+    if not saved.thresholds:
+        raise ModelError(f"{args.checkpoint}/meta.json has no calibrated thresholds: finish training (calibration) first")
+    spec = saved.meta["localizer_spec"]
+    preprocess = saved.meta.get("preprocess", {})
+    meta = VisionMeta(
+        model_id=f"{saved.meta['backbone']}@{Path(args.checkpoint).resolve().name}-step{saved.step}",
+        backbone=str(saved.meta["backbone"]), preset=str(saved.meta.get("family", "")),
+        class_names=list(spec["class_names"]), thresholds=Thresholds(**saved.thresholds),
+        preprocessing=(f"inside the graph: uint8 BGR NHWC {engine.height}x{engine.width} -> RGB -> float -> "
+                       f"(x/255 - mean)/std with mean={preprocess.get('mean')} std={preprocess.get('std')}; "
+                       "outside: resize the camera image to the input size (cv2.resize)"),
+        height=engine.height, width=engine.width,
+    )
+    images = load_images(paths, meta.height, meta.width)
+    out = export_vision_artifact(engine, meta, args.out, images, source, args.opset, args.force,
+                                 True if args.external_data else None)
+    print(f"artifact: {out}")
+    return 0
+
+
+def _llm(args) -> int:
+    from export.formats import FORMATS
+    from export.llm_parity import export_llm_artifact
+    from eiad.errors import DataError, ModelError
+    from eiad.modeling.backbones import load_backbone
+
+    precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    for precision in precisions:
+        FORMATS["llm"].check(precision)
+    _quiet_exporters()
+    prompts = None
+    if args.prompts:
+        if not args.prompts.is_file():
+            raise DataError(f"{args.prompts} not found: give a text file with one prompt per line")
+        prompts = [line.strip() for line in args.prompts.read_text(encoding="utf-8").splitlines() if line.strip()]
+    import tempfile
+
+    backbone = load_backbone(args.model)
+    fast = getattr(backbone.tokenizer, "backend_tokenizer", None)
+    if fast is None:
+        raise ModelError(f"{args.model} has no fast tokenizer (tokenizer.json): the edge runtime needs one")
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer_json = Path(tmp) / "tokenizer.json"
+        fast.save(str(tokenizer_json))
+        result = export_llm_artifact(backbone.hf_model, tokenizer_json, args.artifact, precisions, prompts, args.opset,
+                                     args.max_new_tokens, args.parity_min_margin)
+    print(f"{'precision':<10}{'match':>8}{'size MB':>10}{'tokens/s':>10}")
+    for row in result["precisions"]:
+        print(f"{row['precision']:<10}{row['match_rate']:>8.0%}{row['size_bytes'] / 1e6:>10.2f}{row['tokens_per_s']:>10.0f}")
+    return 0
+
+
+def _tensorrt(args) -> int:
+    from export.formats import FORMATS
+    from export.tensorrt_build import build_engine_for_artifact
+
+    FORMATS["tensorrt"].check(args.precision)
+    path = build_engine_for_artifact(args.artifact, args.precision, args.calib_dir, args.max_batch, args.workspace_mib)
+    print(f"engine: {path}")
+    return 0
+
+
+def _verify(args) -> int:
+    from export.verify import verify_artifact
+
+    for line in verify_artifact(args.artifact):
+        print(line)
+    return 0

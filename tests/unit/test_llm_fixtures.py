@@ -1,0 +1,169 @@
+"""Shared tiny models for the export/LLM/explainer tests (no tests here; imported by them).
+
+A tiny real vision engine (uint8 NHWC BGR in, normalisation inside, the four named
+outputs) and a tiny Qwen2 language model with an offline-trained BPE tokenizer, fitted
+for a few seconds on fixed answers so its greedy answers have clear logit margins
+(a random model's near-tied logits would make quantization parity meaningless).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+VISION_DIM = 32
+HEIGHT = WIDTH = 64
+CLASSES = ["crack", "hole", "scratch"]
+PAIRS = [
+    ("verdict NG crack top left. Explain:", " a thin crack, top left."),
+    ("verdict NG hole centre. Explain:", " a round hole in the centre."),
+    ("verdict NG scratch bottom right. Explain:", " a long scratch, bottom right."),
+    ("verdict NG crack centre. Explain:", " a crack splits the centre."),
+    ("verdict OK none. Explain:", " clean surface, no defect."),
+    # the explainer's own grounded prompt (eiad/modeling/grounding.py) ends like this
+    ("Refer to this defect and this location.\n", " a crack near the top left."),
+]
+
+
+class EngineOut(NamedTuple):
+    anomaly_map: torch.Tensor
+    image_score: torch.Tensor
+    class_probs: torch.Tensor
+    vision_features: torch.Tensor
+
+
+class TinyEngine(nn.Module):
+    """Camera pixels -> anomaly map, score, class probs and 16 vision tokens of width 32."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.register_buffer("mean", torch.tensor([0.5, 0.5, 0.5]).view(1, 3, 1, 1) * 255)
+        self.register_buffer("inv_std", 1 / (torch.tensor([0.25, 0.25, 0.25]).view(1, 3, 1, 1) * 255))
+        self.stem = nn.Conv2d(3, VISION_DIM, 8, stride=8)  # 8x8 grid of tokens
+        self.mask_head = nn.Conv2d(VISION_DIM, 1, 1)
+        self.cls_head = nn.Linear(VISION_DIM, len(CLASSES))
+        self.score_head = nn.Linear(VISION_DIM, 1)
+
+    def forward(self, image):
+        x = image.permute(0, 3, 1, 2).float().flip(1)
+        x = (x - self.mean) * self.inv_std
+        feats = torch.relu(self.stem(x))
+        tokens = feats.flatten(2).transpose(1, 2)  # (N, 64, D)
+        pooled = tokens.mean(1)
+        low = self.mask_head(feats)
+        amap = torch.sigmoid(nn.functional.interpolate(low, size=image.shape[1:3], mode="bilinear", align_corners=False))
+        return EngineOut(amap, torch.sigmoid(self.score_head(pooled))[:, 0],
+                         torch.softmax(self.cls_head(pooled), -1), nn.functional.avg_pool1d(tokens.transpose(1, 2), 4).transpose(1, 2))
+
+
+def real_images(directory: Path, count: int = 6) -> Path:
+    """Real photographs (scikit-image ships them) cut into 64x64 BGR PNGs."""
+    import cv2
+    from skimage import data
+
+    directory.mkdir(parents=True, exist_ok=True)
+    sources = [data.astronaut(), data.coffee(), data.rocket(), data.chelsea()]
+    for i in range(count):
+        rgb = sources[i % len(sources)]
+        y, x = 40 * i, 50 * i
+        tile = cv2.resize(rgb[y : y + 256, x : x + 256], (WIDTH, HEIGHT), interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(directory / f"img{i}.png"), tile[:, :, ::-1])
+    return directory
+
+
+def train_tokenizer(path: Path) -> Path:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<eos>"], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator([p + a for p, a in PAIRS] * 4, trainer=trainer)
+    tok.save(str(path))
+    return path
+
+
+def tiny_lm(tokenizer_json: Path, hidden: int = 64, steps: int = 100):
+    """A Qwen2 LM (2 layers) fitted to answer PAIRS; returns the model (eval mode)."""
+    from tokenizers import Tokenizer
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    tok = Tokenizer.from_file(str(tokenizer_json))
+    eos = tok.token_to_id("<eos>")
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=tok.get_vocab_size(), hidden_size=hidden, intermediate_size=2 * hidden,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=256, eos_token_id=eos, tie_word_embeddings=False)
+    model = Qwen2ForCausalLM(config)
+    rows = [tok.encode(p + a).ids + [eos] for p, a in PAIRS]
+    width = max(map(len, rows))
+    ids = torch.tensor([r + [eos] * (width - len(r)) for r in rows])
+    labels = torch.tensor([r + [-100] * (width - len(r)) for r in rows])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: threads only add overhead on a shared CPU
+    optim = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(steps):
+        loss = model(input_ids=ids, labels=labels).loss
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+    torch.set_num_threads(threads)
+    return model.eval()
+
+
+def meta(thresholds_image: float = 0.5, thresholds_pixel: float = 0.5):
+    from eiad.manifest import Thresholds
+    from export.formats import VisionMeta
+
+    return VisionMeta(
+        model_id="tiny-test", backbone="tiny-conv", preset="test", class_names=list(CLASSES),
+        thresholds=Thresholds(image_score=thresholds_image, pixel=thresholds_pixel, calibration="test"),
+        preprocessing="BGR uint8 NHWC -> RGB -> (x/255-0.5)/0.25 inside the graph", height=HEIGHT, width=WIDTH,
+    )
+
+
+@pytest.fixture(scope="session")
+def parity_images(tmp_path_factory):
+    from export.parity import load_images
+
+    folder = real_images(tmp_path_factory.mktemp("images"))
+    return load_images(sorted(folder.glob("*.png")), HEIGHT, WIDTH)
+
+
+@pytest.fixture(scope="session")
+def vision_artifact(tmp_path_factory, parity_images):
+    """(engine, artifact dir) of the tiny engine exported once per session."""
+    from export.onnx_vision import export_vision_artifact
+
+    engine = TinyEngine().eval()
+    out = tmp_path_factory.mktemp("art") / "artifact"
+    export_vision_artifact(engine, meta(), out, parity_images, "skimage photographs")
+    return engine, out
+
+
+@pytest.fixture(scope="session")
+def llm_artifact(tmp_path_factory, vision_artifact):
+    """A copy of the vision artifact with the fitted tiny LM exported (fp32, int8, int4)."""
+    import shutil
+
+    from export.llm_parity import export_llm_artifact
+
+    base = tmp_path_factory.mktemp("llm")
+    tokenizer = train_tokenizer(base / "tokenizer.json")
+    model = tiny_lm(tokenizer)
+    art = base / "artifact"
+    shutil.copytree(vision_artifact[1], art)
+    torch.manual_seed(1)
+    projector = nn.Sequential(nn.Linear(VISION_DIM, 64))
+    result = export_llm_artifact(model, tokenizer, art, ["int8", "int4"], prompts=[p for p, _ in PAIRS],
+                                 projector=projector, vision_dim=VISION_DIM)
+    return model, art, result
