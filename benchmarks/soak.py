@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import resource
 import sys
 import tempfile
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kill", action="store_true", help="SIGKILL the broker instead of stopping it")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)  # paho's reconnect chatter during outages is expected
 
     from edge.outbox import Outbox
     from edge.sinks.mqtt import MqttSink

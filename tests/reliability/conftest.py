@@ -1,0 +1,79 @@
+"""Fixtures for the reliability campaigns: real Mosquitto brokers, a recording subscriber,
+sink settings with short reconnect delays, and TLS material made with openssl."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from edge.sinks.mqtt_config import MqttSettings
+from tests.support.mosquitto import Mosquitto, mosquitto_available
+from tests.reliability.auth_subscriber import AuthSubscriber
+from tests.support.mqtt_subscriber import Subscriber
+
+
+def sink_settings(port: int, **overrides) -> MqttSettings:
+    """Station st1 on line l1, reconnecting fast (faults last seconds here, not minutes)."""
+    base = dict(port=port, line="l1", station="st1", reconnect_min_delay_s=0.1, reconnect_max_delay_s=0.5,
+                close_timeout_s=3.0)
+    return MqttSettings(**{**base, **overrides})
+
+
+@pytest.fixture
+def mosquitto_factory(tmp_path):
+    """Build brokers (`persistence=`, `users=`, `tls=`, `extra_conf=`); all killed at teardown.
+    Fails (not skips) when Mosquitto is missing: .ci/run installs it."""
+    if not mosquitto_available():
+        pytest.fail("mosquitto is not installed: apt-get install mosquitto (.ci/run does this)")
+    brokers: list[Mosquitto] = []
+
+    def make(**kwargs) -> Mosquitto:
+        broker = Mosquitto(tmp_path / f"broker{len(brokers)}", **kwargs).start()
+        brokers.append(broker)
+        return broker
+
+    yield make
+    for broker in brokers:
+        broker.kill()
+
+
+@pytest.fixture
+def subscriber_factory():
+    """`subscriber_factory(port, "eiad/l1/#", **kw)`: a persistent-session QoS 1 subscriber,
+    waited until subscribed; all closed at teardown. With `username=`, `password=`,
+    `client_id=` (and `ca_file=`) it logs in (AuthSubscriber)."""
+    subs: list[Subscriber] = []
+
+    def make(port: int, topic_filter: str = "eiad/l1/st1/#", **kwargs):
+        login = "username" in kwargs
+        sub = AuthSubscriber(port, topic_filter, **kwargs) if login else Subscriber(port, topic_filter, **kwargs)
+        assert sub.subscribed.wait(5), "the test subscriber could not subscribe"
+        subs.append(sub)
+        return sub
+
+    yield make
+    for sub in subs:
+        sub.close()
+
+
+def openssl(cwd: Path, *args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=cwd)
+
+
+def make_client_cert(tls_dir: Path, name: str) -> tuple[Path, Path]:
+    """A client certificate (CN=`name`) signed by the CA in `tls_dir` (from make_tls_files)."""
+    openssl(tls_dir, "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", f"{name}.key",
+            "-out", f"{name}.csr")
+    openssl(tls_dir, "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "2", "-out", f"{name}.crt")
+    return tls_dir / f"{name}.crt", tls_dir / f"{name}.key"
+
+
+def make_other_ca(directory: Path) -> Path:
+    """A CA that signed nothing the broker uses (a station pointed at the wrong trust root)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    openssl(directory, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=impostor-ca",
+            "-keyout", "other.key", "-out", "other.crt")
+    return directory / "other.crt"
