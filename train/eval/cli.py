@@ -1,13 +1,14 @@
 """`eiad eval`: score models (MMAD answers, localization metrics, DDQA QA accuracy)."""
 
-from train.eval import mmad_cli
+from train.eval import loc_cli, mmad_cli
 
 
 def register(commands) -> None:
     parser = commands.add_parser(
         "eval",
-        help="evaluate: MMAD scoring, localization metrics, DDQA QA accuracy",
+        help="evaluate: MMAD scoring, localization metrics",
         description="Evaluate models and answer files.",
     )
     sub = parser.add_subparsers(dest="eval_command", metavar="EVAL_COMMAND", required=True)
     mmad_cli.register(sub)
+    loc_cli.register(sub)

@@ -1,0 +1,97 @@
+"""EiadVisionEngine: the one graph that is exported (ONNX/TensorRT) and run on the line.
+
+camera pixels uint8 NHWC BGR at the spec size -> RGB, /255, (x - mean)/std -> vision tower
+(taps + LLM tokens) -> localization module -> probabilities. Preprocessing lives here and
+only here: training calls `preprocess` too, so train, export and edge cannot disagree.
+The resize to the spec size (spec.resize, "stretch") is the one step done outside, by
+whoever owns the camera image (cv2.resize, INTER_LINEAR).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from eiad import manifest
+from eiad.modeling.localization import DefectLocalizer, LocalizationOutput
+
+
+class VisionEngineOutput(NamedTuple):
+    anomaly_map: Tensor  # (N, 1, H, W) defect probability per pixel
+    image_score: Tensor  # (N,) defect probability of the image
+    class_probs: Tensor  # (N, C) softmax over class names
+    vision_features: Tensor  # (N, T, D) tokens the explainer (LLM) consumes
+
+
+# The exported tensor names are the NamedTuple's field names; keep them equal to the manifest's.
+if VisionEngineOutput._fields != (manifest.ANOMALY_MAP, manifest.IMAGE_SCORE, manifest.CLASS_PROBS, manifest.VISION_FEATURES):
+    raise ImportError("VisionEngineOutput fields must match the output names in eiad/manifest.py")
+
+
+class Preprocess(nn.Module):
+    """uint8 (N,H,W,3) in `input_order` -> float (N,3,H,W) normalised in the model's channel order."""
+
+    def __init__(self, spec, input_order: str = "BGR") -> None:
+        super().__init__()
+        self.flip = input_order != spec.channel_order
+        self.register_buffer("mean", torch.tensor(spec.mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0)
+        self.register_buffer("inv_std", 1.0 / (torch.tensor(spec.std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0))
+
+    def forward(self, image: Tensor) -> Tensor:
+        x = image.permute(0, 3, 1, 2).to(torch.float32)
+        if self.flip:
+            x = torch.flip(x, dims=[1])
+        # (x/255 - mean)/std folded into one multiply-add: the same numbers, fewer ops.
+        return (x - self.mean) * self.inv_std
+
+
+class EiadVisionEngine(nn.Module):
+    """Backbone vision pass + localization module, camera pixels in, probabilities out."""
+
+    def __init__(self, backbone, localizer: DefectLocalizer, taps: Sequence[int] | None = None) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.localizer = localizer
+        self.taps = tuple(taps if taps is not None else localizer.spec.taps)
+        self.preprocess = Preprocess(backbone.spec)
+        self.height, self.width = backbone.spec.height, backbone.spec.width
+
+    def forward_logits(self, image: Tensor) -> tuple[LocalizationOutput, Tensor]:
+        """Raw localization logits and the LLM vision tokens (used by training and eval)."""
+        pixels = self.preprocess(image)
+        feats = self.backbone.forward_vision(pixels, self.taps)
+        return self.localizer(feats.layer_features, pixels), feats.tokens
+
+    def forward(self, image: Tensor) -> VisionEngineOutput:
+        out, tokens = self.forward_logits(image)
+        return VisionEngineOutput(
+            anomaly_map=torch.sigmoid(out.mask_logits),
+            image_score=torch.sigmoid(out.image_logit),
+            class_probs=torch.softmax(out.class_logits, dim=-1),
+            vision_features=tokens.float(),
+        )
+
+
+def export_onnx(engine: EiadVisionEngine, path, batch: int = 2, opset: int | None = None) -> None:
+    """Export with the dynamo exporter, batch axis dynamic.
+
+    The example batch is >= 2 on purpose: with a batch-1 example the exporter can bake
+    the batch size into the graph (STACK.md "ONNX").
+    """
+    example = torch.zeros(max(batch, 2), engine.height, engine.width, 3, dtype=torch.uint8)
+    batch_dim = torch.export.Dim("batch", min=1, max=64)
+    kwargs = {"opset_version": opset} if opset else {}
+    engine.eval()
+    with torch.no_grad():
+        torch.onnx.export(
+            engine,
+            (example,),
+            str(path),
+            dynamo=True,
+            input_names=["image"],
+            output_names=list(VisionEngineOutput._fields),
+            dynamic_shapes={"image": {0: batch_dim}},
+            **kwargs,
+        )

@@ -1,0 +1,210 @@
+"""The decoupled defect localization module: patch features in, defect mask out.
+
+It reads the vision tower's patch features at a few depths (the same features the LLM's
+explanation uses, so one vision pass per frame serves both), and never touches the LLM.
+
+    patch features at taps t1..tk  (N, gh*gw, D) each          image (N,3,H,W) normalised
+            |  per-tap Linear(D->P)                                     |
+            v                                                          conv stem (stride 4)
+    projected patches ---cos---> prompt embeddings (normal, defect_1..C)  |
+            |                 (text_proj(embed_text(prompts)) + learned delta)
+            |  [optional 1-shot: 1 - max cos to a normal reference's patches]
+            v                                                          |
+    [sim maps | ref maps | 1x1-squeezed features]  (N, ch, gh, gw)      |
+            |  2 x conv3x3  -> patch-level features F                   |
+            +--> pooled F --> image logit (N,), class logits (N,C)      |
+            +--> upsample to H/4 ----------- concat ---------------------+
+                                               |  2 x conv3x3, 1x1
+                                               v  bilinear upsample
+                                       mask logits (N,1,H,W)
+
+Thread safety: a module instance is not safe to call from several threads while training.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import NamedTuple, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+NORMAL_PROMPT = "a photo of a flawless part"
+DEFECT_PROMPT = "a photo of a damaged part"
+
+
+def default_prompts(class_names: Sequence[str]) -> list[str]:
+    """Prompt texts: index 0 is the normal prompt, 1 a generic defect, then one per class."""
+    return [NORMAL_PROMPT, DEFECT_PROMPT] + [f"a photo of a part with a {name.replace('_', ' ')}" for name in class_names]
+
+
+@dataclass(frozen=True)
+class LocalizerSpec:
+    """Everything needed to rebuild a `DefectLocalizer` (stored in every checkpoint).
+
+    `image_size` is (height, width) in pixels; `grid` the patch grid (rows, cols).
+    """
+
+    vision_hidden_size: int
+    text_hidden_size: int
+    grid: tuple[int, int]
+    image_size: tuple[int, int]
+    taps: tuple[int, ...]
+    class_names: tuple[str, ...]
+    prompts: tuple[str, ...]
+    proj_dim: int = 64
+    feature_channels: int = 16
+    decoder_channels: int = 32
+    stem: bool = True
+    reference: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "LocalizerSpec":
+        data = dict(data)
+        for key in ("grid", "image_size", "taps", "class_names", "prompts"):
+            data[key] = tuple(data[key])
+        return cls(**data)
+
+
+class LocalizationOutput(NamedTuple):
+    mask_logits: Tensor  # (N, 1, H, W) defect logit per pixel
+    image_logit: Tensor  # (N,) defect logit of the image
+    class_logits: Tensor  # (N, C) logits over spec.class_names
+
+
+def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.GroupNorm(1, cout), nn.GELU())
+
+
+class DefectLocalizer(nn.Module):
+    """Localization head over multi-depth vision features (see the module docstring)."""
+
+    def __init__(self, spec: LocalizerSpec, prompt_text_embeddings: Tensor) -> None:
+        super().__init__()
+        if prompt_text_embeddings.shape != (len(spec.prompts), spec.text_hidden_size):
+            raise ValueError(
+                f"prompt embeddings have shape {tuple(prompt_text_embeddings.shape)}, "
+                f"expected ({len(spec.prompts)}, {spec.text_hidden_size})"
+            )
+        self.spec = spec
+        taps, p = len(spec.taps), spec.proj_dim
+        n_prompts = len(spec.prompts)
+        # The backbone's text embeddings are fixed (a buffer); what is learned is the
+        # projection into the patch space plus a per-prompt correction.
+        self.register_buffer("prompt_text", prompt_text_embeddings.detach().float().clone())
+        self.text_proj = nn.Linear(spec.text_hidden_size, p)
+        self.prompt_delta = nn.Parameter(torch.zeros(n_prompts, p))
+        self.patch_proj = nn.ModuleList(
+            nn.Sequential(nn.LayerNorm(spec.vision_hidden_size), nn.Linear(spec.vision_hidden_size, p)) for _ in spec.taps
+        )
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(10.0)))
+        self.squeeze = nn.Linear(taps * p, spec.feature_channels)
+        in_ch = taps * n_prompts + (taps if spec.reference else 0) + spec.feature_channels
+        c = spec.decoder_channels
+        self.patch_decoder = nn.Sequential(_conv(in_ch, c), _conv(c, c))
+        self.stem = nn.Sequential(_conv(3, c // 2, stride=2), _conv(c // 2, c, stride=2)) if spec.stem else None
+        fuse_in = 2 * c if spec.stem else c
+        self.fuse = nn.Sequential(_conv(fuse_in, c), _conv(c, c), nn.Conv2d(c, 1, 1))
+        self.image_head = nn.Sequential(nn.Linear(2 * c + 1, c), nn.GELU(), nn.Linear(c, 1))
+        self.class_head = nn.Linear(2 * c, max(len(spec.class_names), 1))
+        for tap in range(taps):
+            self.register_buffer(f"reference_bank_{tap}", torch.zeros(0, spec.vision_hidden_size), persistent=True)
+
+    # -- reference (1-shot) -------------------------------------------------------------
+    def set_reference(self, layer_features: Sequence[Tensor]) -> None:
+        """Store a normal reference image's tap features ((1 or M, gh*gw, D) each) in the module.
+
+        The bank is a buffer, so it is saved in checkpoints and becomes a constant of the
+        exported graph.
+        """
+        for tap, feats in enumerate(layer_features):
+            setattr(self, f"reference_bank_{tap}", feats.detach().reshape(-1, feats.shape[-1]).float().clone())
+
+    def has_reference(self) -> bool:
+        return self.reference_bank_0.shape[0] > 0
+
+    def prompt_embeddings(self) -> Tensor:
+        """(P, proj_dim) unit-norm prompt embeddings."""
+        return F.normalize(self.text_proj(self.prompt_text) + self.prompt_delta, dim=-1)
+
+    # -- forward ------------------------------------------------------------------------
+    def forward(
+        self, layer_features: Sequence[Tensor], pixel_values: Tensor, reference_features: Sequence[Tensor] | None = None
+    ) -> LocalizationOutput:
+        """layer_features: one (N, gh*gw, D) tensor per tap; pixel_values (N,3,H,W) normalised.
+
+        reference_features: per tap (M, gh*gw, D) or (M*gh*gw, D) of normal reference
+        image(s); if None, the stored bank is used (zeros channel when there is none).
+        """
+        spec = self.spec
+        gh, gw = spec.grid
+        n = pixel_values.shape[0]
+        prompts = self.prompt_embeddings()
+        scale = self.logit_scale.exp().clamp(max=100.0)
+        sims, refs, projected = [], [], []
+        for tap, feats in enumerate(layer_features):
+            proj = F.normalize(self.patch_proj[tap](feats.float()), dim=-1)  # (N, L, P)
+            projected.append(proj)
+            sims.append(scale * proj @ prompts.t())  # (N, L, prompts)
+            if spec.reference:
+                refs.append(self._reference_distance(tap, proj, reference_features))
+        channels = sims + refs + [self.squeeze(torch.cat(projected, dim=-1))]
+        patch_maps = torch.cat(channels, dim=-1).transpose(1, 2).reshape(n, -1, gh, gw)
+        feat = self.patch_decoder(patch_maps)  # (N, c, gh, gw)
+        height, width = spec.image_size
+        if self.stem is not None:
+            edge = self.stem(pixel_values.float())
+            up = F.interpolate(feat, size=(edge.shape[-2], edge.shape[-1]), mode="bilinear", align_corners=False)
+            low = self.fuse(torch.cat([up, edge], dim=1))
+        else:
+            low = self.fuse(feat)
+        mask_logits = F.interpolate(low, size=(height, width), mode="bilinear", align_corners=False)
+        pooled = torch.cat([feat.mean(dim=(2, 3)), feat.amax(dim=(2, 3))], dim=1)
+        peak = low.flatten(1).amax(dim=1, keepdim=True)
+        image_logit = self.image_head(torch.cat([pooled, peak], dim=1)).squeeze(1)
+        class_logits = self.class_head(pooled)
+        return LocalizationOutput(mask_logits, image_logit, class_logits)
+
+    def _reference_distance(self, tap: int, proj: Tensor, reference_features: Sequence[Tensor] | None) -> Tensor:
+        if reference_features is not None:
+            bank = reference_features[tap].reshape(-1, reference_features[tap].shape[-1]).float()
+        else:
+            bank = getattr(self, f"reference_bank_{tap}")
+        if bank.shape[0] == 0:
+            return torch.zeros_like(proj[..., :1])
+        ref = F.normalize(self.patch_proj[tap](bank), dim=-1)  # (M, P)
+        return 1.0 - (proj @ ref.t()).amax(dim=-1, keepdim=True)
+
+
+def build_localizer(backbone, taps: Sequence[int], class_names: Sequence[str], **options) -> DefectLocalizer:
+    """Build a localizer for `backbone` (an EiadBackbone), prompts embedded by its own text side."""
+    prompts = tuple(default_prompts(class_names))
+    spec = LocalizerSpec(
+        vision_hidden_size=backbone.vision_hidden_size,
+        text_hidden_size=backbone.text_hidden_size,
+        grid=tuple(backbone.patch_grid()),
+        image_size=(backbone.spec.height, backbone.spec.width),
+        taps=tuple(int(t) for t in taps),
+        class_names=tuple(class_names),
+        prompts=prompts,
+        **options,
+    )
+    with torch.no_grad():
+        text = backbone.embed_text(list(prompts)).float().cpu()
+    return DefectLocalizer(spec, text)
+
+
+def resolve_taps(taps: Sequence[int], num_vision_layers: int) -> tuple[int, ...]:
+    """Map tap indices to the backbone's 0-based layer indices 0..L-1 (-1 = the last layer)."""
+    resolved = []
+    for tap in taps:
+        index = num_vision_layers + tap if tap < 0 else tap
+        if not 0 <= index < num_vision_layers:
+            raise ValueError(f"tap {tap} is outside the vision tower's layers 0..{num_vision_layers - 1} (or -1..-{num_vision_layers})")
+        resolved.append(index)
+    return tuple(resolved)

@@ -1,0 +1,70 @@
+"""Losses of the localization path: pixel focal + dice, image-score BCE, defect-class CE.
+
+The dialog path has its own next-token loss (train/dialog*.py); nothing here touches it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    focal: float = 2.0
+    dice: float = 1.0
+    image: float = 0.5
+    cls: float = 1.0
+    focal_alpha: float = 0.75  # weight of the (rare) defect pixels
+    focal_gamma: float = 2.0
+
+
+def focal_loss(logits: Tensor, target: Tensor, alpha: float = 0.75, gamma: float = 2.0) -> Tensor:
+    """Mean binary focal loss (Lin et al.); `alpha` weighs positives, `1 - alpha` negatives."""
+    target = target.to(logits.dtype)
+    ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    prob = torch.sigmoid(logits)
+    p_t = prob * target + (1 - prob) * (1 - target)
+    alpha_t = alpha * target + (1 - alpha) * (1 - target)
+    return (alpha_t * (1 - p_t) ** gamma * ce).mean()
+
+
+def dice_loss(logits: Tensor, target: Tensor, eps: float = 1.0) -> Tensor:
+    """1 - soft Dice per image, averaged. `eps` smooths it so an OK image whose prediction is
+    empty scores ~0 loss instead of 0/0."""
+    prob = torch.sigmoid(logits).flatten(1)
+    target = target.to(prob.dtype).flatten(1)
+    inter = (prob * target).sum(dim=1)
+    total = prob.sum(dim=1) + target.sum(dim=1)
+    return (1 - (2 * inter + eps) / (total + eps)).mean()
+
+
+def localization_loss(
+    mask_logits: Tensor,
+    image_logit: Tensor,
+    class_logits: Tensor,
+    masks: Tensor,
+    labels: Tensor,
+    class_index: Tensor,
+    weights: LossWeights = LossWeights(),
+) -> tuple[Tensor, dict[str, float]]:
+    """Total loss and its parts (floats, for logging).
+
+    masks (N,1,H,W) in {0,1}; labels (N,) 1 = NG; class_index (N,) long, -1 for OK images
+    (class CE only counts defective images with a known class).
+    """
+    mask_logits = mask_logits.float()
+    focal = focal_loss(mask_logits, masks, weights.focal_alpha, weights.focal_gamma)
+    dice = dice_loss(mask_logits, masks)
+    image = F.binary_cross_entropy_with_logits(image_logit.float(), labels.float())
+    known = class_index >= 0
+    if bool(known.any()):
+        cls = F.cross_entropy(class_logits.float()[known], class_index[known])
+    else:
+        cls = class_logits.float().sum() * 0.0  # keeps the graph whole for DDP
+    total = weights.focal * focal + weights.dice * dice + weights.image * image + weights.cls * cls
+    parts = {"focal": float(focal.detach()), "dice": float(dice.detach()), "image": float(image.detach()), "cls": float(cls.detach())}
+    return total, parts

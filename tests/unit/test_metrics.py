@@ -1,0 +1,83 @@
+"""Localization metrics against values computed by hand on tiny arrays."""
+
+import numpy as np
+import pytest
+
+from train.eval.metrics import aupro, auroc, class_accuracy, localization_metrics, mask_scores, pro_curve
+
+
+def test_auroc_counts_pairs_and_ties_half():
+    # given 2 negatives and 2 positives where one positive loses to one negative
+    labels, scores = [0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]
+    # then 3 of the 4 positive/negative pairs are ordered correctly
+    assert auroc(labels, scores) == pytest.approx(0.75)
+    # and a tie counts half
+    assert auroc([0, 1], [0.5, 0.5]) == pytest.approx(0.5)
+    assert auroc([0, 1, 1], [0.5, 0.5, 0.9]) == pytest.approx(0.75)
+
+
+def test_auroc_is_nan_with_one_class():
+    assert np.isnan(auroc([1, 1], [0.2, 0.3]))
+
+
+def _two_region_case():
+    # one row: region A = pixel 0 (size 1), region B = pixels 3-4 (size 2); normals 1, 2, 5
+    masks = np.array([[[1, 0, 0, 1, 1, 0]]])
+    maps = np.array([[[0.8, 0.7, 0.2, 0.9, 0.3, 0.1]]])
+    return masks, maps
+
+
+def test_pro_curve_matches_hand_computed_points():
+    masks, maps = _two_region_case()
+    fpr, pro = pro_curve(masks, maps)
+    # thresholds .9 .8 .7 .3 .2 .1 -> PRO .25 .75 .75 1 1 1 ; FPR 0 0 1/3 1/3 2/3 1
+    np.testing.assert_allclose(fpr, [0, 0, 0, 1 / 3, 1 / 3, 2 / 3, 1])
+    np.testing.assert_allclose(pro, [0, 0.25, 0.75, 0.75, 1, 1, 1])
+
+
+def test_aupro_integrates_to_the_fpr_limit_and_normalises():
+    masks, maps = _two_region_case()
+    # up to FPR 0.3 the curve sits at PRO 0.75: area 0.225 / 0.3
+    assert aupro(masks, maps, 0.3) == pytest.approx(0.75)
+    # up to 0.5: 0.75 * 1/3 + 1 * (0.5 - 1/3), divided by 0.5
+    assert aupro(masks, maps, 0.5) == pytest.approx((0.25 + 1 / 6) / 0.5)
+
+
+def test_aupro_regions_are_eight_connected_and_weighted_equally():
+    # given a diagonal pair (one region under 8-connectivity) and a far single pixel
+    masks = np.zeros((1, 4, 4), int)
+    masks[0, 0, 0] = masks[0, 1, 1] = 1
+    masks[0, 3, 3] = 1
+    maps = np.zeros((1, 4, 4))
+    maps[0, 3, 3] = 1.0  # only the single-pixel region is found
+    # then PRO at the top threshold is 1/2 (two regions), not 1/3 (pixel share)
+    fpr, pro = pro_curve(masks, maps)
+    assert pro[1] == pytest.approx(0.5) and fpr[1] == 0
+
+
+def test_perfect_map_scores_one():
+    masks = np.zeros((2, 8, 8), int)
+    masks[0, 2:5, 2:5] = 1
+    maps = masks.astype(float) * 0.9 + 0.05
+    assert aupro(masks, maps) == pytest.approx(1.0)
+    assert auroc(masks, maps) == pytest.approx(1.0)
+
+
+def test_mask_scores_pool_pixels():
+    masks = np.array([[1, 1, 0, 0]])
+    maps = np.array([[0.9, 0.2, 0.8, 0.1]])
+    scores = mask_scores(masks, maps, 0.5)  # tp 1, fp 1, fn 1
+    assert scores["iou"] == pytest.approx(1 / 3)
+    assert scores["f1"] == pytest.approx(0.5)
+
+
+def test_class_accuracy_ignores_ok_images():
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.5, 0.5]])
+    assert class_accuracy(np.array([0, 0, -1, 0]), probs) == pytest.approx(2 / 3)
+    assert np.isnan(class_accuracy(np.array([-1]), probs[:1]))
+
+
+def test_localization_metrics_without_defects_reports_nan_not_error():
+    masks = np.zeros((2, 4, 4))
+    m = localization_metrics([0, 1], [0.1, 0.9], masks, masks + 0.1, [-1, -1], np.ones((2, 1)), 0.5)
+    assert m["image_auroc"] == 1.0 and np.isnan(m["pixel_auroc"]) and np.isnan(m["aupro"])

@@ -1,0 +1,162 @@
+"""Training path 1 end to end on the project's real tiny presets, the CLI, and the decoupling
+of the two training paths (localization never moves LLM weights; dialog LoRA never moves
+the localization outputs)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from eiad.cli import main as eiad_main
+from eiad.errors import ConfigError
+from tests.unit.test_localization_support import make_split
+from train.config import TrainConfig, load_train_config
+from train.loc_data import data_fingerprint
+from train.localization import engine_from_checkpoint, lr_factor, train_localization
+
+PRESET = "tiny-llava-siglip"
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    # tiny presets are built once per module into a private cache
+    old = os.environ.get("EIAD_CACHE")
+    os.environ["EIAD_CACHE"] = str(tmp_path_factory.mktemp("eiad_cache"))
+    yield
+    if old is None:
+        os.environ.pop("EIAD_CACHE")
+    else:
+        os.environ["EIAD_CACHE"] = old
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory):
+    return make_split(tmp_path_factory.mktemp("line"), n_train=8, n_val=6, size=96)
+
+
+def _loc(**kw):
+    return {"taps": [1, 3], "epochs": 2, "batch_size": 4, "decoder_channels": 8, "proj_dim": 16, **kw}
+
+
+def test_lr_schedule_warms_up_then_decays_to_the_floor():
+    factors = [lr_factor(s, 100, 10, 0.1) for s in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:]))  # monotone decay
+    assert factors[-1] == pytest.approx(0.1, abs=0.01)
+    assert lr_factor(500, 100, 10, 0.1) == pytest.approx(0.1)  # past the end: stays at the floor
+
+
+def test_config_errors_name_the_key(tmp_path):
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump({"split": "x.json", "localization": {"lr": -1, "bogus": 1}}))
+    with pytest.raises(ConfigError) as info:
+        load_train_config(path)
+    assert "localization.lr" in str(info.value) and "localization.bogus" in str(info.value)
+    with pytest.raises(ConfigError, match="not found"):
+        load_train_config(tmp_path / "missing.yaml")
+
+
+@pytest.mark.slow
+def test_cli_trains_writes_the_run_and_eval_reproduces_it(tmp_path, split, cache, capsys):
+    # given a config file for the localization path only
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump({"backbone": PRESET, "split": str(split), "device": "cpu",
+                                      "localization": _loc(unfreeze_vision=True), "dialog": None}))
+    # when 'eiad train' runs it
+    assert eiad_main(["train", "--config", str(config), "--only", "localization", "--out", str(tmp_path / "run")]) == 0
+    run = tmp_path / "run" / "localization"
+    # then the run has its checkpoint, curve, grid and metrics, and the checkpoint its fingerprint and thresholds
+    for name in ("loss_curve.png", "val_grid.png", "metrics.json", "checkpoint/localization.safetensors",
+                 "checkpoint/vision.safetensors", "checkpoint/config.yaml"):
+        assert (run / name).is_file(), name
+    meta = json.loads((run / "checkpoint" / "meta.json").read_text())
+    assert meta["data_fingerprint"] == data_fingerprint(split)
+    assert 0 <= meta["thresholds"]["pixel"] <= 1 and 0 <= meta["thresholds"]["image_score"] <= 1
+    trained = json.loads((run / "metrics.json").read_text())["metrics"]
+    # and 'eval localization' on the same split reproduces the training run's held-out metrics
+    import argparse
+
+    from train.eval import loc_cli
+
+    parser = argparse.ArgumentParser()
+    loc_cli.register(parser.add_subparsers())
+    args = parser.parse_args(["localization", "--checkpoint", str(run / "checkpoint"), "--split", str(split),
+                              "--json", str(tmp_path / "m.json"), "--grid", str(tmp_path / "g.png")])
+    assert args.func(args) == 0
+    again = json.loads((tmp_path / "m.json").read_text())
+    assert again["pixel_auroc"] == pytest.approx(trained["pixel_auroc"], abs=1e-5)
+    assert again["aupro"] == pytest.approx(trained["aupro"], abs=1e-5)
+    assert (tmp_path / "g.png").stat().st_size > 1000
+    assert "pixel_auroc" in capsys.readouterr().out
+
+
+def _llm_state(backbone):
+    model = backbone.hf_model
+    return {n: p.detach().clone() for n, p in model.named_parameters() if "vision_tower" not in n}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["tiny-minicpmv46", "tiny-llava-siglip"])
+def test_localization_training_leaves_llm_weights_untouched(tmp_path, split, cache, preset):
+    # given a real tiny backbone whose vision tower is unfrozen for localization training
+    from eiad.modeling.backbones import load_backbone
+
+    backbone = load_backbone(preset)
+    llm_before = _llm_state(backbone)
+    vision_before = {n: p.detach().clone() for n, p in backbone.named_parameters() if "vision_tower" in n}
+    # when the localization path trains
+    config = TrainConfig(backbone=preset, split=split, out_dir=tmp_path, device="cpu",
+                         localization=_loc(unfreeze_vision=True, epochs=1))
+    result = train_localization(config, backbone=backbone)
+    # then the vision tower moved (training happened) but no LLM/projector weight did
+    assert result.steps == 2
+    assert any(not torch.equal(p, vision_before[n]) for n, p in backbone.named_parameters() if n in vision_before)
+    for name, value in _llm_state(backbone).items():
+        assert torch.equal(value, llm_before[name]), name
+
+
+def _ddqa(tmp_path, split_path):
+    from train.data.index import load_split
+
+    index = load_split(split_path)
+    path = tmp_path / "train.jsonl"
+    with open(path, "w") as handle:
+        for entry in index.train:
+            answer = "B" if entry.is_defective else "A"
+            handle.write(json.dumps({"query": "<image>Is there any visible defect in this image? Options: A. No B. Yes",
+                                     "response": answer, "images": [entry.image]}) + "\n")
+    return path
+
+
+@pytest.mark.slow
+def test_dialog_training_leaves_localization_outputs_unchanged(tmp_path, split, cache):
+    # given a trained localization checkpoint (frozen vision tower, the default)
+    from eiad.modeling.backbones import load_backbone
+    from train.dialog import train_dialog
+    from train.dialog_config import DialogConfig
+    from train.merge import merge_lora
+
+    config = TrainConfig(backbone=PRESET, split=split, out_dir=tmp_path / "run", device="cpu", localization=_loc(epochs=1))
+    loc = train_localization(config)
+    images = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8))
+    base, _ = engine_from_checkpoint(loc.checkpoint, device="cpu")
+    with torch.no_grad():
+        before = base(images)
+    # when the dialog path trains LoRA (the project's real dialog trainer) and the adapter is merged
+    report = train_dialog(DialogConfig(max_steps=3, learning_rate=5e-3), PRESET, _ddqa(tmp_path, split), None,
+                          tmp_path / "dialog")
+    merged_dir = merge_lora(PRESET, tmp_path / "dialog" / "adapter", tmp_path / "merged")
+    merged = load_backbone(merged_dir)
+    # then the LLM did change ...
+    base_llm, merged_llm = _llm_state(base.backbone), _llm_state(merged)
+    assert report.steps == 3
+    assert any(not torch.equal(v, merged_llm[n]) for n, v in base_llm.items() if n in merged_llm)
+    # ... and the localization outputs on the merged model are bit-identical
+    after_engine, _ = engine_from_checkpoint(loc.checkpoint, backbone=merged, device="cpu")
+    with torch.no_grad():
+        after = after_engine(images)
+    for name in ("anomaly_map", "image_score", "class_probs"):
+        torch.testing.assert_close(getattr(after, name), getattr(before, name), rtol=0, atol=0, msg=name)

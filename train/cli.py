@@ -1,0 +1,110 @@
+"""`eiad train`: fine-tune the EIAD model (localization module and dialog LoRA).
+
+    eiad train --config configs/train.yaml [--only localization|dialog] [--resume] [--out DIR]
+    eiad train merge --adapter DIR --out DIR
+
+Nothing heavy is imported here: torch and transformers load inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+log = logging.getLogger(__name__)
+
+_DESCRIPTION = """\
+Fine-tune EIAD on a DDQA build. Two independent training paths, each with its own loss,
+optimiser and schedule, never sharing gradients:
+  localization  the defect localization module (mask, image score, defect class) on the
+                vision tower's features; writes OUT/localization/checkpoint (safetensors,
+                calibrated thresholds, metrics.json, loss_curve.png, val_grid.png)
+  dialog        LoRA on the language model, next-token loss on DDQA answers
+Both run by default; --only picks one. Multi-GPU: 'accelerate launch -m eiad.cli train ...'.
+"""
+
+
+def register(commands) -> None:
+    parser = commands.add_parser(
+        "train", help="fine-tune the EIAD model (localization module and dialog LoRA)",
+        description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", help="training config YAML (see configs/train.yaml)")
+    parser.add_argument("--only", choices=("localization", "dialog"), help="train one path only (default: both configured)")
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the output folder")
+    parser.add_argument("--out", help="output folder (overrides out_dir in the config)")
+    parser.add_argument("--device", help="cpu, cuda or cuda:N (overrides device in the config; default auto)")
+    parser.set_defaults(func=_train, train_command=None)
+    sub = parser.add_subparsers(dest="train_command", metavar="COMMAND")
+    merge = sub.add_parser("merge", help="merge a trained LoRA adapter into the base model (for export)",
+                           description="Merge the dialog path's LoRA adapter into its base model and save a "
+                                       "plain transformers checkpoint that 'eiad export' can quantize.")
+    merge.add_argument("--adapter", required=True, help="LoRA adapter folder written by 'eiad train' (peft format)")
+    merge.add_argument("--out", required=True, help="folder for the merged model")
+    merge.add_argument("--backbone", help="base model (preset or folder); default: the one the dialog run used")
+    merge.set_defaults(func=_merge)
+
+
+def _train(args) -> int:
+    from eiad.errors import ConfigError
+    from train.config import load_train_config
+
+    if not args.config:
+        raise ConfigError("eiad train needs --config FILE (start from configs/train.yaml)")
+    config = load_train_config(args.config)
+    updates = {}
+    if args.out:
+        updates["out_dir"] = args.out
+    if args.device:
+        updates["device"] = args.device
+    config = config.model_validate({**config.model_dump(), **updates}) if updates else config
+    paths = [args.only] if args.only else [p for p in ("localization", "dialog") if getattr(config, p) is not None]
+    for path in paths:
+        if getattr(config, path) is None:
+            raise ConfigError(f"{args.config}: --only {path} but the config has no '{path}:' section")
+    if "localization" in paths:
+        from train.localization import train_localization
+
+        result = train_localization(config, resume=args.resume)
+        print(f"localization checkpoint: {result.checkpoint}  ({result.steps} steps, {result.wall_s:.0f} s)")
+        for key, value in result.metrics.items():
+            print(f"  {key:16s} {value:.4f}" if isinstance(value, float) else f"  {key:16s} {value}")
+    if "dialog" in paths:
+        _train_dialog(config, args)
+    return 0
+
+
+def _train_dialog(config, args) -> None:
+    from pathlib import Path
+
+    from eiad.errors import ConfigError
+    from train.dialog import train_dialog
+
+    if config.ddqa_dir is None:
+        raise ConfigError(f"{args.config}: the dialog path needs 'ddqa_dir' (the folder 'eiad data ddqa' wrote)")
+    ddqa = Path(config.ddqa_dir)
+    val = ddqa / "val" / "val.jsonl"
+    if args.resume:
+        log.warning("--resume applies to the localization path; the dialog path starts over")
+    report = train_dialog(config.dialog, config.backbone, ddqa / "train.jsonl", val if val.is_file() else None,
+                          Path(config.out_dir) / "dialog")
+    print(f"dialog adapter: {report.adapter_dir}  ({report.steps} steps, held-out answer loss "
+          f"{report.loss_before:.4f} -> {report.loss_after:.4f})")
+
+
+def _merge(args) -> int:
+    import json
+    from pathlib import Path
+
+    from eiad.errors import ConfigError
+    from train.merge import merge_lora
+
+    backbone = args.backbone
+    run_config = Path(args.adapter).parent / "dialog_config.json"
+    if backbone is None and run_config.is_file():
+        backbone = json.loads(run_config.read_text())["backbone"]
+    if backbone is None:
+        raise ConfigError(f"no --backbone given and {run_config} not found: pass --backbone PRESET_OR_DIR")
+    out = merge_lora(backbone, Path(args.adapter), Path(args.out))
+    print(f"merged model written to {out}")
+    return 0

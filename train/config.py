@@ -1,0 +1,118 @@
+"""`configs/train.yaml`: what `eiad train` reads. Validated once, at start; no I/O here
+except `load_train_config`, which reads the file.
+
+Two independent sections: `localization` (this module's training path) and `dialog`
+(the LoRA path, typed by train/dialog_config.py). Either may be left out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from eiad.errors import ConfigError
+
+try:  # the dialog section is owned by the dialog path; typed by its own model
+    from train.dialog_config import DialogConfig
+except ImportError:  # pragma: no cover - only while the dialog path is not installed
+    DialogConfig = dict  # type: ignore[misc,assignment]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CalibrationConfig(_Strict):
+    """How thresholds are chosen on the held-out (val) split."""
+
+    image_rule: Literal["target_frr", "best_f1"] = "best_f1"
+    target_false_reject_rate: float = Field(0.01, ge=0.0, lt=1.0)  # fraction of OK images rejected
+    pixel_rule: Literal["best_f1"] = "best_f1"
+    min_defect_area_px: int = Field(0, ge=0)
+
+
+class LocalizationConfig(_Strict):
+    """The localization path: module shape, losses, optimiser and schedule."""
+
+    taps: list[int] = Field(default_factory=lambda: [-4, -3, -2, -1])  # vision layers, -1 = last
+    proj_dim: int = Field(64, gt=0)
+    feature_channels: int = Field(16, ge=1)
+    decoder_channels: int = Field(32, ge=4)
+    stem: bool = True  # shallow conv stem on the image, for edge detail at coarse patch grids
+    reference: bool = False  # 1-shot: compare with a normal reference image's patches
+    unfreeze_vision: bool = False  # only for random-weight tiny presets; changes the LLM's input
+    vision_lr: float = Field(2e-3, gt=0)
+    lr: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_fraction: float = Field(0.05, ge=0, lt=1)
+    min_lr_fraction: float = Field(0.05, ge=0, le=1)
+    epochs: int = Field(10, gt=0)
+    max_steps: int | None = Field(None, gt=0)  # stop early (optimizer steps); None = all epochs
+    time_budget_s: float | None = Field(None, gt=0)  # stop after this wall time
+    batch_size: int = Field(8, gt=0)
+    grad_accum_steps: int = Field(1, gt=0)
+    grad_clip: float = Field(1.0, gt=0)
+    hflip: bool = True
+    vflip: bool = True
+    focal_weight: float = Field(2.0, ge=0)
+    dice_weight: float = Field(1.0, ge=0)
+    image_weight: float = Field(0.5, ge=0)
+    class_weight: float = Field(1.0, ge=0)
+    focal_alpha: float = Field(0.75, gt=0, lt=1)
+    focal_gamma: float = Field(2.0, ge=0)
+    bf16: bool = True  # autocast on GPU; ignored on CPU
+    num_workers: int = Field(0, ge=0)
+    checkpoint_every_steps: int = Field(200, gt=0)
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
+
+    @field_validator("taps")
+    @classmethod
+    def _taps(cls, taps: list[int]) -> list[int]:
+        if not taps or len(set(taps)) != len(taps):
+            raise ValueError("taps must list distinct vision layers, e.g. [-4, -3, -2, -1]")
+        return taps
+
+
+class TrainConfig(_Strict):
+    """Top-level training config."""
+
+    backbone: str = "tiny-minicpmv46"  # preset name, local directory or hub id
+    ddqa_dir: Path | None = None  # folder 'eiad data ddqa' wrote (train.jsonl, val/val.jsonl, split.json)
+    split: Path | None = None  # split.json; default: ddqa_dir/split.json
+    out_dir: Path = Path("runs/train")
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    localization: LocalizationConfig | None = Field(default_factory=LocalizationConfig)
+    dialog: DialogConfig | None = None
+
+    @model_validator(mode="after")
+    def _some_path(self) -> "TrainConfig":
+        if self.localization is None and self.dialog is None:
+            raise ValueError("configure at least one of 'localization' and 'dialog'")
+        if self.split is None and self.ddqa_dir is None:
+            raise ValueError("set 'ddqa_dir' (the DDQA build folder) or 'split' (its split.json)")
+        if self.split is None:
+            self.split = Path(self.ddqa_dir) / "split.json"
+        return self
+
+
+def load_train_config(path: Path) -> TrainConfig:
+    """Read and validate a YAML config (relative paths inside are relative to the working directory).
+
+    Raises ConfigError naming the file and the key path of each problem.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path} not found: copy configs/train.yaml and edit it")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from error
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
+        raise ConfigError(f"{path}: {problems}") from error

@@ -1,0 +1,288 @@
+"""Training path 1: the localization module (pixel focal + dice, image BCE, class CE).
+
+Its own optimiser (AdamW) and schedule; the LLM is never touched (its parameters stay
+frozen and out of the optimiser). The vision tower is frozen unless `unfreeze_vision`
+(meant for random-weight tiny presets). Runs under `accelerate launch` for multi-GPU DDP.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from eiad.errors import ModelError
+from eiad.modeling.engine import EiadVisionEngine
+from eiad.modeling.localization import build_localizer, resolve_taps
+from eiad.modeling.losses import LossWeights, localization_loss
+from train import checkpoint as ckpt
+from train.calibrate import calibrate
+from train.config import LocalizationConfig, TrainConfig
+from train.data.index import load_split
+from train.eval.localization_eval import metrics_of, predict, save_grid, save_loss_curve
+from train.loc_data import LocalizationDataset, data_fingerprint, first_normal, read_pair
+
+log = logging.getLogger(__name__)
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int, min_fraction: float) -> float:
+    """Linear warmup to 1, then cosine decay to `min_fraction` at `total_steps` (pure)."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_fraction + (1 - min_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def vision_parameters(backbone, taps) -> dict[str, nn.Parameter]:
+    """The backbone parameters the tapped features depend on (found by one probe backward).
+
+    A probe instead of a name pattern: it works for every family, and leaves the layers
+    after the deepest tap (and everything on the LLM side) frozen.
+    """
+    params = dict(backbone.named_parameters())
+    for p in params.values():
+        p.requires_grad_(True)
+    spec = backbone.spec
+    probe = torch.zeros(1, 3, spec.height, spec.width, device=next(backbone.parameters()).device)
+    feats = backbone.forward_vision(probe, taps).layer_features
+    sum(f.float().sum() for f in feats).backward()
+    found = {name: p for name, p in params.items() if p.grad is not None}
+    for p in params.values():
+        p.grad = None
+        p.requires_grad_(False)
+    return found
+
+
+@dataclass(frozen=True)
+class RunResult:
+    checkpoint: Path
+    metrics: dict
+    thresholds: dict
+    steps: int
+    wall_s: float
+
+
+class _TrainStep(nn.Module):
+    """What DDP wraps: camera pixels -> localization logits."""
+
+    def __init__(self, engine: EiadVisionEngine) -> None:
+        super().__init__()
+        self.engine = engine
+
+    def forward(self, image):
+        return self.engine.forward_logits(image)[0]
+
+
+def _weights(cfg: LocalizationConfig) -> LossWeights:
+    return LossWeights(cfg.focal_weight, cfg.dice_weight, cfg.image_weight, cfg.class_weight, cfg.focal_alpha, cfg.focal_gamma)
+
+
+def _load_backbone(config: TrainConfig, device):
+    try:
+        from eiad.modeling.backbones import load_backbone
+    except ImportError as error:  # pragma: no cover - until the backbone adapter is installed
+        raise ModelError(f"the backbone adapter (eiad.modeling.backbones) is not available: {error}") from error
+    return load_backbone(config.backbone, device=device)
+
+
+def _set_reference(engine: EiadVisionEngine, split, device) -> None:
+    entry = first_normal(split, "train")
+    image, _ = read_pair(entry, engine.height, engine.width)
+    with torch.no_grad():
+        pixels = engine.preprocess(torch.from_numpy(image)[None].to(device))
+        engine.localizer.set_reference(engine.backbone.forward_vision(pixels, engine.taps).layer_features)
+
+
+@dataclass
+class _Run:
+    """Everything one training run holds (mutable: the loop advances `state`)."""
+
+    config: TrainConfig
+    accelerator: object
+    split: object
+    engine: EiadVisionEngine
+    vision: dict
+    optimizer: object
+    step_module: nn.Module
+    loader: DataLoader
+    train_set: LocalizationDataset
+    generator: torch.Generator
+    total: int
+    warmup: int
+    meta: dict
+    config_dump: dict
+    last: Path
+    state: dict
+
+
+def train_localization(config: TrainConfig, *, backbone=None, resume: bool = False) -> RunResult:
+    """Train, calibrate on the val split, evaluate, and write the run to config.out_dir/localization."""
+    if config.localization is None:
+        raise ModelError("the config has no 'localization' section")
+    run = _build(config, backbone)
+    if resume and run.last.is_dir():
+        run.state = _restore(run.last, run.engine, run.vision, run.optimizer, run.accelerator.device)
+        log.info("resumed from %s at step %d", run.last, run.state["step"])
+    wall = _loop(run)
+    if not run.accelerator.is_main_process:
+        return RunResult(run.last, {}, {}, run.state["step"], wall)
+    return _finish(config, run.engine, run.vision, run.optimizer, run.state, run.meta, run.config_dump, run.split,
+                   run.accelerator.device, wall)
+
+
+def _build(config: TrainConfig, backbone) -> _Run:
+    """Backbone, module, frozen/unfrozen parameters, data, optimiser; wrapped by accelerate."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    cfg = config.localization
+    bf16 = cfg.bf16 and torch.cuda.is_available() and config.device != "cpu"
+    accelerator = Accelerator(cpu=config.device == "cpu", gradient_accumulation_steps=cfg.grad_accum_steps,
+                              mixed_precision="bf16" if bf16 else "no")
+    set_seed(config.seed)
+    device = accelerator.device
+    split = load_split(config.split)
+    backbone = backbone if backbone is not None else _load_backbone(config, device)
+    backbone.to(device).eval()
+    taps = resolve_taps(cfg.taps, backbone.num_vision_layers)
+    localizer = build_localizer(backbone, taps, split.classes, proj_dim=cfg.proj_dim, feature_channels=cfg.feature_channels,
+                                decoder_channels=cfg.decoder_channels, stem=cfg.stem, reference=cfg.reference)
+    engine = EiadVisionEngine(backbone, localizer).to(device)
+    for p in backbone.parameters():  # the LLM (and by default the tower) never trains here
+        p.requires_grad_(False)
+    vision = vision_parameters(backbone, taps) if cfg.unfreeze_vision else {}
+    for p in vision.values():
+        p.requires_grad_(True)
+    if cfg.reference:
+        _set_reference(engine, split, device)
+    train_set = LocalizationDataset(split, "train", engine.height, engine.width, augment=True,
+                                    hflip=cfg.hflip, vflip=cfg.vflip, seed=config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, generator=generator,
+                        num_workers=cfg.num_workers, drop_last=len(train_set) > cfg.batch_size)
+    groups = [{"params": list(localizer.parameters()), "lr": cfg.lr, "base_lr": cfg.lr}]
+    if vision:
+        groups.append({"params": list(vision.values()), "lr": cfg.vision_lr, "base_lr": cfg.vision_lr})
+    optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+    step_module, optimizer, loader = accelerator.prepare(_TrainStep(engine), optimizer, loader)
+    total = min(max(1, len(loader) // cfg.grad_accum_steps) * cfg.epochs, cfg.max_steps or 10**12)
+    meta = {"backbone": config.backbone, "family": getattr(backbone, "family", ""), "preprocess": backbone.spec.to_dict(),
+            "data_fingerprint": data_fingerprint(config.split), "split": str(config.split)}
+    return _Run(config, accelerator, split, engine, vision, optimizer, step_module, loader, train_set, generator, total,
+                int(cfg.warmup_fraction * total), meta, config.model_dump(mode="json"),
+                Path(config.out_dir) / "localization" / "checkpoint", {"step": 0, "epoch": 0, "batch": 0, "history": []})
+
+
+def _loop(run: _Run) -> float:
+    """The training loop; returns its wall time in seconds."""
+    cfg, state, acc, optimizer = run.config.localization, run.state, run.accelerator, run.optimizer
+    weights = _weights(cfg)
+    started = time.perf_counter()
+    bar = tqdm(total=run.total, initial=state["step"], desc="localization", unit="step", disable=not acc.is_main_process)
+    done = state["step"] >= run.total
+    while not done:
+        run.train_set.epoch = state["epoch"]
+        run.generator.manual_seed(run.config.seed + state["epoch"])  # the same order on resume
+        tick, seen = time.perf_counter(), 0
+        for b, batch in enumerate(run.loader):
+            if b < state["batch"]:
+                continue  # resuming mid-epoch: skip batches already trained on
+            with acc.accumulate(run.step_module):
+                out = run.step_module(batch["image"])
+                loss, parts = localization_loss(out.mask_logits, out.image_logit, out.class_logits, batch["mask"],
+                                                batch["label"], batch["class_index"], weights)
+                acc.backward(loss)
+                seen += batch["image"].shape[0]
+                if not acc.sync_gradients:
+                    continue
+                acc.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], cfg.grad_clip)
+                factor = lr_factor(state["step"], run.total, run.warmup, cfg.min_lr_fraction)
+                for group in optimizer.param_groups:
+                    group["lr"] = group["base_lr"] * factor
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            state["step"], state["batch"] = state["step"] + 1, b + 1
+            value = float(loss.detach())
+            state["history"].append({"step": state["step"], "loss": value, **parts, "lr": cfg.lr * factor})
+            rate = seen * acc.num_processes / max(time.perf_counter() - tick, 1e-9)
+            bar.update(1)
+            bar.set_postfix(loss=f"{value:.4f}", img_s=f"{rate:.1f}")
+            over_time = cfg.time_budget_s is not None and time.perf_counter() - started > cfg.time_budget_s
+            done = state["step"] >= run.total or over_time
+            if acc.is_main_process and (done or state["step"] % cfg.checkpoint_every_steps == 0):
+                _save(run.last, run.engine, run.vision, optimizer, state, run.meta, run.config_dump)
+            if done:
+                break
+        else:
+            state["epoch"], state["batch"] = state["epoch"] + 1, 0
+    bar.close()
+    return time.perf_counter() - started
+
+
+def _finish(config, engine, vision, optimizer, state, meta, config_dump, split, device, wall) -> RunResult:
+    """Calibrate on val, evaluate, save the final checkpoint, curve, grid and metrics.json."""
+    cfg = config.localization
+    run_dir = Path(config.out_dir) / "localization"
+    if cfg.reference and vision:
+        _set_reference(engine, split, device)  # the tower moved: refresh the bank
+    val = LocalizationDataset(split, "val", engine.height, engine.width)
+    pred = predict(engine, val, batch_size=cfg.batch_size, device=device, keep_images=True)
+    cal = cfg.calibration
+    thresholds = calibrate(pred.labels, pred.image_scores, pred.masks, pred.maps, image_rule=cal.image_rule,
+                           target_false_reject_rate=cal.target_false_reject_rate,
+                           min_defect_area_px=cal.min_defect_area_px).to_dict()
+    metrics = metrics_of(pred, thresholds["pixel"])
+    metrics.update(steps=state["step"], train_wall_s=round(wall, 2), val_images=int(pred.labels.size))
+    meta = dict(meta, thresholds=thresholds, metrics=metrics)
+    last = run_dir / "checkpoint"
+    _save(last, engine, vision, optimizer, state, meta, config_dump)
+    save_loss_curve(state["history"], run_dir / "loss_curve.png")
+    save_grid(pred, run_dir / "val_grid.png", pixel_threshold=thresholds["pixel"])
+    (run_dir / "metrics.json").write_text(json.dumps({"metrics": metrics, "thresholds": thresholds,
+                                                      "history": state["history"]}, indent=1) + "\n")
+    log.info("localization: %s", ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
+    return RunResult(last, metrics, thresholds, state["step"], wall)
+
+
+def _save(path, engine, vision, optimizer, state, meta, config_dump) -> None:
+    vision_state = {name: p for name, p in vision.items()} if vision else None
+    trainer = {k: state[k] for k in ("step", "epoch", "batch", "history")}
+    ckpt.save_checkpoint(path, localizer=engine.localizer, meta=dict(meta, step=state["step"]), config=config_dump,
+                         vision_state=vision_state, optimizer=optimizer, trainer_state=trainer)
+
+
+def _restore(path, engine, vision, optimizer, device) -> dict:
+    saved = ckpt.load_checkpoint(path)
+    engine.localizer.load_state_dict(saved.build_localizer().state_dict())
+    engine.localizer.to(device)
+    if vision and saved.vision_state:
+        with torch.no_grad():
+            for name, p in vision.items():
+                p.copy_(saved.vision_state[name].to(device))
+    tensors, trainer = ckpt.load_trainer_state(path)
+    ckpt.restore_optimizer(optimizer, tensors, trainer.pop("param_groups"))
+    return trainer
+
+
+def engine_from_checkpoint(path: Path, *, backbone=None, device="cpu") -> tuple[EiadVisionEngine, ckpt.Checkpoint]:
+    """Rebuild the vision engine (backbone + trained localizer) from a checkpoint directory."""
+    saved = ckpt.load_checkpoint(path)
+    if backbone is None:
+        from eiad.modeling.backbones import load_backbone
+
+        backbone = load_backbone(saved.meta["backbone"], device=device)
+    if saved.vision_state:
+        missing = set(saved.vision_state) - set(dict(backbone.named_parameters()))
+        if missing:
+            raise ModelError(f"{path}: vision weights {sorted(missing)[:3]}... do not fit backbone {saved.meta['backbone']}")
+        backbone.load_state_dict(saved.vision_state, strict=False)
+    engine = EiadVisionEngine(backbone, saved.build_localizer()).to(device).eval()
+    return engine, saved
