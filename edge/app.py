@@ -45,9 +45,12 @@ class LogSink:
 
 
 class SequenceFile:
-    """Keeps the last sequence number in a small file so numbering continues after a restart.
+    """Keeps the last sequence number in a small file: the station's numbering for a station
+    without MQTT, and a second record beside the outbox's (which is the durable one).
 
-    One `pwrite` into the page cache per result (microseconds, no fsync): survives a killed
+    It is called after the MQTT sink, so it never runs ahead of a stored verdict: a kill
+    between the two leaves it one behind, and the start takes the larger of both. One
+    `pwrite` into the page cache per result (microseconds, no fsync): survives a killed
     process, not a power cut (then numbering may repeat a few numbers; ids stay unique).
     """
 
@@ -121,7 +124,7 @@ def build_station(config: StationConfig, extra_sinks: dict[str, Sink] | None = N
     sinks, first_sequence = _build_sinks(config, extra_sinks or {})
     pipeline = Pipeline(config.station_id, sources, runner, sinks, config.thresholds, metrics,
                         config.batching.max_batch, config.batching.max_wait_ms, config.frames.wrong_size, first_sequence,
-                        image_sinks=frozenset({"archive"} & sinks.keys()))
+                        image_sinks=frozenset({"archive"} & sinks.keys()), blank_max_std=config.frames.blank_max_std)
     health = None
     if config.metrics.enabled:
         health = HealthServer(metrics, config.metrics.host, config.metrics.port)
@@ -130,30 +133,36 @@ def build_station(config: StationConfig, extra_sinks: dict[str, Sink] | None = N
 
 
 def _build_sinks(config: StationConfig, extra: dict[str, Sink]) -> tuple[dict[str, Sink], int]:
+    """Sinks in call order: log, mqtt, archive, extras, sequence, explainer; and the first
+    sequence number: one after the last one stored (outbox meta or sequence file)."""
     sinks: dict[str, Sink] = {"log": LogSink()}
-    first_sequence = 1
-    if config.sequence_file is not None:
-        sequence = SequenceFile(config.path(config.sequence_file))
-        first_sequence = sequence.last + 1
-        sinks["sequence"] = sequence
+    last_sequence = 0
     if config.mqtt is not None:
         from edge.outbox import Outbox
         from edge.sinks.mqtt import MqttSink
 
         outbox = Outbox(config.outbox.model_copy(update={"path": config.path(config.outbox.path)}))
+        last_sequence = outbox.last_sequence  # written in the same transaction as each verdict
         sinks["mqtt"] = MqttSink(config.mqtt, outbox)
     if config.archive is not None:
         from edge.sinks.archive import ArchiveSink
 
         sinks["archive"] = ArchiveSink(config.archive.model_copy(update={"directory": config.path(config.archive.directory)}))
     sinks.update(extra)
+    if config.sequence_file is not None:
+        # After the MQTT sink: the file may lag the outbox by one after a kill, never lead it.
+        sequence = SequenceFile(config.path(config.sequence_file))
+        last_sequence = max(last_sequence, sequence.last)
+        sinks["sequence"] = sequence
     if config.explainer is not None and config.explainer.enabled:
         from edge.explainer import build_explainer
 
         publishers = [sink for name, sink in sinks.items() if name != "sequence"]
         explainer = build_explainer(config.path(config.artifact), publishers, config.explainer).start()
         sinks["explainer"] = ExplainerFeed(explainer)  # last: the verdict is stored before it is offered
-    return sinks, first_sequence
+    if last_sequence:
+        log.info("sequence numbering continues at %d", last_sequence + 1)
+    return sinks, last_sequence + 1
 
 
 def run_station(config: StationConfig, stop: threading.Event | None = None, extra_sinks: dict[str, Sink] | None = None) -> PipelineSummary:

@@ -114,6 +114,10 @@ class BatchingConfig(_Strict):
 
 class FramesConfig(_Strict):
     wrong_size: Literal["reject", "resize"] = Field(default="reject", description="frame size differs from the model input")
+    blank_max_std: float = Field(
+        default=0.0, ge=0, le=128,
+        description="REJECT frames whose pixel standard deviation (grey levels, 0-255) is below this: covered lens, "
+                    "lights off, dead sensor; 2.0 suits most lit scenes; 0 = off")
 
 
 class MetricsConfig(_Strict):

@@ -2,8 +2,18 @@
 is handed to the network, and deleted when the broker acknowledges it.
 
 Rows are replayed oldest first (ids from AUTOINCREMENT are never reused, so a cursor
-over ids stays valid). The file is opened in EXCLUSIVE locking mode: one station process
-per outbox file; a second one fails with a clear error instead of double-publishing.
+over ids stays valid). One station process per outbox file (an advisory lock on
+`<path>.lock`; a second one fails with a clear error instead of double-publishing). The
+WAL is checkpointed by a background thread (edge/outbox_file.py), not by put().
+
+Failures with a counted, documented policy instead of an exception or a crash loop:
+  - disk full (SQLITE_FULL): the batch is not stored, `full_alarm` is raised, each message
+    is counted in dropped_by_reason["disk_full"], put_many returns None for each; storing
+    resumes by itself when space comes back;
+  - a corrupt file at open: it is renamed to `<path>.corrupt-<UTC stamp>` (with -wal/-shm)
+    and a fresh outbox is opened (`corrupt_quarantined` in stats).
+The last sequence number is kept in the `meta` table, written in the same transaction as
+the verdict that carries it, so numbering resumes without a gap after any crash.
 
 Thread safety: every method takes one internal lock; the sink's caller thread (put),
 and its dispatcher thread (pending/ack) share one instance.
@@ -21,24 +31,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from eiad.errors import PublishError
+from edge.outbox_file import Checkpointer, connect, is_corruption, quarantine, release_lock, take_lock
 from edge.sinks.mqtt_config import OutboxSettings
 
 log = logging.getLogger(__name__)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS messages (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind TEXT NOT NULL,
-    topic TEXT NOT NULL,
-    payload BLOB NOT NULL,
-    qos INTEGER NOT NULL,
-    retain INTEGER NOT NULL,
-    properties TEXT NOT NULL,
-    dedup_key TEXT NOT NULL,
-    created_unix_s REAL NOT NULL,
-    size_bytes INTEGER NOT NULL
-)
-"""
+_SQLITE_FULL = getattr(sqlite3, "SQLITE_FULL", 13)
+# A write refused for lack of space shows as SQLITE_FULL (ENOSPC), or as SQLITE_IOERR_WRITE
+# when the kernel refuses the whole write (EDQUOT quota, EFBIG file size limit): same policy.
+_SQLITE_IOERR_WRITE = getattr(sqlite3, "SQLITE_IOERR_WRITE", 778)
 
 
 @dataclass(frozen=True)
@@ -71,12 +72,15 @@ class OutboxStats:
     dropped_by_reason: dict[str, int]
     full_alarm: bool
     backlog_at_open: int
+    disk_full: bool = False
+    corrupt_quarantined: int = 0
+    last_sequence: int = 0
 
 
 class Outbox:
     """SQLite outbox with row/byte/age bounds and a counted full policy (see OutboxSettings)."""
 
-    def __init__(self, settings: OutboxSettings, *, clock=time.time) -> None:
+    def __init__(self, settings: OutboxSettings, *, clock=time.time, checkpoint_interval_s: float = 0.5) -> None:
         self._settings = settings
         self._clock = clock
         self._lock = threading.Lock()
@@ -84,64 +88,101 @@ class Outbox:
         self._stored = 0
         self._acked = 0
         self._full_alarm = False
+        self._disk_full = False
         self._next_expire_check = 0.0
-        self._conn = self._open(Path(settings.path), settings.synchronous)
-        rows, size, last_id = self._conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(size_bytes), 0), COALESCE(MAX(id), 0) FROM messages"
-        ).fetchone()
+        self.corrupt_quarantined = 0
+        self.quarantined_to: Path | None = None
+        path = Path(settings.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = take_lock(path)
+        try:
+            self._conn, (rows, size, last_id, last_seq) = self._open(path, settings.synchronous)
+        except BaseException:
+            release_lock(self._lock_fd)
+            raise
         self._rows, self._bytes = int(rows), int(size)
         self.backlog_at_open = self._rows
         self.last_id_at_open = int(last_id)
+        self.last_sequence = int(last_seq)
+        self._checkpointer = Checkpointer(path, checkpoint_interval_s).start()
         if self._rows:
             log.info("outbox %s holds %d unsent messages (%d bytes): they will be replayed",
                      settings.path, self._rows, self._bytes)
 
-    @staticmethod
-    def _open(path: Path, synchronous: str) -> sqlite3.Connection:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=0.5)
-            conn.execute("PRAGMA locking_mode=EXCLUSIVE")
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            conn.execute(f"PRAGMA synchronous={synchronous}")
-            conn.execute(_SCHEMA)
-            conn.execute("CREATE INDEX IF NOT EXISTS messages_kind ON messages(kind, id)")
-            conn.execute("CREATE INDEX IF NOT EXISTS messages_created ON messages(created_unix_s)")
-        except sqlite3.OperationalError as exc:
-            raise PublishError(
-                f"cannot open the outbox {path}: {exc}. Is another station process using it? "
-                "Each station needs its own outbox.path on a writable local disk"
-            ) from exc
-        except sqlite3.DatabaseError as exc:
-            raise PublishError(
-                f"the outbox {path} is not a readable SQLite file ({exc}); move it aside "
-                "to keep its data for inspection and restart"
-            ) from exc
-        if mode.lower() != "wal":
-            raise PublishError(f"the outbox {path} could not switch to WAL mode (got {mode!r}); use a local disk")
-        return conn
+    def _open(self, path: Path, synchronous: str) -> tuple[sqlite3.Connection, tuple]:
+        """Open (quarantining a corrupt file once) and read the totals."""
+        for attempt in (1, 2):
+            conn = None
+            try:
+                conn = connect(path, synchronous)
+                totals = conn.execute(
+                    "SELECT COUNT(*), COALESCE(SUM(size_bytes), 0), COALESCE(MAX(id), 0),"
+                    " (SELECT COALESCE(MAX(value), 0) FROM meta WHERE key = 'last_sequence') FROM messages"
+                ).fetchone()
+                return conn, totals
+            except sqlite3.DatabaseError as exc:
+                if conn is not None:
+                    conn.close()
+                if attempt == 1 and is_corruption(exc):
+                    self.quarantined_to = quarantine(path, exc)
+                    self.corrupt_quarantined += 1
+                    continue
+                raise PublishError(
+                    f"cannot open the outbox {path}: {exc}. Each station needs its own outbox.path "
+                    "on a writable local disk") from exc
+        raise AssertionError("unreachable")
 
     def put(self, message: OutgoingMessage) -> int | None:
         """Commit one message; returns its row id, or None when refused (counted)."""
         ids = self.put_many([message])
         return ids[0]
 
-    def put_many(self, messages: list[OutgoingMessage]) -> list[int | None]:
-        """Commit messages in one transaction (in order); None for each refused one."""
+    def put_many(self, messages: list[OutgoingMessage], sequence: int | None = None) -> list[int | None]:
+        """Commit messages in one transaction (in order); None for each refused one.
+
+        `sequence`: the station's sequence number these messages carry, stored in the same
+        transaction (meta.last_sequence), so a restart resumes after the last stored one.
+        Disk full: nothing is stored, every message counts as `disk_full`, all None."""
         with self._lock:
             now = self._clock()
-            self._expire_locked(now)
             ids: list[int | None] = []
-            self._conn.execute("BEGIN IMMEDIATE")
+            counted = (self._stored, self._dropped.copy())  # undone if the transaction is
             try:
+                self._expire_locked(now)
+                self._conn.execute("BEGIN IMMEDIATE")
                 for message in messages:
                     ids.append(self._insert_locked(message, now))
+                if sequence is not None and sequence > self.last_sequence:
+                    self._conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('last_sequence', ?)", (sequence,))
                 self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
+            except BaseException as exc:
+                # On SQLITE_FULL (and some I/O errors) SQLite has already rolled back: a
+                # second ROLLBACK would raise and hide the real error.
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
                 self._reload_totals_locked()
+                self._stored, self._dropped = counted
+                if isinstance(exc, sqlite3.OperationalError) and _is_full(exc):
+                    return self._disk_full_locked(len(messages), exc)
                 raise
+            if sequence is not None and sequence > self.last_sequence:
+                self.last_sequence = sequence
+            if self._disk_full:
+                self._disk_full = False
+                self._full_alarm = self._rows >= self._settings.max_rows
+                log.warning("outbox %s: disk space is back, storing verdicts again", self._settings.path)
             return ids
+
+    def _disk_full_locked(self, count: int, exc: sqlite3.Error) -> list[int | None]:
+        self._dropped["disk_full"] += count
+        self._full_alarm = True
+        if not self._disk_full:
+            path = Path(self._settings.path).resolve()
+            log.error("outbox disk full at %s (%s; or a quota / file size limit): new verdicts are published live only, not stored, and are lost "
+                      "if the broker is unreachable; free space on the file system holding %s (df -h %s); storing "
+                      "resumes by itself", path, exc, path.parent, path.parent)
+        self._disk_full = True
+        return [None] * count
 
     def _insert_locked(self, message: OutgoingMessage, now: float) -> int | None:
         size = len(message.payload) + len(message.topic)
@@ -243,13 +284,25 @@ class Outbox:
         if not row_ids:
             return 0
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            found = self._delete_ids_locked(row_ids, count_sizes=True)
-            self._conn.execute("COMMIT")
+            found = self._delete_in_transaction_locked(row_ids)
             self._acked += found
             if self._full_alarm and self._rows < self._settings.max_rows:
                 self._full_alarm = False
             return found
+
+    def _delete_in_transaction_locked(self, row_ids: list[int]) -> int:
+        """Delete rows in one transaction; on failure (a full disk can refuse even a delete)
+        the counters are reloaded from the table and the error goes to the caller."""
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            found = self._delete_ids_locked(row_ids, count_sizes=True)
+            self._conn.execute("COMMIT")
+            return found
+        except BaseException:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            self._reload_totals_locked()
+            raise
 
     def _delete_ids_locked(self, row_ids: list[int], count_sizes: bool = False) -> int:
         found = 0
@@ -271,11 +324,14 @@ class Outbox:
         if not row_ids:
             return 0
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            found = self._delete_ids_locked(row_ids, count_sizes=True)
-            self._conn.execute("COMMIT")
+            found = self._delete_in_transaction_locked(row_ids)
             self._dropped[reason] += found
             return found
+
+    @property
+    def disk_full(self) -> bool:
+        """True after a write failed for lack of space, until one succeeds again."""
+        return self._disk_full
 
     def _reload_totals_locked(self) -> None:
         rows, size = self._conn.execute(
@@ -284,8 +340,9 @@ class Outbox:
 
     def stats(self) -> OutboxStats:
         with self._lock:
-            return OutboxStats(self._rows, self._bytes, self._stored, self._acked,
-                               dict(self._dropped), self._full_alarm, self.backlog_at_open)
+            return OutboxStats(self._rows, self._bytes, self._stored, self._acked, dict(self._dropped),
+                               self._full_alarm, self.backlog_at_open, self._disk_full, self.corrupt_quarantined,
+                               self.last_sequence)
 
     def journal_mode(self) -> str:
         with self._lock:
@@ -293,11 +350,23 @@ class Outbox:
 
     def close(self) -> None:
         """Checkpoint and close; idempotent. Unacknowledged rows stay for the next start."""
+        self._checkpointer.close()
         with self._lock:
             if self._conn is None:
                 return
             try:
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:  # e.g. disk full: the WAL keeps the data, the next start replays it
+                log.warning("outbox %s: final checkpoint failed (%s); the WAL keeps the data", self._settings.path, exc)
             finally:
                 self._conn.close()
                 self._conn = None  # type: ignore[assignment]
+                release_lock(self._lock_fd)
+                self._lock_fd = -1
+
+
+def _is_full(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:
+        return "disk is full" in str(exc)
+    return (code & 0xFF) == _SQLITE_FULL or code == _SQLITE_IOERR_WRITE

@@ -8,6 +8,10 @@ their PUBACK (`on_publish`, mid -> row id). While disconnected nothing new is ha
 over; what paho already holds it re-sends itself after reconnecting. After a restart
 the dispatcher starts from the oldest row, so backlog is replayed in order.
 Delivery is at least once; consumers de-duplicate on (inspection_id, kind).
+
+Disk full: the outbox stores nothing (counted as `disk_full`); the messages it could not
+store go to a bounded in-memory "live" queue the dispatcher publishes at QoS 1 when
+connected, untracked (at most once: lost if the broker is down or the station stops).
 """
 
 from __future__ import annotations
@@ -18,14 +22,13 @@ import threading
 import time
 from collections import Counter, deque
 
-import cv2
-import numpy as np
 import paho.mqtt.client as mqtt
 
-from eiad.messages import (MASK_CONTENT_TYPE, ExplanationMessage, OutboxStatsPayload, RegionPayload,
-                           StatsMessage, StatusMessage, Topics, VerdictMessage, iso_utc)
+from eiad.messages import (MASK_CONTENT_TYPE, ExplanationMessage, OutboxStatsPayload, StatsMessage, StatusMessage,
+                           Topics, iso_utc)
 from edge.outbox import Outbox, OutgoingMessage
 from edge.results import InspectionResult
+from edge.sinks.mqtt_payloads import build_verdict, encode_mask, stage_latencies_ms  # noqa: F401 (re-exported)
 from edge.sinks.mqtt_client import ConnectionState, build_client, is_v5, publish_properties
 from edge.sinks.mqtt_config import MqttSettings, check_credentials_transport, resolve_password
 
@@ -33,28 +36,12 @@ log = logging.getLogger(__name__)
 
 _IDLE_WAIT_S = 0.2  # dispatcher wakes at least this often to notice lost wake-ups and stop requests
 _EXPIRE_EVERY_S = 60.0
-
-
-def stage_latencies_ms(stamps_ns: dict[str, int]) -> dict[str, float]:
-    """Milliseconds from each stage to the next, by time order, plus 'total'."""
-    items = sorted(stamps_ns.items(), key=lambda kv: kv[1])
-    out = {name: round((t - prev_t) / 1e6, 3) for (_, prev_t), (name, t) in zip(items, items[1:])}
-    if len(items) >= 2:
-        out["total"] = round((items[-1][1] - items[0][1]) / 1e6, 3)
-    return out
-
-
-def build_verdict(r: InspectionResult, station: str, line: str, published_unix_s: float,
-                  stamps_ns: dict[str, int], mask_published: bool) -> VerdictMessage:
-    """The verdict payload for one result (pure)."""
-    return VerdictMessage(
-        inspection_id=r.inspection_id, sequence=r.sequence, station=station, line=line,
-        source_id=r.source_id, frame_id=r.frame_id, verdict=r.verdict, score=float(r.score),
-        defect_class=r.defect_class, class_confidence=float(r.class_confidence),
-        regions=[RegionPayload(box_xyxy=tuple(int(v) for v in g.box_xyxy), area_px=int(g.area_px),
-                               max_score=float(g.max_score)) for g in r.regions],
-        model_id=r.model_id, captured_at=iso_utc(r.captured_unix_s), published_at=iso_utc(published_unix_s),
-        latency_ms=stage_latencies_ms(stamps_ns), mask_published=mask_published, reason=r.reason)
+# PUBACKed rows are deleted in batches (one transaction per <= 20 ms or 64 rows) rather
+# than one transaction per PUBACK: each delete holds the outbox lock that the camera
+# loop's put() needs. A row acked but not yet deleted is re-sent after a crash (a duplicate).
+_ACK_BATCH_S = 0.02
+_ACK_BATCH_ROWS = 64
+_LIVE_MAX = 1000  # messages kept for live publishing while the outbox's disk is full
 
 
 class MqttSink:
@@ -84,6 +71,9 @@ class MqttSink:
         self._counts: Counter[str] = Counter()
         self._latencies_ms: deque[float] = deque(maxlen=2048)
         self._inflight_count = 0
+        self._live: deque[OutgoingMessage] = deque()  # not stored (disk full): published untracked
+        self._acked_rows: list[int] = []  # PUBACKed, not yet deleted (dispatcher thread only)
+        self._ack_due = float("inf")
         self._started_mono = time.monotonic()
         self._flush_deadline = float("inf")
         self._dispatcher = threading.Thread(target=self._run, name="mqtt-dispatch", daemon=True)
@@ -101,7 +91,7 @@ class MqttSink:
             messages = [self._verdict(result, stamps, with_mask)]
             if with_mask:
                 messages.append(self._mask(result))
-            self._store(messages)
+            self._store(messages, result.sequence)
         except Exception:
             log.exception("MQTT sink could not store verdict %s", getattr(result, "inspection_id", "?"))
             self._count("handle_failed")
@@ -144,7 +134,9 @@ class MqttSink:
             "last_refusal_reason": conn.last_refusal_reason, "outbox_depth_rows": box.depth_rows,
             "outbox_depth_bytes": box.depth_bytes, "outbox_full_alarm": box.full_alarm,
             "dropped_by_reason": box.dropped_by_reason, "stored": box.stored, "acked": box.acked,
-            "inflight": self._inflight_count, "publish_latency_ms": self._latency_summary(), **counts,
+            "inflight": self._inflight_count, "publish_latency_ms": self._latency_summary(),
+            "outbox_disk_full": box.disk_full, "outbox_corrupt_quarantined": box.corrupt_quarantined,
+            "last_sequence": box.last_sequence, "live_backlog": len(self._live), **counts,
         }
 
     def flush(self, timeout_s: float) -> bool:
@@ -175,6 +167,10 @@ class MqttSink:
                 log.warning("could not publish offline status: %s", exc)
         self._client.disconnect()
         self._client.loop_stop()
+        if self._live:
+            log.error("%d messages that could not be stored (disk full) were never published: lost", len(self._live))
+            self._count("live_dropped", len(self._live))
+            self._live.clear()
         left = self._outbox.stats().depth_rows
         if left:
             log.warning("MQTT sink closed with %d unsent messages kept in the outbox for the next start", left)
@@ -187,14 +183,11 @@ class MqttSink:
                                f"{r.inspection_id}:verdict")
 
     def _mask(self, r: InspectionResult) -> OutgoingMessage:
-        ok, png = cv2.imencode(".png", np.ascontiguousarray(r.mask, dtype=np.uint8))
-        if not ok:
-            raise ValueError(f"PNG encoding of the mask of {r.inspection_id} failed")
         # MQTT 3.1.1 has no properties: the inspection id goes into the topic instead.
         topic = self.topics.of("mask") if is_v5(self._s) else f"{self.topics.of('mask')}/{r.inspection_id}"
         props = {"content_type": MASK_CONTENT_TYPE,
                  "user": [["inspection_id", r.inspection_id], ["sequence", str(r.sequence)]]}
-        return OutgoingMessage("mask", topic, png.tobytes(), f"{r.inspection_id}:mask", properties=props)
+        return OutgoingMessage("mask", topic, encode_mask(r), f"{r.inspection_id}:mask", properties=props)
 
     def _status_payload(self, state: str) -> bytes:
         return StatusMessage(station=self._s.station, line=self._s.line, state=state,  # type: ignore[arg-type]
@@ -212,11 +205,20 @@ class MqttSink:
                                       full_alarm=box.full_alarm),
             publish_latency_ms=self._latency_summary(), pipeline={k: float(v) for k, v in pipeline.items()})
 
-    def _store(self, messages: list[OutgoingMessage]) -> None:
-        ids = self._outbox.put_many(messages)
-        refused = sum(1 for i in ids if i is None)
+    def _store(self, messages: list[OutgoingMessage], sequence: int | None = None) -> None:
+        ids = self._outbox.put_many(messages, sequence)
+        refused = [m for m, i in zip(messages, ids) if i is None]
         if refused:
-            self._count("refused_by_outbox", refused)
+            self._count("refused_by_outbox", len(refused))
+            if self._outbox.disk_full:
+                self._live.extend(refused)
+                excess = len(self._live) - _LIVE_MAX
+                for _ in range(max(0, excess)):
+                    try:
+                        self._live.popleft()  # the dispatcher may have taken it meanwhile
+                    except IndexError:
+                        break
+                    self._count("live_dropped")
         self._wake.set()
 
     # ---- paho callbacks (network thread): record and wake, nothing slow ----------------
@@ -239,7 +241,7 @@ class MqttSink:
         seen_connects = 0
         next_expire = time.monotonic() + _EXPIRE_EVERY_S
         while True:
-            self._wake.wait(_IDLE_WAIT_S)
+            self._wake.wait(min(_IDLE_WAIT_S, max(0.0, self._ack_due - time.monotonic())))
             self._wake.clear()
             try:
                 self._drain_acks(inflight)
@@ -254,6 +256,7 @@ class MqttSink:
                     seen_connects = snap.connects
                 if snap.connected:
                     cursor = self._fill_window(cursor, inflight)
+                    self._publish_live()
                 if time.monotonic() >= next_expire:
                     self._outbox.expire()
                     next_expire = time.monotonic() + _EXPIRE_EVERY_S
@@ -288,6 +291,21 @@ class MqttSink:
         self._inflight_count = len(inflight)
         return cursor
 
+    def _publish_live(self) -> None:
+        """Messages the outbox could not store (disk full): one publish each, untracked."""
+        while self._live:
+            try:
+                m = self._live.popleft()
+            except IndexError:
+                return
+            try:
+                self._client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain,
+                                     properties=publish_properties(self._s, m.properties))
+                self._count("published_live")
+            except ValueError as exc:
+                log.error("live message on %s cannot be published (%s): dropped", m.topic, exc)
+                self._count("live_dropped")
+
     def _drain_acks(self, inflight: dict[int, tuple[int, float]]) -> None:
         done, rejected, now = [], [], time.time()
         while True:
@@ -305,7 +323,17 @@ class MqttSink:
                 done.append(entry[0])
                 with self._lock:
                     self._latencies_ms.append((now - entry[1]) * 1e3)
-        self._outbox.ack(done)
+        if done and not self._acked_rows:
+            self._ack_due = time.monotonic() + _ACK_BATCH_S
+        self._acked_rows.extend(done)
+        if self._acked_rows and (len(self._acked_rows) >= _ACK_BATCH_ROWS or self._closing.is_set()
+                                 or time.monotonic() >= self._ack_due):
+            rows, self._acked_rows, self._ack_due = self._acked_rows, [], float("inf")
+            try:
+                self._outbox.ack(rows)
+            except Exception:  # e.g. disk full: keep them for the next try
+                self._acked_rows, self._ack_due = rows + self._acked_rows, time.monotonic() + _IDLE_WAIT_S
+                raise
         self._outbox.discard(rejected, "broker_rejected")
         self._inflight_count = len(inflight)
 

@@ -49,6 +49,14 @@ def test_good_config_loads_with_defaults_and_relative_paths(tmp_path):
     assert "rtsp_transport;tcp" in rtsp.ffmpeg_options
     assert (config.mqtt.line, config.mqtt.station) == ("line-a", "st-1")  # taken from the station
     assert config.batching.max_batch == 2 and config.frames.wrong_size == "reject"
+    assert config.frames.blank_max_std == 0.0  # blank check off unless configured
+
+
+def test_blank_frame_threshold_is_configurable_and_checked(tmp_path):
+    config = load_station_config(write(tmp_path, GOOD + "frames: {blank_max_std: 2.5}\n"))
+    assert config.frames.blank_max_std == 2.5
+    with pytest.raises(ConfigError, match="frames.blank_max_std"):
+        load_station_config(write(tmp_path, GOOD + "frames: {blank_max_std: -1}\n"))
 
 
 def test_errors_name_key_path_and_yaml_line(tmp_path):

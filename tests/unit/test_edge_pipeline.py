@@ -92,6 +92,36 @@ def test_bad_frames_are_rejected_with_a_reason_and_the_loop_goes_on(runner):
     assert [r.sequence for r in sink.results] == [1, 2, 3, 4, 5]
 
 
+def test_blank_frames_are_rejected_before_inference_with_the_measured_std(runner):
+    # given a covered lens (black), lights off (near-black with sensor noise), a saturated
+    # sensor (white), a textured good part, and a black frame with a real bright defect
+    rng = np.random.default_rng(3)
+    dark = rng.integers(0, 3, (64, 64, 3), dtype=np.uint8)  # std ~0.8 grey levels
+    textured = (grey_frame().astype(np.int16) + rng.integers(-6, 7, (64, 64, 3))).astype(np.uint8)
+    black_with_defect = np.zeros((64, 64, 3), np.uint8)
+    black_with_defect[30:34, 30:34] = 255  # 16 of 4096 pixels: std ~16, not blank
+    images = [np.zeros((64, 64, 3), np.uint8), dark, np.full((64, 64, 3), 255, np.uint8), textured, black_with_defect]
+    sources = SourceSet()
+    sources.add("cam", lambda: ListSource("cam", images))
+    sink = CollectingSink()
+    # when the station rejects frames whose pixel std is below 2 grey levels
+    run_pipeline(sources, runner, {"c": sink}, blank_max_std=2.0)
+    verdicts = [(r.verdict, r.reason) for r in sink.results]
+    # then the three blank frames are REJECTED with the measured std and the likely causes
+    assert [v for v, _ in verdicts] == ["REJECTED"] * 3 + ["OK", "NG"], verdicts
+    assert verdicts[0][1] == "frame is blank (std 0.00 < 2): lens covered, lights off or camera fault?"
+    assert "frame is blank (std 0.8" in verdicts[1][1] or "frame is blank (std 0.7" in verdicts[1][1], verdicts[1]
+    assert sink.results[0].mask is None and [r.sequence for r in sink.results] == [1, 2, 3, 4, 5]
+
+
+def test_the_blank_check_is_off_at_zero(runner):
+    sources = SourceSet()
+    sources.add("cam", lambda: ListSource("cam", [grey_frame()]))
+    sink = CollectingSink()
+    run_pipeline(sources, runner, {"c": sink}, blank_max_std=0.0)
+    assert [r.verdict for r in sink.results] == ["OK"]
+
+
 def test_wrong_size_frames_are_resized_when_configured_and_mask_keeps_frame_size(runner):
     image = np.full((128, 96, 3), 128, np.uint8)
     image[20:60, 10:50] = 255
@@ -198,3 +228,20 @@ def test_a_camera_that_is_not_there_is_retried_with_backoff_until_stop(runner):
     retries = metrics.count("restarts", "ghost/error")
     assert 3 <= retries <= 12  # 0.05, 0.1, 0.2, 0.2, ... within 0.8 s
     assert pipeline.summary.frames == 0
+
+
+def test_the_loop_runs_with_a_short_gil_switch_interval_and_restores_it(runner):
+    # background threads must hand the GIL back to the camera loop within 1 ms, not 5 ms
+    import sys
+
+    class Probe(CollectingSink):
+        def handle(self, result):
+            self.seen = sys.getswitchinterval()
+            super().handle(result)
+
+    before = sys.getswitchinterval()
+    sources = SourceSet()
+    sources.add("cam", lambda: ListSource("cam", [grey_frame()]))
+    probe = Probe()
+    run_pipeline(sources, runner, {"p": probe})
+    assert probe.seen <= 0.001 < before and sys.getswitchinterval() == before

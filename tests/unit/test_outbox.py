@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import time
+from pathlib import Path
 
 import pytest
 
@@ -99,11 +101,76 @@ def test_second_process_on_the_same_file_is_refused(settings):
     box.close()
 
 
-def test_garbage_file_gives_a_clear_error(tmp_path):
+def test_a_garbage_file_is_quarantined_and_a_fresh_outbox_opened(tmp_path, caplog):
+    # given a file at the outbox path that is not SQLite (damaged disk, wrong file copied)
     path = tmp_path / "outbox.sqlite3"
     path.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(PublishError, match="outbox"):
-        Outbox(OutboxSettings(path=path))
+    # when the station opens it
+    caplog.set_level("ERROR")
+    box = Outbox(OutboxSettings(path=path))
+    # then it starts on a fresh file, the damaged ones are kept aside and named in the log
+    kept = sorted(p.name for p in tmp_path.iterdir() if ".corrupt-" in p.name)
+    assert len(kept) == 1 and kept[0].startswith("outbox.sqlite3.corrupt-")
+    assert (tmp_path / kept[0]).read_bytes() == b"this is not sqlite" * 100
+    assert str(path) in caplog.text and kept[0] in caplog.text and "corrupt" in caplog.text
+    assert box.stats().corrupt_quarantined == 1 and box.put(msg(1)) is not None
+    box.close()
+
+
+def test_last_sequence_is_stored_with_the_verdict_and_survives_a_reopen(settings):
+    # given verdicts stored with their sequence numbers, one batch refused by a failing message
+    box = Outbox(settings)
+    box.put_many([msg(1)], sequence=41)
+    box.put_many([msg(2), msg(3, kind="mask")], sequence=42)
+    bad = OutgoingMessage("verdict", "p/l/s/verdict", b"x", "k", properties={"x": object()})
+    with pytest.raises(TypeError):
+        box.put_many([bad], sequence=43)
+    assert box.stats().last_sequence == 42
+    box.close()
+    # when the station reopens the file, then it resumes after the last stored sequence
+    again = Outbox(settings)
+    assert again.last_sequence == 42
+    again.close()
+
+
+def test_a_full_disk_is_counted_alarmed_and_storing_resumes(settings, caplog):
+    # given an outbox whose database may not grow (SQLite's page cap gives SQLITE_FULL, as a full disk)
+    box = Outbox(settings)
+    box.put(msg(0))
+    pages = box._conn.execute("PRAGMA page_count").fetchone()[0]
+    box._conn.execute(f"PRAGMA max_page_count={pages}")
+    caplog.set_level("ERROR")
+    # when bigger messages arrive, then put_many never raises: None per message, counted, alarmed
+    assert box.put_many([msg(1, size=20_000), msg(2)], sequence=7) == [None, None]
+    assert box.put_many([msg(3, size=20_000)]) == [None]
+    stats = box.stats()
+    assert stats.dropped_by_reason == {"disk_full": 3} and stats.full_alarm and stats.disk_full
+    assert stats.depth_rows == 1 and stats.stored == 1 and stats.last_sequence == 0
+    assert caplog.text.count("outbox disk full at") == 1 and "free space" in caplog.text
+    # and as soon as space is back, storing resumes and the alarm clears
+    box._conn.execute("PRAGMA max_page_count=1073741823")
+    assert box.put_many([msg(4)], sequence=8)[0] is not None
+    stats = box.stats()
+    assert not stats.full_alarm and not stats.disk_full and stats.depth_rows == 2 and stats.last_sequence == 8
+    box.close()
+
+
+def test_puts_never_checkpoint_the_wal_the_background_thread_does(tmp_path):
+    # given two outboxes: one whose checkpointer never runs, one checkpointing every 50 ms
+    idle = Outbox(OutboxSettings(path=tmp_path / "a.db"), checkpoint_interval_s=3600)
+    busy = Outbox(OutboxSettings(path=tmp_path / "b.db"), checkpoint_interval_s=0.05)
+    for box in (idle, busy):
+        for i in range(300):
+            box.put(msg(i, size=4000))
+    time.sleep(0.3)
+    # then the writer itself never checkpointed (SQLite's default would at 1000 pages) ...
+    page_bytes = idle._conn.execute("PRAGMA page_size").fetchone()[0] + 24  # WAL frame = header + page
+    assert Path(tmp_path / "a.db-wal").stat().st_size // page_bytes > 1000
+    # ... and the background checkpointer did: the rows reached the main file
+    assert busy._checkpointer.checkpoints > 0
+    assert (tmp_path / "a.db").stat().st_size < 100_000 < 1_000_000 < (tmp_path / "b.db").stat().st_size
+    idle.close()
+    busy.close()
 
 
 def test_drop_oldest_counts_every_drop_exactly(tmp_path):
