@@ -50,6 +50,9 @@ class PacedSource:
         self._frames = frames
         self._period_s = 1.0 / fps if fps > 0 else 0.0
         self._duration_s = duration_s
+        # Paced cameras deliver exactly round(fps * duration) frames: counting ticks, not
+        # comparing clock differences, which rounding can push either side of the end.
+        self._frame_count = round(fps * duration_s) if fps > 0 else None
         self._phase_s = phase_s
         self._start = 0.0
         self._i = 0
@@ -61,7 +64,9 @@ class PacedSource:
 
     def read(self) -> Capture | None:
         tick = self._start + self._i * self._period_s
-        if tick - self._start >= self._duration_s or (self._period_s == 0 and time.perf_counter() - self._start >= self._duration_s):
+        if self._frame_count is not None and self._i >= self._frame_count:
+            return None
+        if self._frame_count is None and time.perf_counter() - self._start >= self._duration_s:
             return None
         now = time.perf_counter()
         if tick > now:
