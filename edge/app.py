@@ -1,13 +1,17 @@
 """Wiring: station config -> sources, runner, sinks, metrics -> a running pipeline.
 
-The only module that builds things from config. Shutdown order on SIGINT/SIGTERM (or
-`stop.set()`): stop capture, inspect the frames still queued, close the sinks (the MQTT
-sink flushes its outbox within its timeout and publishes `offline`), close the runner,
-stop the metrics server.
+The only module that builds things from config. Besides the pipeline it starts the
+metrics/health server (which reads every sink's `stats()` when scraped) and, with MQTT,
+a small thread publishing the stats topic every `mqtt.stats_interval_s`.
+Shutdown order on SIGINT/SIGTERM (or `stop.set()`): stop capture, inspect the frames
+still queued, stop the stats thread, close the sinks (the explainer first; the MQTT sink
+flushes its outbox within its timeout and publishes `offline`; the Sparkplug sink sends
+NDEATH), close the runner, stop the metrics server.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -16,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.config import StationConfig
-from edge.health import HealthServer, Metrics
+from edge.health import HealthServer, Metrics, watch_sink_stats
 from edge.pipeline import Pipeline, PipelineSummary
 from edge.results import InspectionResult
 from edge.runners.base import Runner
@@ -84,8 +88,39 @@ class ExplainerFeed:
     def handle_explanation(self, inspection_id: str, text: str, meta: dict) -> None:
         pass
 
+    def stats(self) -> dict:
+        """The explainer's counters (backlog, dropped, explained, ...) for health/metrics."""
+        return dataclasses.asdict(self._explainer.stats())
+
     def close(self) -> None:
         self._explainer.close()  # finishes or drops its backlog before the sinks close
+
+
+class StatsPublisher:
+    """Publishes the MQTT sink's stats message with the pipeline's counters every
+    `interval_s` from its own daemon thread (never from the camera loop: building the
+    message reads the outbox under its lock). `close()` stops it; idempotent."""
+
+    def __init__(self, sink, metrics: Metrics, interval_s: float) -> None:
+        self._sink, self._metrics, self._interval_s = sink, metrics, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mqtt-stats", daemon=True)
+
+    def start(self) -> "StatsPublisher":
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                self._sink.publish_stats(self._metrics.pipeline_stats())
+            except Exception:  # never let a stats hiccup end the thread
+                log.exception("periodic stats publish failed")
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5.0)
 
 
 @dataclass
@@ -96,8 +131,11 @@ class Station:
     sinks: dict[str, Sink]
     metrics: Metrics
     health: HealthServer | None
+    stats_publisher: StatsPublisher | None = None
 
     def close(self) -> None:
+        if self.stats_publisher is not None:
+            self.stats_publisher.close()  # before the MQTT sink it publishes through
         # The explainer closes first so its last explanations still reach open sinks.
         for name, sink in sorted(self.sinks.items(), key=lambda item: item[0] != "explainer"):
             try:
@@ -109,32 +147,54 @@ class Station:
             self.health.close()
 
 
-def build_station(config: StationConfig, extra_sinks: dict[str, Sink] | None = None) -> Station:
-    """Load the artifact, open nothing yet on the cameras (the pipeline starts them)."""
+def build_station(config: StationConfig, extra_sinks: dict[str, Sink] | None = None,
+                  sources: SourceSet | None = None) -> Station:
+    """Load the artifact and build the station; opens no camera yet (the pipeline starts them).
+
+    `sources`: a SourceSet built by the caller (a demo or test camera) instead of the
+    config's `sources`; its `events` should be a `Metrics`, which then becomes the
+    station's (else a fresh one is made and the cameras' events are not counted).
+    """
     artifact = config.path(config.artifact)
     manifest = load_manifest(artifact)
     runner = build_runner(config.runner, artifact, manifest, config.path)
-    metrics = Metrics()
+    if sources is None:
+        metrics = Metrics()
+        sources = _sources_from_config(config, metrics)
+    else:
+        metrics = sources.events if isinstance(sources.events, Metrics) else Metrics()
+    try:
+        sinks, first_sequence = _build_sinks(config, extra_sinks or {}, manifest.model_id)
+    except BaseException:
+        runner.close()
+        raise
+    pipeline = Pipeline(config.station_id, sources, runner, sinks, config.thresholds, metrics,
+                        config.batching.max_batch, config.batching.max_wait_ms, config.frames.wrong_size, first_sequence,
+                        image_sinks=frozenset({"archive"} & sinks.keys()), blank_max_std=config.frames.blank_max_std)
+    watch_sink_stats(metrics, sinks)
+    stats_publisher = None
+    if "mqtt" in sinks and config.mqtt is not None and config.mqtt.stats_interval_s > 0:
+        stats_publisher = StatsPublisher(sinks["mqtt"], metrics, config.mqtt.stats_interval_s).start()
+    health = None
+    if config.metrics.enabled:
+        health = HealthServer(metrics, config.metrics.host, config.metrics.port)
+        health.start()
+    return Station(config, pipeline, runner, sinks, metrics, health, stats_publisher)
+
+
+def _sources_from_config(config: StationConfig, metrics: Metrics) -> SourceSet:
     sources = SourceSet(events=metrics)
     for source in config.sources:
         staleness = source.staleness_budget_ms if source.policy == "free_running" else None
         policy = "latest" if source.policy == "free_running" else "block"
         sources.add(source.id, source_maker(source, config.path), policy, source.queue_capacity, staleness,
                     source.stall_timeout_s, source.restart_backoff_s, source.restart_backoff_max_s)
-    sinks, first_sequence = _build_sinks(config, extra_sinks or {})
-    pipeline = Pipeline(config.station_id, sources, runner, sinks, config.thresholds, metrics,
-                        config.batching.max_batch, config.batching.max_wait_ms, config.frames.wrong_size, first_sequence,
-                        image_sinks=frozenset({"archive"} & sinks.keys()), blank_max_std=config.frames.blank_max_std)
-    health = None
-    if config.metrics.enabled:
-        health = HealthServer(metrics, config.metrics.host, config.metrics.port)
-        health.start()
-    return Station(config, pipeline, runner, sinks, metrics, health)
+    return sources
 
 
-def _build_sinks(config: StationConfig, extra: dict[str, Sink]) -> tuple[dict[str, Sink], int]:
-    """Sinks in call order: log, mqtt, archive, extras, sequence, explainer; and the first
-    sequence number: one after the last one stored (outbox meta or sequence file)."""
+def _build_sinks(config: StationConfig, extra: dict[str, Sink], model_id: str) -> tuple[dict[str, Sink], int]:
+    """Sinks in call order: log, mqtt, sparkplug, archive, extras, sequence, explainer; and the
+    first sequence number: one after the last one stored (outbox meta or sequence file)."""
     sinks: dict[str, Sink] = {"log": LogSink()}
     last_sequence = 0
     if config.mqtt is not None:
@@ -144,6 +204,10 @@ def _build_sinks(config: StationConfig, extra: dict[str, Sink]) -> tuple[dict[st
         outbox = Outbox(config.outbox.model_copy(update={"path": config.path(config.outbox.path)}))
         last_sequence = outbox.last_sequence  # written in the same transaction as each verdict
         sinks["mqtt"] = MqttSink(config.mqtt, outbox)
+        if config.mqtt.sparkplug is not None:
+            from edge.sinks.sparkplug import SparkplugSink
+
+            sinks["sparkplug"] = SparkplugSink(config.mqtt, model_id)  # at most once, after the lossless one
     if config.archive is not None:
         from edge.sinks.archive import ArchiveSink
 

@@ -115,9 +115,9 @@ class BatchingConfig(_Strict):
 class FramesConfig(_Strict):
     wrong_size: Literal["reject", "resize"] = Field(default="reject", description="frame size differs from the model input")
     blank_max_std: float = Field(
-        default=0.0, ge=0, le=128,
+        default=2.0, ge=0, le=128,
         description="REJECT frames whose pixel standard deviation (grey levels, 0-255) is below this: covered lens, "
-                    "lights off, dead sensor; 2.0 suits most lit scenes; 0 = off")
+                    "lights off, dead sensor; the default 2.0 suits lit scenes; 0 = off (e.g. a deliberately uniform target)")
 
 
 class MetricsConfig(_Strict):

@@ -8,8 +8,8 @@
 
 The station is the real one from `edge.app.build_station`; only its camera differs: a
 `DemoCamera` (the synthetic line video, looped, paced on an absolute schedule of `fps`
-ticks like a triggered line camera, stopping after `frames`) in a fresh Pipeline built
-from the station's own runner, sinks and metrics. Every timestamp is `monotonic_ns` in
+ticks like a triggered line camera, stopping after `frames`), handed to
+`build_station(..., sources=...)`. Every timestamp is `monotonic_ns` in
 this one process, so capture -> verdict-received latency is exact.
 Scoring is on what the PLC received (its verdicts and masks), never on the station's
 own results: a verdict lost on the way would show as a missing one.
@@ -167,14 +167,12 @@ def run_demo(opts: DemoOptions) -> dict:
 def _run_station(config: StationConfig, recorder: Recorder, shots: Shots, line: LineFiles) -> float:
     """The real station (build_station) with the demo camera; returns the run's seconds."""
     from edge.app import build_station
-    from edge.pipeline import Pipeline
+    from edge.health import Metrics
     from edge.sources.watchdog import SourceSet
 
-    station = build_station(config, {"demo": recorder})
-    sources = SourceSet(events=station.metrics)
+    sources = SourceSet(events=Metrics())
     sources.add("cam0", lambda: DemoCamera("cam0", line, shots), "block", 4, None, stall_timeout_s=30.0)
-    station.pipeline = Pipeline(config.station_id, sources, station.runner, station.sinks, config.thresholds, station.metrics,
-                                config.batching.max_batch, config.batching.max_wait_ms, config.frames.wrong_size)
+    station = build_station(config, {"demo": recorder}, sources=sources)
     stop = threading.Event()
     restore = _on_interrupt(stop.set)
     # The station's own log line per NG part would tear through the live view; the PLC view shows them.

@@ -12,6 +12,11 @@ Metrics (all prefixed `eiad_edge_`):
   queue_depth{source}                  frames waiting (sampled per result)
   source_fps{source}                   frames per second over the last ~2 s
 
+Components that keep their own counters (the MQTT sink, the explainer, the Sparkplug
+sink) are added with `watch(name, stats_fn)`: their `stats()` is read at each scrape and
+each /health request (never on the camera loop) and exported by `edge.health_components`
+(eiad_outbox_depth_rows, eiad_publish_latency_seconds, eiad_explainer_backlog_parts, ...).
+
 Thread safety: every method may be called from any thread (prometheus_client is
 thread-safe; the plain counters behind /health are guarded by a lock).
 """
@@ -23,9 +28,11 @@ import logging
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from edge.health_components import ComponentCollector, problems_of, snapshot
 from edge.results import InspectionResult
 
 log = logging.getLogger(__name__)
@@ -54,8 +61,35 @@ class Metrics:
         self._lock = threading.Lock()
         self._counts: dict[str, dict[str, int]] = {}
         self._window: dict[str, tuple[float, int]] = {}
+        self._fps_now: dict[str, float] = {}
+        self._components: dict[str, Callable[[], object]] = {}
+        self.registry.register(ComponentCollector(self.component_stats))
         self.started_unix_s = time.time()
         self.last_result_unix_s: float | None = None
+
+    def watch(self, name: str, stats: Callable[[], object]) -> None:
+        """Report a component's `stats()` (a dict or a dataclass) under `name` in /health and,
+        for the known ones (mqtt, explainer, sparkplug), as Prometheus series. It is called
+        from the HTTP thread and the stats publisher: it must be thread-safe."""
+        with self._lock:
+            self._components[name] = stats
+
+    def component_stats(self) -> dict[str, dict]:
+        """Every watched component's stats now; a component that raises shows its error."""
+        with self._lock:
+            components = dict(self._components)
+        return {name: snapshot(name, stats) for name, stats in components.items()}
+
+    def pipeline_stats(self) -> dict[str, float]:
+        """Flat counters for the MQTT stats topic: `results.NG`, `captured.<source>`,
+        `dropped.<source>/<reason>`, `sink_failures.<sink>`, `fps.<source>`, `uptime_s`, ..."""
+        with self._lock:
+            flat = {f"{family}.{key}": float(n) for family, table in self._counts.items() for key, n in table.items()}
+            flat.update({f"fps.{source}": round(fps, 3) for source, fps in self._fps_now.items()})
+        flat["uptime_s"] = round(time.time() - self.started_unix_s, 3)
+        if self.last_result_unix_s is not None:
+            flat["last_result_age_s"] = round(time.time() - self.last_result_unix_s, 3)
+        return flat
 
     def watch_queues(self, depth) -> None:
         """Give the metrics a `depth(source_id) -> int` to sample the queue gauges from."""
@@ -77,7 +111,9 @@ class Metrics:
         with self._lock:
             since, n = self._window.get(source_id, (now, 0))
             if now - since >= 2.0:
-                self._fps.labels(source_id).set((n + 1) / (now - since))
+                fps = (n + 1) / (now - since)
+                self._fps.labels(source_id).set(fps)
+                self._fps_now[source_id] = fps
                 since, n = now, -1
             self._window[source_id] = (since, n + 1)
 
@@ -116,11 +152,25 @@ class Metrics:
         self.last_result_unix_s = time.time()
 
     def health(self) -> dict:
-        """The /health document: uptime, last result age, every plain counter."""
+        """The /health document: `status` ("ok", or "degraded" with `problems`: broker not
+        connected, outbox full or its disk full, ...), uptime, last result age, every plain
+        counter, and each watched component's stats under `components`."""
         with self._lock:
             counts = {family: dict(table) for family, table in self._counts.items()}
         age = None if self.last_result_unix_s is None else round(time.time() - self.last_result_unix_s, 3)
-        return {"status": "ok", "uptime_s": round(time.time() - self.started_unix_s, 3), "last_result_age_s": age, "counts": counts}
+        components = self.component_stats()
+        problems = problems_of(components)
+        return {"status": "degraded" if problems else "ok", "problems": problems,
+                "uptime_s": round(time.time() - self.started_unix_s, 3), "last_result_age_s": age,
+                "counts": counts, "components": components}
+
+
+def watch_sink_stats(metrics: Metrics, sinks: dict) -> None:
+    """Watch every sink that has a `stats()` method (MQTT, explainer feed, Sparkplug)."""
+    for name, sink in sinks.items():
+        stats = getattr(sink, "stats", None)
+        if callable(stats):
+            metrics.watch(name, stats)
 
 
 class HealthServer:
@@ -148,7 +198,7 @@ def _handler_for(metrics: Metrics):
             if self.path.startswith("/metrics"):
                 body, kind = generate_latest(metrics.registry), CONTENT_TYPE_LATEST
             elif self.path.startswith("/health"):
-                body, kind = json.dumps(metrics.health()).encode(), "application/json"
+                body, kind = json.dumps(metrics.health(), default=str).encode(), "application/json"
             else:
                 self.send_error(404, "try /metrics or /health")
                 return

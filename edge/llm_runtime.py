@@ -1,8 +1,9 @@
 """Greedy generation on the exported language model with ONNX Runtime: no torch.
 
 Reads the `llm/` part of an export artifact (export/llm_export.py writes it): a decoder
-graph `(inputs_embeds, attention_mask, position_ids, past_key.i, past_value.i) ->
-(logits, present_key.i, present_value.i)`, the embedding table as .npy, the tokenizer as
+graph `(inputs_embeds, [attention_mask], position_ids, *states) -> (logits, *new states)`
+whose state tensors (a KV cache, or conv + recurrent states for linear-attention layers)
+are listed in llm_config.json `states`, the embedding table as .npy, the tokenizer as
 tokenizer.json and an optional projector graph turning the vision engine's
 `vision_features` into LLM embeddings. So a frame's vision pass is done once, by the
 vision engine, and the explainer only projects and splices its tokens.
@@ -33,7 +34,8 @@ class Generation:
     token_ids: tuple[int, ...]
     text: str
     prompt_tokens: int
-    seconds: float
+    seconds: float  # whole call, prefill included
+    prefill_s: float = 0.0  # prompt processing (one run, or one run per token for stepwise decoders)
 
     @property
     def tokens_per_s(self) -> float:
@@ -66,8 +68,15 @@ class LlmRuntime:
         self.embeddings = np.load(llm_dir / "embed_tokens.npy", mmap_mode="r")
         self.tokenizer = Tokenizer.from_file(str(llm_dir / "tokenizer.json"))
         self.eos = set(self.config.get("eos_token_ids") or [])
-        self.kv = self.config["cache"] == "kv"
-        self._layers = int(self.config["num_layers"])
+        # "full": the whole prompt in one run (KV cache); "stepwise": one token per run
+        # (recurrent-state decoders, whose graph takes exactly one token).
+        self.stepwise = self.config.get("prefill", "full") == "stepwise"
+        self._states = list(self.config.get("states", []))
+        self._inputs = {i.name for i in self.decoder.get_inputs()}
+        missing = [s["input"] for s in self._states if s["input"] not in self._inputs]
+        if missing:
+            raise ArtifactError(f"{llm_dir / f'decoder_{precision}.onnx'} lacks the state inputs {missing[:4]} that "
+                                "llm_config.json lists: re-run 'eiad export llm'")
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
@@ -104,6 +113,7 @@ class LlmRuntime:
         ids: list[int] = []
         emitted = ""
         logits, state = self._prefill(embeds)
+        prefill_s = time.perf_counter() - started
         for _ in range(max_new_tokens):
             token = int(np.argmax(logits))
             if token in self.eos:
@@ -120,43 +130,43 @@ class LlmRuntime:
         text = self.tokenizer.decode(ids)
         if on_text is not None and len(text) > len(emitted):
             on_text(text[len(emitted):])
-        return Generation(tuple(ids), text, int(embeds.shape[1]), time.perf_counter() - started)
+        return Generation(tuple(ids), text, int(embeds.shape[1]), time.perf_counter() - started, prefill_s)
 
     def generate_ids(self, prompt_ids: list[int], max_new_tokens: int = 16) -> Generation:
         return self.generate(self.embed_ids(prompt_ids), max_new_tokens)
 
     # --- decoding steps -----------------------------------------------------------------
+    # State: (tokens seen, [state arrays in llm_config "states" order]).
 
-    def _run(self, embeds: np.ndarray, total: int, start: int, past: list[np.ndarray]):
+    def _initial_states(self) -> list[np.ndarray]:
+        return [np.zeros((1, *spec["shape"]), np.float32) for spec in self._states]
+
+    def _run(self, embeds: np.ndarray, start: int, states: list[np.ndarray]):
         seq = embeds.shape[1]
         feeds = {
             "inputs_embeds": np.ascontiguousarray(embeds, dtype=np.float32),
-            "attention_mask": np.ones((1, total), np.int64),
             "position_ids": np.arange(start, start + seq, dtype=np.int64)[None],
         }
-        for i in range(self._layers if self.kv else 0):
-            feeds[f"past_key.{i}"], feeds[f"past_value.{i}"] = past[2 * i], past[2 * i + 1]
+        if "attention_mask" in self._inputs:
+            feeds["attention_mask"] = np.ones((1, start + seq), np.int64)
+        for spec, value in zip(self._states, states):
+            feeds[spec["input"]] = value
         outputs = self.decoder.run(None, feeds)
         return outputs[0][0, -1], outputs[1:]
 
     def _prefill(self, embeds: np.ndarray):
-        seq = embeds.shape[1]
-        if not self.kv:
-            logits, _ = self._run(embeds, seq, 0, [])
-            return logits, embeds
-        empty = np.zeros((1, self.config["num_kv_heads"], 0, self.config["head_dim"]), np.float32)
-        logits, present = self._run(embeds, seq, 0, [empty] * (2 * self._layers))
-        return logits, (seq, present)
+        states = self._initial_states()
+        if not self.stepwise:
+            logits, states = self._run(embeds, 0, states)
+            return logits, (embeds.shape[1], states)
+        for position in range(embeds.shape[1]):  # the graph takes one token: feed the prompt through it
+            logits, states = self._run(embeds[:, position : position + 1], position, states)
+        return logits, (embeds.shape[1], states)
 
     def _step(self, token: int, state):
-        new = self.embed_ids([token])
-        if not self.kv:  # recompute: the whole sequence again (no cache for this decoder)
-            embeds = np.concatenate([state, new], axis=1)
-            logits, _ = self._run(embeds, embeds.shape[1], 0, [])
-            return logits, embeds
-        length, past = state
-        logits, present = self._run(new, length + 1, length, past)
-        return logits, (length + 1, present)
+        length, states = state
+        logits, states = self._run(self.embed_ids([token]), length, states)
+        return logits, (length + 1, states)
 
 
 def _session(ort, path: Path, options):

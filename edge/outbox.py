@@ -27,54 +27,15 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from eiad.errors import PublishError
-from edge.outbox_file import Checkpointer, connect, is_corruption, quarantine, release_lock, take_lock
+from edge.outbox_file import Checkpointer, is_disk_full, open_outbox, release_lock, take_lock
+from edge.outbox_types import OutboxStats, OutgoingMessage, StoredMessage
 from edge.sinks.mqtt_config import OutboxSettings
 
+__all__ = ["Outbox", "OutboxStats", "OutgoingMessage", "StoredMessage"]
+
 log = logging.getLogger(__name__)
-
-_SQLITE_FULL = getattr(sqlite3, "SQLITE_FULL", 13)
-# A write refused for lack of space shows as SQLITE_FULL (ENOSPC), or as SQLITE_IOERR_WRITE
-# when the kernel refuses the whole write (EDQUOT quota, EFBIG file size limit): same policy.
-_SQLITE_IOERR_WRITE = getattr(sqlite3, "SQLITE_IOERR_WRITE", 778)
-
-
-@dataclass(frozen=True)
-class OutgoingMessage:
-    """One message to deliver. `properties`: {"content_type": str, "user": [[k, v], ...]}
-    (MQTT 5 publish properties; ignored on 3.1.1)."""
-
-    kind: str
-    topic: str
-    payload: bytes
-    dedup_key: str
-    qos: int = 1
-    retain: bool = False
-    properties: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class StoredMessage:
-    row_id: int
-    message: OutgoingMessage
-    created_unix_s: float
-
-
-@dataclass(frozen=True)
-class OutboxStats:
-    depth_rows: int
-    depth_bytes: int
-    stored: int
-    acked: int
-    dropped_by_reason: dict[str, int]
-    full_alarm: bool
-    backlog_at_open: int
-    disk_full: bool = False
-    corrupt_quarantined: int = 0
-    last_sequence: int = 0
 
 
 class Outbox:
@@ -90,16 +51,15 @@ class Outbox:
         self._full_alarm = False
         self._disk_full = False
         self._next_expire_check = 0.0
-        self.corrupt_quarantined = 0
-        self.quarantined_to: Path | None = None
         path = Path(settings.path)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock_fd = take_lock(path)
         try:
-            self._conn, (rows, size, last_id, last_seq) = self._open(path, settings.synchronous)
+            self._conn, (rows, size, last_id, last_seq), self.quarantined_to = open_outbox(path, settings.synchronous)
         except BaseException:
             release_lock(self._lock_fd)
             raise
+        self.corrupt_quarantined = int(self.quarantined_to is not None)
         self._rows, self._bytes = int(rows), int(size)
         self.backlog_at_open = self._rows
         self.last_id_at_open = int(last_id)
@@ -108,29 +68,6 @@ class Outbox:
         if self._rows:
             log.info("outbox %s holds %d unsent messages (%d bytes): they will be replayed",
                      settings.path, self._rows, self._bytes)
-
-    def _open(self, path: Path, synchronous: str) -> tuple[sqlite3.Connection, tuple]:
-        """Open (quarantining a corrupt file once) and read the totals."""
-        for attempt in (1, 2):
-            conn = None
-            try:
-                conn = connect(path, synchronous)
-                totals = conn.execute(
-                    "SELECT COUNT(*), COALESCE(SUM(size_bytes), 0), COALESCE(MAX(id), 0),"
-                    " (SELECT COALESCE(MAX(value), 0) FROM meta WHERE key = 'last_sequence') FROM messages"
-                ).fetchone()
-                return conn, totals
-            except sqlite3.DatabaseError as exc:
-                if conn is not None:
-                    conn.close()
-                if attempt == 1 and is_corruption(exc):
-                    self.quarantined_to = quarantine(path, exc)
-                    self.corrupt_quarantined += 1
-                    continue
-                raise PublishError(
-                    f"cannot open the outbox {path}: {exc}. Each station needs its own outbox.path "
-                    "on a writable local disk") from exc
-        raise AssertionError("unreachable")
 
     def put(self, message: OutgoingMessage) -> int | None:
         """Commit one message; returns its row id, or None when refused (counted)."""
@@ -162,7 +99,7 @@ class Outbox:
                     self._conn.execute("ROLLBACK")
                 self._reload_totals_locked()
                 self._stored, self._dropped = counted
-                if isinstance(exc, sqlite3.OperationalError) and _is_full(exc):
+                if isinstance(exc, sqlite3.OperationalError) and is_disk_full(exc):
                     return self._disk_full_locked(len(messages), exc)
                 raise
             if sequence is not None and sequence > self.last_sequence:
@@ -364,9 +301,3 @@ class Outbox:
                 release_lock(self._lock_fd)
                 self._lock_fd = -1
 
-
-def _is_full(exc: sqlite3.OperationalError) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is None:
-        return "disk is full" in str(exc)
-    return (code & 0xFF) == _SQLITE_FULL or code == _SQLITE_IOERR_WRITE

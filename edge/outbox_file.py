@@ -1,5 +1,5 @@
 """The outbox's SQLite file: opening it (one station process per file), quarantining a
-corrupt one, and checkpointing its WAL off the camera loop.
+corrupt one, classifying a full disk, and checkpointing its WAL off the camera loop.
 
 Why a lock file and not SQLite's EXCLUSIVE locking mode: EXCLUSIVE keeps the WAL index
 in the writer's heap, so no second connection can open the file and every WAL
@@ -35,6 +35,42 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
 )
 _CORRUPT_CODES = {getattr(sqlite3, "SQLITE_CORRUPT", 11), getattr(sqlite3, "SQLITE_NOTADB", 26)}
+_SQLITE_FULL = getattr(sqlite3, "SQLITE_FULL", 13)
+# A write refused for lack of space shows as SQLITE_FULL (ENOSPC), or as SQLITE_IOERR_WRITE
+# when the kernel refuses the whole write (EDQUOT quota, EFBIG file size limit): same policy.
+_SQLITE_IOERR_WRITE = getattr(sqlite3, "SQLITE_IOERR_WRITE", 778)
+_TOTALS = ("SELECT COUNT(*), COALESCE(SUM(size_bytes), 0), COALESCE(MAX(id), 0),"
+           " (SELECT COALESCE(MAX(value), 0) FROM meta WHERE key = 'last_sequence') FROM messages")
+
+
+def is_disk_full(error: sqlite3.OperationalError) -> bool:
+    """True when a write failed for lack of space (disk full, quota, file size limit)."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is None:
+        return "disk is full" in str(error)
+    return (code & 0xFF) == _SQLITE_FULL or code == _SQLITE_IOERR_WRITE
+
+
+def open_outbox(path: Path, synchronous: str) -> tuple[sqlite3.Connection, tuple, Path | None]:
+    """The writer connection, the totals (rows, bytes, last id, last sequence) and, when
+    the file was corrupt, where it was moved (a fresh one is opened instead, once).
+    Any other failure is a PublishError naming the file."""
+    quarantined_to = None
+    for attempt in (1, 2):
+        conn = None
+        try:
+            conn = connect(path, synchronous)
+            return conn, conn.execute(_TOTALS).fetchone(), quarantined_to
+        except sqlite3.DatabaseError as exc:
+            if conn is not None:
+                conn.close()
+            if attempt == 1 and is_corruption(exc):
+                quarantined_to = quarantine(path, exc)
+                continue
+            raise PublishError(
+                f"cannot open the outbox {path}: {exc}. Each station needs its own outbox.path "
+                "on a writable local disk") from exc
+    raise AssertionError("unreachable")
 
 
 def is_corruption(error: sqlite3.DatabaseError) -> bool:

@@ -73,7 +73,7 @@ class ConnectionState:
         if was and expected:
             log.info("disconnected from the MQTT broker")
         elif was:
-            log.warning("MQTT connection lost (%s); reconnecting, messages wait in the outbox", reason_code)
+            log.warning("MQTT connection lost (%s); reconnecting with back-off", reason_code)
 
     def snapshot(self) -> ConnectionSnapshot:
         with self._lock:

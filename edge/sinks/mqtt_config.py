@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from eiad.errors import ConfigError
 
+_SPARKPLUG_ID = r"^[^/+#]+$"  # Sparkplug ids are topic levels: no '/', '+' or '#'
+
 
 class TlsSettings(BaseModel):
     """TLS towards the broker. Leave `ca_file` empty to use the system trust store."""
@@ -57,6 +59,24 @@ class OutboxSettings(BaseModel):
     synchronous: Literal["FULL", "NORMAL"] = "NORMAL"
 
 
+class SparkplugSettings(BaseModel):
+    """Optional Sparkplug B output for SCADA hosts (`mqtt.sparkplug:`), beside the JSON topics.
+
+    A second MQTT session on the same broker (same host, port, TLS and credentials), clean
+    session, QoS 0: at most once by design of Sparkplug; the JSON profile with the outbox is
+    the lossless one. Topics `spBv1.0/<group_id>/<NBIRTH|NDATA|NDEATH>/<edge_node_id>`.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["sparkplug"] = "sparkplug"
+    group_id: str = Field(min_length=1, pattern=_SPARKPLUG_ID, description="Sparkplug group (e.g. the plant or area)")
+    edge_node_id: str = Field(default="", pattern=rf"^$|{_SPARKPLUG_ID}", description="Empty: <line>-<station>")
+    client_id: str = Field(default="", description="Empty: eiad-spb-<line>-<station>")
+    queue_max: int = Field(default=256, ge=1, le=65536,
+                           description="NDATA waiting for the publisher thread; beyond it the oldest is dropped (counted)")
+
+
 class MqttSettings(BaseModel):
     """Broker connection and topics. Topics are `<topic_prefix>/<line>/<station>/<kind>`."""
 
@@ -75,6 +95,8 @@ class MqttSettings(BaseModel):
     max_inflight: int = Field(default=64, ge=1, le=65535, description="Unacknowledged QoS 1 messages on the wire")
     publish_masks: Literal["ng", "all", "none"] = Field(default="ng", description="Which verdicts get a mask message")
     close_timeout_s: float = Field(default=5.0, ge=0, description="How long close() waits to flush the outbox")
+    stats_interval_s: float = Field(
+        default=10.0, ge=0, description="Publish the stats topic (QoS 0) this often, from its own thread; 0 = off")
     username: str | None = None
     password_env: str | None = Field(
         default=None, description="Name of the environment variable holding the password (never the password)"
@@ -83,6 +105,8 @@ class MqttSettings(BaseModel):
     allow_plaintext_credentials: bool = Field(
         default=False, description="Send username/password without TLS (isolated test networks only)"
     )
+    sparkplug: SparkplugSettings | None = Field(
+        default=None, description="Also publish Sparkplug B (NBIRTH/NDATA/NDEATH) for SCADA hosts; omit for none")
 
     @model_validator(mode="after")
     def _credentials_need_tls(self) -> "MqttSettings":

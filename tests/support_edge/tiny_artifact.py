@@ -128,9 +128,24 @@ def build_tiny_artifact(
     return directory
 
 
+TEXTURE_LEVELS = 4  # grey levels either side of GREY
+
+
 def grey_frame(height: int = 64, width: int = 64) -> np.ndarray:
-    """A defect-free frame for the tiny model."""
-    return np.full((height, width, 3), GREY, np.uint8)
+    """A defect-free frame for the tiny model: mid grey with a faint, fixed texture.
+
+    The texture (a seeded pattern of -4..+4 grey levels, the same in all three channels,
+    std ~2.6) is what a lit part under a real camera shows, so the station's blank-frame
+    check (`frames.blank_max_std` 2.0 by default) passes it, while the tiny model still
+    scores it ~0.03 (far below its 0.5 threshold). Same frame for the same size, every call.
+    """
+    rng = np.random.default_rng(height * 100_003 + width)
+    # Zero-sum (each value paired with its negative, then shuffled): the mean stays exactly
+    # GREY, so the tiny model's brightness-based class of a small patch is unchanged.
+    half = rng.integers(-TEXTURE_LEVELS, TEXTURE_LEVELS + 1, (height * width) // 2, dtype=np.int16)
+    texture = np.concatenate([half, -half, np.zeros((height * width) % 2, np.int16)])
+    rng.shuffle(texture)
+    return np.repeat((GREY + texture.reshape(height, width, 1)).astype(np.uint8), 3, axis=2)
 
 
 def frame_with_patch(box_xyxy: tuple[int, int, int, int], value: int = 255, height: int = 64, width: int = 64) -> np.ndarray:

@@ -49,7 +49,8 @@ def test_good_config_loads_with_defaults_and_relative_paths(tmp_path):
     assert "rtsp_transport;tcp" in rtsp.ffmpeg_options
     assert (config.mqtt.line, config.mqtt.station) == ("line-a", "st-1")  # taken from the station
     assert config.batching.max_batch == 2 and config.frames.wrong_size == "reject"
-    assert config.frames.blank_max_std == 0.0  # blank check off unless configured
+    assert config.frames.blank_max_std == 2.0  # blank check on unless turned off
+    assert config.mqtt.stats_interval_s == 10.0 and config.mqtt.sparkplug is None
 
 
 def test_blank_frame_threshold_is_configurable_and_checked(tmp_path):

@@ -17,11 +17,14 @@ from tests.support_edge.tiny_artifact import build_graph, frame_with_patch, grey
 
 def test_runner_returns_every_manifest_output_with_batch_first(tiny_artifact):
     runner = OnnxRuntimeRunner(tiny_artifact, providers=["CPUExecutionProvider"])
-    batch = np.stack([grey_frame(), frame_with_patch((8, 8, 16, 16)), frame_with_patch((0, 0, 4, 4), value=0)])
+    # an 8x8 dark patch: a 4x4 one moves the image mean by only half a grey level, which
+    # leaves the tiny model's bright/dark class at a coin toss (softmax of ~0)
+    batch = np.stack([grey_frame(), frame_with_patch((8, 8, 16, 16)), frame_with_patch((0, 0, 8, 8), value=0)])
     out = runner.run(batch)
     assert set(out) == {"anomaly_map", "image_score", "class_probs", "vision_features"}
     assert out["anomaly_map"].shape == (3, 1, 64, 64)
-    assert out["image_score"][0] < 0.01 and out["image_score"][1] == pytest.approx(1.0) and out["image_score"][2] == pytest.approx(1.0)
+    # the good part's faint texture (+-4 grey levels) scores ~0.035, far below the 0.5 threshold
+    assert out["image_score"][0] < 0.05 and out["image_score"][1] == pytest.approx(1.0) and out["image_score"][2] == pytest.approx(1.0)
     assert out["class_probs"][1].argmax() == 0 and out["class_probs"][2].argmax() == 1  # bright vs dark
     assert runner.max_batch is None and runner.provider == "CPUExecutionProvider"
 
