@@ -55,6 +55,15 @@ def _engine(sub) -> None:
     p.add_argument("--torch-checkpoint", type=Path, help="training checkpoint of the same model: enables the torch eager reference")
     p.add_argument("--eval-images", type=int, default=32, help="images for the agreement check (default 32)")
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: ONNX Runtime decides)")
+    p.add_argument("--baselines", type=_csv(str), default=[],
+                   help="also measure what a user would pick instead, on the same images: 'anomalib' fits anomalib's PatchCore "
+                   "(random-weight resnet18: no download offline) on --split's OK training images and times its TorchInferencer "
+                   "and ONNX export; needs --split and the side venv .venv-anomalib (missing: a note in the report, not an error)")
+    p.add_argument("--anomalib-python", type=Path,
+                   help="python of the anomalib side venv (default .venv-anomalib/bin/python in the repository)")
+    p.add_argument("--anomalib-train-images", type=int, default=64, help="OK training images for anomalib's PatchCore (default 64)")
+    p.add_argument("--anomalib-coreset-ratio", type=float, default=0.1,
+                   help="PatchCore coreset sampling ratio (default 0.1, anomalib's): the memory bank size, so the cost per image")
     _common(p, "bench_out/engine")
     p.set_defaults(func=_run_engine)
 
@@ -115,10 +124,13 @@ def _finish(result: dict, out: Path) -> int:
 
 
 def _run_engine(args) -> int:
+    from benchmarks.baselines.anomalib_baseline import AnomalibOptions
     from benchmarks.engine_bench import bench_engine
 
+    anomalib = AnomalibOptions(python=args.anomalib_python, train_images=args.anomalib_train_images,
+                               coreset_sampling_ratio=args.anomalib_coreset_ratio)
     result = bench_engine(args.artifact, args.backends, args.batch, args.min_duration_s, args.warmup, args.split,
-                          args.torch_checkpoint, args.eval_images, args.threads)
+                          args.torch_checkpoint, args.eval_images, args.threads, baselines=args.baselines, anomalib=anomalib)
     return _finish(result, args.out)
 
 

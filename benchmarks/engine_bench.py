@@ -7,12 +7,18 @@ after each call), then run the evaluation images through it and compare verdicts
 the reference (torch eager when given, else the first backend that runs: it is named in
 the report). Evaluation images: the held-out split of a split.json, else random frames
 (the report says so: agreement on noise says little about parts).
+
+With `baselines=["anomalib"]` (and a split), anomalib's own PatchCore is fitted on the
+split's OK training images and timed through its TorchInferencer / ONNX export on the
+same evaluation images in a side venv (benchmarks/baselines/anomalib_baseline.py); its
+configurations join the result in group "baseline-anomalib" with ratios against ours.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
@@ -23,6 +29,9 @@ from benchmarks.stats import cdf_points, summarize_ns
 from benchmarks.timing import time_calls
 from eiad.errors import DataError
 from eiad.manifest import IMAGE_SCORE, Manifest, load_manifest
+
+if TYPE_CHECKING:
+    from benchmarks.baselines.anomalib_baseline import AnomalibOptions
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +57,15 @@ def evaluation_images(manifest: Manifest, split: Path | None, limit: int = 32, s
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (limit, spec.height, spec.width, 3), dtype=np.uint8)
     return images, f"{limit} random frames (no --split given: agreement on noise, not on parts)"
+
+
+def evaluation_labels(split: Path | None, limit: int = 32) -> list[str]:
+    """"OK"/"NG" of the images `evaluation_images` returns for a split (empty without one)."""
+    if split is None:
+        return []
+    from train.data.index import load_split
+
+    return [entry.label for entry in load_split(Path(split)).val[:limit]]
 
 
 def verdicts(backend: Backend, images: np.ndarray, manifest: Manifest) -> tuple[list[str], np.ndarray]:
@@ -117,8 +135,14 @@ def bench_engine(
     torch_checkpoint: Path | None = None,
     eval_images: int = 32,
     intra_op_threads: int = 0,
+    baselines: list[str] | None = None,
+    anomalib: AnomalibOptions | None = None,
 ) -> dict:
-    """Time every available backend x batch; returns the result document (report.py)."""
+    """Time every available backend x batch, then the requested baselines ("anomalib");
+    returns the result document (report.py)."""
+    unknown = [b for b in baselines or [] if b != "anomalib"]
+    if unknown:
+        raise DataError(f"unknown baseline(s) {', '.join(map(repr, unknown))} in --baselines: the only one is 'anomalib'")
     artifact = Path(artifact)
     manifest = load_manifest(artifact)
     images, source = evaluation_images(manifest, split, eval_images)
@@ -154,4 +178,42 @@ def bench_engine(
     if not result["configurations"]:
         raise DataError("no backend could be measured on this machine: " + "; ".join(result["notes"]))
     result["notes"].append(f"accuracy: verdict agreement with {reference_name} on {source}")
+    if "anomalib" in (baselines or []):
+        settings["baselines"] = ["anomalib"]
+        add_anomalib(result, manifest, split, images, (reference, reference_name), batches, warmup, min_duration_s, anomalib, eval_images)
     return result
+
+
+def add_anomalib(result: dict, manifest: Manifest, split: Path | None, images: np.ndarray, reference: tuple[tuple, str], batches: list[int],
+                 warmup: int, min_duration_s: float, options: AnomalibOptions | None, eval_limit: int) -> None:
+    """Measure anomalib's PatchCore on the same images and merge it into `result`;
+    anything that stops it becomes a note (the engine figures stand on their own)."""
+    from benchmarks.baselines import anomalib_baseline as ab
+
+    if split is None:
+        result["notes"].append("anomalib not measured: it needs --split (OK training images to fit PatchCore on, labelled held-out images for AUROC)")
+        return
+    options = options or ab.AnomalibOptions()
+    status = ab.availability(options.python)
+    if not status.available:
+        result["notes"].append(status.reason)
+        return
+    from train.data.index import load_split
+
+    labels = evaluation_labels(split, eval_limit)
+    train_paths = [e.image for e in load_split(Path(split)).train if e.label == "OK"][: options.train_images]
+    try:
+        train = ab.read_images(train_paths, manifest.input.height, manifest.input.width)
+        configs, notes = ab.measure(train, images, labels, batches=batches, warmup=warmup, min_duration_s=min_duration_s, options=options)
+    except ab.BaselineUnavailable as why:
+        log.warning("%s", why)
+        result["notes"].append(str(why))
+        return
+    (ref_verdicts, ref_scores), ref_name = reference
+    ours = [c for c in result["configurations"] if c.get("group") == "engine"]
+    result["configurations"] += configs
+    result["comparisons"] += ab.comparisons(ours, configs, ab.image_auroc(ref_scores, labels), f"our engine, {ref_name}")
+    result["notes"] += notes
+    result["settings"]["anomalib"] = {"train_images": len(train_paths), "coreset_sampling_ratio": options.coreset_sampling_ratio,
+                                      "versions": configs[0]["versions"], "fit_s": configs[0]["fit_s"],
+                                      "worker_peak_rss_mb": configs[0].get("peak_rss_mb")}
