@@ -19,7 +19,8 @@ optimiser and schedule, never sharing gradients:
   localization  the defect localization module (mask, image score, defect class) on the
                 vision tower's features; writes OUT/localization/checkpoint (safetensors,
                 calibrated thresholds, metrics.json, loss_curve.png, val_grid.png)
-  dialog        LoRA on the language model, next-token loss on DDQA answers
+  dialog        LoRA on the language model, next-token loss on DDQA answers; writes
+                OUT/dialog/adapter, checkpoint/ (for --resume), metrics.json, loss_curve.png
 Both run by default; --only picks one. Multi-GPU: 'accelerate launch -m eiad.cli train ...'.
 """
 
@@ -31,7 +32,8 @@ def register(commands) -> None:
     )
     parser.add_argument("--config", help="training config YAML (see configs/train.yaml)")
     parser.add_argument("--only", choices=("localization", "dialog"), help="train one path only (default: both configured)")
-    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the output folder")
+    parser.add_argument("--resume", action="store_true", help="continue each selected path from its last checkpoint in the output folder "
+                        "(same config and data; the result equals an uninterrupted run)")
     parser.add_argument("--out", help="output folder (overrides out_dir in the config)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (overrides device in the config; default auto)")
     parser.set_defaults(func=_train, train_command=None)
@@ -84,12 +86,12 @@ def _train_dialog(config, args) -> None:
         raise ConfigError(f"{args.config}: the dialog path needs 'ddqa_dir' (the folder 'eiad data ddqa' wrote)")
     ddqa = Path(config.ddqa_dir)
     val = ddqa / "val" / "val.jsonl"
-    if args.resume:
-        log.warning("--resume applies to the localization path; the dialog path starts over")
+    out = Path(config.out_dir) / "dialog"
     report = train_dialog(config.dialog, config.backbone, ddqa / "train.jsonl", val if val.is_file() else None,
-                          Path(config.out_dir) / "dialog")
-    print(f"dialog adapter: {report.adapter_dir}  ({report.steps} steps, held-out answer loss "
-          f"{report.loss_before:.4f} -> {report.loss_after:.4f})")
+                          out, resume=args.resume)
+    resumed = f", resumed from step {report.resumed_from_step}" if args.resume else ""
+    print(f"dialog adapter: {report.adapter_dir}  ({report.steps} steps{resumed}, held-out answer loss "
+          f"{report.loss_before:.4f} -> {report.loss_after:.4f}); loss curve and metrics.json in {out}")
 
 
 def _merge(args) -> int:

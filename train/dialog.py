@@ -5,7 +5,7 @@ vision tower (shared with the localization module) and everything else stay froz
 dialog training cannot move the features the mask is computed from. Runs under
 `accelerate launch` / `torchrun` (DDP) or DeepSpeed ZeRO-2 through `Accelerator`,
 single-process on CPU. Outputs: `adapter/` in peft's format, `dialog_config.json`,
-`dialog_report.json`.
+`dialog_report.json`, `metrics.json`, `loss_curve.png`, and `checkpoint/` for --resume.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,10 +22,16 @@ import torch
 
 from eiad.errors import ModelError
 from eiad.modeling.backbones import EiadBackbone, load_backbone
+from train.dialog_checkpoint import (
+    DialogState, EpochOrder, load_dialog_checkpoint, save_dialog_checkpoint, save_dialog_curve,
+)
 from train.dialog_config import DialogConfig
 from train.dialog_data import DialogRecord, read_ddqa
 
 log = logging.getLogger(__name__)
+
+# Called after each optimiser step with (step, mean train loss of that step).
+StepHook = Callable[[int, float], None]
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,7 @@ class DialogReport:
     wall_time_s: float
     trainable_params: int
     adapter_dir: str
+    resumed_from_step: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -100,74 +107,147 @@ def evaluate_answer_loss(model: torch.nn.Module, backbone: EiadBackbone, records
 
 
 def train_dialog(config: DialogConfig, backbone_dir: Path, ddqa_train: Path, ddqa_val: Path | None,
-                 out_dir: Path) -> DialogReport:
-    """Fine-tune LoRA adapters on DDQA answers; save them in peft's format under out_dir/adapter."""
+                 out_dir: Path, *, resume: bool = False, on_step: StepHook | None = None) -> DialogReport:
+    """Fine-tune LoRA adapters on DDQA answers; save them in peft's format under out_dir/adapter.
+
+    Checkpoints (adapter + optimizer/scheduler state) go to out_dir/checkpoint every
+    `config.checkpoint_every_steps` optimiser steps and at the end; `resume=True` continues
+    from there and ends with the same adapter as an uninterrupted run. `on_step(step, loss)`
+    is called after each optimiser step (and after that step's checkpoint).
+    """
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
     use_bf16 = config.precision == "bf16" or (config.precision == "auto" and torch.cuda.is_available())
     acc = Accelerator(gradient_accumulation_steps=config.gradient_accumulation_steps,
                       mixed_precision="bf16" if use_bf16 else "no")
-    set_seed(config.seed)
-    train_records = read_ddqa(ddqa_train)
-    eval_records = read_ddqa(ddqa_val) if ddqa_val is not None else train_records
-    eval_split = "val" if ddqa_val is not None else "train (no val file given)"
-    if config.eval_max_records:
-        eval_records = eval_records[:config.eval_max_records]
+    torch.manual_seed(config.seed)
+    train_records, eval_records, eval_split = _read_records(config, ddqa_train, ddqa_val)
     backbone = load_backbone(backbone_dir, device=str(acc.device))
     model = attach_lora(backbone, config)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+    sampler = EpochOrder(len(train_records), config.seed)
     loader = torch.utils.data.DataLoader(
-        train_records, batch_size=config.batch_size, shuffle=True, collate_fn=lambda recs: backbone.chat_inputs(
+        train_records, batch_size=config.batch_size, sampler=sampler, collate_fn=lambda recs: backbone.chat_inputs(
             [r.load_image() for r in recs], [r.question for r in recs], [r.answer for r in recs]),
-        generator=torch.Generator().manual_seed(config.seed),
     )
-    per_epoch = math.ceil(len(loader) / (config.gradient_accumulation_steps * acc.num_processes))
-    total = min(config.max_steps or per_epoch * config.epochs, per_epoch * config.epochs)
+    total = total_steps(len(train_records), config, acc.num_processes)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, total, config.warmup_ratio, config.lr_schedule))
-    model, optimizer, loader, scheduler = acc.prepare(model, optimizer, loader, scheduler)
-    before = evaluate_answer_loss(model, backbone, eval_records)
-    steps = _train_loop(acc, model, optimizer, scheduler, loader, config, total, tqdm)
-    after = evaluate_answer_loss(model, backbone, eval_records)
     out_dir = Path(out_dir)
-    report = DialogReport(steps, len(train_records), len(eval_records), eval_split, before, after,
-                          time.perf_counter() - start, sum(p.numel() for p in trainable), str(out_dir / "adapter"))
+    identity = {"config": config.model_dump(), "backbone": str(backbone_dir), "ddqa_train": str(ddqa_train),
+                "train_records": len(train_records), "num_processes": acc.num_processes}
+    state = (load_dialog_checkpoint(out_dir / "checkpoint", model=model, optimizer=optimizer, scheduler=scheduler,
+                                    identity=identity) if resume else DialogState())
+    model, optimizer, loader, scheduler = acc.prepare(model, optimizer, loader, scheduler)
+    if state.loss_before is None:
+        state.loss_before = evaluate_answer_loss(model, backbone, eval_records)
+
+    def checkpoint() -> None:
+        if acc.is_main_process:
+            save_dialog_checkpoint(out_dir / "checkpoint", model=acc.unwrap_model(model), optimizer=optimizer,
+                                   scheduler=scheduler, state=state, identity=identity)
+        acc.wait_for_everyone()
+
+    loop = _Loop(acc, model, optimizer, scheduler, loader, sampler, config, total, checkpoint, on_step)
+    loop.run(state, tqdm)
+    after = evaluate_answer_loss(model, backbone, eval_records)
+    report = DialogReport(state.step, len(train_records), len(eval_records), eval_split, state.loss_before, after,
+                          time.perf_counter() - start, sum(p.numel() for p in trainable), str(out_dir / "adapter"),
+                          state.resumed_from)
     if acc.is_main_process:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        acc.unwrap_model(model).save_pretrained(out_dir / "adapter")
-        (out_dir / "dialog_config.json").write_text(json.dumps(
-            {"config": config.model_dump(), "backbone": str(backbone_dir), "ddqa_train": str(ddqa_train),
-             "ddqa_val": str(ddqa_val) if ddqa_val else None, "family": backbone.family}, indent=2))
-        (out_dir / "dialog_report.json").write_text(json.dumps(report.to_dict(), indent=2))
-    acc.wait_for_everyone()
+        _write_outputs(out_dir, acc.unwrap_model(model), config, identity, ddqa_val, backbone.family, report, state)
+    checkpoint()
     log.info("dialog: %d steps, held-out answer loss %.4f -> %.4f (%s), %.1f s",
-             steps, before, after, eval_split, report.wall_time_s)
+             state.step, state.loss_before, after, eval_split, report.wall_time_s)
     return report
 
 
-def _train_loop(acc, model, optimizer, scheduler, loader, config: DialogConfig, total: int, tqdm) -> int:
-    model.train()
-    steps = 0
-    bar = tqdm(total=total, desc="dialog LoRA", unit="step", disable=not acc.is_local_main_process)
-    while steps < total:
-        for batch in loader:
-            with acc.accumulate(model):
-                loss = model(**batch).loss
-                acc.backward(loss)
+def total_steps(records: int, config: DialogConfig, num_processes: int = 1) -> int:
+    """Optimiser steps of a run: epochs x steps per epoch, capped by `max_steps`."""
+    batches = math.ceil(records / config.batch_size)
+    per_epoch = math.ceil(batches / (config.gradient_accumulation_steps * num_processes))
+    return min(config.max_steps or per_epoch * config.epochs, per_epoch * config.epochs)
+
+
+def _micro_seed(seed: int, epoch: int, batch: int, process: int) -> int:
+    """A fixed 63-bit seed per (seed, epoch, micro-batch, process): same inputs, same dropout masks."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{seed}/{epoch}/{batch}/{process}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def _read_records(config: DialogConfig, ddqa_train: Path, ddqa_val: Path | None):
+    train_records = read_ddqa(ddqa_train)
+    eval_records = read_ddqa(ddqa_val) if ddqa_val is not None else train_records
+    eval_split = "val" if ddqa_val is not None else "train (no val file given)"
+    return train_records, eval_records[:config.eval_max_records], eval_split
+
+
+def _write_outputs(out_dir: Path, model, config: DialogConfig, identity: dict, ddqa_val: Path | None, family: str,
+                   report: DialogReport, state: DialogState) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir / "adapter")
+    (out_dir / "dialog_config.json").write_text(json.dumps(
+        {"config": config.model_dump(), "backbone": identity["backbone"], "ddqa_train": identity["ddqa_train"],
+         "ddqa_val": str(ddqa_val) if ddqa_val else None, "family": family}, indent=2))
+    (out_dir / "dialog_report.json").write_text(json.dumps(report.to_dict(), indent=2))
+    metrics = {**report.to_dict(), "family": family, "train_loss": state.history,
+               "loss_curve": str(out_dir / "loss_curve.png")}
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    save_dialog_curve(state, report.loss_after, out_dir / "loss_curve.png", title=f"dialog LoRA ({family})")
+
+
+class _Loop:
+    """The optimiser loop; resumable at optimiser-step boundaries (see EpochOrder)."""
+
+    def __init__(self, acc, model, optimizer, scheduler, loader, sampler: EpochOrder, config: DialogConfig,
+                 total: int, checkpoint, on_step: StepHook | None) -> None:
+        self.acc, self.model, self.optimizer, self.scheduler = acc, model, optimizer, scheduler
+        self.loader, self.sampler, self.config, self.total = loader, sampler, config, total
+        self.checkpoint, self.on_step = checkpoint, on_step
+
+    def run(self, state: DialogState, tqdm) -> None:
+        acc, config = self.acc, self.config
+        self.model.train()
+        bar = tqdm(total=self.total, initial=state.step, desc="dialog LoRA", unit="step",
+                   disable=not acc.is_local_main_process)
+        window: list[float] = []
+        while state.step < self.total:
+            # Global sample offset: every process has consumed `batch` micro-batches of this epoch.
+            self.sampler.set_position(state.epoch, state.batch * config.batch_size * acc.num_processes)
+            for batch in self.loader:
+                # Dropout masks depend only on the micro-batch's position, so a resumed run draws the same ones.
+                torch.manual_seed(_micro_seed(config.seed, state.epoch, state.batch, acc.process_index))
+                with acc.accumulate(self.model):
+                    loss = self.model(**batch).loss
+                    acc.backward(loss)
+                    if acc.sync_gradients:
+                        acc.clip_grad_norm_(self.model.parameters(), config.max_grad_norm)
+                    self.optimizer.step()
+                    self.scheduler.step()
+                    self.optimizer.zero_grad()
+                state.batch += 1
+                window.append(loss.item())
                 if acc.sync_gradients:
-                    acc.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-            if acc.sync_gradients:
-                steps += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
-                if steps >= total:
-                    break
-    bar.close()
-    return steps
+                    self._after_step(state, sum(window) / len(window), bar)
+                    window = []
+                    if state.step >= self.total:
+                        break
+            else:
+                state.epoch, state.batch = state.epoch + 1, 0
+        bar.close()
+
+    def _after_step(self, state: DialogState, loss: float, bar) -> None:
+        state.step += 1
+        lr = self.scheduler.get_last_lr()[0]
+        state.history.append([state.step, loss, lr])
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+        if state.step % self.config.checkpoint_every_steps == 0 and state.step < self.total:
+            self.checkpoint()
+        if self.on_step is not None:
+            self.on_step(state.step, loss)

@@ -36,3 +36,5 @@ class DialogConfig(BaseModel):
     # Held-out answer loss is measured on at most this many val records (None = all).
     eval_max_records: int | None = Field(None, ge=1)
     max_new_tokens: int = Field(64, ge=1)
+    # Optimiser steps between checkpoints (adapter + optimizer/scheduler state) for --resume; also at the end.
+    checkpoint_every_steps: int = Field(50, ge=1)

@@ -1,14 +1,15 @@
 """`eiad eval`: score models (MMAD answers, localization metrics, DDQA QA accuracy)."""
 
-from train.eval import loc_cli, mmad_cli
+from train.eval import loc_cli, mmad_cli, qa_cli
 
 
 def register(commands) -> None:
     parser = commands.add_parser(
         "eval",
-        help="evaluate: MMAD scoring, localization metrics",
+        help="evaluate: MMAD runs and scoring, DDQA accuracy, localization metrics",
         description="Evaluate models and answer files.",
     )
     sub = parser.add_subparsers(dest="eval_command", metavar="EVAL_COMMAND", required=True)
     mmad_cli.register(sub)
     loc_cli.register(sub)
+    qa_cli.register(sub)
