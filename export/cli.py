@@ -41,17 +41,25 @@ def register(commands) -> None:
     onnx.add_argument("--force", action="store_true", help="replace an existing artifact in --out")
     onnx.set_defaults(func=_onnx)
 
-    llm = sub.add_parser("llm", help="language model -> llm/ (fp32 + int8 + int4 ONNX, KV cache) + parity",
-                         description="Export the checkpoint's language model (decoder with KV cache taking "
-                         "inputs_embeds, plus the projector) into an existing artifact, quantize it, and check "
-                         "greedy answers against PyTorch (fp32 and int8 must match on >= 95%% of prompts).")
+    llm = sub.add_parser("llm", help="language model -> llm/ (fp32 + int8 + int4 ONNX, projector) + parity",
+                         description="Export the checkpoint's language model into an existing artifact: the decoder "
+                         "taking inputs_embeds (KV cache, or one-token steps with explicit recurrent states for "
+                         "Qwen3.5 linear-attention layers), the projector that turns the artifact's vision_features "
+                         "into LLM embeddings, the embedding table and tokenizer; quantize it; check greedy answers "
+                         "against PyTorch (fp32 and int8 must match on >= 95%% of prompts, int4 reported).")
     llm.add_argument("artifact", type=Path, help="artifact folder made by 'eiad export onnx'")
-    llm.add_argument("--model", required=True, help="backbone preset name or folder (e.g. the merged dialog model)")
+    llm.add_argument("--model", required=True,
+                     help="the dialog model: 'eiad train merge' output folder (or a preset name / backbone folder)")
     llm.add_argument("--precisions", default="int8,int4", help="quantized decoders to add to fp32 (default int8,int4)")
-    llm.add_argument("--prompts", type=Path, help="text file, one parity prompt per line (default: built-in set)")
+    llm.add_argument("--ddqa", type=Path,
+                     help="parity on DDQA questions WITH their images (the explainer's real use): a DDQA jsonl, or "
+                     "the 'eiad data ddqa' folder (uses val/val.jsonl). Without it: built-in text prompts")
+    llm.add_argument("--max-prompts", type=int, default=20, help="DDQA records used for parity (default 20)")
+    llm.add_argument("--prompts", type=Path, help="text file, one text-only parity prompt per line")
     llm.add_argument("--max-new-tokens", type=int, default=16, help="tokens compared per prompt (default 16)")
     llm.add_argument("--parity-min-margin", type=float, default=0.0,
-                     help="compare only prompts whose fp32 top-1 logit margin stays >= this (random tiny models)")
+                     help="compare only prompts whose fp32 top-1 logit margin stays >= this at every step (an "
+                     "escape hatch for undertrained models; excluded prompts are listed in parity_llm.json)")
     llm.add_argument("--opset", type=int, default=18)
     llm.set_defaults(func=_llm)
 
@@ -112,8 +120,10 @@ def _onnx(args) -> int:
 
 
 def _llm(args) -> int:
+    import tempfile
+
     from export.formats import FORMATS
-    from export.llm_parity import export_llm_artifact
+    from export.llm_parity import ddqa_prompts, export_llm_artifact
     from eiad.errors import DataError, ModelError
     from eiad.modeling.backbones import load_backbone
 
@@ -122,12 +132,14 @@ def _llm(args) -> int:
         FORMATS["llm"].check(precision)
     _quiet_exporters()
     prompts = None
-    if args.prompts:
+    if args.ddqa and args.prompts:
+        raise DataError("give either --ddqa or --prompts, not both")
+    if args.ddqa:
+        prompts = ddqa_prompts(args.ddqa, args.max_prompts)  # fail on data before a long export
+    elif args.prompts:
         if not args.prompts.is_file():
             raise DataError(f"{args.prompts} not found: give a text file with one prompt per line")
         prompts = [line.strip() for line in args.prompts.read_text(encoding="utf-8").splitlines() if line.strip()]
-    import tempfile
-
     backbone = load_backbone(args.model)
     fast = getattr(backbone.tokenizer, "backend_tokenizer", None)
     if fast is None:
@@ -136,10 +148,13 @@ def _llm(args) -> int:
         tokenizer_json = Path(tmp) / "tokenizer.json"
         fast.save(str(tokenizer_json))
         result = export_llm_artifact(backbone.hf_model, tokenizer_json, args.artifact, precisions, prompts, args.opset,
-                                     args.max_new_tokens, args.parity_min_margin)
-    print(f"{'precision':<10}{'match':>8}{'size MB':>10}{'tokens/s':>10}")
+                                     args.max_new_tokens, args.parity_min_margin, backbone=backbone)
+    print(f"parity prompts: {result['evaluated']} of {result['prompts']} ({result['image_prompts']} with images); "
+          f"excluded {len(result['excluded'])}")
+    print(f"{'precision':<10}{'match':>8}{'size MB':>10}{'tokens/s':>10}{'prefill ms':>12}")
     for row in result["precisions"]:
-        print(f"{row['precision']:<10}{row['match_rate']:>8.0%}{row['size_bytes'] / 1e6:>10.2f}{row['tokens_per_s']:>10.0f}")
+        print(f"{row['precision']:<10}{row['match_rate']:>8.0%}{row['size_bytes'] / 1e6:>10.2f}"
+              f"{row['tokens_per_s']:>10.0f}{row['prefill_ms_mean']:>12.1f}")
     return 0
 
 

@@ -5,9 +5,10 @@ around the decoder that takes `inputs_embeds` (so the vision engine's precompute
 `vision_features`, projected, are spliced into the prompt with no second vision pass)
 and the KV cache as explicit tensors `past_key.i` / `past_value.i` ->
 `logits`, `present_key.i` / `present_value.i`. The edge runs it with plain ONNX Runtime
-(edge/llm_runtime.py, torch-free). Decoders whose layers are not all full attention
-(Qwen3.5's linear-attention layers carry a recurrent state, not a KV cache) are
-exported without a cache ("recompute" mode: the runtime re-runs the whole sequence).
+(edge/llm_runtime.py, torch-free). Decoders with linear-attention layers (Qwen3.5 in
+MiniCPM-V 4.6) carry a fixed-size recurrent state instead: they are exported as a
+one-token step with explicit states (export/llm_recurrent.py, "recurrent" mode), and
+the runtime feeds the prompt token by token. llm_config.json lists every state tensor.
 
 Files written under `llm/` of the artifact:
     decoder_fp32.onnx (+ .data)  embed_tokens.npy  tokenizer.json  llm_config.json
@@ -67,9 +68,16 @@ def split_language_model(hf_model, projector=None, vision_dim: int | None = None
 
 
 def cache_mode(config) -> str:
-    """'kv' when every layer is full attention (a KV cache exports cleanly), else 'recompute'."""
-    layer_types = getattr(config, "layer_types", None) or []
-    return "kv" if all(t in ("full_attention", "sliding_attention") for t in layer_types) else "recompute"
+    """'kv' when every layer is attention (a KV cache), 'recurrent' for Qwen3.5-style hybrids."""
+    from export.llm_recurrent import is_hybrid
+
+    layer_types = list(getattr(config, "layer_types", None) or [])
+    if all(t in ("full_attention", "sliding_attention") for t in layer_types):
+        return "kv"
+    if is_hybrid(config):
+        return "recurrent"
+    raise ModelError(f"decoder layer types {sorted(set(layer_types))} are not exportable here "
+                     "(supported: attention layers with a KV cache; Qwen3.5 linear + full attention)")
 
 
 def _dims(config) -> tuple[int, int, int, int]:
@@ -79,8 +87,8 @@ def _dims(config) -> tuple[int, int, int, int]:
     return config.num_hidden_layers, kv_heads, head_dim, config.hidden_size
 
 
-def decoder_wrapper(lm: LanguageModel, mode: str):
-    """nn.Module: (inputs_embeds, attention_mask, position_ids, *past) -> (logits, *present)."""
+def decoder_wrapper(lm: LanguageModel):
+    """nn.Module: (inputs_embeds, attention_mask, position_ids, *past) -> (logits, *present), KV cache."""
     import torch
     from transformers import DynamicCache
 
@@ -92,34 +100,58 @@ def decoder_wrapper(lm: LanguageModel, mode: str):
             self.decoder, self.lm_head = lm.decoder, lm.lm_head
 
         def forward(self, inputs_embeds, attention_mask, position_ids, *past):
-            cache = None
-            if mode == "kv":
-                cache = DynamicCache(config=self.decoder.config)
-                for i in range(layers):
-                    cache.update(past[2 * i], past[2 * i + 1], i)
+            cache = DynamicCache(config=self.decoder.config)
+            for i in range(layers):
+                cache.update(past[2 * i], past[2 * i + 1], i)
             out = self.decoder(
                 inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
-                past_key_values=cache, use_cache=mode == "kv",
+                past_key_values=cache, use_cache=True,
             )
-            logits = self.lm_head(out.last_hidden_state)
-            if mode != "kv":
-                return (logits,)
             present = []
             for layer in out.past_key_values.layers[:layers]:
                 present += [layer.keys, layer.values]
-            return (logits, *present)
+            return (self.lm_head(out.last_hidden_state), *present)
 
     return DecoderWithCache().eval()
 
 
-def io_names(layers: int, mode: str) -> tuple[list[str], list[str]]:
-    inputs = ["inputs_embeds", "attention_mask", "position_ids"]
-    outputs = ["logits"]
+def kv_state_specs(config) -> list[dict]:
+    layers, kv_heads, head_dim, _ = _dims(config)
+    return [{"input": f"past_{part}.{i}", "output": f"present_{part}.{i}", "shape": [kv_heads, 0, head_dim], "grows": 1}
+            for i in range(layers) for part in ("key", "value")]
+
+
+def _export_spec(lm: LanguageModel, mode: str):
+    """(module, example args, input names, dynamic shapes, state specs) for the chosen cache mode."""
+    import torch
+
+    from export.llm_recurrent import RecurrentStep, state_specs
+
+    config = lm.decoder.config
+    hidden = config.hidden_size
+    batch, seq, past_len = 2, (3 if mode == "kv" else 1), 4  # example sizes >= 2 so no axis is specialised
+    b, p = torch.export.Dim("batch"), torch.export.Dim("past")
+    specs = kv_state_specs(config) if mode == "kv" else state_specs(config)
+    states, state_shapes = [], []
+    for spec in specs:
+        shape = list(spec["shape"])
+        if "grows" in spec:
+            shape[spec["grows"]] = past_len
+        states.append(torch.randn(batch, *shape))
+        state_shapes.append({0: b, 1 + spec["grows"]: p} if "grows" in spec else {0: b})
+    embeds = torch.randn(batch, seq, hidden)
+    positions = torch.arange(past_len, past_len + seq).expand(batch, seq).contiguous()
     if mode == "kv":
-        for i in range(layers):
-            inputs += [f"past_key.{i}", f"past_value.{i}"]
-            outputs += [f"present_key.{i}", f"present_value.{i}"]
-    return inputs, outputs
+        s, t = torch.export.Dim("seq"), torch.export.Dim("total")
+        mask = torch.ones(batch, past_len + seq, dtype=torch.int64)
+        args = (embeds, mask, positions, *states)
+        names = ["inputs_embeds", "attention_mask", "position_ids"]
+        shapes = {"inputs_embeds": {0: b, 1: s}, "attention_mask": {0: b, 1: t}, "position_ids": {0: b, 1: s},
+                  "past": tuple(state_shapes)}
+        return decoder_wrapper(lm), args, names, shapes, specs
+    names = ["inputs_embeds", "position_ids"]  # one token per run: no mask needed (nothing is padded)
+    shapes = {"inputs_embeds": {0: b}, "position_ids": {0: b}, "states": tuple(state_shapes)}
+    return RecurrentStep(lm.decoder, lm.lm_head).eval(), (embeds, positions, *states), names, shapes, specs
 
 
 def export_decoder(lm: LanguageModel, path: Path, opset: int = 18) -> dict:
@@ -128,50 +160,55 @@ def export_decoder(lm: LanguageModel, path: Path, opset: int = 18) -> dict:
 
     mode = cache_mode(lm.decoder.config)
     layers, kv_heads, head_dim, hidden = _dims(lm.decoder.config)
-    batch, seq, past_len = 2, 3, 4  # example sizes >= 2 so no axis is specialised
-    past_len = past_len if mode == "kv" else 0
-    embeds = torch.randn(batch, seq, hidden)
-    mask = torch.ones(batch, past_len + seq, dtype=torch.int64)
-    positions = torch.arange(past_len, past_len + seq).expand(batch, seq).contiguous()
-    past = [torch.randn(batch, kv_heads, past_len, head_dim) for _ in range(2 * layers)] if mode == "kv" else []
-    b, s, t = torch.export.Dim("batch"), torch.export.Dim("seq"), torch.export.Dim("total")
-    shapes = {"inputs_embeds": {0: b, 1: s}, "attention_mask": {0: b, 1: t}, "position_ids": {0: b, 1: s}}
-    if mode == "kv":
-        p = torch.export.Dim("past")
-        shapes["past"] = tuple({0: b, 2: p} for _ in past)
-    else:
-        shapes["past"] = ()
-    inputs, outputs = io_names(layers, mode)
+    module, args, names, shapes, specs = _export_spec(lm, mode)
     started = time.perf_counter()
     try:
         with torch.no_grad():
             torch.onnx.export(
-                decoder_wrapper(lm, mode), (embeds, mask, positions, *past), str(path), dynamo=True,
-                opset_version=opset, input_names=inputs, output_names=outputs, dynamic_shapes=shapes,
-                external_data=True, verbose=False,
+                module, args, str(path), dynamo=True, opset_version=opset,
+                input_names=names + [s["input"] for s in specs], output_names=["logits"] + [s["output"] for s in specs],
+                dynamic_shapes=shapes, external_data=True, verbose=False,
             )
     except Exception as error:  # noqa: BLE001 - name the step, keep the cause
         raise ArtifactError(f"ONNX export of the language model failed ({mode} mode): {type(error).__name__}: {error}") from error
     log.info("decoder exported in %.1f s (%s cache, %d layers)", time.perf_counter() - started, mode, layers)
-    return {"cache": mode, "num_layers": layers, "num_kv_heads": kv_heads, "head_dim": head_dim, "hidden_size": hidden}
+    return {"cache": mode, "prefill": "full" if mode == "kv" else "stepwise", "states": specs, "num_layers": layers,
+            "num_kv_heads": kv_heads, "head_dim": head_dim, "hidden_size": hidden}
 
 
-def export_projector(lm: LanguageModel, path: Path, opset: int = 18) -> None:
+def export_projector(lm: LanguageModel, path: Path, opset: int = 18, vision_tokens: int | None = None) -> None:
+    """Projector graph: vision_features (N, T, D) -> vision_embeds (N, T', H); T fixed when given."""
     import torch
 
     if lm.vision_dim is None:
         raise ModelError("the projector's input width is unknown: pass vision_dim")
-    example = torch.randn(2, 5, lm.vision_dim)
+    example = torch.randn(2, vision_tokens or 5, lm.vision_dim)
     n, t = torch.export.Dim("batch"), torch.export.Dim("tokens")
+    shapes = ({0: n},) if vision_tokens else ({0: n, 1: t},)
     try:
         with torch.no_grad():
             torch.onnx.export(
                 lm.projector.eval(), (example,), str(path), dynamo=True, opset_version=opset,
                 input_names=["vision_features"], output_names=["vision_embeds"],
-                dynamic_shapes=({0: n, 1: t},), external_data=False, verbose=False,
+                dynamic_shapes=shapes, external_data=False, verbose=False,
             )
     except Exception as error:  # noqa: BLE001
         raise ArtifactError(f"ONNX export of the projector failed: {type(error).__name__}: {error}") from error
+
+
+def projector_module(backbone):
+    """nn.Module around `EiadBackbone.project_vision` (the family's projector/merger at the spec size)."""
+    import torch
+
+    class VisionProjector(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = backbone
+
+        def forward(self, tokens):
+            return self.backbone.project_vision(tokens)
+
+    return VisionProjector().eval()
 
 
 def prompt_template(tokenizer_json: Path) -> list[str]:
@@ -184,7 +221,8 @@ def prompt_template(tokenizer_json: Path) -> list[str]:
 
 
 def export_language_model(hf_model, tokenizer_json: Path, llm_dir: Path, opset: int = 18, projector=None,
-                          vision_dim: int | None = None) -> dict[str, str]:
+                          vision_dim: int | None = None, vision_tokens: int | None = None,
+                          template: tuple[str, str] | None = None) -> dict[str, str]:
     """Write the fp32 LLM parts into `llm_dir`; returns `{file name: role}` for the manifest."""
     import shutil
 
@@ -203,14 +241,14 @@ def export_language_model(hf_model, tokenizer_json: Path, llm_dir: Path, opset: 
     shutil.copyfile(tokenizer_json, llm_dir / TOKENIZER)
     roles[TOKENIZER] = "llm_tokenizer"
     if lm.projector is not None:
-        export_projector(lm, llm_dir / PROJECTOR, opset)
+        export_projector(lm, llm_dir / PROJECTOR, opset, vision_tokens)
         roles[PROJECTOR] = "llm_projector"
     text_config = lm.decoder.config
     eos = getattr(text_config, "eos_token_id", None) or getattr(hf_model.config, "eos_token_id", None)
     config.update(
         vocab_size=int(lm.embed.weight.shape[0]), vision_dim=lm.vision_dim, has_projector=lm.projector is not None,
         eos_token_ids=[eos] if isinstance(eos, int) else list(eos or []), precisions=["fp32"],
-        prompt_template=prompt_template(tokenizer_json),
+        prompt_template=list(template) if template else prompt_template(tokenizer_json), vision_tokens=vision_tokens,
     )
     (llm_dir / LLM_CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     roles[LLM_CONFIG] = "llm_config"

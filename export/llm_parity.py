@@ -1,7 +1,8 @@
 """`eiad export llm`: export, quantize and prove the language model against PyTorch.
 
-Parity: for each prompt of a fixed set, greedy decoding in PyTorch (full recompute, no
-cache: an independent reference for the exported KV-cache path) and in ONNX Runtime
+Parity: for each prompt of a fixed set (DDQA questions with their images, `--ddqa`, or
+text prompts), greedy decoding in PyTorch (full recompute, no cache: an independent
+reference for the exported KV-cache / recurrent-state path) and in ONNX Runtime
 (edge/llm_runtime.py, the code the edge runs) must give the same tokens. Gate: fp32 and
 int8 match on >= 95 % of the evaluated prompts (MIN_MATCH); int4 is reported, not gated.
 A random model has near-tied logits that any rounding flips, so prompts can be limited
@@ -37,19 +38,46 @@ class PrecisionReport:
     match_rate: float
     evaluated: int
     size_bytes: int
-    tokens_per_s: float
+    tokens_per_s: float  # generated tokens / wall time of generate(), prefill included
+    prefill_ms_mean: float  # prompt processing per prompt
+
+
+@dataclass(frozen=True)
+class ParityPrompt:
+    """A question, optionally about an image (then the vision engine's features go into the prompt)."""
+
+    label: str
+    question: str
+    image: Path | None = None
+
+
+def ddqa_prompts(path: Path, limit: int) -> list[ParityPrompt]:
+    """The first `limit` records of a DDQA jsonl (or `DIR/val/val.jsonl` of an `eiad data ddqa` folder)."""
+    from train.dialog_data import read_ddqa
+
+    path = Path(path)
+    if path.is_dir():
+        path = next((c for c in (path / "val" / "val.jsonl", path / "val.jsonl") if c.is_file()), path / "val" / "val.jsonl")
+    records = read_ddqa(path)[:limit]
+    return [ParityPrompt(r.where, r.question.replace("<image>", "").strip(), r.image) for r in records]
 
 
 def torch_greedy(lm, prompt_ids: list[int], max_new_tokens: int, eos: set[int]) -> tuple[list[int], float]:
     """Greedy tokens from the PyTorch decoder (no cache) and the smallest top-1 logit margin seen."""
     import torch
 
-    ids = list(prompt_ids)
+    with torch.no_grad():
+        return torch_greedy_embeds(lm, lm.embed(torch.tensor([prompt_ids])), max_new_tokens, eos)
+
+
+def torch_greedy_embeds(lm, embeds, max_new_tokens: int, eos: set[int]) -> tuple[list[int], float]:
+    """Greedy decoding from (1, S, H) prompt embeddings, whole sequence recomputed per token (no cache)."""
+    import torch
+
     out: list[int] = []
     margin = float("inf")
     with torch.no_grad():
         for _ in range(max_new_tokens):
-            embeds = lm.embed(torch.tensor([ids]))
             hidden = lm.decoder(inputs_embeds=embeds, use_cache=False).last_hidden_state
             logits = lm.lm_head(hidden)[0, -1]
             top2 = torch.topk(logits, 2).values
@@ -58,51 +86,97 @@ def torch_greedy(lm, prompt_ids: list[int], max_new_tokens: int, eos: set[int]) 
             if token in eos:
                 break
             out.append(token)
-            ids.append(token)
+            embeds = torch.cat([embeds, lm.embed(torch.tensor([[token]]))], dim=1)
     return out, margin
 
 
-def measure(llm_dir: Path, precision: str, prompts: list[list[int]], refs: list[list[int]], max_new: int):
-    """(match rate, tokens/s) of the ORT runtime at `precision` against the reference tokens."""
+class _VisionFeatures:
+    """The artifact's own vision.onnx: image file -> vision_features (1, T, D), as the edge computes them."""
+
+    def __init__(self, artifact_dir: Path) -> None:
+        import onnxruntime as ort
+
+        from eiad.manifest import load_manifest
+
+        manifest = load_manifest(artifact_dir)
+        self.size = (manifest.input.width, manifest.input.height)
+        self.input = manifest.input.name
+        self.session = ort.InferenceSession(str(artifact_dir / "vision.onnx"), providers=["CPUExecutionProvider"])
+
+    def __call__(self, image: Path):
+        import cv2
+
+        from eiad.errors import DataError
+
+        bgr = cv2.imread(str(image), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise DataError(f"{image}: cannot read this parity image")
+        bgr = cv2.resize(bgr, self.size, interpolation=cv2.INTER_LINEAR)
+        return self.session.run(["vision_features"], {self.input: bgr[None]})[0]
+
+
+def _prompt_pairs(lm, runtime, prompts: list[ParityPrompt], backbone, artifact_dir: Path | None):
+    """Per prompt: (torch prompt embeddings, numpy prompt embeddings for the ONNX runtime)."""
+    import torch
+
+    vision = _VisionFeatures(artifact_dir) if any(p.image for p in prompts) else None
+    pairs = []
+    for prompt in prompts:
+        if prompt.image is None:
+            ids = runtime.encode(prompt.question)
+            pairs.append((lm.embed(torch.tensor([ids])).detach(), runtime.embed_ids(ids)))
+            continue
+        if backbone is None:
+            raise ArtifactError(f"{prompt.label}: image prompts need the backbone (its projector and chat template)")
+        features = vision(prompt.image)
+        before, after = runtime.config["prompt_template"]
+        ours = runtime.prompt_embeds(before.format(), features, after.format(prompt=prompt.question))
+        pairs.append((backbone.image_prompt_embeds(torch.from_numpy(features), prompt.question), ours))
+    return pairs
+
+
+def run_parity(hf_model, llm_dir: Path, precisions: list[str], prompts: list[ParityPrompt | str],
+               max_new_tokens: int = 16, min_margin: float = 0.0, backbone=None) -> dict:
+    """Compare every exported precision with PyTorch; raise ArtifactError past MIN_MATCH.
+
+    Image prompts use the artifact's vision.onnx features on both sides: the torch side
+    projects and splices them with `backbone.image_prompt_embeds` (equal to the HF model's
+    own image prompt, tested), the ONNX side with projector.onnx and the runtime template.
+    """
     from edge.llm_runtime import LlmRuntime
-
-    runtime = LlmRuntime(llm_dir, precision)
-    matches, tokens, seconds = 0, 0, 0.0
-    for ids, ref in zip(prompts, refs):
-        generation = runtime.generate_ids(ids, max_new)
-        matches += list(generation.token_ids) == ref
-        tokens += len(generation.token_ids)
-        seconds += generation.seconds
-    return matches / max(1, len(prompts)), tokens / seconds if seconds else 0.0
-
-
-def run_parity(hf_model, llm_dir: Path, precisions: list[str], prompts: list[str], max_new_tokens: int = 16,
-               min_margin: float = 0.0) -> dict:
-    """Compare every exported precision with PyTorch; raise ArtifactError past MIN_MATCH."""
-    from tokenizers import Tokenizer
-
     from export.llm_export import split_language_model
 
+    prompts = [p if isinstance(p, ParityPrompt) else ParityPrompt(f"text:{i}", p) for i, p in enumerate(prompts)]
     lm = split_language_model(hf_model)
-    config = json.loads((llm_dir / "llm_config.json").read_text())
-    tokenizer = Tokenizer.from_file(str(llm_dir / "tokenizer.json"))
-    eos = set(config["eos_token_ids"])
-    encoded = [tokenizer.encode(p, add_special_tokens=False).ids for p in prompts]
-    refs, margins = zip(*(torch_greedy(lm, ids, max_new_tokens, eos) for ids in encoded))
+    runtimes = {precision: LlmRuntime(llm_dir, precision) for precision in precisions}
+    first = runtimes[precisions[0]]
+    pairs = _prompt_pairs(lm, first, prompts, backbone, llm_dir.parent)
+    refs, margins = zip(*(torch_greedy_embeds(lm, ref, max_new_tokens, first.eos) for ref, _ in pairs))
     keep = [i for i, m in enumerate(margins) if m >= min_margin]
+    excluded = [{"prompt": prompts[i].label, "fp32_margin": margins[i],
+                 "reason": f"fp32 top-1 logit margin {margins[i]:.3g} < --parity-min-margin {min_margin}"}
+                for i in range(len(prompts)) if i not in keep]
     if not keep:
         raise ArtifactError(f"no parity prompt has an fp32 top-1 margin >= {min_margin}: lower --parity-min-margin")
-    reports = []
-    for precision in precisions:
-        rate, speed = measure(llm_dir, precision, [encoded[i] for i in keep], [refs[i] for i in keep], max_new_tokens)
+    reports, answers = [], {}
+    for precision, runtime in runtimes.items():
+        matches, tokens, seconds, prefill = 0, 0, 0.0, 0.0
+        for i in keep:
+            generation = runtime.generate(pairs[i][1], max_new_tokens)
+            matches += list(generation.token_ids) == refs[i]
+            tokens, seconds = tokens + len(generation.token_ids), seconds + generation.seconds
+            prefill += generation.prefill_s
+            answers.setdefault(prompts[i].label, {})[precision] = generation.text
         size = sum(p.stat().st_size for p in llm_dir.glob(f"decoder_{precision}.onnx*"))
-        reports.append(PrecisionReport(precision, rate, len(keep), size, speed))
-        log.info("LLM %s: %.0f%% of %d prompts match torch, %.1f MB, %.0f tokens/s", precision, 100 * rate,
-                 len(keep), size / 1e6, speed)
+        reports.append(PrecisionReport(precision, matches / len(keep), len(keep), size, tokens / seconds if seconds else 0.0,
+                                       1e3 * prefill / len(keep)))
+        log.info("LLM %s: %.0f%% of %d prompts match torch, %.2f MB, %.0f tokens/s", precision,
+                 100 * reports[-1].match_rate, len(keep), size / 1e6, reports[-1].tokens_per_s)
     result = {
-        "prompts": len(prompts), "evaluated": len(keep), "min_margin": min_margin,
-        "max_new_tokens": max_new_tokens, "margins": list(margins), "min_match": MIN_MATCH,
-        "precisions": [asdict(r) for r in reports],
+        "prompts": len(prompts), "evaluated": len(keep), "min_margin": min_margin, "max_new_tokens": max_new_tokens,
+        "image_prompts": sum(1 for p in prompts if p.image), "margins": list(margins),
+        "prompt_labels": [p.label for p in prompts], "excluded": excluded, "min_match": MIN_MATCH,
+        "precisions": [asdict(r) for r in reports], "answers": answers,
     }
     (llm_dir / PARITY_FILE).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     failed = [r for r in reports if r.precision in ("fp32", "int8") and r.match_rate < MIN_MATCH]
@@ -116,9 +190,13 @@ def run_parity(hf_model, llm_dir: Path, precisions: list[str], prompts: list[str
 
 
 def export_llm_artifact(hf_model, tokenizer_json: Path, artifact_dir: Path, precisions: list[str],
-                        prompts: list[str] | None = None, opset: int = 18, max_new_tokens: int = 16,
-                        min_margin: float = 0.0, projector=None, vision_dim: int | None = None) -> dict:
-    """Add `llm/` (fp32 + quantized decoders, parity report) to an existing artifact's manifest."""
+                        prompts: list | None = None, opset: int = 18, max_new_tokens: int = 16,
+                        min_margin: float = 0.0, projector=None, vision_dim: int | None = None, backbone=None) -> dict:
+    """Add `llm/` (fp32 + quantized decoders, parity report) to an existing artifact's manifest.
+
+    With `backbone` (an EiadBackbone), its projector (`project_vision`, fixed to the artifact's
+    vision token count) and its chat template are exported, and image prompts can be checked.
+    """
     import shutil
 
     from export.artifact import add_files, existing_artifact, inside
@@ -131,7 +209,20 @@ def export_llm_artifact(hf_model, tokenizer_json: Path, artifact_dir: Path, prec
     artifact_dir = existing_artifact(artifact_dir)
     llm_dir = inside(artifact_dir, LLM_DIR)
     shutil.rmtree(llm_dir, ignore_errors=True)  # a re-export replaces the whole LLM part
-    roles = export_language_model(hf_model, tokenizer_json, llm_dir, opset, projector, vision_dim)
+    vision_tokens, template = None, None
+    if backbone is not None:
+        from eiad.manifest import load_manifest
+        from export.llm_export import projector_module
+
+        outputs = {o.name: o for o in load_manifest(artifact_dir).outputs}
+        if "vision_features" not in outputs:
+            raise ArtifactError(f"{artifact_dir}/manifest.json has no vision_features output: re-export the vision engine")
+        vision_tokens, width = int(outputs["vision_features"].shape[1]), int(outputs["vision_features"].shape[2])
+        if width != backbone.vision_hidden_size:
+            raise ArtifactError(f"{artifact_dir}: vision_features have width {width} but the model's projector takes "
+                                f"{backbone.vision_hidden_size}: export the LLM of the same backbone family")
+        projector, vision_dim, template = projector_module(backbone), width, backbone.prompt_template()
+    roles = export_language_model(hf_model, tokenizer_json, llm_dir, opset, projector, vision_dim, vision_tokens, template)
     fp32 = llm_dir / "decoder_fp32.onnx"
     for precision in [p for p in precisions if p != "fp32"]:
         QUANTIZERS[precision](fp32, llm_dir / f"decoder_{precision}.onnx")
@@ -139,7 +230,8 @@ def export_llm_artifact(hf_model, tokenizer_json: Path, artifact_dir: Path, prec
     config = json.loads((llm_dir / LLM_CONFIG).read_text())
     config["precisions"] = ["fp32", *[p for p in precisions if p != "fp32"]]
     (llm_dir / LLM_CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    result = run_parity(hf_model, llm_dir, config["precisions"], list(prompts or DEFAULT_PROMPTS), max_new_tokens, min_margin)
+    result = run_parity(hf_model, llm_dir, config["precisions"], list(prompts or DEFAULT_PROMPTS), max_new_tokens,
+                        min_margin, backbone)
     roles[PARITY_FILE] = "llm_parity_report"
     add_files(artifact_dir, {f"{LLM_DIR}/{name}": role for name, role in roles.items()}, drop_prefix=f"{LLM_DIR}/")
     return result

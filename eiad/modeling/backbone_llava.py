@@ -70,6 +70,11 @@ class LlavaSiglipBackbone(EiadBackbone):
         hidden = out.hidden_states  # [embeddings, after layer 0, ..., after layer L-1]
         return VisionFeatures([hidden[i + 1] for i in wanted], hidden[self.feature_layer])
 
+    def project_vision(self, tokens: torch.Tensor) -> torch.Tensor:
+        """LLaVA's multi_modal_projector on the selected hidden state (one embedding per patch)."""
+        projector = self.hf_model.model.multi_modal_projector
+        return projector(tokens.to(next(projector.parameters()).dtype))
+
     def _encode(self, image: Image.Image, text: str) -> dict[str, torch.Tensor]:
         enc = self.processor(images=[image], text=[text], return_tensors="pt", return_token_type_ids=False)
         return {"input_ids": enc["input_ids"], "pixel_values": enc["pixel_values"]}

@@ -143,6 +143,28 @@ class MiniCPMV46Backbone(EiadBackbone):
         tokens = tower.post_layernorm(h)
         return VisionFeatures([taps[i] for i in wanted], tokens)
 
+    def project_vision(self, tokens: torch.Tensor) -> torch.Tensor:
+        """HF's `merger` for a fixed grid, batched: (N, gh/2*gw/2, D) -> (N, gh*gw/16, text_hidden).
+
+        HF loops over images with `target_sizes` (a run-time Python loop); at the spec size the
+        grid is known, so each merge round is one reshape/permute of the whole batch.
+        """
+        merger = self.hf_model.model.merger
+        kh, kw = merger.merge_kernel_size
+        h, w = (g // 2 for g in self.patch_grid())  # grid after the tower's window merger
+        x = tokens.to(next(merger.parameters()).dtype)
+        for mlp in merger.mlp:
+            n, _, d = x.shape
+            x = x.reshape(n, h // kh, kh, w // kw, kw, d).permute(0, 1, 3, 2, 4, 5).reshape(n, -1, kh * kw * d)
+            h, w = h // kh, w // kw
+            x = mlp(x).reshape(n, h * w, -1)
+        return x
+
+    def _image_wrap(self) -> tuple[str, str]:
+        tok = self.tokenizer
+        tag = f"{tok.image_id_start_token}0{tok.image_id_end_token}" if self.processor.image_processor.use_image_id else ""
+        return tag + tok.image_start_token, tok.image_end_token
+
     def _encode(self, image: Image.Image, text: str) -> dict[str, torch.Tensor]:
         return self.processor([image], text)
 

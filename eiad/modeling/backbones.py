@@ -88,6 +88,48 @@ class EiadBackbone(torch.nn.Module):
         """Processor call for one image + one prompt text (image placeholder expanded)."""
         raise NotImplementedError
 
+    # --- vision tokens -> language model (the explainer's path) --------------------
+    def project_vision(self, tokens: torch.Tensor) -> torch.Tensor:
+        """`forward_vision(...).tokens` (N, T, D) -> (N, T', text_hidden_size) image embeddings, batched.
+
+        Exactly the embeddings the HF model writes over its image-placeholder tokens (tested),
+        at the spec's fixed input size; exportable with a dynamic batch.
+        """
+        raise NotImplementedError
+
+    def _image_wrap(self) -> tuple[str, str]:
+        """Text the processor puts right before / after the image embeddings (family-specific)."""
+        return "", ""
+
+    def prompt_template(self) -> tuple[str, str]:
+        """(text before the image embeddings, text after them with a `{prompt}` field).
+
+        prefix + project_vision(tokens) + suffix.format(prompt=question) is the prompt the
+        processor builds for (image, question); other braces are escaped for str.format.
+        """
+        marker = "\ue000"
+        text = self.format_prompt(marker)
+        before, _, after = text.partition(self.image_placeholder)
+        if marker not in after:
+            raise ModelError(f"{self.family}: the chat template puts the question before the image; unsupported")
+        start, end = self._image_wrap()
+        escape = lambda s: s.replace("{", "{{").replace("}", "}}")  # noqa: E731
+        return escape(before + start), escape(end + after).replace(marker, "{prompt}")
+
+    @torch.no_grad()
+    def image_prompt_embeds(self, tokens: torch.Tensor, question: str) -> torch.Tensor:
+        """(1, S, text_hidden) prompt embeddings for one image's vision tokens (1, T, D) and a question."""
+        before, after = self.prompt_template()
+        table = self.hf_model.get_input_embeddings()
+        parts = []
+        for text in (before.format(), None, after.format(prompt=question.replace("<image>", "").strip())):
+            if text is None:
+                parts.append(self.project_vision(tokens.to(self.device)).to(table.weight.dtype))
+            elif text:
+                ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+                parts.append(table(torch.tensor([ids], device=table.weight.device)))
+        return torch.cat(parts, dim=1)
+
     # --- text side -------------------------------------------------------------------
     @property
     def device(self) -> torch.device:

@@ -144,3 +144,28 @@ def test_load_errors_say_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(ModelError, match="--local-dir DIR"):
         load_backbone("someorg/not-a-model")
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_projected_prompt_equals_hf_models_own_image_prompt(name, backbones):
+    # given an image + question, run through the HF model's own path (processor, vision, projector, splice)
+    bb = backbones[name]
+    rgb = np.random.default_rng(3).integers(0, 255, (bb.spec.height, bb.spec.width, 3), dtype=np.uint8)
+    question = "<image>Is there a defect? Answer {yes} or no."
+    batch = bb.chat_inputs([rgb], [question])  # the tiny specs are RGB: arrays are taken as they are
+    mean = torch.tensor(bb.spec.mean).view(1, 3, 1, 1)
+    std = torch.tensor(bb.spec.std).view(1, 3, 1, 1)
+    pixels = (torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255 - mean) / std
+    with torch.no_grad():
+        ref = bb.hf_model(**batch).logits
+        # when the prompt is built from the fixed-size vision tokens, the projector and the template
+        tokens = bb.forward_vision(pixels, [-1]).tokens
+        embeds = bb.image_prompt_embeds(tokens, question)
+        hidden = bb.hf_model.model.language_model(inputs_embeds=embeds).last_hidden_state
+        ours = bb.hf_model.lm_head(hidden)
+    # then the sequence has the same length and the logits are the model's own
+    assert embeds.shape[1] == batch["input_ids"].shape[1]
+    assert bb.project_vision(tokens).shape[-1] == bb.text_hidden_size
+    torch.testing.assert_close(ours, ref, atol=1e-4, rtol=1e-4)
+    before, after = bb.prompt_template()
+    assert "{prompt}" in after and after.format(prompt="Q").count("Q") >= 1

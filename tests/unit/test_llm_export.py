@@ -54,3 +54,36 @@ def test_llm_files_are_in_the_manifest_and_verify(llm_artifact):  # noqa: F811
     manifest = load_manifest(art, verify_files=True)
     roles = {e.role for e in manifest.files.values()}
     assert {"llm_decoder_fp32", "llm_decoder_int8", "llm_decoder_int4", "llm_tokenizer", "llm_projector"} <= roles
+
+
+@pytest.mark.parametrize("preset,cache,tokens,image_embeds",
+                         [("tiny-minicpmv46", "recurrent", 64, 16), ("tiny-llava-siglip", "kv", 256, 256)])
+def test_image_questions_through_projector_and_decoder_match_torch(preset, cache, tokens, image_embeds, tmp_path_factory):
+    # given a real tiny backbone of each family and its vision engine exported at 224 px
+    import numpy as np
+    import torch
+
+    from edge.llm_runtime import LlmRuntime
+    from export.llm_parity import export_llm_artifact
+    from tests.unit.test_llm_fixtures import backbone_artifact
+
+    backbone, art, prompts = backbone_artifact(tmp_path_factory, preset)
+    tokenizer_json = art.parent / "tokenizer.json"
+    backbone.tokenizer.backend_tokenizer.save(str(tokenizer_json))
+    # when the LLM is exported with the backbone's projector and checked on image questions
+    # (random weights: near-tied steps are excluded by a tiny margin, and recorded)
+    result = export_llm_artifact(backbone.hf_model, tokenizer_json, art, [], prompts, max_new_tokens=6,
+                                 min_margin=1e-3, backbone=backbone)
+    # then the decoder has the family's cache form and every evaluated prompt gives torch's tokens
+    config = json.loads((art / "llm" / "llm_config.json").read_text())
+    assert config["cache"] == cache and config["vision_tokens"] == tokens and config["has_projector"]
+    assert result["image_prompts"] == len(prompts) and result["evaluated"] >= len(prompts) - 1
+    assert result["precisions"][0]["match_rate"] == 1.0
+    assert len(result["excluded"]) == len(prompts) - result["evaluated"]
+    # and the exported projector reproduces the torch projector on the engine's features
+    runtime = LlmRuntime(art / "llm", "fp32")
+    feats = np.random.default_rng(0).normal(size=(1, tokens, backbone.vision_hidden_size)).astype(np.float32)
+    with torch.no_grad():
+        ref = backbone.project_vision(torch.from_numpy(feats)).numpy()
+    np.testing.assert_allclose(runtime.project(feats), ref, atol=1e-4)
+    assert runtime.project(feats).shape == (1, image_embeds, backbone.text_hidden_size)

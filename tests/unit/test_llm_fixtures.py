@@ -167,3 +167,60 @@ def llm_artifact(tmp_path_factory, vision_artifact):
     result = export_llm_artifact(model, tokenizer, art, ["int8", "int4"], prompts=[p for p, _ in PAIRS],
                                  projector=projector, vision_dim=VISION_DIM)
     return model, art, result
+
+
+class BackboneEngine(nn.Module):
+    """A real backbone's fixed-size vision pass as a vision engine: camera pixels -> the four outputs.
+
+    Map/score/probs are simple pooled heads (their values do not matter here); vision_features
+    are the backbone's own `forward_vision(...).tokens`, which the LLM export's projector reads.
+    """
+
+    def __init__(self, backbone) -> None:
+        super().__init__()
+        self.backbone = backbone
+        spec = backbone.spec
+        self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1))
+
+    def forward(self, image):
+        x = image.permute(0, 3, 1, 2).float().flip(1) / 255  # BGR -> RGB
+        tokens = self.backbone.forward_vision((x - self.mean) / self.std, [-1]).tokens
+        pooled = tokens.mean(1)
+        score = torch.sigmoid(pooled[:, 0])
+        amap = score.view(-1, 1, 1, 1).expand(-1, 1, image.shape[1], image.shape[2]).contiguous()
+        return EngineOut(amap, score, torch.softmax(pooled[:, : len(CLASSES)], -1), tokens)
+
+
+QUESTIONS = [
+    "Is there a defect on this part?\nA. Yes\nB. No\nAnswer with the option's letter.",
+    "Describe the {surface}.",  # braces must survive the prompt template
+]
+
+
+def backbone_artifact(tmp_path_factory, preset: str):
+    """(backbone, artifact with vision.onnx of that backbone at 224 px, DDQA-style prompts with images)."""
+    import cv2
+
+    from eiad.modeling.backbones import load_backbone
+    from eiad.modeling.presets import build_tiny_preset
+    from export.llm_parity import ParityPrompt
+    from export.onnx_vision import export_vision_artifact
+    from export.parity import load_images
+
+    root = tmp_path_factory.mktemp(preset)
+    backbone = load_backbone(build_tiny_preset(preset, root / "preset"))
+    size = backbone.spec.height
+    folder = real_images(root / "small", 2)
+    paths = []
+    for path in sorted(folder.glob("*.png")):  # the 64 px tiles, brought to the model's size
+        big = root / f"{path.stem}_{size}.png"
+        cv2.imwrite(str(big), cv2.resize(cv2.imread(str(path)), (size, size)))
+        paths.append(big)
+    from dataclasses import replace
+
+    vision_meta = replace(meta(), height=size, width=size, backbone=preset)
+    art = root / "artifact"
+    export_vision_artifact(BackboneEngine(backbone).eval(), vision_meta, art, load_images(paths, size, size), "skimage")
+    prompts = [ParityPrompt(f"img{i}-q{j}", q, p) for i, p in enumerate(paths) for j, q in enumerate(QUESTIONS)]
+    return backbone, art, prompts
