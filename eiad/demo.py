@@ -1,42 +1,70 @@
 """`eiad demo`: the product's main job on an embedded default, top to bottom.
 
-Steps (each skipped when its output exists from an earlier run with the same settings):
-    1. synth  generate a synthetic production line      -> OUT/line
-    2. ddqa   build its DDQA training files and split    -> OUT/ddqa
+    1. line     generate a synthetic production line            -> OUT/line
+    2. ddqa     build its DDQA training files and split          -> OUT/ddqa
+    3. train    train the tiny preset: localization + dialog     -> OUT/train
+    4. merge    merge the dialog LoRA into the model             -> OUT/merged
+    5. export   vision engine to ONNX, language model to int8/4  -> OUT/artifact
+    6. edge     run the station on the line's camera stream      -> OUT/edge
 
-Each stage's work is imported lazily so `eiad --help` stays light.
+Each step is skipped when its output exists from an earlier run with the same settings
+(training is the slow one: minutes on a CPU). Every step runs the same `eiad` command a
+user would type, so the demo doubles as a worked example; `--until STEP` stops early.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from eiad.errors import ConfigError
+from eiad.errors import ConfigError, EiadError
 
 log = logging.getLogger(__name__)
 
 DONE_MARKER = ".eiad-demo-step.json"
+DEFAULT_PRESET = "tiny-minicpmv46"
+# CPU-sized training: ~1,500 localization steps (a few minutes on 2 cores) and a short
+# dialog LoRA run with a raised learning rate so the tiny model's answers become decided.
+TRAIN_YAML = """\
+# Written by 'eiad demo'; rerun by hand with: eiad train --config {path}
+backbone: {preset}
+ddqa_dir: {ddqa}
+out_dir: {out}
+seed: {seed}
+device: auto
+localization:
+  unfreeze_vision: true      # tiny presets have random weights
+  epochs: 150
+  time_budget_s: 420
+dialog:
+  learning_rate: 0.003
+  max_steps: 60
+"""
 
 
 def register(commands) -> None:
     parser = commands.add_parser(
         "demo",
         help="run the whole chain on a built-in synthetic line",
-        description="Generate a synthetic production line (images, defect masks, camera stream) and "
-        "build its DDQA training files. Finished steps are reused on the next run (same "
-        "settings); --fresh redoes everything.",
+        description="Generate a synthetic production line, build its DDQA files, train the tiny "
+        "preset (localization module + dialog LoRA), export the vision engine and the quantized "
+        "language model, and run an inspection station on the line's camera stream publishing "
+        "over MQTT. Finished steps are reused on the next run with the same settings.",
     )
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="output directory (default: demo_out)")
     parser.add_argument("--seed", type=int, default=0, help="random seed for every step (default: 0)")
+    parser.add_argument("--preset", default=DEFAULT_PRESET,
+                        help=f"tiny model preset to train (default: {DEFAULT_PRESET}; or tiny-llava-siglip)")
     parser.add_argument("--fresh", action="store_true", help="redo every step, ignoring earlier results")
     parser.add_argument("--until", metavar="STEP", default=None,
-                        help="stop after this step (one of the folder names: line, ddqa)")
+                        help="stop after this step: line, ddqa, train, merge, export or edge")
     parser.set_defaults(func=run_demo)
 
 
@@ -48,24 +76,62 @@ class Step:
     run: Callable[[Path], str]  # does the work into the folder, returns a one-line summary
 
 
-def _steps(out: Path, seed: int) -> list[Step]:
-    def synth(folder: Path) -> str:
-        from train.data.synth import SynthConfig, generate_line
+def _eiad(*argv: str) -> None:
+    """Run an `eiad` command in-process, as a user would type it; a failure stops the demo."""
+    from eiad.cli import main
 
-        report = generate_line(SynthConfig(seed=seed), folder, progress=True, force=True)
-        return (f"{report.images} images ({report.ng_images} NG), camera stream of "
-                f"{report.stream.frames if report.stream else 0} frames, contact sheet {report.contact_sheet}")
+    print("      $ eiad " + " ".join(argv), flush=True)
+    if main(list(argv)) != 0:
+        raise EiadError(f"demo step failed: 'eiad {' '.join(argv)}' (see the messages above)")
 
-    def ddqa(folder: Path) -> str:
-        from train.data.ddqa import DdqaOptions, build_ddqa
 
-        report = build_ddqa(out / "line", folder, DdqaOptions(seed=seed, force=True))
-        records = {split: sum(tasks.values()) for split, tasks in report.records.items()}
-        return f"{report.images_used} images, records per split {records}, classes {', '.join(report.classes)}"
+def _steps(out: Path, seed: int, preset: str) -> list[Step]:
+    line, ddqa, train, merged, artifact = (out / name for name in ("line", "ddqa", "train", "merged", "artifact"))
+    train_yaml = TRAIN_YAML.format(path=out / "train.yaml", preset=preset, ddqa=ddqa.resolve(),
+                                   out=train.resolve(), seed=seed)
 
+    def make_line(folder: Path) -> str:
+        _eiad("-q", "data", "synth", "--out", str(folder), "--seed", str(seed), "--size", "224", "--force")
+        report = json.loads((folder / "synth_report.json").read_text(encoding="utf-8"))
+        return f"{report['totals']['images']} images, contact sheet {folder / 'contact_sheet.png'}"
+
+    def make_ddqa(folder: Path) -> str:
+        _eiad("-q", "data", "ddqa", str(line), "--out", str(folder), "--seed", str(seed), "--force")
+        report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+        return f"records per split {{{', '.join(f'{k}: {sum(v.values())}' for k, v in report['records'].items())}}}"
+
+    def make_train(folder: Path) -> str:
+        (out / "train.yaml").write_text(train_yaml, encoding="utf-8")
+        shutil.rmtree(folder, ignore_errors=True)
+        _eiad("train", "--config", str(out / "train.yaml"))
+        metrics = json.loads((folder / "localization" / "metrics.json").read_text(encoding="utf-8"))["metrics"]
+        shown = {k: metrics[k] for k in ("image_auroc", "pixel_auroc", "aupro") if k in metrics}
+        return "localization " + ", ".join(f"{k} {v:.3f}" for k, v in shown.items())
+
+    def make_merged(folder: Path) -> str:
+        _eiad("-q", "train", "merge", "--adapter", str(train / "dialog" / "adapter"), "--out", str(folder))
+        return f"merged model in {folder}"
+
+    def make_artifact(folder: Path) -> str:
+        _eiad("-q", "export", "onnx", "--checkpoint", str(train / "localization" / "checkpoint"),
+              "--out", str(folder), "--split", str(ddqa / "split.json"), "--force")
+        _eiad("-q", "export", "llm", str(folder), "--model", str(merged), "--ddqa", str(ddqa))
+        _eiad("-q", "export", "verify", str(folder))
+        return f"artifact {folder} verified"
+
+    def run_edge(folder: Path) -> str:
+        _eiad("edge", "demo", "--artifact", str(artifact), "--line", str(line), "--out", str(folder), "--explain")
+        return f"summary {folder / 'summary.json'}, overlays in {folder / 'overlays'}"
+
+    digest = hashlib.sha256(train_yaml.encode()).hexdigest()[:12]
+    base = {"seed": seed}
     return [
-        Step("synthetic line", "line", {"seed": seed}, synth),
-        Step("DDQA files", "ddqa", {"seed": seed}, ddqa),
+        Step("synthetic line", "line", base, make_line),
+        Step("DDQA files", "ddqa", base, make_ddqa),
+        Step("training (tiny preset)", "train", {**base, "preset": preset, "config": digest}, make_train),
+        Step("LoRA merge", "merged", {**base, "preset": preset, "config": digest}, make_merged),
+        Step("export", "artifact", {**base, "preset": preset, "config": digest}, make_artifact),
+        Step("inspection station", "edge", {**base, "preset": preset, "config": digest}, run_edge),
     ]
 
 
@@ -83,20 +149,23 @@ def _is_done(folder: Path, settings: dict) -> str | None:
 def run_demo(args: argparse.Namespace) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    steps = _steps(out, args.seed)
+    steps = _steps(out, args.seed, args.preset)
+    names = [step.folder for step in steps]
     if args.until is not None:
-        names = [step.folder for step in steps]
         if args.until not in names:
             raise ConfigError(f"--until {args.until!r} is not a demo step; choose one of {', '.join(names)}")
         steps = steps[: names.index(args.until) + 1]
+    redo = args.fresh
     for number, step in enumerate(steps, start=1):
         folder = out / step.folder
-        summary = None if args.fresh else _is_done(folder, step.settings)
+        summary = None if redo else _is_done(folder, step.settings)
         if summary is not None:
             print(f"[{number}/{len(steps)}] {step.name}: reused {folder} ({summary})")
             continue
+        redo = True  # a redone step makes every later step stale
         print(f"[{number}/{len(steps)}] {step.name} -> {folder} ...", flush=True)
         started = time.perf_counter()
+        folder.mkdir(parents=True, exist_ok=True)
         # A step that fails half-way must not be reused: drop the marker before running.
         (folder / DONE_MARKER).unlink(missing_ok=True)
         summary = step.run(folder)
