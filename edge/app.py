@@ -28,6 +28,7 @@ from edge.runners.factory import build_runner
 from edge.sinks.base import Sink
 from edge.sources.factory import source_maker
 from edge.sources.watchdog import SourceSet
+from eiad.errors import ConfigError
 from eiad.manifest import load_manifest
 
 log = logging.getLogger(__name__)
@@ -77,10 +78,12 @@ class SequenceFile:
 
 
 class ExplainerFeed:
-    """Offers each result to the explainer (never blocks: it has its own bounded backlog)."""
+    """Offers each result to the explainer (never blocks: it has its own bounded backlog).
+    With `requests` (edge/explain_requests.py) its stats also count MQTT explanation requests."""
 
-    def __init__(self, explainer) -> None:
+    def __init__(self, explainer, requests=None) -> None:
         self._explainer = explainer
+        self.requests = requests
 
     def handle(self, result: InspectionResult) -> None:
         self._explainer.submit(result)
@@ -90,7 +93,10 @@ class ExplainerFeed:
 
     def stats(self) -> dict:
         """The explainer's counters (backlog, dropped, explained, ...) for health/metrics."""
-        return dataclasses.asdict(self._explainer.stats())
+        stats = dataclasses.asdict(self._explainer.stats())
+        if self.requests is not None:
+            stats.update(self.requests.stats())
+        return stats
 
     def close(self) -> None:
         self._explainer.close()  # finishes or drops its backlog before the sinks close
@@ -219,14 +225,35 @@ def _build_sinks(config: StationConfig, extra: dict[str, Sink], model_id: str) -
         last_sequence = max(last_sequence, sequence.last)
         sinks["sequence"] = sequence
     if config.explainer is not None and config.explainer.enabled:
-        from edge.explainer import build_explainer
-
-        publishers = [sink for name, sink in sinks.items() if name != "sequence"]
-        explainer = build_explainer(config.path(config.artifact), publishers, config.explainer).start()
-        sinks["explainer"] = ExplainerFeed(explainer)  # last: the verdict is stored before it is offered
+        sinks["explainer"] = _explainer_feed(config, sinks)  # last: the verdict is stored before it is offered
     if last_sequence:
         log.info("sequence numbering continues at %d", last_sequence + 1)
     return sinks, last_sequence + 1
+
+
+def _explainer_feed(config: StationConfig, sinks: dict[str, Sink]) -> ExplainerFeed:
+    """The explainer over every publishing sink; with `explainer.mqtt_requests`, the MQTT
+    sink subscribes to the station's explain/request topic and feeds it."""
+    from edge.explainer import build_explainer
+
+    settings = config.explainer.mqtt_requests
+    if settings is not None and "mqtt" not in sinks:
+        raise ConfigError("explainer.mqtt_requests is set but the station has no mqtt: section: "
+                          "add mqtt: (broker, line, station) or remove explainer.mqtt_requests")
+    if settings is None and config.explainer.mode == "on_request":
+        log.warning("explainer.mode is on_request but explainer.mqtt_requests is not set: "
+                    "nothing can request an explanation; add explainer.mqtt_requests: {}")
+    publishers = [sink for name, sink in sinks.items() if name != "sequence"]
+    explainer = build_explainer(config.path(config.artifact), publishers, config.explainer).start()
+    if settings is None:
+        return ExplainerFeed(explainer)
+    from edge.explain_requests import ExplainRequests
+
+    mqtt_sink = sinks["mqtt"]
+    requests = ExplainRequests(explainer, config.station_id, mqtt_sink.topics, settings, mqtt_sink.publish_now)
+    mqtt_sink.subscribe(requests.topic, requests.handle)
+    log.info("accepting explanation requests on %s (answers on %s)", requests.topic, requests.response_topic)
+    return ExplainerFeed(explainer, requests)
 
 
 def run_station(config: StationConfig, stop: threading.Event | None = None, extra_sinks: dict[str, Sink] | None = None) -> PipelineSummary:

@@ -9,8 +9,11 @@ text to `on_text`, then hands it to every sink's `handle_explanation` with the s
 inspection id. A failing sink is logged and counted, never fatal.
 
 Modes: "NG" (default) explains rejected parts; "all" every part; "sampled" every n-th
-part; "on_request" only ids asked for with `request(id)` (e.g. from an MQTT command).
-Thread safety: submit/request/stats/close may be called from any thread.
+part; "on_request" only ids asked for with `request(id)`. Any mode also explains ids
+asked for over MQTT when `mqtt_requests` is set (edge/explain_requests.py validates them;
+`request_outcome` decides). Requests are refused rather than pushing others out of a full
+backlog, and an id already queued or explained is refused as a duplicate.
+Thread safety: submit/request/request_outcome/stats/close may be called from any thread.
 """
 
 from __future__ import annotations
@@ -23,13 +26,25 @@ from dataclasses import dataclass, field
 from typing import Callable, Literal, Protocol, Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edge.results import InspectionResult
 from edge.sinks.base import Sink
 from eiad.modeling.grounding import grounded_prompt
 
 log = logging.getLogger(__name__)
+
+
+class MqttRequestSettings(BaseModel):
+    """`explainer.mqtt_requests`: accept explanation requests on `<prefix>/<line>/<station>/explain/request`.
+    Absent (the default): the station subscribes to nothing."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rate_per_s: float = Field(1.0, gt=0, le=1000, description="accepted requests per second, sustained")
+    burst: int = Field(10, ge=1, le=10_000, description="accepted requests allowed at once before rate_per_s applies")
+    max_payload_bytes: int = Field(4096, ge=64, le=65536, description="larger requests are rejected unparsed")
+    log_every_s: float = Field(60.0, gt=0, description="a rejection reason is logged at most once per this interval")
 
 
 class ExplainerConfig(BaseModel):
@@ -48,6 +63,15 @@ class ExplainerConfig(BaseModel):
     max_new_tokens: int = Field(48, ge=1, le=1024)
     remember_recent: int = Field(64, ge=0, description="recent parts kept so 'on_request' can still explain them")
     threads: int | None = Field(None, ge=1, description="ONNX Runtime intra-op threads (None: ORT default)")
+    mqtt_requests: MqttRequestSettings | None = Field(
+        None, description="accept explanation requests over MQTT (needs mqtt:); absent: no subscription")
+
+    @model_validator(mode="after")
+    def _requests_need_memory(self) -> "ExplainerConfig":
+        if self.mqtt_requests is not None and self.remember_recent == 0:
+            raise ValueError("explainer.mqtt_requests needs explainer.remember_recent >= 1 "
+                             "(requests can only name parts the explainer still remembers)")
+        return self
 
 
 class Runtime(Protocol):
@@ -74,6 +98,7 @@ class ExplainerStats:
 class _Job:
     result: InspectionResult
     requested: bool = False
+    requested_by: str | None = None
     queued_ns: int = field(default_factory=time.monotonic_ns)
 
 
@@ -99,6 +124,7 @@ class Explainer:
         self.on_text = on_text  # (inspection_id, piece of text), called on the worker thread
         self._backlog: deque[_Job] = deque()
         self._recent: OrderedDict[str, InspectionResult] = OrderedDict()
+        self._taken: OrderedDict[str, None] = OrderedDict()  # ids queued or explained (bounded like _recent)
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._stats = ExplainerStats(drop_policy=config.drop_policy)
@@ -124,13 +150,33 @@ class Explainer:
             return self._enqueue(_Job(result))
 
     def request(self, inspection_id: str) -> bool:
-        """Explain a recent part on demand (any mode); False if it is no longer remembered."""
+        """Explain a recent part on demand (any mode); False if it is no longer remembered,
+        already queued/explained, or the backlog is full."""
+        return self.request_outcome(inspection_id) == "queued"
+
+    def request_outcome(self, inspection_id: str, requested_by: str | None = None,
+                        admit: Callable[[], bool] | None = None) -> str:
+        """Queue an explanation of a remembered part; returns 'queued' or why not: 'unknown_inspection'
+        (never seen or forgotten), 'not_explainable' (REJECTED frame or no vision features),
+        'duplicate' (already queued or explained), 'rate_limited' (`admit()` said no: called
+        only for a request that would otherwise be queued), 'backlog_full', 'stopped'.
+        Never blocks on the LLM; never pushes another part out of the backlog."""
         with self._cond:
             result = self._recent.get(inspection_id)
             if result is None:
                 self._stats.requests_unknown += 1
-                return False
-            return self._enqueue(_Job(result, requested=True)) == "queued"
+                return "unknown_inspection"
+            if result.features is None or result.verdict == "REJECTED":
+                return "not_explainable"
+            if inspection_id in self._taken:
+                return "duplicate"
+            if self._stop.is_set():
+                return "stopped"
+            if len(self._backlog) >= self.config.backlog_max:
+                return "backlog_full"
+            if admit is not None and not admit():
+                return "rate_limited"
+            return self._enqueue(_Job(result, requested=True, requested_by=requested_by))
 
     def stats(self) -> ExplainerStats:
         with self._cond:
@@ -179,8 +225,12 @@ class Explainer:
                 log.debug("explanation backlog full: dropped %s (new)", job.result.inspection_id)
                 return "dropped"
             old = self._backlog.popleft()
+            self._taken.pop(old.result.inspection_id, None)  # dropped: it may be requested again
             log.debug("explanation backlog full: dropped %s (oldest)", old.result.inspection_id)
         self._backlog.append(job)
+        self._taken[job.result.inspection_id] = None
+        while len(self._taken) > max(self.config.remember_recent, self.config.backlog_max):
+            self._taken.popitem(last=False)
         self._stats.queued += 1
         self._cond.notify()
         return "queued"
@@ -213,6 +263,8 @@ class Explainer:
             "tokens_per_s": round(generation.tokens_per_s, 2), "requested": job.requested,
             "waited_ms": round((time.monotonic_ns() - job.queued_ns) / 1e6, 1),
         }
+        if job.requested_by:
+            meta["requested_by"] = job.requested_by
         for sink in self.sinks:
             try:
                 sink.handle_explanation(result.inspection_id, generation.text, meta)

@@ -20,6 +20,8 @@ the camera loop never pays for it) and exports:
   eiad_publish_latency_seconds{quantile}  outbox write -> PUBACK, recent messages (0.5, 0.99, 1 = max)
   eiad_explainer_backlog_parts         parts waiting for an explanation
   eiad_explainer_produced_total / _dropped_total / _failed_total
+  eiad_explain_requests_accepted_total         MQTT explanation requests queued
+  eiad_explain_requests_rejected_total{reason} MQTT explanation requests refused (edge/explain_requests.py)
   eiad_sparkplug_connected, eiad_sparkplug_published_total, eiad_sparkplug_dropped_total{reason}
 
 Thread safety: the collector runs on the HTTP thread; it only calls the components'
@@ -127,6 +129,11 @@ def _explainer(s: dict) -> Iterator[Metric]:
                    s.get("produced", s.get("explained")))
     yield _counter("eiad_explainer_dropped_total", "parts dropped from the backlog (policy or shutdown)", s.get("dropped"))
     yield _counter("eiad_explainer_failed_total", "explanations that failed", s.get("failed"))
+    if "explain_requests_accepted" in s:  # only when explainer.mqtt_requests is set
+        yield _counter("eiad_explain_requests_accepted_total", "MQTT explanation requests queued",
+                       s.get("explain_requests_accepted"))
+        yield _by_reason("eiad_explain_requests_rejected_total", "MQTT explanation requests refused, by reason",
+                         s.get("explain_requests_rejected"))
 
 
 def _sparkplug(s: dict) -> Iterator[Metric]:

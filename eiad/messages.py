@@ -24,7 +24,10 @@ SCHEMA_VERSION = 1
 MASK_CONTENT_TYPE = "image/png"
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 
-MessageKind = Literal["verdict", "mask", "explanation", "status", "stats"]
+MessageKind = Literal["verdict", "mask", "explanation", "status", "stats", "explain/request", "explain/response"]
+# The one inbound message: an explanation request (see ExplainRequestMessage).
+INSPECTION_ID_MAX_CHARS = 200
+REQUESTED_BY_PATTERN = r"^[A-Za-z0-9_.@:-]{1,64}$"
 
 
 def iso_utc(unix_s: float) -> str:
@@ -132,6 +135,39 @@ class StatsMessage(_Payload):
     )
 
 
+class ExplainRequestMessage(BaseModel):
+    """`.../explain/request`: the one message the station accepts (when
+    `explainer.mqtt_requests` is set), published by a PLC/SCADA/HMI at QoS 1. Strict: no
+    type coercion, unknown keys rejected. The station answers on `.../explain/response`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    schema_version: Literal[1] = Field(description="Required: a request names the version it was written for")
+    inspection_id: str = Field(min_length=1, max_length=INSPECTION_ID_MAX_CHARS,
+                               description="Id of a recent verdict of this station")
+    requested_by: str | None = Field(default=None, pattern=REQUESTED_BY_PATTERN,
+                                     description="Who asked (operator, HMI name); copied into the explanation's meta")
+
+    def to_json_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode("utf-8")
+
+
+class ExplainResponseMessage(_Payload):
+    """`.../explain/response`: QoS 0, not retained; one answer per request received
+    (accepted: the explanation follows on `.../explanation`; rejected: `reason` says why)."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    inspection_id: str | None = Field(description="The requested id when it could be read and is well formed, else null")
+    status: Literal["accepted", "rejected"]
+    reason: str = Field(description="Empty when accepted; else too_large, not_utf8, malformed_json, not_object, "
+                                    "unsupported_version, unknown_field, missing_field, wrong_type, bad_inspection_id, "
+                                    "other_station, unknown_inspection, not_explainable, duplicate, rate_limited, "
+                                    "backlog_full, stopped")
+    station: str
+    line: str
+    published_at: str
+
+
 @dataclass(frozen=True)
 class Topics:
     """Topic names for one station. Pure value object; thread-safe."""
@@ -167,14 +203,17 @@ SCHEMA_MODELS: dict[str, type[BaseModel]] = {
     "explanation": ExplanationMessage,
     "status": StatusMessage,
     "stats": StatsMessage,
+    "explain_request": ExplainRequestMessage,
+    "explain_response": ExplainResponseMessage,
 }
+_VALIDATION_MODE = {"explain_request"}  # inbound: the schema describes what the station accepts
 
 
 def schema_documents() -> dict[str, dict]:
     """File name -> JSON Schema (draft 2020-12) for every JSON message kind."""
     docs = {}
     for kind, model in SCHEMA_MODELS.items():
-        schema = model.model_json_schema(mode="serialization")
+        schema = model.model_json_schema(mode="validation" if kind in _VALIDATION_MODE else "serialization")
         schema = {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "$id": f"eiad/{kind}.v{SCHEMA_VERSION}.schema.json",

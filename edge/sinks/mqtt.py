@@ -7,6 +7,10 @@ rows: oldest first, at most `max_inflight` unacknowledged, deleted on PUBACK, re
 in order after a reconnect or a restart.
 Delivery is at least once; consumers de-duplicate on (inspection_id, kind).
 
+Input: by default the station subscribes to nothing. `subscribe(topic, handler)` adds one
+exact topic (QoS 1, re-subscribed after every reconnect); the handler gets the payload
+bytes on paho's network thread and must only validate and enqueue (edge/explain_requests.py).
+
 Disk full: the outbox stores nothing (counted as `disk_full`); the messages it could not
 store go to a bounded in-memory "live" queue the dispatcher publishes at QoS 1 when
 connected, untracked (at most once: lost if the broker is down or the station stops).
@@ -18,6 +22,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from typing import Callable
 
 import paho.mqtt.client as mqtt
 
@@ -54,6 +59,7 @@ class MqttSink:
         self._closed = False
         self._lock = threading.Lock()  # guards _counts
         self._counts: Counter[str] = Counter()
+        self._subscriptions: dict[str, Callable[[bytes], object]] = {}  # exact topic -> handler
         self._started_mono = time.monotonic()
         self._dispatcher = Dispatcher(self._client, outbox, settings, self._conn, self._count)
         self._live = self._dispatcher.live
@@ -104,6 +110,39 @@ class MqttSink:
         except Exception:
             log.exception("MQTT sink could not publish stats")
             self._count("stats_failed")
+            return False
+
+    def subscribe(self, topic: str, handler: Callable[[bytes], object]) -> None:
+        """Receive `topic` (exact, no wildcards) at QoS 1, now and after every reconnect;
+        `handler(payload)` runs on paho's network thread: it must be quick and never block."""
+        if any(ch in topic for ch in "+#"):
+            raise ValueError(f"subscribe() takes an exact topic, not a filter: {topic!r}")
+
+        def on_message(client, userdata, message) -> None:
+            self._count("messages_received")
+            try:
+                handler(bytes(message.payload))
+            except Exception:  # an input must never break the network thread
+                log.exception("handler for %s failed", topic)
+                self._count("message_handler_failed")
+
+        with self._lock:
+            self._subscriptions[topic] = handler
+        self._client.message_callback_add(topic, on_message)
+        if self._conn.connected.is_set():
+            self._client.subscribe(topic, qos=1)  # also done on every (re)connect
+
+    def publish_now(self, topic: str, payload: bytes) -> bool:
+        """Publish once at QoS 0, untracked (not stored, not retried): for advisory replies.
+        False (counted as `replies_skipped`) while disconnected."""
+        if not self._conn.connected.is_set():
+            self._count("replies_skipped")
+            return False
+        try:
+            return self._client.publish(topic, payload, qos=0).rc == mqtt.MQTT_ERR_SUCCESS
+        except (ValueError, RuntimeError) as exc:
+            log.warning("reply on %s not published: %s", topic, exc)
+            self._count("replies_skipped")
             return False
 
     def stats(self) -> dict:
@@ -205,6 +244,10 @@ class MqttSink:
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if self._conn.on_connack(reason_code, self._s.host, self._s.port):
             client.publish(self.topics.of("status"), self._status_payload("online"), qos=1, retain=True)
+            with self._lock:
+                topics = list(self._subscriptions)
+            for topic in topics:  # a clean session forgets subscriptions: renew them on every connect
+                client.subscribe(topic, qos=1)
             self._dispatcher.wake.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:

@@ -1,6 +1,7 @@
 """Nobody in: a real Mosquitto configured here with TLS (a CA and certificates made with
 openssl), a password file and an ACL; secrets kept out of logs; the station takes no MQTT
-input; and static checks over the repository's Python for unsafe loading and shells."""
+input but explanation requests, and only when enabled; and static checks over the
+repository's Python for unsafe loading and shells."""
 
 from __future__ import annotations
 
@@ -168,7 +169,8 @@ def test_secrets_never_appear_in_logs_stats_or_the_outbox(secure, subscriber_fac
 
 
 @pytest.mark.mqtt
-def test_the_station_subscribes_to_nothing_so_hostile_commands_have_no_effect(mosquitto_factory, tmp_path):
+def test_the_station_subscribes_to_nothing_by_default_and_only_to_explain_requests_when_enabled(
+        mosquitto_factory, tmp_path):
     # given a running station and an attacker on the plant network
     broker = mosquitto_factory(persistence=False)
     sink = MqttSink(sink_settings(broker.port), Outbox(OutboxSettings(path=tmp_path / "o.db")))
@@ -179,16 +181,33 @@ def test_the_station_subscribes_to_nothing_so_hostile_commands_have_no_effect(mo
     attacker.loop_start()
     hostile = [b"{not json", b"\x00" * 200_000, json.dumps({"command": "set_threshold", "image_score": 1.0}).encode(),
                json.dumps({"command": "explain", "inspection_id": 12}).encode(), b'{"command": "shutdown"}']
-    for topic in ("eiad/l1/st1/command", "eiad/l1/st1/explain/request", "eiad/l1/st1/#", "eiad/l1/st1/status"):
-        for payload in hostile:
-            attacker.publish(topic.replace("#", "x"), payload, qos=1).wait_for_publish(5)
-    time.sleep(0.3)
-    # then the broker log shows no SUBSCRIBE from the station: it accepts no MQTT input at all
+    topics = ("eiad/l1/st1/command", "eiad/l1/st1/explain/request", "eiad/l1/st1/#", "eiad/l1/st1/status")
+
+    def attack() -> None:
+        for topic in topics:
+            for payload in hostile:
+                attacker.publish(topic.replace("#", "x"), payload, qos=1).wait_for_publish(5)
+        time.sleep(0.3)
+
+    attack()
+    # then the broker log shows no SUBSCRIBE from the station: by default it accepts no MQTT input
     log_text = broker.log_text()
     assert "Received SUBSCRIBE from eiad-l1-st1" not in log_text and "Received SUBSCRIBE from attacker" not in log_text
     assert "Received PUBLISH from attacker" in log_text  # the attack did reach the broker
     after = sink.stats()
     assert after["connected"] and after["disconnects"] == before["disconnects"] == 0
+    assert after.get("messages_received", 0) == 0
+    # when explanation requests are enabled (explainer.mqtt_requests: the app calls subscribe())
+    received: list[bytes] = []
+    sink.subscribe("eiad/l1/st1/explain/request", received.append)
+    time.sleep(0.3)
+    attack()
+    # then the station subscribed to exactly that one topic, and only its payloads reach the handler
+    subscribe_lines = [line for line in broker.log_text().splitlines() if "eiad/l1/st1/" in line and "(QoS" in line]
+    assert subscribe_lines and all("eiad/l1/st1/explain/request (QoS 1)" in line for line in subscribe_lines)
+    assert received == hostile  # the handler (edge/explain_requests.py) validates them: tests/reliability/test_mqtt_inputs.py
+    with pytest.raises(ValueError):
+        sink.subscribe("eiad/l1/st1/#", received.append)  # never a wildcard
     sink.handle(make_result(1, "OK"))
     assert sink.flush(5)
     attacker.loop_stop()

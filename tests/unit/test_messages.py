@@ -8,7 +8,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from eiad.messages import (SCHEMA_DIR, ExplanationMessage, OutboxStatsPayload, StatsMessage, StatusMessage,
+from eiad.messages import (SCHEMA_DIR, ExplainRequestMessage, ExplainResponseMessage, ExplanationMessage, OutboxStatsPayload, StatsMessage, StatusMessage,
                            Topics, VerdictMessage, iso_utc, render_schema, schema_documents, write_schemas)
 from edge.sinks.mqtt import build_verdict, stage_latencies_ms
 from tests.support.jsonschema_lite import validate
@@ -100,3 +100,22 @@ def test_topics_are_built_and_checked():
 
 def test_iso_utc_has_milliseconds_and_z():
     assert iso_utc(0.0015) == "1970-01-01T00:00:00.001Z"
+
+
+def test_explain_request_schema_is_strict_and_the_response_validates():
+    # given the one inbound message kind
+    good = {"schema_version": 1, "inspection_id": "st1-cam0-1700000000000000000-4", "requested_by": "hmi-2"}
+    assert validate(good, schema("explain_request")) == []
+    assert ExplainRequestMessage.model_validate(good).inspection_id == good["inspection_id"]
+    # then wrong types (no coercion), unknown keys, a missing version and a bad requester are refused
+    for bad in ({**good, "inspection_id": 12}, {**good, "command": "shutdown"},
+                {k: v for k, v in good.items() if k != "schema_version"}, {**good, "schema_version": 2}):
+        with pytest.raises(ValidationError):
+            ExplainRequestMessage.model_validate(bad)
+        assert validate(bad, schema("explain_request")) != []
+    with pytest.raises(ValidationError):  # requested_by is copied into meta: a short name, no spaces
+        ExplainRequestMessage.model_validate({**good, "requested_by": "a b"})
+    response = ExplainResponseMessage(inspection_id=None, status="rejected", reason="too_large", station="st1",
+                                      line="l1", published_at=iso_utc(0))
+    assert validate(json.loads(response.to_json_bytes()), schema("explain_response")) == []
+    assert Topics("eiad", "l1", "st1").of("explain/request") == "eiad/l1/st1/explain/request"
