@@ -34,10 +34,12 @@ demo: $(STAMP)
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q
 
-# Regenerates benchmarks/RESULTS.md, its JSON and plots on this machine.
+# Regenerates benchmarks/RESULTS.md, its JSON and plots on this machine: on the demo's
+# trained artifact when `make demo` has made one, else on the edge tests' tiny graph.
+BENCH_ARTIFACT ?= $(wildcard $(DEMO_DIR)/artifact/manifest.json)
 bench: $(STAMP)
 	-@$(MAKE) --no-print-directory system-deps
-	$(BIN)/python -m benchmarks.regenerate
+	$(BIN)/python -m benchmarks.regenerate $(if $(BENCH_ARTIFACT),--artifact $(DEMO_DIR)/artifact)
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
