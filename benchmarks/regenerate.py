@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         "engine": ["bench", "engine", str(artifact), "--batch", "1,8", "--min-duration-s", str(d / 2), "--out", str(RESULTS / "engine")],
         "line": ["bench", "line", "--config", str(station), "--fps", "30", "--cameras", "4", "--budget-ms", "15",
                  "--duration-s", str(d), "--out", str(RESULTS / "line")],
-        "sweep": ["bench", "sweep", "--config", str(station), "--cameras", "1,2,4", "--fps-max", "240", "--probe-s", str(d / 5),
+        "sweep": ["bench", "sweep", "--config", str(station), "--cameras", "1,2,4", "--fps-max", "240", "--probe-s", str(d / 2.5),
                   "--steps", "4", "--budget-ms", "15", "--out", str(RESULTS / "sweep")],
     }
     sections = []
