@@ -107,14 +107,20 @@ def save_checkpoint(
         save_file(_contiguous(tensors), str(tmp / "optimizer.safetensors"))
         state = dict(trainer_state or {}, param_groups=groups)
         (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2) + "\n")
+    replace_directory(tmp, directory)
+    log.debug("checkpoint written to %s", directory)
+    return directory
+
+
+def replace_directory(tmp: Path, directory: Path) -> None:
+    """Swap a fully written `tmp` folder in for `directory`: a crash leaves the old one or the
+    new one (or `<name>.old` beside it), never a half-written checkpoint."""
     old = directory.with_name(directory.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if directory.exists():
         directory.rename(old)
     tmp.rename(directory)
     shutil.rmtree(old, ignore_errors=True)
-    log.debug("checkpoint written to %s", directory)
-    return directory
 
 
 def load_checkpoint(directory: Path) -> Checkpoint:

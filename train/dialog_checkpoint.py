@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from eiad.errors import ConfigError, ModelError
-from train.checkpoint import optimizer_tensors, restore_optimizer
+from train.checkpoint import optimizer_tensors, replace_directory, restore_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +59,7 @@ def save_dialog_checkpoint(directory: Path, *, model, optimizer, scheduler, stat
                "loss_before": state.loss_before, "history": state.history, "param_groups": groups,
                "scheduler": scheduler.state_dict(), **identity}
     (tmp / "trainer_state.json").write_text(json.dumps(payload, indent=2) + "\n")
-    old = directory.with_name(directory.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if directory.exists():
-        directory.rename(old)
-    tmp.rename(directory)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_directory(tmp, directory)
     log.debug("dialog checkpoint at step %d written to %s", state.step, directory)
     return directory
 

@@ -1,4 +1,4 @@
-"""Fixtures for the reliability campaigns: real Mosquitto brokers, a recording subscriber,
+"""Fixtures for the reliability campaigns (brokers come from tests/conftest.py): a recording subscriber,
 sink settings with short reconnect delays, and TLS material made with openssl."""
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from edge.sinks.mqtt_config import MqttSettings
-from tests.support.mosquitto import Mosquitto, mosquitto_available
 from tests.reliability.auth_subscriber import AuthSubscriber
 from tests.support.mqtt_subscriber import Subscriber
 
@@ -19,24 +18,6 @@ def sink_settings(port: int, **overrides) -> MqttSettings:
     base = dict(port=port, line="l1", station="st1", reconnect_min_delay_s=0.1, reconnect_max_delay_s=0.5,
                 close_timeout_s=3.0)
     return MqttSettings(**{**base, **overrides})
-
-
-@pytest.fixture
-def mosquitto_factory(tmp_path):
-    """Build brokers (`persistence=`, `users=`, `tls=`, `extra_conf=`); all killed at teardown.
-    Fails (not skips) when Mosquitto is missing: .ci/run installs it."""
-    if not mosquitto_available():
-        pytest.fail("mosquitto is not installed: apt-get install mosquitto (.ci/run does this)")
-    brokers: list[Mosquitto] = []
-
-    def make(**kwargs) -> Mosquitto:
-        broker = Mosquitto(tmp_path / f"broker{len(brokers)}", **kwargs).start()
-        brokers.append(broker)
-        return broker
-
-    yield make
-    for broker in brokers:
-        broker.kill()
 
 
 @pytest.fixture

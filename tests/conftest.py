@@ -1,4 +1,4 @@
-"""Integration fixtures: a real Mosquitto broker on a free port (others reuse these)."""
+"""Fixtures shared by every test folder: a real Mosquitto started per test on a free port."""
 
 from __future__ import annotations
 
