@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from edge.sinks.mqtt_config import MqttSettings
-from tests.reliability.auth_subscriber import AuthSubscriber
 from tests.support.mqtt_subscriber import Subscriber
 
 
@@ -24,12 +23,11 @@ def sink_settings(port: int, **overrides) -> MqttSettings:
 def subscriber_factory():
     """`subscriber_factory(port, "eiad/l1/#", **kw)`: a persistent-session QoS 1 subscriber,
     waited until subscribed; all closed at teardown. With `username=`, `password=`,
-    `client_id=` (and `ca_file=`) it logs in (AuthSubscriber)."""
+    `client_id=` (and `ca_file=`) it logs in."""
     subs: list[Subscriber] = []
 
     def make(port: int, topic_filter: str = "eiad/l1/st1/#", **kwargs):
-        login = "username" in kwargs
-        sub = AuthSubscriber(port, topic_filter, **kwargs) if login else Subscriber(port, topic_filter, **kwargs)
+        sub = Subscriber(port, topic_filter, **kwargs)
         assert sub.subscribed.wait(5), "the test subscriber could not subscribe"
         subs.append(sub)
         return sub
