@@ -76,6 +76,19 @@ def highest_sustainable(probe, fps_min: float, fps_max: float, steps: int) -> tu
     return low, history
 
 
+def runner_settings(config) -> dict:
+    """The station's own ONNX Runtime settings (threads, engine cache) for every grid point:
+    only the provider chain is the sweep's. Ignoring them measured another loop than the
+    line's (e.g. ORT's default one thread per core, spinning against the camera and MQTT
+    threads, where the station pins `intra_op_threads`)."""
+    runner = config.runner
+    if runner.kind != "onnxruntime":
+        log.warning("the sweep times ONNX Runtime; the station's %s runner settings are not used", runner.kind)
+        return {}
+    cache = config.path(runner.engine_cache_dir) if runner.engine_cache_dir else None
+    return {"intra_op_threads": runner.intra_op_threads, "engine_cache_dir": cache}
+
+
 def run_sweep(config_path: Path, grid: SweepGrid, broker: str = "private") -> dict:
     from edge.config import load_station_config
     from edge.runners.onnxruntime_runner import OnnxRuntimeRunner
@@ -88,7 +101,10 @@ def run_sweep(config_path: Path, grid: SweepGrid, broker: str = "private") -> di
     unknown = [b for b in grid.backends if b not in ORT_CHAINS]
     if unknown:
         raise ConfigError(f"sweep backends {unknown} are not ONNX Runtime backends; choose from {', '.join(ORT_CHAINS)}")
-    result = new_result("sweep", {"config": str(config_path), "artifacts": [str(a) for a in artifacts], **{k: v for k, v in grid.__dict__.items() if k != "artifacts"}})
+    station_runner = runner_settings(base)
+    result = new_result("sweep", {"config": str(config_path), "artifacts": [str(a) for a in artifacts],
+                                  **{k: v for k, v in grid.__dict__.items() if k != "artifacts"},
+                                  "runner": {"kind": "onnxruntime", **{k: str(v) if isinstance(v, Path) else v for k, v in station_runner.items()}}})
     result["sweep"] = []
     with ExitStack() as stack:
         if broker == "private":
@@ -102,7 +118,7 @@ def run_sweep(config_path: Path, grid: SweepGrid, broker: str = "private") -> di
             frames, _ = load_frames(base, manifest, None)
             for backend in grid.backends:
                 try:
-                    runner = OnnxRuntimeRunner(artifact, providers=ORT_CHAINS[backend], manifest=manifest)
+                    runner = OnnxRuntimeRunner(artifact, providers=ORT_CHAINS[backend], manifest=manifest, **station_runner)
                 except Exception as error:  # a backend this machine lacks: say so, go on with the grid
                     result["notes"].append(f"{artifact.name} {backend}: not measured ({error})")
                     continue

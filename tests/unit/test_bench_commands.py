@@ -76,15 +76,32 @@ def test_line_measures_the_loop_bare_runner_saturated_loop_and_naive_baseline(tm
 
 
 @needs_mosquitto
-def test_sweep_finds_a_sustainable_fps_per_grid_point(tmp_path, station):
+def test_sweep_finds_a_sustainable_fps_per_grid_point(tmp_path, station, monkeypatch):
+    from edge.runners import onnxruntime_runner
+
+    # The station pins ONNX Runtime to 1 thread: every grid point must run with it, not ORT's default.
+    pinned = tmp_path / "station.yaml"
+    pinned.write_text(station.read_text() + "runner: {kind: onnxruntime, intra_op_threads: 1}\n", encoding="utf-8")
+    (tmp_path / "artifact").symlink_to(station.parent / "artifact")
+    threads_used = []
+
+    class SpyRunner(onnxruntime_runner.OnnxRuntimeRunner):
+        def __init__(self, *args, **kwargs):
+            threads_used.append(kwargs.get("intra_op_threads"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(onnxruntime_runner, "OnnxRuntimeRunner", SpyRunner)
     out = tmp_path / "sweep"
-    code = main(["bench", "sweep", "--config", str(station), "--cameras", "1,2", "--fps-max", "40", "--probe-s", "0.5",
+    code = main(["bench", "sweep", "--config", str(pinned), "--cameras", "1,2", "--fps-max", "40", "--probe-s", "0.5",
                  "--steps", "1", "--budget-ms", "1000", "--out", str(out)])
     assert code == 0
-    rows = _result(out)["sweep"]
+    result = _result(out)
+    rows = result["sweep"]
     assert [r["cameras"] for r in rows] == [1, 2]
     assert all(r["max_fps_per_camera"] == 40 for r in rows)  # the tiny model keeps up with 40 fps at a 1 s budget
     assert (out / "throughput_vs_cameras.png").is_file()
+    assert threads_used == [1]
+    assert result["settings"]["runner"]["intra_op_threads"] == 1
 
 
 def test_compare_prints_ratios_between_two_engine_runs(tmp_path, capsys):
