@@ -63,6 +63,29 @@ def register(commands) -> None:
     llm.add_argument("--opset", type=int, default=18)
     llm.set_defaults(func=_llm)
 
+    quant = sub.add_parser(
+        "quantize", help="fp32 artifact -> int8 (Q/DQ) or fp16 artifact + parity gate against the fp32 source",
+        description="Derive a new artifact whose vision.onnx carries its precision in the graph: int8 = static "
+        "Q/DQ (per-channel int8 weights, activation ranges calibrated on real line images), fp16 = fp16 weights "
+        "and compute; the uint8 input and float32 outputs stay, so the edge runs it unchanged. The llm/ folder and "
+        "other files are copied, the manifest gets the precision and new hashes. Verdicts, image scores and masks "
+        "are checked against the fp32 source on held-out images: past the tolerances (docs/export.md) nothing is "
+        "written and it exits 2. TensorRT 11 takes precision only from such a graph.")
+    quant.add_argument("source", type=Path, help="fp32 artifact folder made by 'eiad export onnx'")
+    quant.add_argument("--precision", choices=("int8", "fp16"), required=True,
+                       help="int8: smallest, fastest on int8 hardware (TensorRT, VNNI CPUs), needs calibration images; "
+                       "fp16: near-fp32 accuracy, for GPUs (on most CPUs it is slower than fp32)")
+    quant.add_argument("--out", type=Path, required=True, help="new artifact folder")
+    quant.add_argument("--split", type=Path, help="split.json: calibrate on its 'train' images, check parity on 'val'")
+    quant.add_argument("--images", type=Path, help="folder of real line images when there is no split (half calibrate, "
+                       "the other half is held out for parity)")
+    quant.add_argument("--max-images", type=int, default=32, help="held-out parity images (default 32)")
+    quant.add_argument("--calibration-images", type=int, default=64, help="int8 calibration images (default 64)")
+    quant.add_argument("--symmetric", action="store_true",
+                       help="int8 activations with zero point 0 (TensorRT requires it; costs accuracy on small models)")
+    quant.add_argument("--force", action="store_true", help="replace an existing artifact in --out")
+    quant.set_defaults(func=_quantize)
+
     trt = sub.add_parser("tensorrt", help="vision.onnx -> TensorRT engine (run this on the edge box)",
                          description="Build a TensorRT 10 engine from the artifact's vision.onnx. The engine file "
                          "name is keyed by ONNX sha256, TensorRT version, GPU, precision and batch profile. A first "
@@ -155,6 +178,31 @@ def _llm(args) -> int:
     for row in result["precisions"]:
         print(f"{row['precision']:<10}{row['match_rate']:>8.0%}{row['size_bytes'] / 1e6:>10.2f}"
               f"{row['tokens_per_s']:>10.0f}{row['prefill_ms_mean']:>12.1f}")
+    return 0
+
+
+def _quantize(args) -> int:
+    from export.formats import FORMATS
+    from export.parity import load_images
+    from export.quantize import image_sets, quantize_artifact, source_artifact
+
+    FORMATS["quantize"].check(args.precision)
+    _quiet_exporters()
+    _, manifest, _ = source_artifact(args.source)  # a missing / corrupt / non-fp32 source fails before any work
+    calibration, parity, source = image_sets(args.split, args.images, args.max_images, args.calibration_images)
+    size = (manifest.input.height, manifest.input.width)
+    calib = load_images(calibration, *size) if args.precision == "int8" else load_images(calibration[:0], *size)
+    summary = quantize_artifact(args.source, args.out, args.precision, calib, load_images(parity, *size), source,
+                                args.force, args.symmetric)
+    p = summary.parity
+    print(f"artifact: {summary.artifact}")
+    print(f"parity on {p.images} held-out images ({source}); int8 calibration images: {summary.calibration_images}")
+    print(f"{'precision':<10}{'size MB':>9}{'agreement':>11}{'mask IoU':>10}{'score diff':>12}{'ms/image':>10}{'speed-up':>10}")
+    print(f"{'fp32':<10}{summary.source_bytes / 1e6:>9.2f}{'-':>11}{'-':>10}{'-':>12}{summary.source_ms_per_image:>10.2f}{'1.00x':>10}")
+    print(f"{summary.precision:<10}{summary.quantized_bytes / 1e6:>9.2f}{p.verdict_agreement:>11.1%}{p.mask_iou_mean:>10.3f}"
+          f"{p.score_max_abs:>12.3g}{summary.quantized_ms_per_image:>10.2f}"
+          f"{summary.source_ms_per_image / summary.quantized_ms_per_image:>9.2f}x")
+    print("ms/image: batch 1, ONNX Runtime CPU on this machine")
     return 0
 
 

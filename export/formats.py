@@ -40,6 +40,10 @@ FORMATS: dict[str, ExportFormat] = {
         "llm", "language model -> llm/decoder_{fp32,int8,int4}.onnx + projector + tokenizer",
         ("torch", "transformers", "onnx", "onnxruntime", "tokenizers"), ("fp32", "int8", "int4"), "pip install '.[export]'",
     ),
+    "quantize": ExportFormat(
+        "quantize", "fp32 artifact -> int8 (Q/DQ) or fp16 artifact + parity with the fp32 source",
+        ("onnx", "onnxruntime"), ("int8", "fp16"), "pip install '.[export]'",
+    ),
     "tensorrt": ExportFormat(
         "tensorrt", "vision.onnx -> TensorRT engine keyed by ONNX hash, TensorRT version, GPU, precision, profile",
         ("tensorrt",), ("fp16", "int8"),
