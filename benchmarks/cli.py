@@ -1,6 +1,6 @@
 """`eiad bench`: will this model keep up with my line on this box?
 
-    eiad bench engine ARTIFACT          the engine alone, per backend and batch size
+    eiad bench engine ARTIFACT [...]    the engine alone, per backend and batch size
     eiad bench line --config st.yaml    the whole loop: cameras -> verdict at an MQTT subscriber
     eiad bench sweep --config st.yaml   highest sustainable fps per camera over a grid
     eiad bench compare A.json B.json    ratios between two runs
@@ -45,7 +45,9 @@ def _engine(sub) -> None:
                        description="Time the exported vision engine alone (no camera, no MQTT) on every backend this machine has, "
                        "and check each backend's verdicts against the reference (torch eager if --torch-checkpoint, else the first backend). "
                        "Backends that cannot run here are listed in the report with the reason.")
-    p.add_argument("artifact", type=Path, help="export artifact folder (holds manifest.json)")
+    p.add_argument("artifacts", type=Path, nargs="+", metavar="ARTIFACT",
+                   help="export artifact folder(s) (hold manifest.json); several of one model (e.g. fp32, int8, fp16 from "
+                   "'eiad export quantize') are named by precision and all checked against the first one's reference")
     p.add_argument("--backends", type=_csv(str), default=["ort-cpu", "ort-cuda", "ort-trt", "torch", "torch-cuda"],
                    help="comma list from ort-cpu, ort-cuda, ort-trt, torch, torch-cuda (default: all; unavailable ones are reported)")
     p.add_argument("--batch", type=_csv(int), default=[1, 8], help="batch sizes, comma list (default 1,8)")
@@ -129,7 +131,7 @@ def _run_engine(args) -> int:
 
     anomalib = AnomalibOptions(python=args.anomalib_python, train_images=args.anomalib_train_images,
                                coreset_sampling_ratio=args.anomalib_coreset_ratio)
-    result = bench_engine(args.artifact, args.backends, args.batch, args.min_duration_s, args.warmup, args.split,
+    result = bench_engine(args.artifacts, args.backends, args.batch, args.min_duration_s, args.warmup, args.split,
                           args.torch_checkpoint, args.eval_images, args.threads, baselines=args.baselines, anomalib=anomalib)
     return _finish(result, args.out)
 

@@ -5,7 +5,8 @@ Per backend: open it (ONNX Runtime through the edge runner; torch eager from a
 checkpoint), time `run(batch)` with a warm-up and a minimum duration (device synced
 after each call), then run the evaluation images through it and compare verdicts with
 the reference (torch eager when given, else the first backend that runs: it is named in
-the report). Evaluation images: the held-out split of a split.json, else random frames
+the report). Several artifacts of one model (fp32, int8, fp16) are measured in one run,
+configurations named by precision, all against the same reference. Evaluation images: the held-out split of a split.json, else random frames
 (the report says so: agreement on noise says little about parts).
 
 With `baselines=["anomalib"]` (and a split), anomalib's own PatchCore is fitted on the
@@ -125,8 +126,17 @@ def time_backend(backend: Backend, images: np.ndarray, batch: int, warmup: int, 
     }
 
 
+def artifact_labels(manifests: list[Manifest]) -> list[str]:
+    """Configuration prefixes: '' for one artifact, else its precision (+ resolution if they differ)."""
+    if len(manifests) == 1:
+        return [""]
+    sizes = {(m.input.width, m.input.height) for m in manifests}
+    labels = [m.precision + (f" {m.input.width}x{m.input.height}" if len(sizes) > 1 else "") for m in manifests]
+    return [f"{label} " if labels.count(label) == 1 else f"{label}#{i + 1} " for i, label in enumerate(labels)]
+
+
 def bench_engine(
-    artifact: Path,
+    artifact: Path | list[Path],
     backends: list[str],
     batches: list[int],
     min_duration_s: float = 5.0,
@@ -138,50 +148,96 @@ def bench_engine(
     baselines: list[str] | None = None,
     anomalib: AnomalibOptions | None = None,
 ) -> dict:
-    """Time every available backend x batch, then the requested baselines ("anomalib");
-    returns the result document (report.py)."""
+    """Time every artifact x available backend x batch, then the requested baselines
+    ("anomalib"); returns the result document (report.py).
+
+    Several artifacts (e.g. fp32, int8 and fp16 of one model): configurations are named
+    with the artifact's precision, and every one is compared with the same reference (torch
+    eager with a checkpoint, else the first artifact's first backend), so the report says
+    how much faster int8 is and on how many verdicts it agrees.
+    """
     unknown = [b for b in baselines or [] if b != "anomalib"]
     if unknown:
         raise DataError(f"unknown baseline(s) {', '.join(map(repr, unknown))} in --baselines: the only one is 'anomalib'")
-    artifact = Path(artifact)
-    manifest = load_manifest(artifact)
+    artifacts = [Path(a) for a in (artifact if isinstance(artifact, (list, tuple)) else [artifact])]
+    manifests = [load_manifest(a) for a in artifacts]
+    manifest = manifests[0]
     images, source = evaluation_images(manifest, split, eval_images)
-    settings = {"artifact": str(artifact), "model_id": manifest.model_id, "input": f"{manifest.input.width}x{manifest.input.height}",
+    settings = {"artifact": str(artifacts[0]), "model_id": manifest.model_id, "input": f"{manifest.input.width}x{manifest.input.height}",
                 "precision": manifest.precision, "backends": backends, "batches": batches, "min_duration_s": min_duration_s,
                 "warmup_calls": warmup, "accuracy_images": source, "timing": "perf_counter_ns per call, device synced inside the timed region"}
+    if len(artifacts) > 1:
+        settings["artifacts"] = [{"artifact": str(a), "precision": m.precision, "input": f"{m.input.width}x{m.input.height}",
+                                  "model_id": m.model_id} for a, m in zip(artifacts, manifests)]
     result = new_result("engine", settings)
     # The reference goes first so every other backend is compared with it.
     order = sorted(backends, key=lambda b: 0 if b.startswith("torch") else 1)
-    reference: tuple | None = None
-    reference_name = ""
-    for name in order:
-        try:
-            backend = open_backend(name, artifact, manifest, torch_checkpoint, intra_op_threads)
-        except BackendUnavailable as why:
-            log.warning("backend %s skipped: %s", name, why)
-            result["notes"].append(f"{name} not measured: {why}")
-            continue
-        try:
-            outcome = verdicts(backend, images, manifest)
-            if reference is None:
-                reference, reference_name = outcome, f"{name} ({backend.device})"
-            accuracy = agreement(reference, outcome, reference_name)
-            for batch in batches:
-                if backend.max_batch and batch != backend.max_batch:
-                    result["notes"].append(f"{name} b{batch} not measured: the engine has a fixed batch of {backend.max_batch}")
-                    continue
-                config = time_backend(backend, images, batch, warmup, min_duration_s)
-                config["accuracy"] = accuracy
-                result["configurations"].append(config)
-        finally:
-            backend.close()
+    reference: list = [None, ""]
+    for path, art_manifest, label in zip(artifacts, manifests, artifact_labels(manifests)):
+        art_images = images if art_manifest.input == manifest.input else evaluation_images(art_manifest, split, eval_images)[0]
+        for name in order:
+            if name.startswith("torch") and path != artifacts[0]:
+                continue  # eager torch runs the checkpoint, not the artifact: once is enough
+            _measure(result, f"{label}{name}", name, path, art_manifest, art_images, batches, warmup, min_duration_s,
+                     torch_checkpoint, intra_op_threads, reference)
     if not result["configurations"]:
         raise DataError("no backend could be measured on this machine: " + "; ".join(result["notes"]))
+    reference_verdicts, reference_name = reference
     result["notes"].append(f"accuracy: verdict agreement with {reference_name} on {source}")
+    if len(artifacts) > 1:
+        result["comparisons"] += precision_comparisons(result["configurations"], artifact_labels(manifests))
     if "anomalib" in (baselines or []):
         settings["baselines"] = ["anomalib"]
-        add_anomalib(result, manifest, split, images, (reference, reference_name), batches, warmup, min_duration_s, anomalib, eval_images)
+        add_anomalib(result, manifest, split, images, (reference_verdicts, reference_name), batches, warmup, min_duration_s, anomalib, eval_images)
     return result
+
+
+def _measure(result: dict, label: str, name: str, artifact: Path, manifest: Manifest, images: np.ndarray, batches: list[int],
+             warmup: int, min_duration_s: float, torch_checkpoint: Path | None, intra_op_threads: int, reference: list) -> None:
+    """Open one backend on one artifact, check its verdicts against `reference` (set by the
+    first backend that runs), time every batch size; unavailable backends become notes."""
+    try:
+        backend = open_backend(name, artifact, manifest, torch_checkpoint, intra_op_threads)
+    except BackendUnavailable as why:
+        log.warning("backend %s skipped: %s", label, why)
+        result["notes"].append(f"{label} not measured: {why}")
+        return
+    backend.name = label
+    try:
+        outcome = verdicts(backend, images, manifest)
+        if reference[0] is None:
+            reference[0], reference[1] = outcome, f"{label} ({backend.device})"
+        accuracy = agreement(reference[0], outcome, reference[1])
+        for batch in batches:
+            if backend.max_batch and batch != backend.max_batch:
+                result["notes"].append(f"{label} b{batch} not measured: the engine has a fixed batch of {backend.max_batch}")
+                continue
+            config = time_backend(backend, images, batch, warmup, min_duration_s)
+            config["accuracy"] = accuracy
+            config["backend"] = name
+            config["precision"] = manifest.precision
+            config["artifact"] = str(artifact)
+            result["configurations"].append(config)
+    finally:
+        backend.close()
+
+
+def precision_comparisons(configurations: list[dict], labels: list[str]) -> list[dict]:
+    """For each non-first artifact: throughput ratio against the first artifact on the same
+    backend and batch, beside its verdict agreement with the reference."""
+    first = labels[0]
+    base = {c["name"][len(first):]: c for c in configurations if c["name"].startswith(first)}
+    rows = []
+    for label in labels[1:]:
+        for config in configurations:
+            if not config["name"].startswith(label) or config["name"][len(label):] not in base:
+                continue
+            ref = base[config["name"][len(label):]]
+            ratio = config["throughput_per_s"] / ref["throughput_per_s"] if ref["throughput_per_s"] else float("nan")
+            agree = config["accuracy"]["verdict_agreement"]
+            rows.append({"name": f"{config['name']} / {ref['name']}", "metric": "throughput ratio", "ratio": ratio,
+                         "goal": f"verdicts agree {agree:.1%}", "goal_met": None, "verdict_agreement": agree})
+    return rows
 
 
 def add_anomalib(result: dict, manifest: Manifest, split: Path | None, images: np.ndarray, reference: tuple[tuple, str], batches: list[int],
