@@ -129,6 +129,7 @@ class Explainer:
         self._stop = threading.Event()
         self._stats = ExplainerStats(drop_policy=config.drop_policy)
         self._parts_seen = 0
+        self._busy = False  # the worker is explaining a part (guarded by _cond)
         self._thread = threading.Thread(target=self._work, name="explainer", daemon=True)
 
     def start(self) -> "Explainer":
@@ -183,6 +184,18 @@ class Explainer:
             snapshot = ExplainerStats(**vars(self._stats))
             snapshot.backlog = len(self._backlog)
             return snapshot
+
+    def drain(self, timeout_s: float) -> bool:
+        """Wait until the backlog is empty and no part is being explained (a benchmark's end,
+        a shutdown that wants the last explanations); True if idle within `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while self._backlog or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._thread.is_alive():
+                    return False
+                self._cond.wait(min(left, 0.5))
+            return True
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Stop the worker after the explanation in progress; waiting parts are dropped and counted."""
@@ -243,10 +256,17 @@ class Explainer:
                 if self._stop.is_set():
                     return
                 job = self._backlog.popleft()
-            self._explain(job)
+                self._busy = True
+            try:
+                self._explain(job)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
 
     def _explain(self, job: _Job) -> None:
         result = job.result
+        started_ns = time.monotonic_ns()
         try:
             prompt = prompt_for(result)
             embeds = self.runtime.prompt_embeds(self.before_image, result.features, self.after_image.format(prompt=prompt))
@@ -257,11 +277,16 @@ class Explainer:
             with self._cond:
                 self._stats.failed += 1
             return
+        done_ns = time.monotonic_ns()
         meta = {
             "verdict": result.verdict, "defect_class": result.defect_class, "score": result.score,
             "prompt": prompt, "model_id": result.model_id, "tokens": len(generation.token_ids),
             "tokens_per_s": round(generation.tokens_per_s, 2), "requested": job.requested,
-            "waited_ms": round((time.monotonic_ns() - job.queued_ns) / 1e6, 1),
+            # waited = backlog (queued -> taken by the worker) + generation (prompt, projection, decoding)
+            "waited_ms": round((done_ns - job.queued_ns) / 1e6, 1),
+            "backlog_ms": round((started_ns - job.queued_ns) / 1e6, 1),
+            "generation_ms": round((done_ns - started_ns) / 1e6, 1),
+            "prefill_ms": round(getattr(generation, "prefill_s", 0.0) * 1000, 1),  # prompt processing, in generation_ms
         }
         if job.requested_by:
             meta["requested_by"] = job.requested_by

@@ -101,6 +101,30 @@ def test_full_backlog_drops_oldest_and_counts_without_blocking():
     assert [e[0] for e in sink.explanations] == ["st1-1", "st1-4", "st1-5"]
 
 
+def test_drain_waits_for_the_backlog_and_meta_splits_backlog_from_generation():
+    # given a worker held on the first of two parts
+    runtime, sink = GatedRuntime(), CollectingSink()
+    explainer = Explainer(runtime, [sink], ExplainerConfig(backlog_max=4)).start()
+    explainer.submit(result(1))
+    explainer.submit(result(2))
+    assert runtime.started.wait(5)
+    # when the gate stays shut, drain gives up at its timeout; then it opens
+    assert explainer.drain(0.2) is False
+    time.sleep(0.1)
+    runtime.gate.set()
+    # then drain returns once both are explained and the worker is idle
+    assert explainer.drain(5) is True
+    assert explainer.stats().explained == 2 and explainer.stats().backlog == 0
+    explainer.close()
+    first, second = (meta for _, _, meta in sink.explanations)
+    # the first waited ~0 in the backlog and generated >= 0.3 s; the second waited for the first
+    assert first["backlog_ms"] < 100 and first["generation_ms"] >= 250
+    assert second["backlog_ms"] >= 250 and second["generation_ms"] < 100
+    for meta in (first, second):
+        assert abs(meta["waited_ms"] - meta["backlog_ms"] - meta["generation_ms"]) <= 0.2  # rounding to 0.1 ms
+        assert meta["prefill_ms"] == 0.0  # the fake's generation reports no prefill
+
+
 def test_drop_newest_policy_and_modes():
     runtime = GatedRuntime()
     explainer = Explainer(runtime, [CollectingSink()], ExplainerConfig(backlog_max=1, drop_policy="drop_newest")).start()
