@@ -75,7 +75,10 @@ def _line(sub) -> None:
                        description="Run the station loop from a station.yaml under a synthetic camera load (N cameras x fps, replaying "
                        "the config's video if it has one, else synthetic frames) and time every frame from capture to the verdict "
                        "received by an MQTT subscriber. Reports per-stage times, drops and whether the latency budget is met, "
-                       "plus the bare runner on the same artifact and the naive OpenCV+model+paho loop for comparison.")
+                       "plus the bare runner on the same artifact and the naive OpenCV+model+paho loop for comparison. "
+                       "When the config enables explainer: and the artifact has llm/, the paced run also runs the explainer "
+                       "behind the loop, as the station does, and reports explanation latency (capture -> explanation received), "
+                       "backlog wait vs generation time, tokens/s and backlog drops separately, plus the explainer alone.")
     p.add_argument("--config", type=Path, required=True, help="station.yaml (artifact, runner, batching, mqtt, outbox)")
     p.add_argument("--fps", type=float, default=30.0, help="frames per second per camera (default 30)")
     p.add_argument("--cameras", type=int, default=4, help="cameras (default 4)")
@@ -83,9 +86,14 @@ def _line(sub) -> None:
     p.add_argument("--duration-s", type=float, default=20.0, help="measured run length (default 20)")
     p.add_argument("--broker", choices=["private", "config"], default="private",
                    help="private (default): start a Mosquitto of our own on a free port for the run; config: use the config's broker")
-    p.add_argument("--no-bare", action="store_true", help="skip the bare-runner and saturated-loop comparison (issue 5)")
+    p.add_argument("--no-bare", action="store_true", help="skip the comparison runs: bare runner and saturated loop (issue 5), and the paced loop without the explainer")
     p.add_argument("--no-baseline", action="store_true", help="skip the naive OpenCV+model+paho loop")
     p.add_argument("--video", type=Path, help="replay this video's frames instead of the config's source / synthetic frames")
+    p.add_argument("--explainer", choices=["config", "off"], default="config",
+                   help="config (default): measure explanations when station.yaml enables explainer: (the report says why "
+                   "when it cannot: no section, disabled, no llm/ in the artifact); off: verdicts only")
+    p.add_argument("--explain-mode", choices=["NG", "all", "sampled"],
+                   help="override explainer.mode for the run (e.g. all: explain every part, the heaviest load)")
     _common(p, "bench_out/line")
     p.set_defaults(func=_run_line)
 
@@ -140,7 +148,8 @@ def _run_line(args) -> int:
     from benchmarks.line_bench import LineLoad, bench_line
 
     load = LineLoad(fps_per_camera=args.fps, cameras=args.cameras, duration_s=args.duration_s, budget_ms=args.budget_ms)
-    result = bench_line(args.config, load, broker=args.broker, bare=not args.no_bare, baseline=not args.no_baseline, video=args.video)
+    result = bench_line(args.config, load, broker=args.broker, bare=not args.no_bare, baseline=not args.no_baseline, video=args.video,
+                        explainer=args.explainer, explain_mode=args.explain_mode)
     return _finish(result, args.out)
 
 

@@ -6,7 +6,11 @@ One run measures, on the same artifact and frames:
 3. the saturated loop: the same cameras unpaced (triggered policy, queues block), to get
    the loop's highest throughput; with (2) this gives issue 5's criterion: the loop keeps
    >= 95 % of the bare throughput and adds <= 5 ms at p99 over bare inference;
-4. the naive baseline (benchmarks/baselines/naive_loop.py) at the same load.
+4. the naive baseline (benchmarks/baselines/naive_loop.py) at the same load;
+5. explanations, when the station enables its explainer and the artifact has llm/: the
+   paced run (1) runs it behind the loop (benchmarks/explain_bench.py), the explainer alone
+   is timed on a few of that run's NG parts, and (with the comparisons of 2-3) the paced
+   load runs once more without the explainer, so the verdict cost of sharing the CPU shows.
 """
 
 from __future__ import annotations
@@ -14,12 +18,14 @@ from __future__ import annotations
 import logging
 import tempfile
 import threading
-from contextlib import ExitStack
+import time
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.explain_bench import ExplainPlan, ExplainProbe, explain_alone, plan_explanations
 from benchmarks.loop_harness import LoopRun, PacedSource, TimingSink, VerdictListener, collect
 from benchmarks.report import new_result
 from benchmarks.stats import cdf_points, check_budget, ratio, summarize_ms, summarize_ns
@@ -84,8 +90,11 @@ def _settings(config, host: str, port: int, workdir: Path):
     return mqtt, outbox
 
 
-def run_loop(config, runner, frames: list[np.ndarray], load: LineLoad, host: str, port: int, fps: float | None = None, duration_s: float | None = None) -> LoopRun:
-    """One loop run with `load.cameras` paced cameras; the runner is reused across runs."""
+def run_loop(config, runner, frames: list[np.ndarray], load: LineLoad, host: str, port: int, fps: float | None = None,
+             duration_s: float | None = None, explain: ExplainPlan | None = None) -> LoopRun:
+    """One loop run with `load.cameras` paced cameras; the runner is reused across runs.
+    With `explain` (a plan with a config), the station's explainer runs behind the loop and
+    the run's `explanations` holds benchmarks/explain_bench.py's section."""
     from edge.app import LogSink
     from edge.outbox import Outbox
     from edge.pipeline import Pipeline
@@ -94,43 +103,59 @@ def run_loop(config, runner, frames: list[np.ndarray], load: LineLoad, host: str
 
     fps = load.fps_per_camera if fps is None else fps
     duration_s = load.duration_s if duration_s is None else duration_s
-    with tempfile.TemporaryDirectory(prefix="eiad-bench-loop-") as tmp:
+    explaining = explain is not None and explain.config is not None
+    with tempfile.TemporaryDirectory(prefix="eiad-bench-loop-") as tmp, ExitStack() as stack:
         mqtt_settings, outbox_settings = _settings(config, host, port, Path(tmp))
-        sink = TimingSink(MqttSink(mqtt_settings, Outbox(outbox_settings)))
+        sink = TimingSink(MqttSink(mqtt_settings, Outbox(outbox_settings)), keep_samples=8 if explaining else 0)
+        stack.callback(sink.close)
         listener = VerdictListener(host, port, sink.inner.topics.of("verdict"))
-        try:
-            if not listener.ready.wait(10.0):
-                raise ConfigError(f"could not subscribe at the broker {host}:{port} within 10 s")
-            sources = SourceSet()
-            cams = []
-            for i in range(load.cameras):
-                # Cameras are spread over one frame period, as unsynchronised cameras are.
-                cam = PacedSource(f"cam{i}", frames, fps, duration_s, phase_s=(i / load.cameras / fps) if fps > 0 else 0.0)
-                cams.append(cam)
-                sources.add(cam.source_id, lambda cam=cam: cam, load.policy, load.queue_capacity,
-                            500.0 if load.policy == "latest" else None, stall_timeout_s=max(10.0, duration_s))
-            pipeline = Pipeline(config.station_id, sources, runner, {"log": LogSink(), "mqtt": sink}, config.thresholds,
-                                max_batch=config.batching.max_batch, max_wait_ms=config.batching.max_wait_ms,
-                                wrong_size=config.frames.wrong_size)
-            # One INFO line per NG part, and (saturated runs) one warning per full queue, would
-            # flood the terminal; the counts are in the report instead.
-            quiet = {"edge.app": logging.WARNING, "edge.sources.queues": logging.ERROR if fps == 0 else logging.WARNING}
-            levels = {name: logging.getLogger(name).level for name in quiet}
-            for name, level in quiet.items():
-                logging.getLogger(name).setLevel(level)
-            try:
-                summary = pipeline.run(threading.Event())
-            finally:
-                for name, level in levels.items():
-                    logging.getLogger(name).setLevel(level)
+        stack.callback(listener.close)
+        if not listener.ready.wait(10.0):
+            raise ConfigError(f"could not subscribe at the broker {host}:{port} within 10 s")
+        sinks = {"log": LogSink(), "mqtt": sink}
+        probe = None
+        if explaining:  # last in the sink order, as edge/app.py wires it: the verdict is stored first
+            probe = ExplainProbe(config, explain, sinks, sink, host, port, runner.manifest)
+            stack.callback(probe.close)  # runs before the sink closes (ExitStack is last in, first out)
+            sinks["explainer"] = probe.feed
+        sources = SourceSet()
+        cams = []
+        for i in range(load.cameras):
+            # Cameras are spread over one frame period, as unsynchronised cameras are.
+            cam = PacedSource(f"cam{i}", frames, fps, duration_s, phase_s=(i / load.cameras / fps) if fps > 0 else 0.0)
+            cams.append(cam)
+            sources.add(cam.source_id, lambda cam=cam: cam, load.policy, load.queue_capacity,
+                        500.0 if load.policy == "latest" else None, stall_timeout_s=max(10.0, duration_s))
+        pipeline = Pipeline(config.station_id, sources, runner, sinks, config.thresholds,
+                            max_batch=config.batching.max_batch, max_wait_ms=config.batching.max_wait_ms,
+                            wrong_size=config.frames.wrong_size)
+        with _quiet(saturated=fps == 0):
+            summary = pipeline.run(threading.Event())
+            loop_end_ns = time.monotonic_ns()
             missing = listener.wait_for(set(sink.stamps), timeout_s=10.0)
-            if missing:
-                log.warning("%d verdicts not received within 10 s of the end", missing)
-            dropped = sum(sources.queues.drops.values())
-            return collect(sink, listener, dropped, sum(c.late for c in cams), summary.frames + dropped)
-        finally:
-            listener.close()
-            sink.close()
+            explanations = probe.finish(loop_end_ns) if probe is not None else None
+        if missing:
+            log.warning("%d verdicts not received within 10 s of the end", missing)
+        dropped = sum(sources.queues.drops.values())
+        run = collect(sink, listener, dropped, sum(c.late for c in cams), summary.frames + dropped)
+        run.explanations = explanations
+        run.samples = list(sink.samples)
+        return run
+
+
+@contextmanager
+def _quiet(saturated: bool):
+    """One INFO line per NG part and per explanation, and (saturated runs) one warning per
+    full queue, would flood the terminal; the counts are in the report instead."""
+    quiet = {"edge.app": logging.WARNING, "edge.sources.queues": logging.ERROR if saturated else logging.WARNING}
+    levels = {name: logging.getLogger(name).level for name in quiet}
+    for name, level in quiet.items():
+        logging.getLogger(name).setLevel(level)
+    try:
+        yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def bare_runner(runner, frames: list[np.ndarray], batch: int, duration_s: float) -> dict:
@@ -163,7 +188,10 @@ def issue5_comparisons(bare: dict, saturated: dict, paced: dict) -> list[dict]:
     ]
 
 
-def bench_line(config_path: Path, load: LineLoad, broker: str = "private", bare: bool = True, baseline: bool = True, video: Path | None = None) -> dict:
+def bench_line(config_path: Path, load: LineLoad, broker: str = "private", bare: bool = True, baseline: bool = True,
+               video: Path | None = None, explainer: str = "config", explain_mode: str | None = None) -> dict:
+    """Every measurement of the module docstring; `explainer` 'config' (measure explanations
+    when the station enables them) or 'off'; `explain_mode` overrides explainer.mode."""
     from edge.config import load_station_config
     from edge.runners.factory import build_runner
     from eiad.manifest import load_manifest
@@ -178,6 +206,7 @@ def bench_line(config_path: Path, load: LineLoad, broker: str = "private", bare:
                 "fps_per_camera": load.fps_per_camera, "duration_s": load.duration_s, "budget_ms": load.budget_ms,
                 "camera_policy": load.policy, "max_batch": config.batching.max_batch, "max_wait_ms": config.batching.max_wait_ms,
                 "runner": config.runner.model_dump(mode="json"), "frames": frames_source, "broker": broker}
+    plan = plan_explanations(config, config_path, manifest, explainer, explain_mode)
     result = new_result("line", settings)
     with ExitStack() as stack:
         if broker == "private":
@@ -190,8 +219,16 @@ def bench_line(config_path: Path, load: LineLoad, broker: str = "private", bare:
         runner = build_runner(config.runner, artifact, manifest, config.path)
         stack.callback(runner.close)
         result["settings"]["runner_provider"] = runner.provider
-        paced = loop_config(f"loop {load.cameras}x{load.fps_per_camera:g}fps", run_loop(config, runner, frames, load, host, port), load, load.fps_per_camera)
+        paced_run = run_loop(config, runner, frames, load, host, port, explain=plan)
+        paced = loop_config(f"loop {load.cameras}x{load.fps_per_camera:g}fps", paced_run, load, load.fps_per_camera)
         result["configurations"].append(paced)
+        result["explanations"] = _explanations(plan, paced_run, artifact)
+        if bare and plan.config is not None:  # the same paced load with no explainer behind it
+            quiet = loop_config(f"loop {load.cameras}x{load.fps_per_camera:g}fps without explainer", run_loop(config, runner, frames, load, host, port),
+                                load, load.fps_per_camera, group="loop-no-explainer")
+            result["configurations"].append(quiet)
+            result["comparisons"].append({"name": "paced loop p99 with explainer - without", "metric": "added ms",
+                                          "ratio": paced["latency_ms"]["p99_ms"] - quiet["latency_ms"]["p99_ms"], "goal": "-"})
         if bare:
             batch = max(1, min(config.batching.max_batch, runner.max_batch or config.batching.max_batch))
             bare_cfg = bare_runner(runner, frames, batch, min(load.duration_s, 10.0))
@@ -208,5 +245,18 @@ def bench_line(config_path: Path, load: LineLoad, broker: str = "private", bare:
                                           "ratio": ratio(naive["latency_ms"]["p99_ms"], paced["latency_ms"]["p99_ms"]), "goal": "-"})
             result["comparisons"].append({"name": "station loop / naive loop", "metric": "throughput ratio",
                                           "ratio": ratio(paced["throughput_per_s"], naive["throughput_per_s"]), "goal": "-"})
-    result["notes"].append("explanations: not measured (edge/explainer.py is not wired into station.yaml yet)")
+    if plan.config is None:
+        result["notes"].append(plan.reason)
     return result
+
+
+def _explanations(plan: ExplainPlan, paced_run: LoopRun, artifact: Path) -> dict:
+    """The paced run's explanation section plus the explainer alone on a few of its NG parts."""
+    if plan.config is None:
+        return {"measured": False, "reason": plan.reason}
+    section = paced_run.explanations
+    section["alone"] = explain_alone(artifact, plan.config, paced_run.samples)
+    section["notes"] = ["explanations share the CPU with the verdict path: the paced loop's verdict figures above were "
+                        "measured with the explainer running behind it ('without explainer': the same load without it, "
+                        "unless --no-bare)"]
+    return section

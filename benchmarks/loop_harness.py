@@ -82,31 +82,48 @@ class PacedSource:
 
 
 class TimingSink:
-    """Wraps the MQTT sink: records each result's stage stamps plus the outbox-commit time."""
+    """Wraps the MQTT sink: records each result's stage stamps plus the outbox-commit time,
+    when each explanation's outbox commit returned (`explained`), and the first
+    `keep_samples` NG results with vision features (`samples`: the explainer-alone probe's
+    input). Anything else (topics, subscribe, publish_now) goes to the MQTT sink."""
 
-    def __init__(self, inner) -> None:
+    def __init__(self, inner, keep_samples: int = 0) -> None:
         self.inner = inner
         self._lock = threading.Lock()
         self.stamps: dict[str, dict[str, int]] = {}
+        self.explained: dict[str, int] = {}
+        self.samples: list = []
+        self._keep = keep_samples
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)  # only called for names TimingSink lacks
 
     def handle(self, result) -> None:
         self.inner.handle(result)
         done = time.monotonic_ns()
         with self._lock:
             self.stamps[result.inspection_id] = {**result.stamps_ns, "outboxed": done, "_verdict": result.verdict}
+            if len(self.samples) < self._keep and result.verdict == "NG" and result.features is not None:
+                self.samples.append(result)
 
     def handle_explanation(self, inspection_id: str, text: str, meta: dict) -> None:
         self.inner.handle_explanation(inspection_id, text, meta)
+        done = time.monotonic_ns()
+        with self._lock:
+            self.explained[inspection_id] = done
 
     def close(self) -> None:
         self.inner.close()
 
 
 class VerdictListener:
-    """The PLC's view: subscribes to the verdict topic at QoS 1 and stamps each arrival."""
+    """The PLC's view: subscribes to the verdict topic (or the explanation topic) at QoS 1
+    and stamps each arrival; with `keep_messages`, keeps each first message's JSON too."""
 
-    def __init__(self, host: str, port: int, topic: str) -> None:
+    def __init__(self, host: str, port: int, topic: str, keep_messages: bool = False) -> None:
         self.received: dict[str, int] = {}
+        self.messages: dict[str, dict] = {}
+        self._keep = keep_messages
         self.duplicates = 0
         self._lock = threading.Lock()
         self.ready = threading.Event()
@@ -121,14 +138,17 @@ class VerdictListener:
     def _on_message(self, client, userdata, msg) -> None:
         now = time.monotonic_ns()
         try:
-            inspection_id = json.loads(msg.payload)["inspection_id"]
-        except (ValueError, KeyError):
+            message = json.loads(msg.payload)
+            inspection_id = message["inspection_id"]
+        except (ValueError, KeyError, TypeError):
             return
         with self._lock:
             if inspection_id in self.received:
                 self.duplicates += 1
             else:
                 self.received[inspection_id] = now
+                if self._keep:
+                    self.messages[inspection_id] = message
 
     def wait_for(self, ids: set[str], timeout_s: float) -> int:
         """Wait until every id arrived or the timeout; returns how many are still missing."""
@@ -160,6 +180,8 @@ class LoopRun:
     duplicates: int
     throughput_per_s: float
     verdicts: dict[str, int] = field(default_factory=dict)
+    explanations: dict | None = None  # benchmarks/explain_bench.py's section, when the explainer ran
+    samples: list = field(default_factory=list)  # a few NG InspectionResults kept for the explainer-alone probe
 
 
 def warmup_frames(received: int) -> int:

@@ -75,9 +75,48 @@ def render_markdown(result: dict, plots: dict[str, str]) -> str:
         if result.get(key):
             rows = [[str(r.get(k)) for k in ("artifact", "resolution", "backend", "batch", "cameras")] + [_f(r.get("max_fps_per_camera"), 1), _f(r.get("p99_ms"))] for r in result[key]]
             out += [f"## {title}", ""] + _table(["artifact", "resolution", "backend", "batch", "cameras", "max fps/camera", "p99 ms there"], rows) + [""]
+    if result.get("explanations"):
+        out += render_explanations(result["explanations"])
     notes = result.get("notes", []) + [f"{c['name']}: {n}" for c in configs for n in c.get("notes", [])]
     if notes:
         out += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     if plots:
         out += ["## Plots", ""] + [f"![{name}]({file})" for name, file in plots.items()] + [""]
     return "\n".join(out)
+
+
+def _summary_row(name: str, summary: dict | None) -> list[str]:
+    summary = summary or {}
+    return [name] + [_f(summary.get(k)) if summary else "-" for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms")] + [_f(summary.get("count"), 0)]
+
+
+def _tps(tps: dict) -> str:
+    return (f"p50 {_f(tps.get('p50'), 1)} per explanation, {_f(tps.get('overall'), 1)} overall (tokens / generation time), "
+            f"{_f(tps.get('decode'), 1)} decoding only (prefill left out)")
+
+
+def render_explanations(section: dict) -> list[str]:
+    """The explanation section of `eiad bench line` (benchmarks/explain_bench.py's dict)."""
+    out = ["## Explanations (language model, behind the verdict)", ""]
+    if not section.get("measured"):
+        return out + [section.get("reason", "not measured"), ""]
+    settings, counts, alone = section.get("settings", {}), section.get("counts", {}), section.get("alone") or {}
+    out += ["Settings: " + ", ".join(f"{k} `{v}`" for k, v in settings.items()), ""]
+    out += ["Parts: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items()) +
+            f"; backlog drained {_f(section.get('drain_after_loop_s'), 1)} s after the cameras stopped.", ""]
+    rows = [_summary_row("capture -> explanation received", section.get("latency_ms")),
+            _summary_row("waiting in the backlog", section.get("backlog_ms")),
+            _summary_row("generation (prompt + decoding)", section.get("generation_ms")),
+            _summary_row("of which prefill (prompt)", section.get("prefill_ms")),
+            _summary_row("explanation stored -> received", section.get("publish_ms"))]
+    if alone.get("measured"):
+        rows += [_summary_row("explainer alone: submit -> explanation", alone.get("latency_ms")),
+                 _summary_row("explainer alone: generation", alone.get("generation_ms")),
+                 _summary_row("explainer alone: of which prefill", alone.get("prefill_ms"))]
+    out += _table(["ms", "p50", "p90", "p99", "max", "n"], rows) + [""]
+    tokens, tps, alone_tps = section.get("tokens", {}), section.get("tokens_per_s", {}), alone.get("tokens_per_s", {})
+    out += [f"Tokens per explanation: mean {_f(tokens.get('mean'), 1)} (min {_f(tokens.get('min'))}, max {_f(tokens.get('max'))}). "
+            f"Tokens/s beside the loop: {_tps(tps)}; explainer alone: "
+            + (f"{_tps(alone_tps)}." if alone.get("measured") else f"not measured ({alone.get('reason', '-')})."), ""]
+    out += [f"- {n}" for n in section.get("notes", [])] + [""]
+    return out

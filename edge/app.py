@@ -85,6 +85,11 @@ class ExplainerFeed:
         self._explainer = explainer
         self.requests = requests
 
+    @property
+    def explainer(self):
+        """The Explainer this feed offers results to (benchmarks drain and warm it up)."""
+        return self._explainer
+
     def handle(self, result: InspectionResult) -> None:
         self._explainer.submit(result)
 
@@ -225,15 +230,16 @@ def _build_sinks(config: StationConfig, extra: dict[str, Sink], model_id: str) -
         last_sequence = max(last_sequence, sequence.last)
         sinks["sequence"] = sequence
     if config.explainer is not None and config.explainer.enabled:
-        sinks["explainer"] = _explainer_feed(config, sinks)  # last: the verdict is stored before it is offered
+        sinks["explainer"] = explainer_feed(config, sinks)  # last: the verdict is stored before it is offered
     if last_sequence:
         log.info("sequence numbering continues at %d", last_sequence + 1)
     return sinks, last_sequence + 1
 
 
-def _explainer_feed(config: StationConfig, sinks: dict[str, Sink]) -> ExplainerFeed:
-    """The explainer over every publishing sink; with `explainer.mqtt_requests`, the MQTT
-    sink subscribes to the station's explain/request topic and feeds it."""
+def explainer_feed(config: StationConfig, sinks: dict[str, Sink]) -> ExplainerFeed:
+    """The explainer (started) over every publishing sink in `sinks`, to be called last in
+    the sink order; with `explainer.mqtt_requests`, the MQTT sink subscribes to the
+    station's explain/request topic and feeds it. Also wires `eiad bench line`'s loop."""
     from edge.explainer import build_explainer
 
     settings = config.explainer.mqtt_requests
