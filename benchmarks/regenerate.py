@@ -4,7 +4,9 @@
 
 Without --artifact it builds the torch-free tiny artifact of the edge tests (a 224x224
 ONNX graph, tests/support_edge/tiny_artifact.py) so the figures measure the loop and its
-overheads, not a real model; pass a real export artifact for model figures. Runs
+overheads, not a real model; pass a real export artifact for model figures. The line
+bench replays the demo's line video when it sits beside the artifact (demo_out/line) and
+measures the explainer (NG parts, int8) when the artifact has llm/. Runs
 `eiad bench engine`, `eiad bench line` and `eiad bench sweep` through the CLI, with the
 exact commands recorded in RESULTS.md next to the machine description.
 """
@@ -21,16 +23,29 @@ HERE = Path(__file__).parent
 RESULTS = Path(os.path.relpath(HERE / "results"))  # relative: the commands in RESULTS.md work from the repo root
 
 
+def _source(directory: Path, artifact: Path) -> str:
+    """The demo's line video beside its artifact (`make demo`: defective parts, so the explainer
+    has NG parts to explain), else a folder placeholder (the bench then replays synthetic frames)."""
+    video = Path(artifact).parent / "line" / "stream" / "line.avi"
+    if video.is_file():
+        return f"{{kind: video, id: cam0, path: {os.path.relpath(video, directory)}}}"
+    return "{kind: folder, id: cam0, path: frames}"
+
+
 def _station(directory: Path, artifact: Path) -> Path:
     path = directory / "station.yaml"
     path.write_text(f"station_id: bench\nline_id: line-1\nartifact: {os.path.relpath(artifact, directory)}\n"
-                    "sources:\n  - {kind: folder, id: cam0, path: frames}\n"
+                    f"sources:\n  - {_source(directory, artifact)}\n"
                     "batching: {max_batch: 1, max_wait_ms: 0}\n"
                     # One core stays free for capture, verdicts and publishing: with every core in
                     # ONNX Runtime's pool the loop's own threads wait for the model (measured on 2
                     # cores: the loop kept 0.68 of the bare runner's throughput with 2 threads, 0.83 with 1).
                     f"runner: {{kind: onnxruntime, intra_op_threads: {max(1, (os.cpu_count() or 2) - 1)}}}\n"
-                    "metrics: {enabled: false}\nmqtt: {host: 127.0.0.1, port: 1883}\n")
+                    "metrics: {enabled: false}\nmqtt: {host: 127.0.0.1, port: 1883}\n"
+                    # Explanations as a station runs them (NG parts, int8 decoder), measured by
+                    # `bench line` when the artifact has llm/ (else its report says why not). One
+                    # ONNX Runtime thread: the explainer must not take the verdict path's core.
+                    "explainer: {mode: NG, precision: int8, threads: 1}\n")
     return path
 
 
