@@ -4,9 +4,13 @@ TensorRT 10 name-based API only (EDGE.md): builder.create_network(0) (explicit b
 the only mode), trt.OnnxParser logging every parser error, set_memory_pool_limit(
 WORKSPACE), an optimisation profile for the batch axis, a timing cache created from /
 persisted to tensorrt/timing.cache, build_serialized_network. FP16 through the builder
-flag; INT8 through an entropy calibrator on a folder of line images (TensorRT 10). For
-TensorRT 11, which drops both, precision must come from the ONNX (fp16 graph or Q/DQ):
-see docs/export.md. Engines run only with the TensorRT version and GPU that built them,
+flag; INT8 through an entropy calibrator on a folder of line images (TensorRT 10).
+TensorRT 11 drops both flags: precision must come from the ONNX. An artifact made by
+`eiad export quantize` carries it (fp16 graph, or symmetric Q/DQ int8): its engine is
+built from that graph, with the matching flag where the builder still has it (TensorRT
+10: INT8 without a calibrator, the Q/DQ scales rule) and none on TensorRT 11. That path
+is untested here (no TensorRT on the development machine): only the refusal of an
+asymmetric (uint8 zero point) Q/DQ graph, which TensorRT cannot take, is tested. Engines run only with the TensorRT version and GPU that built them,
 so the file name is a key over all of those. Needs a CUDA GPU and torch (device buffers
 for calibration); where `tensorrt` is missing, formats.py stops with a clear message.
 """
@@ -76,7 +80,8 @@ def _progress_monitor(trt):
 
 
 def build_engine(onnx_path: Path, engine_path: Path, timing_cache: Path, precision: str, input_name: str,
-                 shape_hw: tuple[int, int], profile: tuple[int, int, int], workspace_mib: int, calibrator=None) -> Path:
+                 shape_hw: tuple[int, int], profile: tuple[int, int, int], workspace_mib: int, calibrator=None,
+                 graph_precision: bool = False) -> Path:
     """Parse, configure and build; the serialized engine is written to `engine_path`."""
     import tensorrt as trt
 
@@ -97,7 +102,12 @@ def build_engine(onnx_path: Path, engine_path: Path, timing_cache: Path, precisi
     opt_profile = builder.create_optimization_profile()
     opt_profile.set_shape(input_name, *[(b, height, width, 3) for b in profile])
     config.add_optimization_profile(opt_profile)
-    if precision == "fp16":
+    if graph_precision:
+        # Precision is in the graph (fp16 weights or Q/DQ scales); TensorRT 11 has no flags to set.
+        for flag in ("FP16",) if precision == "fp16" else ("INT8", "FP16"):
+            if hasattr(trt.BuilderFlag, flag):
+                config.set_flag(getattr(trt.BuilderFlag, flag))
+    elif precision == "fp16":
         config.set_flag(trt.BuilderFlag.FP16)
     elif precision == "int8":
         if calibrator is None:
@@ -136,6 +146,7 @@ def build_engine_for_artifact(artifact: Path, precision: str, calib_dir: Path | 
     onnx_rel = next((k for k, e in manifest.files.items() if e.role == "vision_onnx"), None)
     if onnx_rel is None:
         raise ArtifactError(f"{artifact}/manifest.json lists no vision_onnx: run 'eiad export onnx' first")
+    graph_precision = check_graph_precision(artifact / onnx_rel, manifest.precision, precision)
     profile = (1, max(1, max_batch // 2), max_batch)
     major, minor = torch.cuda.get_device_capability()
     key = engine_key(manifest.files[onnx_rel].sha256, trt.__version__, torch.cuda.get_device_name(), (major, minor),
@@ -146,10 +157,28 @@ def build_engine_for_artifact(artifact: Path, precision: str, calib_dir: Path | 
     if engine_path.is_file():
         log.info("engine %s already built for this ONNX, TensorRT and GPU: reusing it", engine_path.name)
     else:
-        calibrator = int8_calibrator(trt, calib_dir, shape, engine_path.with_suffix(".calib")) if precision == "int8" else None
+        calib = precision == "int8" and not graph_precision
+        calibrator = int8_calibrator(trt, calib_dir, shape, engine_path.with_suffix(".calib")) if calib else None
         build_engine(artifact / onnx_rel, engine_path, inside(artifact, f"{TRT_DIR}/{TIMING_CACHE}"), precision,
-                     manifest.input.name, shape, profile, workspace_mib, calibrator)
+                     manifest.input.name, shape, profile, workspace_mib, calibrator, graph_precision)
     check_trt_parity(engine_path, artifact / onnx_rel, manifest, precision, calib_dir)
     # The timing cache is not listed: it is a build-time helper rewritten by every build.
     add_files(artifact, {f"{TRT_DIR}/{engine_path.name}": f"tensorrt_engine_{precision}"})
     return engine_path
+
+
+def check_graph_precision(onnx_path: Path, artifact_precision: str, requested: str) -> bool:
+    """True when the artifact's graph carries its precision ('eiad export quantize'); raises
+    if the request contradicts it or the Q/DQ graph is asymmetric (TensorRT needs zero point 0)."""
+    if artifact_precision == "fp32":
+        return False
+    if requested != artifact_precision:
+        raise ArtifactError(f"{onnx_path.parent} is a {artifact_precision} artifact: build it with --precision "
+                            f"{artifact_precision}, or build {requested} from the fp32 artifact")
+    if artifact_precision == "int8":
+        from export.quantize import asymmetric_quantization
+
+        if asymmetric_quantization(onnx_path):
+            raise ArtifactError(f"{onnx_path} has uint8 (asymmetric) Q/DQ, which TensorRT cannot build: re-quantize "
+                                "with 'eiad export quantize --precision int8 --symmetric'")
+    return True

@@ -127,6 +127,15 @@ def test_symmetric_int8_has_zero_points_tensorrt_takes(tmp_path, source, images)
     quantize_int8(source / "vision.onnx", tmp_path / "s.onnx", calib, "image", symmetric=True)
     assert asymmetric_quantization(tmp_path / "a.onnx")  # uint8 zero points: ONNX Runtime only
     assert not asymmetric_quantization(tmp_path / "s.onnx")  # int8, zero point 0: TensorRT too
+    # the TensorRT builder takes the symmetric graph as is and refuses the asymmetric one, and a contradicting request
+    from export.tensorrt_build import check_graph_precision
+
+    assert check_graph_precision(tmp_path / "s.onnx", "int8", "int8") is True
+    assert check_graph_precision(tmp_path / "s.onnx", "fp32", "int8") is False
+    with pytest.raises(ArtifactError, match="--symmetric"):
+        check_graph_precision(tmp_path / "a.onnx", "int8", "int8")
+    with pytest.raises(ArtifactError, match="build it with --precision int8"):
+        check_graph_precision(tmp_path / "s.onnx", "int8", "fp16")
 
 
 def test_bench_engine_reports_two_artifacts_with_agreement(tmp_path, source, images):
