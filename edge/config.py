@@ -14,7 +14,7 @@ from typing import Annotated, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from edge.explainer import ExplainerConfig
+from edge.explainer_config import ExplainerConfig
 from edge.sinks.archive import ArchiveSettings
 from edge.sinks.mqtt_config import MqttSettings, OutboxSettings
 from edge.verdict import ThresholdOverrides

@@ -41,7 +41,8 @@ from typing import Callable
 
 from pydantic import ValidationError
 
-from edge.explainer import Explainer, MqttRequestSettings
+from edge.explainer import Explainer
+from edge.explainer_config import MqttRequestSettings
 from eiad.messages import ExplainRequestMessage, ExplainResponseMessage, Topics, iso_utc
 
 log = logging.getLogger(__name__)

@@ -19,59 +19,21 @@ Thread safety: submit/request/request_outcome/stats/close may be called from any
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from edge.explainer_config import ExplainerConfig
 from edge.results import InspectionResult
 from edge.sinks.base import Sink
 from eiad.modeling.grounding import grounded_prompt
 
 log = logging.getLogger(__name__)
-
-
-class MqttRequestSettings(BaseModel):
-    """`explainer.mqtt_requests`: accept explanation requests on `<prefix>/<line>/<station>/explain/request`.
-    Absent (the default): the station subscribes to nothing."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    rate_per_s: float = Field(1.0, gt=0, le=1000, description="accepted requests per second, sustained")
-    burst: int = Field(10, ge=1, le=10_000, description="accepted requests allowed at once before rate_per_s applies")
-    max_payload_bytes: int = Field(4096, ge=64, le=65536, description="larger requests are rejected unparsed")
-    log_every_s: float = Field(60.0, gt=0, description="a rejection reason is logged at most once per this interval")
-
-
-class ExplainerConfig(BaseModel):
-    """The `explainer:` section of station.yaml."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    enabled: bool = True
-    mode: Literal["all", "NG", "sampled", "on_request"] = Field("NG", description="which parts get an explanation")
-    sample_every_n: int = Field(10, ge=1, description="mode 'sampled': explain every n-th part")
-    backlog_max: int = Field(8, ge=1, description="parts waiting for an explanation; beyond it drop_policy applies")
-    drop_policy: Literal["drop_oldest", "drop_newest"] = Field(
-        "drop_oldest", description="backlog full: drop the oldest waiting part (explain the newest) or the new one"
-    )
-    precision: Literal["fp32", "int8", "int4"] = Field("int8", description="which exported LLM decoder to run")
-    max_new_tokens: int = Field(48, ge=1, le=1024)
-    remember_recent: int = Field(64, ge=0, description="recent parts kept so 'on_request' can still explain them")
-    threads: int | None = Field(None, ge=1, description="ONNX Runtime intra-op threads (None: ORT default)")
-    mqtt_requests: MqttRequestSettings | None = Field(
-        None, description="accept explanation requests over MQTT (needs mqtt:); absent: no subscription")
-
-    @model_validator(mode="after")
-    def _requests_need_memory(self) -> "ExplainerConfig":
-        if self.mqtt_requests is not None and self.remember_recent == 0:
-            raise ValueError("explainer.mqtt_requests needs explainer.remember_recent >= 1 "
-                             "(requests can only name parts the explainer still remembers)")
-        return self
 
 
 class Runtime(Protocol):
@@ -130,6 +92,7 @@ class Explainer:
         self._stats = ExplainerStats(drop_policy=config.drop_policy)
         self._parts_seen = 0
         self._busy = False  # the worker is explaining a part (guarded by _cond)
+        self.native_id: int | None = None  # the worker thread's OS id, once it runs
         self._thread = threading.Thread(target=self._work, name="explainer", daemon=True)
 
     def start(self) -> "Explainer":
@@ -249,6 +212,8 @@ class Explainer:
         return "queued"
 
     def _work(self) -> None:
+        _lower_priority(self.config.nice)
+        self.native_id = threading.get_native_id()  # published after the priority is set
         while not self._stop.is_set():
             with self._cond:
                 while not self._backlog and not self._stop.is_set():
@@ -300,6 +265,20 @@ class Explainer:
         with self._cond:
             self._stats.explained += 1
             self._stats.last_tokens_per_s = generation.tokens_per_s
+
+
+def _lower_priority(nice: int) -> None:
+    """Raise this thread's niceness by `nice`. On Linux setpriority(PRIO_PROCESS, thread id)
+    affects only the calling thread, and with `threads: 1` ONNX Runtime runs the language
+    model on this thread, so the verdict path wins the CPU when both want it. Raising
+    niceness needs no privilege; where the OS has no per-thread priority it is a no-op."""
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+    except OSError as error:
+        log.warning("could not lower the explainer's priority (nice %d): %s; it competes with the verdict path", nice, error)
 
 
 def build_explainer(artifact_dir, sinks: Sequence[Sink], config: ExplainerConfig,

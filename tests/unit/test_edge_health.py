@@ -14,7 +14,8 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge.app import ExplainerFeed, LogSink
-from edge.explainer import Explainer, ExplainerConfig
+from edge.explainer import Explainer
+from edge.explainer_config import ExplainerConfig
 from edge.health import HealthServer, Metrics, watch_sink_stats
 from edge.outbox import Outbox
 from edge.sinks.mqtt import MqttSink

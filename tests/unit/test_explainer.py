@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -13,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.explainer import Explainer, ExplainerConfig, prompt_for
+from edge.explainer import Explainer, prompt_for
+from edge.explainer_config import ExplainerConfig
 from edge.results import InspectionResult, Region
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -162,7 +164,8 @@ TORCH_FREE = r"""
 import sys, json
 sys.modules["torch"] = None  # any import of torch now fails
 import numpy as np
-from edge.explainer import ExplainerConfig, build_explainer
+from edge.explainer import build_explainer
+from edge.explainer_config import ExplainerConfig
 from edge.results import InspectionResult, Region
 pieces = []
 class Sink:
@@ -209,3 +212,20 @@ def test_explainer_streams_from_vision_features_without_torch(llm_artifact, visi
 
 
 from tests.unit.test_llm_fixtures import llm_artifact, parity_images, vision_artifact  # noqa: E402,F401,F811
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="no per-thread priority on this OS")
+def test_explainer_thread_runs_at_lower_priority_than_the_verdict_path():
+    runtime = GatedRuntime()
+    runtime.gate.set()
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    with Explainer(runtime, [CollectingSink()], ExplainerConfig(nice=5)) as explainer:
+        deadline = time.monotonic() + 5
+        while explainer.native_id is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert os.getpriority(os.PRIO_PROCESS, explainer.native_id) == min(19, base + 5)
+        assert os.getpriority(os.PRIO_PROCESS, 0) == base  # the calling (verdict) thread is untouched
+    with Explainer(runtime, [CollectingSink()], ExplainerConfig(nice=0)) as same:
+        while same.native_id is None:
+            time.sleep(0.01)
+        assert os.getpriority(os.PRIO_PROCESS, same.native_id) == base
