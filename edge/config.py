@@ -104,7 +104,7 @@ class OnnxRuntimeRunnerConfig(_Strict):
 
 class TensorRtRunnerConfig(_Strict):
     kind: Literal["tensorrt"]
-    engine: Path | None = Field(default=None, description="default: the artifact's file with role tensorrt_engine")
+    engine: Path | None = Field(default=None, description="default: the artifact's one engine from 'eiad export tensorrt' (several engines: required)")
 
 
 class BatchingConfig(_Strict):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.runners.base import check_input_shape, check_output_names, vision_file
+from edge.runners.base import check_input_shape, check_output_names
 from eiad.errors import ArtifactError
 from eiad.manifest import Manifest, load_manifest
 
@@ -48,6 +48,20 @@ def _check(cudart, result):
     return values[0] if len(values) == 1 else values
 
 
+def engine_file(manifest: Manifest) -> str:
+    """The artifact's one TensorRT engine: `eiad export tensorrt` lists it with role
+    `tensorrt_engine_<precision>` (older artifacts: `tensorrt_engine`). Several engines
+    (fp16 and int8, or two GPUs) need `runner.engine` to say which; none needs a build."""
+    engines = sorted(rel for rel, entry in manifest.files.items() if entry.role.startswith("tensorrt_engine"))
+    if len(engines) == 1:
+        return engines[0]
+    if not engines:
+        raise ArtifactError("the artifact has no TensorRT engine: build one on this box with "
+                            "'eiad export tensorrt ARTIFACT' (engines only run on the GPU and TensorRT version that built them)")
+    raise ArtifactError(f"the artifact has {len(engines)} TensorRT engines ({', '.join(engines)}): "
+                        "set runner.engine in station.yaml to the one built for this box")
+
+
 class TensorRtRunner:
     """Deserialises the artifact's `tensorrt_engine`, checks its I/O against the manifest,
     owns one stream and one device buffer per tensor (sized for the engine's max batch)."""
@@ -57,7 +71,7 @@ class TensorRtRunner:
         self._trt, self._cudart = trt, cudart
         artifact_dir = Path(artifact_dir)
         self.manifest = manifest or load_manifest(artifact_dir)
-        path = Path(engine_path) if engine_path else artifact_dir / vision_file(self.manifest, role="tensorrt_engine")
+        path = Path(engine_path) if engine_path else artifact_dir / engine_file(self.manifest)
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
         self._engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
