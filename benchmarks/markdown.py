@@ -71,10 +71,11 @@ def render_markdown(result: dict, plots: dict[str, str]) -> str:
         out += ["## Ratios", ""]
         rows = [[c["name"], c.get("metric", ""), _f(c.get("ratio"), 3), c.get("goal", "-"), {True: "yes", False: "no"}.get(c.get("goal_met"), "-")] for c in comparisons]
         out += _table(["comparison", "metric", "ratio / value", "goal", "goal met"], rows) + [""]
-    for key, title in (("sweep", "Highest sustainable fps per camera"),):
-        if result.get(key):
-            rows = [[str(r.get(k)) for k in ("artifact", "resolution", "backend", "batch", "cameras")] + [_f(r.get("max_fps_per_camera"), 1), _f(r.get("p99_ms"))] for r in result[key]]
-            out += [f"## {title}", ""] + _table(["artifact", "resolution", "backend", "batch", "cameras", "max fps/camera", "p99 ms there"], rows) + [""]
+    if result.get("sweep"):
+        rows = [[str(r.get(k)) for k in ("artifact", "resolution", "precision", "backend", "batch", "cameras")]
+                + [_f(r.get("max_fps_per_camera"), 1), _f(r.get("p99_ms")), sweep_limit(r)] for r in result["sweep"]]
+        out += ["## Highest sustainable fps per camera", ""] + _table(
+            ["artifact", "resolution", "precision", "backend", "batch", "cameras", "max fps/camera", "p99 ms there", "what stops a higher rate"], rows) + [""]
     if result.get("explanations"):
         out += render_explanations(result["explanations"])
     notes = result.get("notes", []) + [f"{c['name']}: {n}" for c in configs for n in c.get("notes", [])]
@@ -83,6 +84,17 @@ def render_markdown(result: dict, plots: dict[str, str]) -> str:
     if plots:
         out += ["## Plots", ""] + [f"![{name}]({file})" for name, file in plots.items()] + [""]
     return "\n".join(out)
+
+
+def sweep_limit(row: dict) -> str:
+    """Why a sweep point cannot go higher: the lowest failing probe above the best rate and
+    its reasons; when nothing passed, that is the lowest probe (so 0 fps explains itself)."""
+    best = row.get("max_fps_per_camera") or 0.0
+    failing = sorted((p for p in row.get("probes", []) if not p.get("met") and p["fps"] > best), key=lambda p: p["fps"])
+    if not failing:
+        return "the search's upper end (--fps-max)" if best else "-"
+    probe = failing[0]
+    return f"at {probe['fps']:.1f} fps: " + "; ".join(probe.get("reasons") or ["budget not met"])
 
 
 def _summary_row(name: str, summary: dict | None) -> list[str]:

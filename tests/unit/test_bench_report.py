@@ -91,3 +91,23 @@ def test_load_result_rejects_files_that_are_not_results(tmp_path):
         load_result(tmp_path / "broken.json")
     with pytest.raises(DataError, match="not found"):
         load_result(tmp_path / "missing.json")
+
+
+def test_sweep_table_says_what_stops_a_higher_rate():
+    from benchmarks.markdown import sweep_limit
+
+    def probe(fps, met, reasons=()):
+        return {"fps": fps, "met": met, "p99_ms": 1.0, "reasons": list(reasons)}
+
+    capped = {"max_fps_per_camera": 60.0, "probes": [probe(5, True), probe(10, True), probe(20, True), probe(40, True),
+                                                      probe(80, False, ["p99 22.00 ms exceeds the 15 ms budget"]),
+                                                      probe(60, True), probe(70, False, ["dropped 3 frames"])]}
+    assert sweep_limit(capped) == "at 70.0 fps: dropped 3 frames"  # the lowest failing rate above the best
+    none = {"max_fps_per_camera": 0.0, "probes": [probe(5, False, ["p99 40.00 ms exceeds the 15 ms budget"]), probe(10, False)]}
+    assert sweep_limit(none) == "at 5.0 fps: p99 40.00 ms exceeds the 15 ms budget"
+    assert sweep_limit({"max_fps_per_camera": 240.0, "probes": [probe(240, True)]}) == "the search's upper end (--fps-max)"
+    result = new_result("sweep", {})
+    result["sweep"] = [{"artifact": "a", "resolution": "224x224", "precision": "fp16", "backend": "ort-cpu", "batch": 1,
+                        "cameras": 2, "p99_ms": None, **none}]
+    text = render_markdown(result, {})
+    assert "| a | 224x224 | fp16 | ort-cpu | 1 | 2 | 0.0 | - | at 5.0 fps: p99 40.00 ms exceeds the 15 ms budget |" in text
