@@ -49,12 +49,54 @@ def _station(directory: Path, artifact: Path) -> Path:
     return path
 
 
+def _split_beside(artifact: Path) -> Path | None:
+    """The demo's held-out split beside its artifact (demo_out/ddqa/split.json), if any."""
+    split = Path(artifact).parent / "ddqa" / "split.json"
+    return split if split.is_file() else None
+
+
+def _precision_variants(artifact: Path, split: Path | None, precisions: list[str], notes: list[str]) -> list[Path]:
+    """`eiad export quantize` the artifact into <artifact>_<precision> beside it (reused when
+    already there for this source); a variant that fails its parity gate is left out with a
+    note: RESULTS.md then says why, rather than timing a model that disagrees."""
+    from eiad.cli import main as eiad
+    from eiad.manifest import load_manifest
+
+    if split is None or not precisions:
+        if precisions:
+            notes.append(f"precision variants ({', '.join(precisions)}) not measured: no held-out split beside {artifact} "
+                         "to calibrate and check them on")
+        return []
+    source = load_manifest(artifact)
+    variants = []
+    for precision in precisions:
+        out = Path(f"{artifact}_{precision}")
+        try:
+            existing = load_manifest(out)
+            if existing.precision == precision and existing.model_id == source.model_id:
+                variants.append(out)
+                continue
+        except Exception:  # noqa: BLE001 - absent or stale: make it again
+            pass
+        command = ["export", "quantize", str(artifact), "--precision", precision, "--split", str(split), "--out", str(out), "--force"]
+        code = eiad(command)
+        if code == 0:
+            variants.append(out)
+        else:
+            notes.append(f"{precision} variant not measured: `eiad {' '.join(command)}` exited {code} "
+                         "(its parity gate against fp32; see the command's output)")
+    return variants
+
+
 def main(argv: list[str] | None = None) -> int:
     from eiad.cli import main as eiad
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--artifact", type=Path, help="export artifact (default: build the tiny 224x224 test graph)")
     parser.add_argument("--quick", action="store_true", help="short runs (CI smoke; figures noisier)")
+    parser.add_argument("--precisions", default="fp16,int8",
+                        help="with a real artifact and its split: also time these 'eiad export quantize' variants in the "
+                        "engine and sweep sections (default fp16,int8; '' for none)")
     args = parser.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
     artifact = args.artifact
@@ -63,12 +105,17 @@ def main(argv: list[str] | None = None) -> int:
 
         artifact = build_tiny_artifact(RESULTS / "tiny_artifact_224", height=224, width=224)
     station = _station(RESULTS, artifact)
+    notes: list[str] = []
+    split = _split_beside(artifact) if args.artifact else None
+    variants = _precision_variants(artifact, split, [p for p in args.precisions.split(",") if p.strip()] if args.artifact else [], notes)
     d = 2 if args.quick else 10
     commands = {
-        "engine": ["bench", "engine", str(artifact), "--batch", "1,8", "--min-duration-s", str(d / 2), "--out", str(RESULTS / "engine")],
+        "engine": ["bench", "engine", str(artifact), *map(str, variants), "--batch", "1,8", "--min-duration-s", str(d / 2),
+                   *(["--split", str(split)] if split else []), "--out", str(RESULTS / "engine")],
         "line": ["bench", "line", "--config", str(station), "--fps", "30", "--cameras", "4", "--budget-ms", "15",
                  "--duration-s", str(d), "--out", str(RESULTS / "line")],
-        "sweep": ["bench", "sweep", "--config", str(station), "--cameras", "1,2,4", "--fps-max", "240", "--probe-s", str(d / 2.5),
+        "sweep": ["bench", "sweep", "--config", str(station), *(["--artifacts", ",".join(map(str, [artifact, *variants]))] if variants else []),
+                  "--cameras", "1,2,4", "--fps-max", "240", "--probe-s", str(d / 2.5),
                   "--steps", "4", "--budget-ms", "15", "--out", str(RESULTS / "sweep")],
     }
     sections = []
@@ -88,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     head = ["# Benchmark results", "", "Regenerate: `make bench` (= `python -m benchmarks.regenerate`). Figures below were measured,",
             f"not typed: machine `{env['cpu']}`, {env.get('cpu_affinity')} usable cores, load average {env.get('load_avg_1m')} at the start",
             "(this development machine is shared by several engineers: tails are noisy; rerun on an idle box for decisions).",
-            f"Artifact: `{artifact}`.", ""]
+            f"Artifact: `{artifact}`" + (f"; precision variants: {', '.join(f'`{v}`' for v in variants)}" if variants else "") + ".",
+            *[f"Note: {n}" for n in notes], ""]
     body = "\n\n".join(f"## {n}\n\n{s}" for n, s in zip(commands, sections))
     # Figures this command cannot take here (GPU runs, 10-minute soaks, training budgets) are
     # kept as their own pages, each with its command and machine, and appended unchanged.
