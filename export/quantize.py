@@ -70,6 +70,12 @@ def _weight_names(model) -> set[str]:
     return names | {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
 
 
+def onnx_model(path: Path):
+    import onnx
+
+    return onnx.load(str(path), load_external_data=False)
+
+
 def activation_matmuls(model) -> list[str]:
     """MatMul/Gemm nodes with no constant input (attention's q.k and p.v): kept in float."""
     weights = _weight_names(model)
@@ -102,7 +108,6 @@ class _Reader:
 
     def get_next(self):
         if self._index >= len(self._images):
-            self._bar.close()
             return None
         batch = self._images[self._index : self._index + 1]
         self._index += 1
@@ -112,6 +117,9 @@ class _Reader:
     def rewind(self) -> None:
         self._index = 0
 
+    def close(self) -> None:
+        self._bar.close()
+
 
 class _QuietAdvice(logging.Filter):
     # quantize_static advises shape pre-processing on the root logger on every call.
@@ -119,25 +127,38 @@ class _QuietAdvice(logging.Filter):
         return "pre-processing" not in record.getMessage()
 
 
-def quantize_int8(src_onnx: Path, dst_onnx: Path, calibration: np.ndarray, input_name: str, symmetric: bool) -> list[str]:
-    """Static QDQ int8 of `src_onnx` into `dst_onnx`; returns the nodes kept in float."""
-    import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+def quantize_int8(src_onnx: Path, dst_onnx: Path, calibration: np.ndarray, input_name: str, symmetric: bool,
+                  keep_float: tuple[str, ...] = (), only: list[str] | None = None, cache: Path | None = None,
+                  method: str = "minmax") -> list[str]:
+    """Static QDQ int8 of `src_onnx` into `dst_onnx`; returns the nodes kept in float.
 
-    excluded = activation_matmuls(onnx.load(str(src_onnx), load_external_data=False))
+    `keep_float` adds nodes to the float ones, `only` quantizes just those nodes, `cache`
+    (a json path) stores the calibrated ranges on first use and reuses them after, so a
+    search re-quantizes in about a second; `method` is "minmax" or "percentile" (99.99).
+    """
+    import onnx
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+
+    excluded = [*activation_matmuls(onnx.load(str(src_onnx), load_external_data=False)), *keep_float]
     reader = type("Reader", (_Reader, CalibrationDataReader), {})(calibration, input_name)
     activation = QuantType.QInt8 if symmetric else QuantType.QUInt8
+    extra = {"ActivationSymmetric": True} if symmetric else {}
+    if method == "percentile":
+        extra["CalibPercentile"] = 99.99
     quiet = _QuietAdvice()
     logging.getLogger().addFilter(quiet)
     try:
         quantize_static(str(src_onnx), str(dst_onnx), reader, quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=activation, weight_type=QuantType.QInt8, op_types_to_quantize=list(QUANTIZED_OPS),
-                        nodes_to_exclude=excluded,
-                        extra_options={"ActivationSymmetric": True} if symmetric else {})
+                        nodes_to_quantize=only, nodes_to_exclude=excluded, extra_options=extra,
+                        calibrate_method=CalibrationMethod.Percentile if method == "percentile" else CalibrationMethod.MinMax,
+                        calibration_cache_path=str(cache) if cache else None)
     except Exception as error:  # noqa: BLE001 - the quantizer raises many types; name the step
         raise ArtifactError(f"int8 quantization of {src_onnx} failed: {type(error).__name__}: {error}") from error
     finally:
         logging.getLogger().removeFilter(quiet)
+        reader.close()
     return excluded
 
 
@@ -233,18 +254,32 @@ def quantize_artifact(src: Path, dst: Path, precision: str, calibration: np.ndar
         candidate = work / onnx_rel
         candidate.parent.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
+        source_session = cpu_session(src / onnx_rel)
+        reference = run_onnx(source_session, parity_images)
+        scale = float(np.abs(reference[VISION_FEATURES]).max())
+
+        def gate(path: Path):
+            report = compare(reference, run_onnx(cpu_session(path), parity_images), manifest.thresholds.image_score,
+                             manifest.thresholds.pixel, parity_source)
+            return report.failures(tolerances, features_scale=scale)
+
         excluded: list[str] = []
+        found, method = None, None
         if precision == "int8":
-            excluded = quantize_int8(src / onnx_rel, candidate, calibration, name, symmetric)
+            from export.quantize_search import pick_and_search
+
+            with tempfile.TemporaryDirectory(prefix="search.", dir=work) as scratch:
+                method, found = pick_and_search(src / onnx_rel, candidate, calibration, name, symmetric, gate,
+                                                manifest.thresholds, tolerances, Path(scratch))
+            excluded = activation_matmuls(onnx_model(src / onnx_rel)) + list(found.kept_float)
         else:
             convert_fp16(src / onnx_rel, candidate)
         check_same_io(src / onnx_rel, candidate)
         log.info("%s graph written in %.1f s", precision, time.perf_counter() - started)
-        source_session, candidate_session = cpu_session(src / onnx_rel), cpu_session(candidate)
-        reference = run_onnx(source_session, parity_images)
+        candidate_session = cpu_session(candidate)
         report = compare(reference, run_onnx(candidate_session, parity_images), manifest.thresholds.image_score,
                          manifest.thresholds.pixel, parity_source)
-        failures = report.failures(tolerances, features_scale=float(np.abs(reference[VISION_FEATURES]).max()))
+        failures = report.failures(tolerances, features_scale=scale)
         if failures:
             raise ArtifactError(
                 f"{precision} parity with the fp32 source failed on {report.images} images from {parity_source}: "
@@ -253,7 +288,8 @@ def quantize_artifact(src: Path, dst: Path, precision: str, calibration: np.ndar
         timings = [ms_per_image(s, parity_images[:1], name) for s in (source_session, candidate_session)]
         roles = _copy_rest(src, work, manifest)
         roles[onnx_rel] = "vision_onnx"
-        _write_parity(work / PARITY_REPORT, report, tolerances, precision, src, len(calibration), excluded, symmetric)
+        _write_parity(work / PARITY_REPORT, report, tolerances, precision, src, len(calibration), excluded, symmetric,
+                      found, method)
         roles[PARITY_REPORT] = "parity_report"
         out = prepare_output_dir(dst, force)
         for item in work.iterdir():
@@ -278,7 +314,7 @@ def _copy_rest(src: Path, work: Path, manifest) -> dict[str, str]:
 
 
 def _write_parity(path: Path, report: VisionParity, tolerances: VisionTolerances, precision: str, src: Path,
-                  calibration_images: int, excluded: list[str], symmetric: bool) -> None:
+                  calibration_images: int, excluded: list[str], symmetric: bool, found=None, method=None) -> None:
     import json
 
     payload = {"result": asdict(report), "tolerances": asdict(tolerances),  # the same keys as 'eiad export onnx' writes
@@ -286,7 +322,13 @@ def _write_parity(path: Path, report: VisionParity, tolerances: VisionTolerances
                "calibration_images": calibration_images if precision == "int8" else 0,
                "int8_recipe": {"format": "QDQ", "weights": "int8 per-channel symmetric",
                                "activations": "int8 symmetric" if symmetric else "uint8 asymmetric",
-                               "quantized_ops": list(QUANTIZED_OPS), "kept_float": excluded} if precision == "int8" else None}
+                               "quantized_ops": list(QUANTIZED_OPS), "kept_float": excluded, "calibration_method": method,
+                               "sensitive_kept_float": list(found.kept_float) if found else [],
+                               "why": "activation x activation MatMuls always; the others ranked most sensitive "
+                                      "(node quantized alone: worst gate metric / tolerance on probe images)",
+                               "sensitivity": {k: round(v, 4) for k, v in found.sensitivity.items()} if found else {},
+                               "tries": [{"kept_float": k, "failures": list(f)} for k, f in found.tries] if found else [],
+                               } if precision == "int8" else None}
     path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
 
 

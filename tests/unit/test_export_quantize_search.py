@@ -1,0 +1,78 @@
+"""Sensitivity-guided int8 (export/quantize_search.py) on the tiny artifact, real ONNX Runtime:
+the node ranking, the bounded search keeping the most damaging node float until a real parity
+gate passes, and calibration that does not depend on how the images are sliced or ordered."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from export.parity import VisionTolerances
+from eiad.manifest import load_manifest
+from tests.support_edge.tiny_artifact import build_tiny_artifact, frame_with_patch, grey_frame
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    return build_tiny_artifact(tmp_path_factory.mktemp("src") / "artifact")
+
+
+@pytest.fixture(scope="module")
+def frames() -> np.ndarray:
+    parts = [frame_with_patch((8 + i, 10, 24 + i, 26), 255 if i % 3 else 0) if i % 2 else grey_frame() for i in range(12)]
+    return np.stack(parts).astype(np.uint8)
+
+
+def _quantized_nodes(path: Path) -> set[str]:
+    """Nodes fed by a DequantizeLinear (ORT QDQ: their inputs were quantized)."""
+    model = onnx.load(str(path))
+    dq = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    return {n.name for n in model.graph.node if n.op_type in ("Conv", "MatMul", "Gemm") and any(i in dq for i in n.input)}
+
+
+def test_calibration_is_the_same_whatever_the_order_or_run(tmp_path, source, frames):
+    from export.quantize import quantize_int8
+
+    # given the same images in two orders, quantized twice
+    quantize_int8(source / "vision.onnx", tmp_path / "a.onnx", frames, "image", False)
+    quantize_int8(source / "vision.onnx", tmp_path / "b.onnx", frames[::-1].copy(), "image", False)
+    quantize_int8(source / "vision.onnx", tmp_path / "c.onnx", frames, "image", False)
+    # then the graphs are byte-identical: int8 is a function of the image SET only
+    assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes() == (tmp_path / "c.onnx").read_bytes()
+    # and a different set does change it (the check above can fail)
+    quantize_int8(source / "vision.onnx", tmp_path / "d.onnx", frames[:1], "image", False)  # grey parts only
+    assert (tmp_path / "a.onnx").read_bytes() != (tmp_path / "d.onnx").read_bytes()
+
+
+def test_search_ranks_by_measured_damage_and_never_floats_everything(tmp_path, source, frames):
+    from export.onnx_vision import cpu_session, run_onnx
+    from export.quantize import quantize_int8
+    from export.quantize_search import badness, quantizable_nodes, search
+
+    src = source / "vision.onnx"
+    thresholds = load_manifest(source).thresholds
+    probe, held_out, calib = frames[1::3], frames[2::3], frames[0::3]
+    tol = VisionTolerances(map_abs=1.0, score_abs=0.15, probs_abs=0.15, features_rel=1.0, min_mask_iou=0.9)
+
+    def quantize(dst, only=None, keep_float=()):
+        return quantize_int8(src, dst, calib, "image", False, tuple(keep_float), only, tmp_path / "ranges.json")
+
+    reference = run_onnx(cpu_session(src), held_out)
+    gate_calls = []
+
+    def gate(path):  # a real gate no int8 graph can pass: zero tolerance on held-out frames
+        gate_calls.append(path)
+        out = run_onnx(cpu_session(path), held_out)
+        return ["differs"] if badness(reference, out, thresholds, tol) > 0 else []
+
+    # when the gate cannot pass
+    result = search(src, tmp_path / "out.onnx", quantize, probe, gate, thresholds, tol, tmp_path)
+    # then every quantizable node was measured, the ranking is by damage, and the search stopped
+    # at half the nodes float (the tiny graph has one: nothing may be floated) with the failure kept
+    assert set(result.sensitivity) == set(quantizable_nodes(onnx.load(str(src))))
+    assert list(result.sensitivity.values()) == sorted(result.sensitivity.values(), reverse=True)
+    assert result.kept_float == () and result.tries == ((0, ("differs",)),) and len(gate_calls) == 1
+    assert _quantized_nodes(tmp_path / "out.onnx")  # the written graph is still int8
