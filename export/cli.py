@@ -203,6 +203,9 @@ def _quantize(args) -> int:
           f"{p.score_max_abs:>12.3g}{summary.quantized_ms_per_image:>10.2f}"
           f"{summary.source_ms_per_image / summary.quantized_ms_per_image:>9.2f}x")
     print("ms/image: batch 1, ONNX Runtime CPU on this machine")
+    if summary.excluded_nodes:
+        print(f"kept in float: {len(summary.excluded_nodes)} nodes (attention's activation x activation MatMuls and the "
+              f"nodes most sensitive to int8; names and sensitivities in {summary.artifact}/parity_vision.json)")
     return 0
 
 

@@ -51,12 +51,12 @@ class VisionParity:
 
     def failures(self, tol: VisionTolerances, features_scale: float = 1.0) -> list[str]:
         checks = [
-            (self.map_max_abs <= tol.map_abs, f"anomaly map max abs diff {self.map_max_abs:.2e} > {tol.map_abs:.0e}"),
-            (self.score_max_abs <= tol.score_abs, f"image score max abs diff {self.score_max_abs:.2e} > {tol.score_abs:.0e}"),
-            (self.probs_max_abs <= tol.probs_abs, f"class probs max abs diff {self.probs_max_abs:.2e} > {tol.probs_abs:.0e}"),
+            (self.map_max_abs <= tol.map_abs, f"anomaly map max abs diff {self.map_max_abs:.2e} > {tol.map_abs:.3g}"),
+            (self.score_max_abs <= tol.score_abs, f"image score max abs diff {self.score_max_abs:.2e} > {tol.score_abs:.3g}"),
+            (self.probs_max_abs <= tol.probs_abs, f"class probs max abs diff {self.probs_max_abs:.2e} > {tol.probs_abs:.3g}"),
             (
                 self.features_max_abs <= tol.features_rel * max(1.0, features_scale),
-                f"vision features max abs diff {self.features_max_abs:.2e} > {tol.features_rel:.0e} x {max(1.0, features_scale):.3g}",
+                f"vision features max abs diff {self.features_max_abs:.2e} > {tol.features_rel:.3g} x {max(1.0, features_scale):.3g}",
             ),
             (self.mask_iou_mean >= tol.min_mask_iou, f"mean mask IoU {self.mask_iou_mean:.4f} < {tol.min_mask_iou}"),
             (

@@ -5,13 +5,14 @@ Runtime (CPU/CUDA/TensorRT EPs) and TensorRT 11, which dropped the builder's INT
 flags (TensorRT 10 builds it too, see export/tensorrt_build.py).
 
 int8: `onnxruntime.quantization.quantize_static`, QDQ format, per-channel int8 weights,
-activation ranges calibrated (MinMax) on real line images fed as the graph's own input
-(uint8 BGR NHWC at the manifest size). Only Conv/MatMul/Gemm with a constant weight are
-quantized; measured on the demo artifact (29 held-out images), quantizing every op type
-or the activation x activation MatMuls of attention drops verdict agreement to 93 % and
-mask IoU to 0.90; the recipe here keeps 100 % and 0.96. Activations are uint8 with a zero
-point (asymmetric) by default; `symmetric=True` gives zero-point-0 int8 activations,
-which TensorRT requires, at a measured accuracy cost on small models (the gate decides).
+activation ranges calibrated on real line images fed as the graph's own input (uint8 BGR
+NHWC at the manifest size). Only Conv/MatMul/Gemm with a constant weight are candidates;
+activation x activation MatMuls (attention) stay float. export/quantize_search.py picks
+the calibration method (MinMax or Percentile 99.99) and keeps the most sensitive nodes in
+float until the gate passes (measured on the demo artifact: all-int8 gives 93 % verdict
+agreement; 16 of 50 nodes float give 96.6 %, mask IoU 0.987). Activations are uint8 with
+a zero point (asymmetric) by default; `symmetric=True` gives zero-point-0 int8
+activations, which TensorRT requires, at a measured accuracy cost (the gate decides).
 fp16: `onnxruntime.transformers.float16.convert_float_to_float16(keep_io_types=True)`:
 the uint8 input and float32 outputs stay as the edge feeds and reads them.
 
