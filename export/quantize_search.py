@@ -37,7 +37,7 @@ class SearchResult:
 
 def quantizable_nodes(model) -> list[str]:
     """Conv/MatMul/Gemm nodes with a constant weight: the ones the int8 recipe may quantize."""
-    from export.quantize import QUANTIZED_OPS, activation_matmuls
+    from export.quantize_graph import QUANTIZED_OPS, activation_matmuls
 
     activation = set(activation_matmuls(model))
     return [n.name for n in model.graph.node if n.op_type in QUANTIZED_OPS and n.name not in activation]
@@ -99,7 +99,7 @@ def pick_and_search(src_onnx: Path, dst_onnx: Path, calibration: np.ndarray, inp
     """(calibration method, search result): every 4th calibration image probes, the rest set ranges;
     MinMax and Percentile 99.99 are both calibrated and the one with less probe damage is searched."""
     from export.onnx_vision import cpu_session, run_onnx
-    from export.quantize import quantize_int8
+    from export.quantize_graph import quantize_int8
 
     probe = calibration[3::4] if len(calibration) >= 4 else calibration
     ranges = np.delete(calibration, np.arange(3, len(calibration), 4), axis=0) if len(calibration) >= 4 else calibration

@@ -176,7 +176,7 @@ def check_graph_precision(onnx_path: Path, artifact_precision: str, requested: s
         raise ArtifactError(f"{onnx_path.parent} is a {artifact_precision} artifact: build it with --precision "
                             f"{artifact_precision}, or build {requested} from the fp32 artifact")
     if artifact_precision == "int8":
-        from export.quantize import asymmetric_quantization
+        from export.quantize_graph import asymmetric_quantization
 
         if asymmetric_quantization(onnx_path):
             raise ArtifactError(f"{onnx_path} has uint8 (asymmetric) Q/DQ, which TensorRT cannot build: re-quantize "

@@ -120,7 +120,7 @@ def test_refuses_a_derived_or_corrupt_source_and_empty_images(tmp_path, source, 
 
 def test_symmetric_int8_has_zero_points_tensorrt_takes(tmp_path, source, images):
     from export.parity import load_images
-    from export.quantize import asymmetric_quantization, quantize_int8
+    from export.quantize_graph import asymmetric_quantization, quantize_int8
 
     calib = load_images(sorted(images.iterdir())[0::2], 64, 64)
     quantize_int8(source / "vision.onnx", tmp_path / "a.onnx", calib, "image", symmetric=False)

@@ -34,7 +34,7 @@ def _quantized_nodes(path: Path) -> set[str]:
 
 
 def test_calibration_is_the_same_whatever_the_order_or_run(tmp_path, source, frames):
-    from export.quantize import quantize_int8
+    from export.quantize_graph import quantize_int8
 
     # given the same images in two orders, quantized twice
     quantize_int8(source / "vision.onnx", tmp_path / "a.onnx", frames, "image", False)
@@ -49,7 +49,7 @@ def test_calibration_is_the_same_whatever_the_order_or_run(tmp_path, source, fra
 
 def test_search_ranks_by_measured_damage_and_never_floats_everything(tmp_path, source, frames):
     from export.onnx_vision import cpu_session, run_onnx
-    from export.quantize import quantize_int8
+    from export.quantize_graph import quantize_int8
     from export.quantize_search import badness, quantizable_nodes, search
 
     src = source / "vision.onnx"
