@@ -42,9 +42,13 @@ def highest_sustainable(probe, fps_min: float, fps_max: float, steps: int) -> tu
 
     Latency is not monotonic in load at the low end (measured: an idle CPU and a sleeping
     thread pool wake up late, so 5 fps can miss a budget that 30 fps meets), so a plain
-    bisection from fps_min can stop at 0. A ladder of doubling rates from fps_min finds the
-    passing region first (stopping after two failures above a pass); a bisection then
-    refines between the highest passing rung and the next failing one.
+    bisection from fps_min can stop at 0, and a p99 just over the budget at one rate says
+    little about the next. Capacity is monotonic: once the loop cannot keep the verdict
+    rate (`config["budget"]["throughput_ok"]` false), every higher rate fails too. So a
+    ladder of doubling rates from fps_min climbs past latency-only failures and stops at
+    the first rung over capacity (those probes are also the slow ones: the backlog drains
+    after the cameras stop); a bisection then refines between the highest passing rung and
+    the next failing one.
     """
     history: list[tuple[float, bool, dict]] = []
 
@@ -58,14 +62,12 @@ def highest_sustainable(probe, fps_min: float, fps_max: float, steps: int) -> tu
         ladder.append(fps)
         fps *= 2
     ladder.append(fps_max)
-    best, failures_above = 0.0, 0
+    best = 0.0
     for fps in ladder:
         if run(fps):
-            best, failures_above = fps, 0
-        elif best > 0:
-            failures_above += 1
-            if failures_above >= 2:
-                break
+            best = fps
+        elif not history[-1][2].get("budget", {}).get("throughput_ok", True):
+            break  # over capacity: higher rates cannot pass
     failing_above = [f for f, passed, _ in history if not passed and f > best]
     if best == 0.0 or not failing_above:
         return best, history

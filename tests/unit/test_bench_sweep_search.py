@@ -21,6 +21,19 @@ def test_nothing_passing_gives_zero_and_everything_passing_gives_the_maximum():
     assert highest_sustainable(_probe(lambda f: True), 5.0, 240.0, steps=3)[0] == 240.0
 
 
-def test_the_ladder_stops_after_two_failures_above_a_pass():
-    _, history = highest_sustainable(_probe(lambda f: f <= 10), 5.0, 1000.0, steps=0)
-    assert [f for f, _, _ in history] == [5.0, 10.0, 20.0, 40.0]
+def _loop(capacity_fps, slow_latency_at=()):
+    """A loop that keeps up to `capacity_fps`, and misses only the latency budget at `slow_latency_at`."""
+    def probe(fps):
+        throughput_ok = fps <= capacity_fps
+        passed = throughput_ok and fps not in slow_latency_at
+        return passed, {"fps": fps, "budget": {"throughput_ok": throughput_ok, "met": passed}}
+    return probe
+
+
+def test_the_ladder_climbs_past_latency_misses_and_stops_over_capacity():
+    # 10 and 20 fps miss only the p99 budget (noise near it); capacity ends between 40 and 80 fps
+    best, history = highest_sustainable(_loop(50, slow_latency_at=(10.0, 20.0)), 5.0, 1000.0, steps=3)
+    rates = [f for f, _, _ in history]
+    assert rates[:5] == [5.0, 10.0, 20.0, 40.0, 80.0]  # past the two latency misses, up to the first rung over capacity
+    assert 160.0 not in rates  # nothing above the first rung over capacity is probed
+    assert 45.0 <= best <= 50.0  # the bisection between 40 and 80 lands just below capacity
