@@ -16,8 +16,11 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from benchmarks.backends import ORT_CHAINS
 from benchmarks.line_bench import LineLoad, load_frames, loop_config, run_loop
+from benchmarks.loop_harness import LoopRun
 from benchmarks.report import new_result
 from eiad.errors import ConfigError
 
@@ -76,6 +79,22 @@ def highest_sustainable(probe, fps_min: float, fps_max: float, steps: int) -> tu
         mid = (low + high) / 2
         low, high = (mid, high) if run(mid) else (low, mid)
     return low, history
+
+
+def latency_only_miss(budget: dict) -> bool:
+    """The probe kept the verdict rate and dropped nothing, but its p99 was over the budget."""
+    return not budget["met"] and budget["throughput_ok"] and not budget["dropped"]
+
+
+def pool_runs(a: LoopRun, b: LoopRun) -> LoopRun:
+    """Two probe runs at one rate as one: every frame's stage times together, counters added,
+    the lower throughput (the budget check must not gain from averaging)."""
+    stages = {name: np.concatenate([a.stages_ms[name], b.stages_ms[name]]) for name in a.stages_ms if name in b.stages_ms}
+    verdicts = {k: a.verdicts.get(k, 0) + b.verdicts.get(k, 0) for k in {*a.verdicts, *b.verdicts}}
+    return LoopRun(stages_ms=stages, frames_captured=a.frames_captured + b.frames_captured,
+                   verdicts_received=a.verdicts_received + b.verdicts_received, lost=a.lost + b.lost, dropped=a.dropped + b.dropped,
+                   late=a.late + b.late, duplicates=a.duplicates + b.duplicates,
+                   throughput_per_s=min(a.throughput_per_s, b.throughput_per_s), verdicts=verdicts)
 
 
 def runner_settings(config) -> dict:
@@ -147,7 +166,14 @@ def _point(result, config, runner, frames, manifest, artifact, backend, batch, c
     def probe(fps: float):
         # >= 40 frames per camera: a p99 over fewer samples is the maximum of a handful
         load = LineLoad(fps, cameras, max(grid.probe_s, 40.0 / fps), grid.budget_ms)
-        cfg = loop_config(f"{label} @{fps:.1f}fps", run_loop(config, runner, frames, load, host, port), load, fps)
+        run = run_loop(config, runner, frames, load, host, port)
+        cfg = loop_config(f"{label} @{fps:.1f}fps", run, load, fps)
+        if latency_only_miss(cfg["budget"]):
+            # The p99 of a short probe is close to its maximum: one hiccup of a shared box fails it.
+            # A latency-only miss is measured once more and judged on both probes' frames together.
+            run = pool_runs(run, run_loop(config, runner, frames, load, host, port))
+            cfg = loop_config(f"{label} @{fps:.1f}fps", run, load, fps)
+            cfg["notes"].append("p99 over two probes: the first missed only the latency budget")
         log.info("%s @ %.1f fps: %s", label, fps, "met" if cfg["budget"]["met"] else "; ".join(cfg["budget"]["reasons"]))
         return cfg["budget"]["met"], cfg
 

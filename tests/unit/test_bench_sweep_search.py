@@ -37,3 +37,27 @@ def test_the_ladder_climbs_past_latency_misses_and_stops_over_capacity():
     assert rates[:5] == [5.0, 10.0, 20.0, 40.0, 80.0]  # past the two latency misses, up to the first rung over capacity
     assert 160.0 not in rates  # nothing above the first rung over capacity is probed
     assert 45.0 <= best <= 50.0  # the bisection between 40 and 80 lands just below capacity
+
+
+def test_a_latency_only_miss_is_judged_again_on_two_probes_together():
+    import numpy as np
+
+    from benchmarks.loop_harness import LoopRun
+    from benchmarks.stats import check_budget
+    from benchmarks.sweep import latency_only_miss, pool_runs
+
+    def run(total_ms, throughput):
+        return LoopRun(stages_ms={"total": np.asarray(total_ms, float)}, frames_captured=len(total_ms), verdicts_received=len(total_ms),
+                       lost=0, dropped=0, late=0, duplicates=0, throughput_per_s=throughput, verdicts={"OK": len(total_ms)})
+
+    assert latency_only_miss(check_budget(21.0, 60.0, 20.0, 30, 2).to_dict())
+    assert not latency_only_miss(check_budget(21.0, 50.0, 20.0, 30, 2).to_dict())  # also short of the rate: a capacity miss
+    assert not latency_only_miss(check_budget(21.0, 60.0, 20.0, 30, 2, dropped=1).to_dict())
+    assert not latency_only_miss(check_budget(19.0, 60.0, 20.0, 30, 2).to_dict())  # met
+    # given a first probe whose one 30 ms frame in 40 sets its p99, and a clean second probe
+    first, second = run([10.0] * 39 + [30.0], 61.0), run([10.0] * 40, 59.5)
+    pooled = pool_runs(first, second)
+    # then the pooled p99 (80 frames, numpy 'linear') is 10 + 0.21 x 20 = 14.2 ms, and the lower throughput is kept
+    assert np.percentile(first.stages_ms["total"], 99) > 20.0
+    assert np.isclose(np.percentile(pooled.stages_ms["total"], 99), 14.2)
+    assert pooled.throughput_per_s == 59.5 and pooled.frames_captured == 80 and pooled.verdicts == {"OK": 80}
