@@ -179,12 +179,12 @@ def loop_config(name: str, run: LoopRun, load: LineLoad, fps: float, group: str 
     return config
 
 
-def issue5_comparisons(bare: dict, saturated: dict, paced: dict) -> list[dict]:
+def issue5_comparisons(bare: dict, saturated: dict, paced: dict, paced_label: str = "paced loop") -> list[dict]:
     kept = ratio(saturated["throughput_per_s"], bare["throughput_per_s"])
     added = paced["latency_ms"]["p99_ms"] - bare["latency_ms"]["p99_ms"]
     return [
         {"name": "saturated loop / bare runner", "metric": "throughput ratio", "ratio": kept, "goal": f">= {BARE_THROUGHPUT_GOAL}", "goal_met": kept >= BARE_THROUGHPUT_GOAL},
-        {"name": "paced loop p99 - bare runner p99", "metric": "added ms", "ratio": added, "goal": f"<= {ADDED_P99_GOAL_MS} ms", "goal_met": added <= ADDED_P99_GOAL_MS},
+        {"name": f"{paced_label} p99 - bare runner p99", "metric": "added ms", "ratio": added, "goal": f"<= {ADDED_P99_GOAL_MS} ms", "goal_met": added <= ADDED_P99_GOAL_MS},
     ]
 
 
@@ -223,28 +223,33 @@ def bench_line(config_path: Path, load: LineLoad, broker: str = "private", bare:
         paced = loop_config(f"loop {load.cameras}x{load.fps_per_camera:g}fps", paced_run, load, load.fps_per_camera)
         result["configurations"].append(paced)
         result["explanations"] = _explanations(plan, paced_run, artifact)
+        # The loop's own overhead (issue 5's criterion) and the naive loop, which explains nothing, are
+        # compared with the paced loop without the explainer when there is one: like for like.
+        loop_only, loop_label = paced, "paced loop"
         if bare and plan.config is not None:  # the same paced load with no explainer behind it
             quiet = loop_config(f"loop {load.cameras}x{load.fps_per_camera:g}fps without explainer", run_loop(config, runner, frames, load, host, port),
                                 load, load.fps_per_camera, group="loop-no-explainer")
             result["configurations"].append(quiet)
             result["comparisons"].append({"name": "paced loop p99 with explainer - without", "metric": "added ms",
                                           "ratio": paced["latency_ms"]["p99_ms"] - quiet["latency_ms"]["p99_ms"], "goal": "-"})
+            loop_only, loop_label = quiet, "paced loop without explainer"
         if bare:
             batch = max(1, min(config.batching.max_batch, runner.max_batch or config.batching.max_batch))
             bare_cfg = bare_runner(runner, frames, batch, min(load.duration_s, 10.0))
             sat_load = LineLoad(0.0, load.cameras, min(load.duration_s, 10.0), load.budget_ms, "block", load.queue_capacity)
             saturated = loop_config(f"loop {load.cameras} cams saturated", run_loop(config, runner, frames, sat_load, host, port), sat_load, 0.0, group="saturated")
             result["configurations"] += [bare_cfg, saturated]
-            result["comparisons"] += issue5_comparisons(bare_cfg, saturated, paced)
+            result["comparisons"] += issue5_comparisons(bare_cfg, saturated, loop_only, loop_label)
         if baseline:
             from benchmarks.baselines.naive_loop import bench_naive
 
             naive = bench_naive(artifact, manifest, frames, load, host, port)
             result["configurations"].append(naive)
-            result["comparisons"].append({"name": "naive loop p99 / station loop p99", "metric": "latency ratio",
-                                          "ratio": ratio(naive["latency_ms"]["p99_ms"], paced["latency_ms"]["p99_ms"]), "goal": "-"})
-            result["comparisons"].append({"name": "station loop / naive loop", "metric": "throughput ratio",
-                                          "ratio": ratio(paced["throughput_per_s"], naive["throughput_per_s"]), "goal": "-"})
+            station = "station loop" + (" without explainer" if loop_only is not paced else "")
+            result["comparisons"].append({"name": f"naive loop p99 / {station} p99", "metric": "latency ratio",
+                                          "ratio": ratio(naive["latency_ms"]["p99_ms"], loop_only["latency_ms"]["p99_ms"]), "goal": "-"})
+            result["comparisons"].append({"name": f"{station} / naive loop", "metric": "throughput ratio",
+                                          "ratio": ratio(loop_only["throughput_per_s"], naive["throughput_per_s"]), "goal": "-"})
     if plan.config is None:
         result["notes"].append(plan.reason)
     return result

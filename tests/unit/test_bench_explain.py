@@ -103,6 +103,11 @@ def test_line_with_the_explainer_reports_explanations_beside_the_verdicts(tmp_pa
     groups = {c["group"] for c in result["configurations"]}
     assert {"loop", "loop-no-explainer", "bare", "saturated"} == groups
     assert any(c["name"] == "paced loop p99 with explainer - without" for c in result["comparisons"])
+    # the loop's own overhead over the bare runner is taken like for like: from the run without the explainer
+    quiet = next(c for c in result["configurations"] if c["group"] == "loop-no-explainer")
+    bare = next(c for c in result["configurations"] if c["group"] == "bare")
+    added = next(c for c in result["comparisons"] if c["name"] == "paced loop without explainer p99 - bare runner p99")
+    assert added["ratio"] == quiet["latency_ms"]["p99_ms"] - bare["latency_ms"]["p99_ms"]
     report = (out / "report.md").read_text()
     assert "## Explanations" in report and "capture -> explanation received" in report and "explainer alone" in report
 
