@@ -34,7 +34,10 @@ class ExplainerConfig(BaseModel):
     precision: Literal["fp32", "int8", "int4"] = Field("int8", description="which exported LLM decoder to run")
     max_new_tokens: int = Field(48, ge=1, le=1024)
     remember_recent: int = Field(64, ge=0, description="recent parts kept so 'on_request' can still explain them")
-    threads: int | None = Field(None, ge=1, description="ONNX Runtime intra-op threads (None: ORT default)")
+    # One thread by default: explanations come later, the verdict path must keep its cores; with one
+    # thread ONNX Runtime also runs on the (lower-priority, see nice) explainer thread itself.
+    threads: int | None = Field(1, ge=1, description="ONNX Runtime intra-op threads of the language model "
+                                "(default 1; null: ONNX Runtime's default, one per core)")
     nice: int = Field(10, ge=0, le=19, description="Linux niceness of the explainer thread (0 = same as the verdict path, 19 = lowest): when both want a core, the verdicts get it first")
     mqtt_requests: MqttRequestSettings | None = Field(
         None, description="accept explanation requests over MQTT (needs mqtt:); absent: no subscription")
