@@ -62,7 +62,11 @@ def test_repeated_outages_of_a_persistent_broker_lose_no_verdict_for_two_station
         stats = sink.stats()
         assert stats["disconnects"] >= 2 and stats["outbox_depth_rows"] == 0, stats
         assert stats.get("handle_failed", 0) == 0
-    assert max(s for p in producers for s in p.handle_s) < 0.5
+    # A camera loop that waited for the broker would show one slow handle() per outage per station
+    # (6 here); a stall of the shared test machine shows at most one per station, at the same moment
+    # (measured: handle() takes <= 25 ms at the max otherwise, even with both cores busy elsewhere).
+    slow = [s for p in producers for s in p.handle_s if s >= 0.25]
+    assert len(slow) <= 2, f"{len(slow)} handle() calls took >= 0.25 s: {sorted(slow)}"
     for sink in sinks.values():
         sink.close()
 

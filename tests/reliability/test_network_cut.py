@@ -91,7 +91,9 @@ def test_a_partition_shorter_than_the_keepalive_heals_without_loss(rig):
     assert during["outbox_depth_rows"] > 0
     report = delivered(sub, producer.ids)
     assert report.ok and report.duplicates == 0, report
-    assert max(producer.handle_s) < 0.5
+    # A handle() that waited for the network would take the whole 1.5 s stall; the margin below
+    # it absorbs a pause of the shared test machine (one was measured at 0.74 s).
+    assert max(producer.handle_s) < 1.0
 
 
 @pytest.mark.slow
