@@ -76,3 +76,13 @@ class PrivateBroker:
         if self._dir is not None:
             self._dir.cleanup()
         self._proc = None
+
+
+def broker_for_run(stack, broker: str, mqtt, config_path) -> tuple[str, int]:
+    """(host, port) a benchmark publishes to: a PrivateBroker entered on `stack` for 'private',
+    else the station's `mqtt:` broker ('config'), which the config must then have."""
+    if broker == "private":
+        return "127.0.0.1", stack.enter_context(PrivateBroker()).port
+    if mqtt is None:
+        raise ConfigError(f"{config_path}: --broker config needs an mqtt: section")
+    return mqtt.host, mqtt.port

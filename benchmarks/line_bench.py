@@ -196,7 +196,7 @@ def bench_line(config_path: Path, load: LineLoad, broker: str = "private", bare:
     from edge.runners.factory import build_runner
     from eiad.manifest import load_manifest
 
-    from benchmarks.broker import PrivateBroker
+    from benchmarks.broker import broker_for_run
 
     config = load_station_config(config_path)
     artifact = config.path(config.artifact)
@@ -209,12 +209,7 @@ def bench_line(config_path: Path, load: LineLoad, broker: str = "private", bare:
     plan = plan_explanations(config, config_path, manifest, explainer, explain_mode)
     result = new_result("line", settings)
     with ExitStack() as stack:
-        if broker == "private":
-            host, port = "127.0.0.1", stack.enter_context(PrivateBroker()).port
-        else:
-            if config.mqtt is None:
-                raise ConfigError(f"{config_path}: --broker config needs an mqtt: section")
-            host, port = config.mqtt.host, config.mqtt.port
+        host, port = broker_for_run(stack, broker, config.mqtt, config_path)
         result["settings"]["broker_address"] = f"{host}:{port}"
         runner = build_runner(config.runner, artifact, manifest, config.path)
         stack.callback(runner.close)

@@ -115,7 +115,7 @@ def run_sweep(config_path: Path, grid: SweepGrid, broker: str = "private") -> di
     from edge.runners.onnxruntime_runner import OnnxRuntimeRunner
     from eiad.manifest import load_manifest
 
-    from benchmarks.broker import PrivateBroker
+    from benchmarks.broker import broker_for_run
 
     base = load_station_config(config_path)
     artifacts = [Path(a) for a in grid.artifacts] or [base.path(base.artifact)]
@@ -128,12 +128,7 @@ def run_sweep(config_path: Path, grid: SweepGrid, broker: str = "private") -> di
                                   "runner": {"kind": "onnxruntime", **{k: str(v) if isinstance(v, Path) else v for k, v in station_runner.items()}}})
     result["sweep"] = []
     with ExitStack() as stack:
-        if broker == "private":
-            host, port = "127.0.0.1", stack.enter_context(PrivateBroker()).port
-        else:
-            if base.mqtt is None:
-                raise ConfigError(f"{config_path}: --broker config needs an mqtt: section")
-            host, port = base.mqtt.host, base.mqtt.port
+        host, port = broker_for_run(stack, broker, base.mqtt, config_path)
         for artifact in artifacts:
             manifest = load_manifest(artifact)
             frames, _ = load_frames(base, manifest, None)

@@ -1,4 +1,4 @@
-"""`make bench` derives the precision variants it times, and says why one is missing."""
+"""`make bench` derives the precision variants it times, and says why one is missing; which broker a bench uses."""
 
 import shutil
 
@@ -31,3 +31,18 @@ def test_precision_variants_are_reused_made_or_explained(tmp_path, monkeypatch):
     # int8 was attempted, failed its gate: left out, with the command in the note.
     assert [c[:4] for c in calls] == [["export", "quantize", str(artifact), "--precision"]] and "int8" in calls[0]
     assert len(notes) == 1 and "int8 variant not measured" in notes[0] and "exited 2" in notes[0]
+
+
+def test_a_bench_on_the_station_broker_needs_its_mqtt_section():
+    from contextlib import ExitStack
+    from types import SimpleNamespace
+
+    import pytest
+
+    from benchmarks.broker import broker_for_run
+    from eiad.errors import ConfigError
+
+    with ExitStack() as stack:
+        assert broker_for_run(stack, "config", SimpleNamespace(host="plc-broker", port=8883), "st.yaml") == ("plc-broker", 8883)
+        with pytest.raises(ConfigError, match="st.yaml: --broker config needs an mqtt: section"):
+            broker_for_run(stack, "config", None, "st.yaml")
