@@ -41,19 +41,13 @@ def evaluation_images(manifest: Manifest, split: Path | None, limit: int = 32, s
     """uint8 BGR NHWC at the artifact size, and where they came from."""
     spec = manifest.input
     if split is not None:
-        import cv2
-
+        from export.parity import load_images
         from train.data.index import load_split
 
         entries = load_split(Path(split)).val[:limit]
         if not entries:
             raise DataError(f"{split} has no held-out ('val') images to check accuracy on")
-        images = np.empty((len(entries), spec.height, spec.width, 3), np.uint8)
-        for i, entry in enumerate(entries):
-            image = cv2.imread(str(entry.image), cv2.IMREAD_COLOR)
-            if image is None:
-                raise DataError(f"{entry.image} (listed in {split}) cannot be read as an image")
-            images[i] = cv2.resize(image, (spec.width, spec.height), interpolation=cv2.INTER_AREA) if image.shape[:2] != (spec.height, spec.width) else image
+        images = load_images([e.image for e in entries], spec.height, spec.width, listed_in=str(split))
         return images, f"{len(entries)} held-out images of {split}"
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (limit, spec.height, spec.width, 3), dtype=np.uint8)
@@ -254,12 +248,13 @@ def add_anomalib(result: dict, manifest: Manifest, split: Path | None, images: n
     if not status.available:
         result["notes"].append(status.reason)
         return
+    from export.parity import load_images
     from train.data.index import load_split
 
     labels = evaluation_labels(split, eval_limit)
     train_paths = [e.image for e in load_split(Path(split)).train if e.label == "OK"][: options.train_images]
     try:
-        train = ab.read_images(train_paths, manifest.input.height, manifest.input.width)
+        train = load_images(train_paths, manifest.input.height, manifest.input.width, listed_in=f"{split} (anomalib's training images)")
         configs, notes = ab.measure(train, images, labels, batches=batches, warmup=warmup, min_duration_s=min_duration_s, options=options)
     except ab.BaselineUnavailable as why:
         log.warning("%s", why)

@@ -137,15 +137,17 @@ def image_paths(split: Path | None, images: Path | None, limit: int) -> tuple[li
     return paths, source
 
 
-def load_images(paths: list[Path], height: int, width: int) -> np.ndarray:
-    """uint8 BGR NHWC at the artifact size, the way the edge feeds the engine (cv2, INTER_AREA)."""
+def load_images(paths: list[Path], height: int, width: int, listed_in: str = "") -> np.ndarray:
+    """uint8 BGR NHWC at the artifact size, the way the edge feeds the engine (cv2, INTER_AREA).
+    `listed_in` names where the paths came from, for the error message."""
     import cv2
 
     batch = np.empty((len(paths), height, width, 3), np.uint8)
     for i, path in enumerate(paths):
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
-            raise DataError(f"{path} cannot be read as an image (missing or not an image file)")
+            where = f" (listed in {listed_in})" if listed_in else ""
+            raise DataError(f"{path}{where} cannot be read as an image (missing or not an image file)")
         if image.shape[:2] != (height, width):
             image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
         batch[i] = image

@@ -197,21 +197,6 @@ def comparisons(engine_configs: list[dict], anomalib_configs: list[dict], engine
     return rows
 
 
-def read_images(paths: list[str], height: int, width: int) -> np.ndarray:
-    """uint8 BGR NHWC at (height, width), resized as the engine bench does (INTER_AREA)."""
-    import cv2
-
-    from eiad.errors import DataError
-
-    images = np.empty((len(paths), height, width, 3), np.uint8)
-    for i, path in enumerate(paths):
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise DataError(f"{path} cannot be read as an image (listed as an anomalib training image)")
-        images[i] = image if image.shape[:2] == (height, width) else cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-    return images
-
-
 def measure(train_images: np.ndarray, eval_images: np.ndarray, labels: list[str], *, batches: list[int], warmup: int,
             min_duration_s: float, options: AnomalibOptions = AnomalibOptions()) -> tuple[list[dict], list[str]]:
     """Fit, export and time anomalib PatchCore in the side venv on these exact images;
