@@ -6,6 +6,7 @@ import torch
 
 from eiad.modeling.engine import EiadVisionEngine, VisionEngineOutput, export_onnx
 from eiad.modeling.localization import build_localizer
+from tests.support.preset_cache import preset_cache  # noqa: F401 (fixture)
 from tests.unit.test_localization_support import TinyLlavaBackbone
 
 ort = pytest.importorskip("onnxruntime")
@@ -35,19 +36,6 @@ def test_onnx_export_matches_torch_at_batch_three(tmp_path):
         want = engine(torch.from_numpy(images))._asdict()
     for name in names:
         np.testing.assert_allclose(got[name], want[name].numpy(), atol=2e-5, rtol=1e-4, err_msg=name)
-
-
-@pytest.fixture(scope="module")
-def preset_cache(tmp_path_factory):
-    import os
-
-    old = os.environ.get("EIAD_CACHE")
-    os.environ["EIAD_CACHE"] = str(tmp_path_factory.mktemp("eiad_cache"))
-    yield
-    if old is None:
-        os.environ.pop("EIAD_CACHE")
-    else:
-        os.environ["EIAD_CACHE"] = old
 
 
 @pytest.mark.slow

@@ -3,7 +3,6 @@ of the two training paths (localization never moves LLM weights; dialog LoRA nev
 the localization outputs)."""
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -12,24 +11,13 @@ import yaml
 
 from eiad.cli import main as eiad_main
 from eiad.errors import ConfigError
+from tests.support.preset_cache import preset_cache  # noqa: F401 (fixture)
 from tests.unit.test_localization_support import make_split
 from train.config import TrainConfig, load_train_config
 from train.loc_data import data_fingerprint
 from train.localization import engine_from_checkpoint, lr_factor, train_localization
 
 PRESET = "tiny-llava-siglip"
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    # tiny presets are built once per module into a private cache
-    old = os.environ.get("EIAD_CACHE")
-    os.environ["EIAD_CACHE"] = str(tmp_path_factory.mktemp("eiad_cache"))
-    yield
-    if old is None:
-        os.environ.pop("EIAD_CACHE")
-    else:
-        os.environ["EIAD_CACHE"] = old
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +48,7 @@ def test_config_errors_name_the_key(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_trains_writes_the_run_and_eval_reproduces_it(tmp_path, split, cache, capsys):
+def test_cli_trains_writes_the_run_and_eval_reproduces_it(tmp_path, split, preset_cache, capsys):
     # given a config file for the localization path only
     config = tmp_path / "train.yaml"
     config.write_text(yaml.safe_dump({"backbone": PRESET, "split": str(split), "device": "cpu",
@@ -100,7 +88,7 @@ def _llm_state(backbone):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("preset", ["tiny-minicpmv46", "tiny-llava-siglip"])
-def test_localization_training_leaves_llm_weights_untouched(tmp_path, split, cache, preset):
+def test_localization_training_leaves_llm_weights_untouched(tmp_path, split, preset_cache, preset):
     # given a real tiny backbone whose vision tower is unfrozen for localization training
     from eiad.modeling.backbones import load_backbone
 
@@ -132,7 +120,7 @@ def _ddqa(tmp_path, split_path):
 
 
 @pytest.mark.slow
-def test_dialog_training_leaves_localization_outputs_unchanged(tmp_path, split, cache):
+def test_dialog_training_leaves_localization_outputs_unchanged(tmp_path, split, preset_cache):
     # given a trained localization checkpoint (frozen vision tower, the default)
     from eiad.modeling.backbones import load_backbone
     from train.dialog import train_dialog
