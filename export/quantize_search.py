@@ -10,7 +10,8 @@
    of times and the node ranking never sees it.
 
 Measured on the demo artifact (docs/export.md): one node (the localizer stem's second conv)
-alone costs 4x the score tolerance; keeping the 10 most sensitive of 50 nodes float passes.
+alone costs 4x the score tolerance; keeping the 16 most sensitive of 50 nodes float passes
+(8 did not).
 Not thread-safe: one search per destination.
 """
 

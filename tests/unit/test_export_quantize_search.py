@@ -76,3 +76,33 @@ def test_search_ranks_by_measured_damage_and_never_floats_everything(tmp_path, s
     assert list(result.sensitivity.values()) == sorted(result.sensitivity.values(), reverse=True)
     assert result.kept_float == () and result.tries == ((0, ("differs",)),) and len(gate_calls) == 1
     assert _quantized_nodes(tmp_path / "out.onnx")  # the written graph is still int8
+
+
+def test_search_keeps_the_most_sensitive_nodes_float_until_the_gate_passes(tmp_path, monkeypatch):
+    # The tiny artifact has one quantizable node, so the search's success path is shown on a
+    # ranking given directly (the measuring of it is tested above on the real graph).
+    from export import quantize_search
+
+    ranking = {"stem": 5.0, "head": 3.0, "mid1": 0.4, "mid2": 0.2, "mid3": 0.1, "mid4": 0.0}
+    monkeypatch.setattr(quantize_search, "node_sensitivity", lambda *args, **kwargs: dict(ranking))
+    written = []
+
+    def quantize(dst, only=None, keep_float=()):
+        written.append(tuple(keep_float))
+
+    def gate(path):  # passes once both damaging nodes stay float
+        return [] if {"stem", "head"} <= set(written[-1]) else ["image score max abs diff 0.39 > 0.15"]
+
+    result = quantize_search.search(tmp_path / "src.onnx", tmp_path / "dst.onnx", quantize, np.zeros((1, 4, 4, 3), np.uint8),
+                                    gate, None, None, tmp_path)
+    # then float nodes are added most-damaging first, 0 -> 1 -> 2, and the search stops at the first pass
+    assert written == [(), ("stem",), ("stem", "head")]
+    assert result.kept_float == ("stem", "head")
+    assert [k for k, _ in result.tries] == [0, 1, 2] and result.tries[-1][1] == ()
+
+    # and when nothing passes it stops at half the nodes float, never floating the whole graph
+    written.clear()
+    result = quantize_search.search(tmp_path / "src.onnx", tmp_path / "dst.onnx", quantize, np.zeros((1, 4, 4, 3), np.uint8),
+                                    lambda path: ["never"], None, None, tmp_path)
+    assert written == [(), ("stem",), ("stem", "head"), ("stem", "head", "mid1")]
+    assert result.tries[-1] == (3, ("never",))
