@@ -117,7 +117,7 @@ def explanation_section(captured_ns: dict[str, int], stored_ns: dict[str, int], 
 
 
 def explainer_settings(config) -> dict:
-    return {k: getattr(config, k) for k in ("precision", "mode", "max_new_tokens", "backlog_max", "drop_policy", "threads")}
+    return {k: getattr(config, k) for k in ("precision", "mode", "max_new_tokens", "backlog_max", "drop_policy", "threads", "nice")}
 
 
 def warm_up(runtime, manifest) -> None:
