@@ -44,11 +44,11 @@ def evaluation_images(manifest: Manifest, split: Path | None, limit: int = 32, s
         from export.parity import load_images
         from train.data.index import load_split
 
-        entries = load_split(Path(split)).val[:limit]
+        entries = load_split(Path(split)).test[:limit]
         if not entries:
-            raise DataError(f"{split} has no held-out ('val') images to check accuracy on")
+            raise DataError(f"{split} has no test images to check accuracy on")
         images = load_images([e.image for e in entries], spec.height, spec.width, listed_in=str(split))
-        return images, f"{len(entries)} held-out images of {split}"
+        return images, f"{len(entries)} test images of {split}"
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (limit, spec.height, spec.width, 3), dtype=np.uint8)
     return images, f"{limit} random frames (no --split given: agreement on noise, not on parts)"
@@ -60,7 +60,7 @@ def evaluation_labels(split: Path | None, limit: int = 32) -> list[str]:
         return []
     from train.data.index import load_split
 
-    return [entry.label for entry in load_split(Path(split)).val[:limit]]
+    return [entry.label for entry in load_split(Path(split)).test[:limit]]
 
 
 def verdicts(backend: Backend, images: np.ndarray, manifest: Manifest) -> tuple[list[str], np.ndarray]:

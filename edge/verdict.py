@@ -4,9 +4,13 @@ Rules, in order:
 
 1. Every output must be finite and of the manifest's shape; otherwise the frame is
    REJECTED with the reason (a broken engine must never yield a silent OK).
-2. The predicted class is the arg-max of `class_probs`; its row in the per-class rule
-   table (if any) may override the image threshold, the minimum defect area, or mark the
-   class `accept: true` (a cosmetic defect that passes).
+2. The predicted class is the arg-max of `class_probs`. It is published only when its
+   probability reaches the calibrated class-confidence cut-off (manifest
+   `thresholds.class_confidence`, or the station's override); below, the class is
+   `"unknown"` (UNKNOWN_CLASS), `class_confidence` still says how sure the model was.
+   Only a published class's row in the per-class rule table applies: it may override the
+   image threshold, the minimum defect area, or mark the class `accept: true` (a cosmetic
+   defect that passes). An unsure class never lets a part pass as cosmetic.
 3. Pixels with anomaly >= the pixel threshold form the mask; connected regions (8-way)
    smaller than the minimum defect area are removed from the mask.
 4. NG when image_score >= the image threshold and at least one region is left (with a
@@ -30,6 +34,9 @@ from edge.frames import Frame
 from edge.results import InspectionResult, Region
 from eiad.manifest import ANOMALY_MAP, CLASS_PROBS, IMAGE_SCORE, VISION_FEATURES, Manifest
 
+# The defect class of an NG part whose class the model is not sure enough of.
+UNKNOWN_CLASS = "unknown"
+
 
 class ClassRule(BaseModel):
     """How one defect class is judged; unset fields fall back to the station/manifest value."""
@@ -47,6 +54,8 @@ class ThresholdOverrides(BaseModel):
     image_score: float | None = Field(default=None, ge=0.0, le=1.0)
     pixel: float | None = Field(default=None, ge=0.0, le=1.0)
     min_defect_area_px: int | None = Field(default=None, ge=0)
+    class_confidence: float | None = Field(default=None, ge=0.0, le=1.0,
+                                           description="publish the class at or above this confidence, else 'unknown'")
     classes: dict[str, ClassRule] = Field(default_factory=dict, description="per-class rule table, keyed by class name")
 
 
@@ -74,8 +83,11 @@ def decide_outputs(outputs: dict[str, np.ndarray], manifest: Manifest, overrides
     score = float(outputs[IMAGE_SCORE].reshape(()))
     probs = outputs[CLASS_PROBS].reshape(-1)
     best = int(np.argmax(probs))
-    defect_class, confidence = manifest.class_names[best], float(probs[best])
-    rule = overrides.classes.get(defect_class, ClassRule())
+    confidence = float(probs[best])
+    cutoff = _first(overrides.class_confidence, manifest.thresholds.class_confidence)
+    sure = bool(manifest.class_names) and confidence >= cutoff
+    defect_class = manifest.class_names[best] if sure else UNKNOWN_CLASS
+    rule = overrides.classes.get(defect_class, ClassRule()) if sure else ClassRule()
     image_threshold = _first(overrides.image_score, rule.image_score, manifest.thresholds.image_score)
     pixel_threshold = _first(overrides.pixel, manifest.thresholds.pixel)
     min_area = _first(rule.min_defect_area_px, overrides.min_defect_area_px, manifest.thresholds.min_defect_area_px)
@@ -149,7 +161,7 @@ def _check_outputs(outputs: dict[str, np.ndarray], manifest: Manifest) -> str:
     expected = {
         ANOMALY_MAP: manifest.input.height * manifest.input.width,
         IMAGE_SCORE: 1,
-        CLASS_PROBS: len(manifest.class_names),
+        CLASS_PROBS: max(1, len(manifest.class_names)),  # a model trained on good parts only has one column
     }
     for name, size in expected.items():
         value = outputs.get(name)

@@ -165,9 +165,10 @@ def run_demo(args: argparse.Namespace) -> int:
         redo = True  # a redone step makes every later step stale
         print(f"[{number}/{len(steps)}] {step.name} -> {folder} ...", flush=True)
         started = time.perf_counter()
+        # The step folder is the demo's own: whatever an interrupted or failed earlier run
+        # left in it (no marker, or other settings) is cleared, so the step redoes itself.
+        shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True, exist_ok=True)
-        # A step that fails half-way must not be reused: drop the marker before running.
-        (folder / DONE_MARKER).unlink(missing_ok=True)
         summary = step.run(folder)
         (folder / DONE_MARKER).write_text(json.dumps({"settings": step.settings, "summary": summary}), encoding="utf-8")
         print(f"      done in {time.perf_counter() - started:.1f} s: {summary}")

@@ -53,12 +53,17 @@ class TensorSpec(_Frozen):
 
 
 class Thresholds(_Frozen):
-    """Calibrated on the held-out split; the edge may override them per station."""
+    """Calibrated on the calibration split; the edge may override them per station.
+
+    `class_confidence`: the defect class is published only when the model's confidence in
+    it is at least this; below, the edge says `defect_class: "unknown"` (0 = always published).
+    """
 
     image_score: float = Field(ge=0.0, le=1.0)
     pixel: float = Field(ge=0.0, le=1.0)
     min_defect_area_px: int = Field(default=0, ge=0)
-    calibration: str = ""  # how they were chosen, e.g. "best F1 on 40 held-out images"
+    class_confidence: float = Field(default=0.0, ge=0.0, le=1.0)
+    calibration: str = ""  # how they were chosen, e.g. "at most 1% of 60 good parts rejected; ..."
 
 
 class FileEntry(_Frozen):

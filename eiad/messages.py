@@ -67,8 +67,12 @@ class VerdictMessage(_Payload):
         description="REJECTED: the frame could not be inspected (see reason)"
     )
     score: float = Field(description="Image anomaly score; compare with the model's threshold")
-    defect_class: str | None = Field(description="Predicted class for NG, else null")
-    class_confidence: float = Field(ge=0.0, le=1.0)
+    defect_class: str | None = Field(
+        description="Predicted class for NG, else null. 'unknown' when the model's confidence in its best class is "
+        "below the calibrated cut-off (the artifact's thresholds.class_confidence): act on the verdict, not on a guess"
+    )
+    class_confidence: float = Field(ge=0.0, le=1.0, description="The model's probability of its best class (also "
+                                    "when the class is 'unknown'); 0 for OK and REJECTED")
     regions: list[RegionPayload]
     model_id: str = Field(description="Export artifact id that produced the verdict")
     captured_at: str = Field(description="Capture time, ISO 8601 UTC")

@@ -1,9 +1,11 @@
 """The export artifact directory: create it safely, hash its files, write its manifest.
 
-Rules (issue 4): an existing artifact is never overwritten without `force`; nothing is
-written outside the output directory; every file is listed with its sha256 in
-`manifest.json` (eiad/manifest.py is the format). Not thread-safe: one export at a time
-per directory.
+Rules: an existing artifact is never overwritten without `force`; nothing is written
+outside the output directory; every file is listed with its sha256 in `manifest.json`
+(eiad/manifest.py is the format). An export is built in a staging folder beside the
+output and moved into place only after every gate passed (`staged_artifact`): a failed
+export leaves nothing behind and the previous artifact byte-identical. Not thread-safe:
+one export at a time per directory.
 """
 
 from __future__ import annotations
@@ -11,7 +13,11 @@ from __future__ import annotations
 import datetime as _dt
 import importlib
 import logging
+import os
 import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from eiad.errors import ArtifactError
@@ -23,12 +29,12 @@ log = logging.getLogger(__name__)
 _VERSIONED = ("torch", "transformers", "onnx", "onnxscript", "onnxruntime", "tensorrt")
 
 
-def prepare_output_dir(out_dir: Path, force: bool) -> Path:
-    """Create `out_dir` for a new artifact and return its resolved path.
+def check_output_dir(out_dir: Path, force: bool) -> Path:
+    """The resolved `out_dir` if a new artifact may go there; ArtifactError otherwise.
 
-    An existing artifact (a directory with manifest.json) is refused unless `force`;
-    with `force` its contents are removed first. A non-empty directory that is not an
-    artifact is always refused: `force` must never delete a user's unrelated files.
+    An existing artifact (a directory with manifest.json) is refused unless `force`. A
+    non-empty directory that is not an artifact is always refused: `force` must never
+    delete a user's unrelated files. Nothing is created or removed here.
     """
     out_dir = Path(out_dir).expanduser().resolve()
     if out_dir.exists() and not out_dir.is_dir():
@@ -41,10 +47,40 @@ def prepare_output_dir(out_dir: Path, force: bool) -> Path:
             )
         if not force:
             raise ArtifactError(f"{out_dir} already holds an artifact: pass --force to replace it, or choose another --out")
-        log.warning("replacing the artifact in %s (--force)", out_dir)
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     return out_dir
+
+
+@contextmanager
+def staged_artifact(out_dir: Path, force: bool) -> Iterator[Path]:
+    """A fresh staging folder beside `out_dir` to build a whole artifact in.
+
+    When the block returns, the staging folder replaces `out_dir` (an earlier artifact is
+    moved aside, the new one renamed in, the old one deleted: renames on one file system,
+    so no reader ever sees half an artifact). When the block raises, the staging folder is
+    deleted and `out_dir` is untouched, byte for byte.
+    """
+    out_dir = check_output_dir(out_dir, force)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-", dir=out_dir.parent))
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    swap_in(staging, out_dir)
+
+
+def swap_in(staging: Path, out_dir: Path) -> None:
+    """Replace `out_dir` (if any) by the finished `staging` folder."""
+    old = None
+    if out_dir.exists():
+        if any(out_dir.iterdir()):
+            log.warning("replacing the artifact in %s (--force)", out_dir)
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+        os.replace(out_dir, old / out_dir.name)
+    os.replace(staging, out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def inside(out_dir: Path, relative: str | Path) -> Path:
@@ -93,14 +129,15 @@ def write_new_manifest(out_dir: Path, manifest: Manifest, roles: dict[str, str])
     return write_manifest(out_dir, stamped)
 
 
-def add_files(out_dir: Path, roles: dict[str, str], drop_prefix: str | None = None) -> Manifest:
+def add_files(out_dir: Path, roles: dict[str, str], drop_prefix: str | None = None, verify: bool = True) -> Manifest:
     """Add (or re-hash) files in an existing artifact's manifest and rewrite it.
 
-    The existing files are verified first, so a tampered artifact is never blessed by a
-    later export step. `drop_prefix` removes earlier entries under that folder (a rebuilt
-    part replaces the old one rather than leaving stale hashes).
+    The existing files are verified first (unless the caller just did, `verify=False`), so
+    a tampered artifact is never blessed by a later export step. `drop_prefix` removes
+    earlier entries under that folder (a rebuilt part replaces the old one rather than
+    leaving stale hashes).
     """
-    manifest = load_manifest(out_dir, verify_files=True)
+    manifest = load_manifest(out_dir, verify_files=verify)
     files = {k: v for k, v in manifest.files.items() if not (drop_prefix and k.startswith(drop_prefix))}
     files.update(hash_files(out_dir, roles))
     updated = manifest.model_copy(update={"files": files, "versions": {**manifest.versions, **tool_versions()}})

@@ -33,7 +33,7 @@ def register(commands) -> None:
                           "PyTorch on real held-out images. Fails (exit 2) past the parity tolerances.")
     onnx.add_argument("--checkpoint", type=Path, required=True, help="localization checkpoint folder (eiad train)")
     onnx.add_argument("--out", type=Path, required=True, help="artifact folder to create")
-    onnx.add_argument("--split", type=Path, help="split.json (or its folder): parity on its held-out 'val' images")
+    onnx.add_argument("--split", type=Path, help="split.json (or its folder): parity on its 'test' images")
     onnx.add_argument("--images", type=Path, help="folder of real line images for parity when there is no split")
     onnx.add_argument("--max-images", type=int, default=16, help="parity images used (default 16)")
     onnx.add_argument("--opset", type=int, default=18, help="ONNX opset, >= 17 (default 18)")
@@ -53,7 +53,7 @@ def register(commands) -> None:
     llm.add_argument("--precisions", default="int8,int4", help="quantized decoders to add to fp32 (default int8,int4)")
     llm.add_argument("--ddqa", type=Path,
                      help="parity on DDQA questions WITH their images (the explainer's real use): a DDQA jsonl, or "
-                     "the 'eiad data ddqa' folder (uses val/val.jsonl). Without it: built-in text prompts")
+                     "the 'eiad data ddqa' folder (uses test/test.jsonl). Without it: built-in text prompts")
     llm.add_argument("--max-prompts", type=int, default=20, help="DDQA records used for parity (default 20)")
     llm.add_argument("--prompts", type=Path, help="text file, one text-only parity prompt per line")
     llm.add_argument("--max-new-tokens", type=int, default=16, help="tokens compared per prompt (default 16)")
@@ -76,7 +76,8 @@ def register(commands) -> None:
                        help="int8: smallest, fastest on int8 hardware (TensorRT, VNNI CPUs), needs calibration images; "
                        "fp16: near-fp32 accuracy, for GPUs (on most CPUs it is slower than fp32)")
     quant.add_argument("--out", type=Path, required=True, help="new artifact folder")
-    quant.add_argument("--split", type=Path, help="split.json: calibrate on its 'train' images, check parity on 'val'")
+    quant.add_argument("--split", type=Path, help="split.json: calibrate int8 ranges on its 'train' images, check "
+                       "parity on its 'test' images")
     quant.add_argument("--images", type=Path, help="folder of real line images when there is no split (half calibrate, "
                        "the other half is held out for parity)")
     quant.add_argument("--max-images", type=int, default=32, help="held-out parity images (default 32)")
@@ -124,12 +125,11 @@ def _onnx(args) -> int:
     engine, saved = engine_from_checkpoint(args.checkpoint)
     if not saved.thresholds:
         raise ModelError(f"{args.checkpoint}/meta.json has no calibrated thresholds: finish training (calibration) first")
-    spec = saved.meta["localizer_spec"]
     preprocess = saved.meta.get("preprocess", {})
     meta = VisionMeta(
         model_id=f"{saved.meta['backbone']}@{Path(args.checkpoint).resolve().name}-step{saved.step}",
         backbone=str(saved.meta["backbone"]), preset=str(saved.meta.get("family", "")),
-        class_names=list(spec["class_names"]), thresholds=Thresholds(**saved.thresholds),
+        class_names=saved.class_names, thresholds=Thresholds(**saved.thresholds),
         preprocessing=(f"inside the graph: uint8 BGR NHWC {engine.height}x{engine.width} -> RGB -> float -> "
                        f"(x/255 - mean)/std with mean={preprocess.get('mean')} std={preprocess.get('std')}; "
                        "outside: resize the camera image to the input size (cv2.resize)"),

@@ -52,12 +52,13 @@ class ParityPrompt:
 
 
 def ddqa_prompts(path: Path, limit: int) -> list[ParityPrompt]:
-    """The first `limit` records of a DDQA jsonl (or `DIR/val/val.jsonl` of an `eiad data ddqa` folder)."""
+    """The first `limit` records of a DDQA jsonl (or `DIR/test/test.jsonl` of an `eiad data ddqa` folder)."""
     from train.dialog_data import read_ddqa
 
     path = Path(path)
     if path.is_dir():
-        path = next((c for c in (path / "val" / "val.jsonl", path / "val.jsonl") if c.is_file()), path / "val" / "val.jsonl")
+        path = next((c for c in (path / "test" / "test.jsonl", path / "test.jsonl") if c.is_file()),
+                    path / "test" / "test.jsonl")
     records = read_ddqa(path)[:limit]
     return [ParityPrompt(r.where, r.question.replace("<image>", "").strip(), r.image) for r in records]
 
@@ -136,8 +137,11 @@ def _prompt_pairs(lm, runtime, prompts: list[ParityPrompt], backbone, artifact_d
 
 
 def run_parity(hf_model, llm_dir: Path, precisions: list[str], prompts: list[ParityPrompt | str],
-               max_new_tokens: int = 16, min_margin: float = 0.0, backbone=None) -> dict:
+               max_new_tokens: int = 16, min_margin: float = 0.0, backbone=None, artifact_dir: Path | None = None) -> dict:
     """Compare every exported precision with PyTorch; raise ArtifactError past MIN_MATCH.
+
+    `artifact_dir` holds the vision.onnx whose features image prompts use (default: the
+    folder above `llm_dir`; an export being staged passes the artifact it will join).
 
     Image prompts use the artifact's vision.onnx features on both sides: the torch side
     projects and splices them with `backbone.image_prompt_embeds` (equal to the HF model's
@@ -150,7 +154,7 @@ def run_parity(hf_model, llm_dir: Path, precisions: list[str], prompts: list[Par
     lm = split_language_model(hf_model)
     runtimes = {precision: LlmRuntime(llm_dir, precision) for precision in precisions}
     first = runtimes[precisions[0]]
-    pairs = _prompt_pairs(lm, first, prompts, backbone, llm_dir.parent)
+    pairs = _prompt_pairs(lm, first, prompts, backbone, artifact_dir or llm_dir.parent)
     refs, margins = zip(*(torch_greedy_embeds(lm, ref, max_new_tokens, first.eos) for ref, _ in pairs))
     keep = [i for i, m in enumerate(margins) if m >= min_margin]
     excluded = [{"prompt": prompts[i].label, "fp32_margin": margins[i],
@@ -196,19 +200,34 @@ def export_llm_artifact(hf_model, tokenizer_json: Path, artifact_dir: Path, prec
 
     With `backbone` (an EiadBackbone), its projector (`project_vision`, fixed to the artifact's
     vision token count) and its chat template are exported, and image prompts can be checked.
+    The new `llm/` is built and checked in a staging folder beside the artifact and moved in
+    only after parity passed: a failed export leaves the artifact as it was, its earlier
+    `llm/` included.
     """
-    import shutil
+    import tempfile
 
-    from export.artifact import add_files, existing_artifact, inside
-    from export.llm_export import LLM_CONFIG, LLM_DIR, export_language_model
+    from export.artifact import existing_artifact
+    from export.llm_export import LLM_DIR
     from export.llm_quantize import QUANTIZERS
 
     unknown = [p for p in precisions if p not in ("fp32", *QUANTIZERS)]
     if unknown:
         raise ArtifactError(f"unknown LLM precision(s) {unknown}: choose from fp32, int8, int4")
     artifact_dir = existing_artifact(artifact_dir)
-    llm_dir = inside(artifact_dir, LLM_DIR)
-    shutil.rmtree(llm_dir, ignore_errors=True)  # a re-export replaces the whole LLM part
+    with tempfile.TemporaryDirectory(prefix=f".{artifact_dir.name}.llm-staging-", dir=artifact_dir.parent) as tmp:
+        llm_dir = Path(tmp) / LLM_DIR
+        roles, result = _build_llm(hf_model, tokenizer_json, artifact_dir, llm_dir, precisions, prompts, opset,
+                                   max_new_tokens, min_margin, projector, vision_dim, backbone)
+        _swap_llm_in(artifact_dir, llm_dir, roles)
+    return result
+
+
+def _build_llm(hf_model, tokenizer_json: Path, artifact_dir: Path, llm_dir: Path, precisions: list[str], prompts,
+               opset: int, max_new_tokens: int, min_margin: float, projector, vision_dim, backbone) -> tuple[dict, dict]:
+    """Export, quantize and check the language model into `llm_dir`; (file roles, parity result)."""
+    from export.llm_export import LLM_CONFIG, export_language_model
+    from export.llm_quantize import QUANTIZERS
+
     vision_tokens, template = None, None
     if backbone is not None:
         from eiad.manifest import load_manifest
@@ -231,7 +250,27 @@ def export_llm_artifact(hf_model, tokenizer_json: Path, artifact_dir: Path, prec
     config["precisions"] = ["fp32", *[p for p in precisions if p != "fp32"]]
     (llm_dir / LLM_CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     result = run_parity(hf_model, llm_dir, config["precisions"], list(prompts or DEFAULT_PROMPTS), max_new_tokens,
-                        min_margin, backbone)
+                        min_margin, backbone, artifact_dir)
     roles[PARITY_FILE] = "llm_parity_report"
-    add_files(artifact_dir, {f"{LLM_DIR}/{name}": role for name, role in roles.items()}, drop_prefix=f"{LLM_DIR}/")
-    return result
+    return roles, result
+
+
+def _swap_llm_in(artifact_dir: Path, staged_llm: Path, roles: dict[str, str]) -> None:
+    """Move a checked `llm/` into the artifact (the earlier one aside, then deleted) and re-hash the manifest."""
+    import os
+    import shutil
+    import tempfile
+
+    from eiad.manifest import load_manifest
+    from export.artifact import add_files, inside
+    from export.llm_export import LLM_DIR
+
+    load_manifest(artifact_dir, verify_files=True)  # a tampered artifact is refused before anything moves
+    target = inside(artifact_dir, LLM_DIR)
+    aside = Path(tempfile.mkdtemp(prefix=f".{artifact_dir.name}.llm-old-", dir=artifact_dir.parent))
+    if target.exists():
+        os.replace(target, aside / LLM_DIR)
+    os.replace(staged_llm, target)
+    shutil.rmtree(aside, ignore_errors=True)
+    add_files(artifact_dir, {f"{LLM_DIR}/{name}": role for name, role in roles.items()}, drop_prefix=f"{LLM_DIR}/",
+              verify=False)

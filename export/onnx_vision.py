@@ -156,47 +156,52 @@ def export_vision_artifact(
     engine, meta, out_dir: Path, images: np.ndarray, image_source: str, opset: int = 18,
     force: bool = False, external_data: bool | None = None, tolerances=None,
 ) -> Path:
-    """The whole `eiad export onnx`: fresh dir -> ONNX -> batch-4 check -> parity -> manifest.
+    """The whole `eiad export onnx`: staging dir -> ONNX -> batch-4 check -> parity -> manifest -> out_dir.
 
     `meta` is a VisionMeta (export/formats.py). `images` are real uint8 BGR NHWC images at
-    the artifact size. Returns the artifact directory. Raises ArtifactError past the
-    parity tolerances; the manifest is then not written, so the half-made artifact
-    cannot be verified or deployed.
+    the artifact size. Returns the artifact directory. Everything is built in a staging
+    folder beside `out_dir` and moved into place only after every gate passed: past the
+    parity tolerances it raises ArtifactError, nothing is left behind, and an earlier
+    artifact in `out_dir` stays byte-identical.
     """
     from eiad.manifest import InputSpec, Manifest, TensorSpec
 
-    from export.artifact import inside, prepare_output_dir, write_new_manifest
+    from export.artifact import inside, staged_artifact, write_new_manifest
     from export.parity import VisionTolerances, check_vision_parity, write_report
 
     tolerances = tolerances or VisionTolerances()
-    out_dir = prepare_output_dir(out_dir, force)
-    onnx_path = export_vision_onnx(engine, meta.height, meta.width, inside(out_dir, VISION_ONNX), opset, external_data)
-    session = cpu_session(onnx_path)
-    batch4 = session.run(list(OUTPUT_NAMES), {INPUT_NAME: np.repeat(images[:1], 4, axis=0)})
-    if batch4[0].shape[0] != 4:
-        raise ArtifactError(f"{onnx_path} returned batch {batch4[0].shape[0]} for an input batch of 4: the batch axis is fixed")
-    onnx_out = run_onnx(session, images)
-    torch_out = run_torch(engine, images)
-    report = check_vision_parity(
-        torch_out, onnx_out, meta.thresholds.image_score, meta.thresholds.pixel, image_source, tolerances
-    )
-    write_report(inside(out_dir, PARITY_REPORT), report, tolerances)
-    shapes = output_shapes(session)
-    manifest = Manifest(
-        model_id=meta.model_id,
-        backbone=meta.backbone,
-        preset=meta.preset,
-        input=InputSpec(name=INPUT_NAME, height=meta.height, width=meta.width),
-        outputs=[TensorSpec(name=n, shape=shapes[n], dtype="float32") for n in OUTPUT_NAMES],
-        class_names=list(meta.class_names),
-        thresholds=meta.thresholds,
-        preprocessing=meta.preprocessing,
-        precision="fp32",
-    )
-    roles = {VISION_ONNX: "vision_onnx", PARITY_REPORT: "parity_report"}
-    data_file = onnx_path.with_name(onnx_path.name + ".data")
-    if data_file.is_file():
-        roles[data_file.name] = "vision_onnx_data"
-    write_new_manifest(out_dir, manifest, roles)
+    with staged_artifact(out_dir, force) as staging:
+        onnx_path = export_vision_onnx(engine, meta.height, meta.width, inside(staging, VISION_ONNX), opset,
+                                       external_data)
+        session = cpu_session(onnx_path)
+        batch4 = session.run(list(OUTPUT_NAMES), {INPUT_NAME: np.repeat(images[:1], 4, axis=0)})
+        if batch4[0].shape[0] != 4:
+            raise ArtifactError(f"{onnx_path.name} returned batch {batch4[0].shape[0]} for an input batch of 4: "
+                                "the batch axis is fixed")
+        onnx_out = run_onnx(session, images)
+        torch_out = run_torch(engine, images)
+        report = check_vision_parity(
+            torch_out, onnx_out, meta.thresholds.image_score, meta.thresholds.pixel, image_source, tolerances
+        )
+        write_report(inside(staging, PARITY_REPORT), report, tolerances)
+        shapes = output_shapes(session)
+        manifest = Manifest(
+            model_id=meta.model_id,
+            backbone=meta.backbone,
+            preset=meta.preset,
+            input=InputSpec(name=INPUT_NAME, height=meta.height, width=meta.width),
+            outputs=[TensorSpec(name=n, shape=shapes[n], dtype="float32") for n in OUTPUT_NAMES],
+            class_names=list(meta.class_names),
+            thresholds=meta.thresholds,
+            preprocessing=meta.preprocessing,
+            precision="fp32",
+        )
+        roles = {VISION_ONNX: "vision_onnx", PARITY_REPORT: "parity_report"}
+        data_file = onnx_path.with_name(onnx_path.name + ".data")
+        if data_file.is_file():
+            roles[data_file.name] = "vision_onnx_data"
+        write_new_manifest(staging, manifest, roles)
+        del session  # ONNX Runtime may hold the file open; the staging folder is renamed next
+    out_dir = Path(out_dir).expanduser().resolve()
     log.info("artifact written: %s", out_dir)
     return out_dir

@@ -48,7 +48,7 @@ def badness(reference: dict, candidate: dict, thresholds, tolerances) -> float:
     """Worst ratio of a gate metric to its tolerance (>= 1 fails the gate on these images)."""
     from export.parity import compare
 
-    r = compare(reference, candidate, thresholds.image_score, thresholds.pixel, "probe")
+    r = compare(reference, candidate, thresholds.image_score, thresholds.pixel, "probe", tolerances)
     return max(r.score_max_abs / max(1e-9, tolerances.score_abs), r.probs_max_abs / max(1e-9, tolerances.probs_abs),
                (1 - r.mask_iou_mean) / max(1e-9, 1 - tolerances.min_mask_iou),
                (1 - r.verdict_agreement) / max(1e-9, 1 - tolerances.min_verdict_agreement))

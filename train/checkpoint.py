@@ -1,7 +1,10 @@
 """Localization checkpoints: safetensors + JSON only, never pickle.
 
 A checkpoint directory:
-    localization.safetensors  the module's weights (incl. prompt text buffer, reference bank)
+    localization.safetensors  the module's weights (incl. prompt text buffer, reference bank);
+                              absent for a normal-only model
+    normal_bank.safetensors   the memory bank of good patches, its projection and scale (only
+                              when one was built: normal-only training or a fused model)
     vision.safetensors        the vision tower's weights, only when it was unfrozen
     optimizer.safetensors     AdamW moments + step (for --resume), tensors only
     trainer_state.json        step, epoch, optimizer param_groups, RNG seed bookkeeping
@@ -25,6 +28,7 @@ from safetensors.torch import load_file, save_file
 
 from eiad.errors import ModelError
 from eiad.modeling.localization import DefectLocalizer, LocalizerSpec
+from eiad.modeling.normal_bank import NormalBank, NormalBankSpec
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +40,10 @@ VERSION = 1
 class Checkpoint:
     path: Path
     meta: dict
-    localizer_state: dict[str, torch.Tensor]
+    localizer_state: dict[str, torch.Tensor] | None
     vision_state: dict[str, torch.Tensor] | None
     config: dict
+    bank_state: dict[str, torch.Tensor] | None = None
 
     @property
     def step(self) -> int:
@@ -48,7 +53,24 @@ class Checkpoint:
     def thresholds(self) -> dict | None:
         return self.meta.get("thresholds")
 
-    def build_localizer(self) -> DefectLocalizer:
+    @property
+    def class_names(self) -> list[str]:
+        """The supervised module's classes; none for a normal-only model."""
+        spec = self.meta.get("localizer_spec")
+        return list(spec["class_names"]) if spec else []
+
+    def build_bank(self) -> NormalBank | None:
+        """The normal bank, or None when the checkpoint has none."""
+        if self.bank_state is None:
+            return None
+        bank = NormalBank(NormalBankSpec.from_dict(self.meta["normal_bank_spec"]))
+        bank.load_state_dict(self.bank_state)
+        return bank
+
+    def build_localizer(self) -> DefectLocalizer | None:
+        """The localization module, or None for a normal-only checkpoint."""
+        if self.localizer_state is None:
+            return None
         spec = LocalizerSpec.from_dict(self.meta["localizer_spec"])
         module = DefectLocalizer(spec, torch.zeros(len(spec.prompts), spec.text_hidden_size))
         for key, value in self.localizer_state.items():  # the bank's length varies: size buffers first
@@ -84,22 +106,31 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch
 def save_checkpoint(
     directory: Path,
     *,
-    localizer: DefectLocalizer,
+    localizer: DefectLocalizer | None,
     meta: dict,
     config: dict,
     vision_state: dict[str, torch.Tensor] | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     trainer_state: dict | None = None,
+    bank: NormalBank | None = None,
 ) -> Path:
     """Write a checkpoint atomically to `directory` (replacing any previous one)."""
+    if localizer is None and bank is None:
+        raise ModelError("a checkpoint needs a localization module, a normal bank, or both")
     directory = Path(directory)
     tmp = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file(_contiguous(localizer.state_dict()), str(tmp / "localization.safetensors"))
+    full_meta = {"format": FORMAT, "version": VERSION}
+    if localizer is not None:
+        save_file(_contiguous(localizer.state_dict()), str(tmp / "localization.safetensors"))
+        full_meta["localizer_spec"] = localizer.spec.to_dict()
+    if bank is not None:
+        save_file(_contiguous(bank.state_dict()), str(tmp / "normal_bank.safetensors"))
+        full_meta["normal_bank_spec"] = bank.spec.to_dict()
     if vision_state:
         save_file(_contiguous(vision_state), str(tmp / "vision.safetensors"))
-    full_meta = {"format": FORMAT, "version": VERSION, "localizer_spec": localizer.spec.to_dict(), **meta}
+    full_meta.update(meta)
     (tmp / "meta.json").write_text(json.dumps(full_meta, indent=2, default=str) + "\n")
     (tmp / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     if optimizer is not None:
@@ -128,9 +159,10 @@ def load_checkpoint(directory: Path) -> Checkpoint:
     directory = Path(directory)
     meta_path = directory / "meta.json"
     weights = directory / "localization.safetensors"
-    if not meta_path.is_file() or not weights.is_file():
-        raise ModelError(f"{directory} is not a localization checkpoint (needs meta.json and localization.safetensors); "
-                         "train one with 'eiad train --only localization'")
+    bank = directory / "normal_bank.safetensors"
+    if not meta_path.is_file() or not (weights.is_file() or bank.is_file()):
+        raise ModelError(f"{directory} is not a localization checkpoint (needs meta.json and localization.safetensors "
+                         "or normal_bank.safetensors); train one with 'eiad train --only localization'")
     meta = json.loads(meta_path.read_text())
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise ModelError(f"{meta_path}: format {meta.get('format')} v{meta.get('version')} is not {FORMAT} v{VERSION}")
@@ -139,9 +171,10 @@ def load_checkpoint(directory: Path) -> Checkpoint:
     return Checkpoint(
         path=directory,
         meta=meta,
-        localizer_state=load_file(str(weights)),
+        localizer_state=load_file(str(weights)) if weights.is_file() else None,
         vision_state=load_file(str(vision_path)) if vision_path.is_file() else None,
         config=yaml.safe_load(config_path.read_text()) if config_path.is_file() else {},
+        bank_state=load_file(str(bank)) if bank.is_file() else None,
     )
 
 

@@ -85,9 +85,9 @@ def _train_dialog(config, args) -> None:
     if config.ddqa_dir is None:
         raise ConfigError(f"{args.config}: the dialog path needs 'ddqa_dir' (the folder 'eiad data ddqa' wrote)")
     ddqa = Path(config.ddqa_dir)
-    val = ddqa / "val" / "val.jsonl"
+    test = ddqa / "test" / "test.jsonl"
     out = Path(config.out_dir) / "dialog"
-    report = train_dialog(config.dialog, config.backbone, ddqa / "train.jsonl", val if val.is_file() else None,
+    report = train_dialog(config.dialog, config.backbone, ddqa / "train.jsonl", test if test.is_file() else None,
                           out, resume=args.resume)
     resumed = f", resumed from step {report.resumed_from_step}" if args.resume else ""
     print(f"dialog adapter: {report.adapter_dir}  ({report.steps} steps{resumed}, held-out answer loss "

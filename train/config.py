@@ -26,12 +26,16 @@ class _Strict(BaseModel):
 
 
 class CalibrationConfig(_Strict):
-    """How thresholds are chosen on the held-out (val) split."""
+    """How thresholds are chosen on the calibration split (never on the test split)."""
 
-    image_rule: Literal["target_frr", "best_f1"] = "best_f1"
-    target_false_reject_rate: float = Field(0.01, ge=0.0, lt=1.0)  # fraction of OK images rejected
+    # target_frr: the line's tolerated overkill decides; best_f1: best F1 of NG vs OK.
+    image_rule: Literal["target_frr", "best_f1"] = "target_frr"
+    target_false_reject_rate: float = Field(0.01, ge=0.0, lt=1.0)  # fraction of good parts rejected
     pixel_rule: Literal["best_f1"] = "best_f1"
     min_defect_area_px: int = Field(0, ge=0)
+    # A class is published when its confidence >= the cut-off at which published classes
+    # were right this often on the calibration defects; else "unknown".
+    target_class_precision: float = Field(0.9, gt=0.0, le=1.0)
 
 
 class LocalizationConfig(_Strict):
@@ -42,6 +46,8 @@ class LocalizationConfig(_Strict):
     feature_channels: int = Field(16, ge=1)
     decoder_channels: int = Field(32, ge=4)
     stem: bool = True  # shallow conv stem on the image, for edge detail at coarse patch grids
+    fine: bool = True  # a decoder stage at half the input size: thin scratches and cracks
+    mask_pooling: bool = True  # class and score heads also see features under the predicted mask
     reference: bool = False  # 1-shot: compare with a normal reference image's patches
     unfreeze_vision: bool = False  # only for random-weight tiny presets; changes the LLM's input
     vision_lr: float = Field(2e-3, gt=0)
@@ -57,12 +63,14 @@ class LocalizationConfig(_Strict):
     grad_clip: float = Field(1.0, gt=0)
     hflip: bool = True
     vflip: bool = True
+    camera_jitter: bool = True  # shift/rotation/scale, exposure, white balance, noise, blur (train/loc_data.py)
     focal_weight: float = Field(2.0, ge=0)
     dice_weight: float = Field(1.0, ge=0)
     image_weight: float = Field(0.5, ge=0)
     class_weight: float = Field(1.0, ge=0)
     focal_alpha: float = Field(0.75, gt=0, lt=1)
     focal_gamma: float = Field(2.0, ge=0)
+    skeleton_weight: float = Field(1.0, ge=0)  # recall along the defects' centre lines (thin defects)
     bf16: bool = True  # autocast on GPU; ignored on CPU
     num_workers: int = Field(0, ge=0)
     checkpoint_every_steps: int = Field(200, gt=0)

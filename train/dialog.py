@@ -106,7 +106,7 @@ def evaluate_answer_loss(model: torch.nn.Module, backbone: EiadBackbone, records
     return total / count
 
 
-def train_dialog(config: DialogConfig, backbone_dir: Path, ddqa_train: Path, ddqa_val: Path | None,
+def train_dialog(config: DialogConfig, backbone_dir: Path, ddqa_train: Path, ddqa_test: Path | None,
                  out_dir: Path, *, resume: bool = False, on_step: StepHook | None = None) -> DialogReport:
     """Fine-tune LoRA adapters on DDQA answers; save them in peft's format under out_dir/adapter.
 
@@ -123,7 +123,7 @@ def train_dialog(config: DialogConfig, backbone_dir: Path, ddqa_train: Path, ddq
     acc = Accelerator(gradient_accumulation_steps=config.gradient_accumulation_steps,
                       mixed_precision="bf16" if use_bf16 else "no")
     torch.manual_seed(config.seed)
-    train_records, eval_records, eval_split = _read_records(config, ddqa_train, ddqa_val)
+    train_records, eval_records, eval_split = _read_records(config, ddqa_train, ddqa_test)
     backbone = load_backbone(backbone_dir, device=str(acc.device))
     model = attach_lora(backbone, config)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -158,7 +158,7 @@ def train_dialog(config: DialogConfig, backbone_dir: Path, ddqa_train: Path, ddq
                           time.perf_counter() - start, sum(p.numel() for p in trainable), str(out_dir / "adapter"),
                           state.resumed_from)
     if acc.is_main_process:
-        _write_outputs(out_dir, acc.unwrap_model(model), config, identity, ddqa_val, backbone.family, report, state)
+        _write_outputs(out_dir, acc.unwrap_model(model), config, identity, ddqa_test, backbone.family, report, state)
     checkpoint()
     log.info("dialog: %d steps, held-out answer loss %.4f -> %.4f (%s), %.1f s",
              state.step, state.loss_before, after, eval_split, report.wall_time_s)
@@ -180,20 +180,20 @@ def _micro_seed(seed: int, epoch: int, batch: int, process: int) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
-def _read_records(config: DialogConfig, ddqa_train: Path, ddqa_val: Path | None):
+def _read_records(config: DialogConfig, ddqa_train: Path, ddqa_test: Path | None):
     train_records = read_ddqa(ddqa_train)
-    eval_records = read_ddqa(ddqa_val) if ddqa_val is not None else train_records
-    eval_split = "val" if ddqa_val is not None else "train (no val file given)"
+    eval_records = read_ddqa(ddqa_test) if ddqa_test is not None else train_records
+    eval_split = "test" if ddqa_test is not None else "train (no test file given)"
     return train_records, eval_records[:config.eval_max_records], eval_split
 
 
-def _write_outputs(out_dir: Path, model, config: DialogConfig, identity: dict, ddqa_val: Path | None, family: str,
+def _write_outputs(out_dir: Path, model, config: DialogConfig, identity: dict, ddqa_test: Path | None, family: str,
                    report: DialogReport, state: DialogState) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir / "adapter")
     (out_dir / "dialog_config.json").write_text(json.dumps(
         {"config": config.model_dump(), "backbone": identity["backbone"], "ddqa_train": identity["ddqa_train"],
-         "ddqa_val": str(ddqa_val) if ddqa_val else None, "family": family}, indent=2))
+         "ddqa_test": str(ddqa_test) if ddqa_test else None, "family": family}, indent=2))
     (out_dir / "dialog_report.json").write_text(json.dumps(report.to_dict(), indent=2))
     metrics = {**report.to_dict(), "family": family, "train_loss": state.history,
                "loss_curve": str(out_dir / "loss_curve.png")}

@@ -4,12 +4,21 @@ Images stay uint8 BGR NHWC (what a camera delivers); normalisation happens insid
 model graph (eiad/modeling/engine.py Preprocess), so training sees exactly what the edge
 feeds the exported engine. The resize to the spec size (stretch, INTER_LINEAR) is the
 same one the edge applies.
+
+Augmentation (training only, seeded per epoch and item) imitates what changes between
+shots of a line camera, not what a photo editor does: flips; a small shift, rotation and
+scale of the part (a trigger is never perfectly timed); exposure (gain) and white-balance
+(per-channel gain) drift; sensor noise; a slight defocus blur. The mask moves with the
+image (nearest neighbour, so it stays binary); photometric changes leave it alone.
+Each item also carries the mask's skeleton (its one-pixel centre lines), for the loss term
+that rewards finding thin defects along their whole length.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -31,6 +40,47 @@ def data_fingerprint(split_path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@dataclass(frozen=True)
+class CameraJitter:
+    """Ranges of the camera-like augmentation (each drawn uniformly per item)."""
+
+    shift_px: float = 6.0  # part offset, each axis, +/-
+    rotate_deg: float = 4.0  # +/-
+    scale: float = 0.04  # 1 +/- this
+    gain: float = 0.15  # exposure: 1 +/- this
+    white_balance: float = 0.06  # per channel: 1 +/- this
+    noise_std: float = 3.0  # sensor noise, grey levels, up to
+    blur_probability: float = 0.3
+    blur_sigma_px: float = 0.8  # up to
+
+
+def jitter(image: np.ndarray, masks: list[np.ndarray], rng: np.random.Generator,
+           spec: CameraJitter) -> tuple[np.ndarray, list[np.ndarray]]:
+    """One camera-like draw applied to a uint8 BGR image and its uint8 masks (same geometry)."""
+    h, w = image.shape[:2]
+    angle = rng.uniform(-spec.rotate_deg, spec.rotate_deg)
+    scale = 1 + rng.uniform(-spec.scale, spec.scale)
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
+    matrix[:, 2] += rng.uniform(-spec.shift_px, spec.shift_px, 2)
+    image = cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    masks = [cv2.warpAffine(m, matrix, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT) for m in masks]
+    pixels = image.astype(np.float32) * (1 + rng.uniform(-spec.gain, spec.gain))
+    pixels *= 1 + rng.uniform(-spec.white_balance, spec.white_balance, 3).astype(np.float32)
+    if rng.random() < spec.blur_probability:
+        pixels = cv2.GaussianBlur(pixels, (0, 0), rng.uniform(0.3, spec.blur_sigma_px))
+    pixels += rng.normal(0, rng.uniform(0, spec.noise_std), pixels.shape).astype(np.float32)
+    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8), masks
+
+
+def skeleton_of(mask: np.ndarray) -> np.ndarray:
+    """uint8 {0,1} one-pixel centre lines of a {0,1} mask (scikit-image's skeletonize)."""
+    if not mask.any():
+        return np.zeros_like(mask)
+    from skimage.morphology import skeletonize
+
+    return skeletonize(mask.astype(bool)).astype(np.uint8)
+
+
 def read_pair(entry: ImageEntry, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """(image uint8 HxWx3 BGR, mask uint8 HxW in {0,1}) resized to the model size."""
     image = cv2.imread(entry.image, cv2.IMREAD_COLOR)
@@ -49,22 +99,25 @@ def read_pair(entry: ImageEntry, height: int, width: int) -> tuple[np.ndarray, n
 
 
 class LocalizationDataset(Dataset):
-    """Items: dict(image uint8 (H,W,3), mask float (1,H,W), label float, class_index long).
+    """Items: dict(image uint8 (H,W,3), mask float (1,H,W), skeleton float (1,H,W), label float,
+    class_index long).
 
     Images are decoded once and cached in memory (uint8: a 224 px image is 150 KB).
-    Flips are applied per item when `augment` is set; a torch Generator seeded per item
-    keeps them reproducible.
+    With `augment`, flips and the camera jitter (`camera`, None = flips only) are drawn
+    per (seed, epoch, item), so a run is reproducible and a resumed run sees the same draws.
     """
 
     def __init__(self, index: SplitIndex, split: str, height: int, width: int,
-                 augment: bool = False, hflip: bool = True, vflip: bool = True, seed: int = 0) -> None:
-        self.entries = index.entries(split)
+                 augment: bool = False, hflip: bool = True, vflip: bool = True, seed: int = 0,
+                 camera: CameraJitter | None = None, only_good: bool = False) -> None:
+        self.entries = [e for e in index.entries(split) if not (only_good and e.is_defective)]
         if not self.entries:
-            raise DataError(f"split {split!r} of the split index is empty: rebuild it with more images")
+            what = "good images" if only_good else "images"
+            raise DataError(f"split {split!r} of the split index has no {what}: rebuild it with more images")
         self.index, self.height, self.width = index, height, width
-        self.augment, self.hflip, self.vflip, self.seed = augment, hflip, vflip, seed
+        self.augment, self.hflip, self.vflip, self.seed, self.camera = augment, hflip, vflip, seed, camera
         self.epoch = 0
-        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -74,18 +127,24 @@ class LocalizationDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         if i not in self._cache:
-            self._cache[i] = read_pair(self.entries[i], self.height, self.width)
-        image, mask = self._cache[i]
+            image, mask = read_pair(self.entries[i], self.height, self.width)
+            self._cache[i] = (image, mask, skeleton_of(mask))
+        image, mask, skeleton = self._cache[i]
         if self.augment:
             rng = np.random.default_rng((self.seed, self.epoch, i))
             if self.hflip and rng.random() < 0.5:
-                image, mask = image[:, ::-1], mask[:, ::-1]
+                image, mask, skeleton = image[:, ::-1], mask[:, ::-1], skeleton[:, ::-1]
             if self.vflip and rng.random() < 0.5:
-                image, mask = image[::-1], mask[::-1]
+                image, mask, skeleton = image[::-1], mask[::-1], skeleton[::-1]
+            if self.camera is not None:
+                image, (mask, skeleton) = jitter(np.ascontiguousarray(image),
+                                                 [np.ascontiguousarray(mask), np.ascontiguousarray(skeleton)],
+                                                 rng, self.camera)
         entry = self.entries[i]
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image)),
             "mask": torch.from_numpy(np.ascontiguousarray(mask)).float().unsqueeze(0),
+            "skeleton": torch.from_numpy(np.ascontiguousarray(skeleton)).float().unsqueeze(0),
             "label": torch.tensor(float(entry.is_defective)),
             "class_index": torch.tensor(self.index.class_index(entry.defect) if entry.is_defective else -1),
         }

@@ -27,8 +27,9 @@ from train import checkpoint as ckpt
 from train.calibrate import calibrate
 from train.config import LocalizationConfig, TrainConfig
 from train.data.index import load_split
-from train.eval.localization_eval import metrics_of, predict, save_grid, save_loss_curve
-from train.loc_data import LocalizationDataset, data_fingerprint, first_normal, read_pair
+from train.eval.localization_eval import predict, save_grid, save_loss_curve
+from train.eval.quality import format_quality, headline, quality_report
+from train.loc_data import CameraJitter, LocalizationDataset, data_fingerprint, first_normal, read_pair
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,8 @@ class _TrainStep(nn.Module):
 
 
 def _weights(cfg: LocalizationConfig) -> LossWeights:
-    return LossWeights(cfg.focal_weight, cfg.dice_weight, cfg.image_weight, cfg.class_weight, cfg.focal_alpha, cfg.focal_gamma)
+    return LossWeights(cfg.focal_weight, cfg.dice_weight, cfg.image_weight, cfg.class_weight, cfg.focal_alpha,
+                       cfg.focal_gamma, cfg.skeleton_weight)
 
 
 def _load_backbone(config: TrainConfig, device):
@@ -98,7 +100,7 @@ def _set_reference(engine: EiadVisionEngine, split, device) -> None:
     image, _ = read_pair(entry, engine.height, engine.width)
     with torch.no_grad():
         pixels = engine.preprocess(torch.from_numpy(image)[None].to(device))
-        engine.localizer.set_reference(engine.backbone.forward_vision(pixels, engine.taps).layer_features)
+        engine.localizer.set_reference(engine.backbone.forward_vision(pixels, engine.localizer.spec.taps).layer_features)
 
 
 @dataclass
@@ -124,7 +126,8 @@ class _Run:
 
 
 def train_localization(config: TrainConfig, *, backbone=None, resume: bool = False) -> RunResult:
-    """Train, calibrate on the val split, evaluate, and write the run to config.out_dir/localization."""
+    """Train, calibrate on the calibration split, report on the test split, and write the run to
+    config.out_dir/localization."""
     if config.localization is None:
         raise ModelError("the config has no 'localization' section")
     run = _build(config, backbone)
@@ -154,7 +157,8 @@ def _build(config: TrainConfig, backbone) -> _Run:
     backbone.to(device).eval()
     taps = resolve_taps(cfg.taps, backbone.num_vision_layers)
     localizer = build_localizer(backbone, taps, split.classes, proj_dim=cfg.proj_dim, feature_channels=cfg.feature_channels,
-                                decoder_channels=cfg.decoder_channels, stem=cfg.stem, reference=cfg.reference)
+                                decoder_channels=cfg.decoder_channels, stem=cfg.stem, reference=cfg.reference,
+                                fine=cfg.fine, mask_pooling=cfg.mask_pooling)
     engine = EiadVisionEngine(backbone, localizer).to(device)
     for p in backbone.parameters():  # the LLM (and by default the tower) never trains here
         p.requires_grad_(False)
@@ -164,7 +168,8 @@ def _build(config: TrainConfig, backbone) -> _Run:
     if cfg.reference:
         _set_reference(engine, split, device)
     train_set = LocalizationDataset(split, "train", engine.height, engine.width, augment=True,
-                                    hflip=cfg.hflip, vflip=cfg.vflip, seed=config.seed)
+                                    hflip=cfg.hflip, vflip=cfg.vflip, seed=config.seed,
+                                    camera=CameraJitter() if cfg.camera_jitter else None)
     generator = torch.Generator().manual_seed(config.seed)
     loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, generator=generator,
                         num_workers=cfg.num_workers, drop_last=len(train_set) > cfg.batch_size)
@@ -198,7 +203,7 @@ def _loop(run: _Run) -> float:
             with acc.accumulate(run.step_module):
                 out = run.step_module(batch["image"])
                 loss, parts = localization_loss(out.mask_logits, out.image_logit, out.class_logits, batch["mask"],
-                                                batch["label"], batch["class_index"], weights)
+                                                batch["label"], batch["class_index"], weights, batch["skeleton"])
                 acc.backward(loss)
                 seen += batch["image"].shape[0]
                 if not acc.sync_gradients:
@@ -228,34 +233,53 @@ def _loop(run: _Run) -> float:
 
 
 def _finish(config, engine, vision, optimizer, state, meta, config_dump, split, device, wall) -> RunResult:
-    """Calibrate on val, evaluate, save the final checkpoint, curve, grid and metrics.json."""
+    """Calibrate on the calibration split, report on the test split, save checkpoint, curve, grid, metrics.json."""
     cfg = config.localization
     run_dir = Path(config.out_dir) / "localization"
     if cfg.reference and vision:
         _set_reference(engine, split, device)  # the tower moved: refresh the bank
-    val = LocalizationDataset(split, "val", engine.height, engine.width)
-    pred = predict(engine, val, batch_size=cfg.batch_size, device=device, keep_images=True)
-    cal = cfg.calibration
-    thresholds = calibrate(pred.labels, pred.image_scores, pred.masks, pred.maps, image_rule=cal.image_rule,
-                           target_false_reject_rate=cal.target_false_reject_rate,
-                           min_defect_area_px=cal.min_defect_area_px).to_dict()
-    metrics = metrics_of(pred, thresholds["pixel"])
-    metrics.update(steps=state["step"], train_wall_s=round(wall, 2), val_images=int(pred.labels.size))
+    cal_pred, test_pred = (predict(engine, LocalizationDataset(split, part, engine.height, engine.width),
+                                   batch_size=cfg.batch_size, device=device, keep_images=part == "test")
+                           for part in ("calibration", "test"))
+    thresholds = calibrate_on(cal_pred, cfg.calibration)
+    report = report_on_test(test_pred, cal_pred, thresholds, list(split.classes))
+    metrics = dict(headline(report), steps=state["step"], train_wall_s=round(wall, 2))
     meta = dict(meta, thresholds=thresholds, metrics=metrics)
     last = run_dir / "checkpoint"
     _save(last, engine, vision, optimizer, state, meta, config_dump)
     save_loss_curve(state["history"], run_dir / "loss_curve.png")
-    save_grid(pred, run_dir / "val_grid.png", pixel_threshold=thresholds["pixel"])
-    (run_dir / "metrics.json").write_text(json.dumps({"metrics": metrics, "thresholds": thresholds,
+    save_grid(test_pred, run_dir / "test_grid.png", pixel_threshold=thresholds["pixel"])
+    (run_dir / "metrics.json").write_text(json.dumps({"metrics": metrics, "thresholds": thresholds, "test": report,
                                                       "history": state["history"]}, indent=1) + "\n")
-    log.info("localization: %s", ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
+    log.info("localization, %s", format_quality(report))
     return RunResult(last, metrics, thresholds, state["step"], wall)
+
+
+def calibrate_on(cal_pred, cal_cfg) -> dict:
+    """Thresholds fitted on the calibration split's predictions (and only there)."""
+    return calibrate(cal_pred.labels, cal_pred.image_scores, cal_pred.masks, cal_pred.maps,
+                     class_index=cal_pred.class_index, class_probs=cal_pred.class_probs,
+                     image_rule=cal_cfg.image_rule, target_false_reject_rate=cal_cfg.target_false_reject_rate,
+                     target_class_precision=cal_cfg.target_class_precision,
+                     min_defect_area_px=cal_cfg.min_defect_area_px).to_dict()
+
+
+def report_on_test(test_pred, cal_pred, thresholds: dict, class_names: list[str]) -> dict:
+    """The quality report on the test split; refuses to score an image its thresholds were fitted on."""
+    shared = set(test_pred.paths) & set(cal_pred.paths)
+    if shared:
+        raise ModelError(f"{len(shared)} images are in both the calibration and the test split (e.g. {sorted(shared)[0]}): "
+                         "a figure scored on them would not be held out; rebuild the split with 'eiad data ddqa'")
+    report = quality_report(test_pred, thresholds, class_names, "test")
+    report["calibration_images"] = len(cal_pred.paths)
+    return report
 
 
 def _save(path, engine, vision, optimizer, state, meta, config_dump) -> None:
     vision_state = {name: p for name, p in vision.items()} if vision else None
     trainer = {k: state[k] for k in ("step", "epoch", "batch", "history")}
-    ckpt.save_checkpoint(path, localizer=engine.localizer, meta=dict(meta, step=state["step"]), config=config_dump,
+    ckpt.save_checkpoint(path, localizer=engine.localizer, bank=engine.bank, meta=dict(meta, step=state["step"]),
+                         config=config_dump,
                          vision_state=vision_state, optimizer=optimizer, trainer_state=trainer)
 
 
@@ -284,5 +308,5 @@ def engine_from_checkpoint(path: Path, *, backbone=None, device="cpu") -> tuple[
         if missing:
             raise ModelError(f"{path}: vision weights {sorted(missing)[:3]}... do not fit backbone {saved.meta['backbone']}")
         backbone.load_state_dict(saved.vision_state, strict=False)
-    engine = EiadVisionEngine(backbone, saved.build_localizer()).to(device).eval()
+    engine = EiadVisionEngine(backbone, saved.build_localizer(), saved.build_bank()).to(device).eval()
     return engine, saved

@@ -1,7 +1,7 @@
 """EiadVisionEngine: the one graph that is exported (ONNX/TensorRT) and run on the line.
 
 camera pixels uint8 NHWC BGR at the spec size -> RGB, /255, (x - mean)/std -> vision tower
-(taps + LLM tokens) -> localization module -> probabilities. Preprocessing lives here and
+(taps + LLM tokens) -> localization module and/or normal bank -> probabilities. Preprocessing lives here and
 only here: training calls `preprocess` too, so train, export and edge cannot disagree.
 The resize to the spec size (spec.resize, "stretch") is the one step done outside, by
 whoever owns the camera image (cv2.resize, INTER_LINEAR).
@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from eiad import manifest
 from eiad.modeling.localization import DefectLocalizer, LocalizationOutput
+from eiad.modeling.normal_bank import NormalBank
 
 
 class VisionEngineOutput(NamedTuple):
@@ -48,30 +49,58 @@ class Preprocess(nn.Module):
 
 
 class EiadVisionEngine(nn.Module):
-    """Backbone vision pass + localization module, camera pixels in, probabilities out."""
+    """Backbone vision pass + localization module and/or normal bank, camera pixels in,
+    probabilities out.
 
-    def __init__(self, backbone, localizer: DefectLocalizer, taps: Sequence[int] | None = None) -> None:
+    Three shapes, one graph each:
+    - supervised (`localizer` only): the module's map, score and class probabilities;
+    - normal-only (`bank` only, a line with no defect samples yet): the bank's map, its
+      maximum as the score, one class column of 1 (class names are empty: "unknown");
+    - fused (both): per pixel the larger of the two maps, the larger of the two scores,
+      the module's classes. Each map is a calibrated probability (the bank's 0.5 is the
+      good calibration patches' 99.9th percentile), so the bank only speaks where a patch
+      is stranger than any good part was, and the module keeps what it learned.
+    """
+
+    def __init__(self, backbone, localizer: DefectLocalizer | None, bank: NormalBank | None = None) -> None:
         super().__init__()
+        if localizer is None and bank is None:
+            raise ValueError("a vision engine needs a localization module, a normal bank, or both")
         self.backbone = backbone
         self.localizer = localizer
-        self.taps = tuple(taps if taps is not None else localizer.spec.taps)
+        self.bank = bank
+        wanted = set(localizer.spec.taps if localizer is not None else ()) | set(bank.spec.taps if bank is not None else ())
+        self.taps = tuple(sorted(wanted))
+        self._localizer_taps = [self.taps.index(t) for t in localizer.spec.taps] if localizer is not None else []
+        self._bank_taps = [self.taps.index(t) for t in bank.spec.taps] if bank is not None else []
         self.preprocess = Preprocess(backbone.spec)
         self.height, self.width = backbone.spec.height, backbone.spec.width
 
     def forward_logits(self, image: Tensor) -> tuple[LocalizationOutput, Tensor]:
-        """Raw localization logits and the LLM vision tokens (used by training and eval)."""
+        """Raw localization-module logits and the LLM vision tokens (what supervised training uses)."""
+        if self.localizer is None:
+            raise ValueError("this engine has no localization module (normal-only): nothing to train")
         pixels = self.preprocess(image)
         feats = self.backbone.forward_vision(pixels, self.taps)
-        return self.localizer(feats.layer_features, pixels), feats.tokens
+        return self.localizer([feats.layer_features[i] for i in self._localizer_taps], pixels), feats.tokens
 
     def forward(self, image: Tensor) -> VisionEngineOutput:
-        out, tokens = self.forward_logits(image)
-        return VisionEngineOutput(
-            anomaly_map=torch.sigmoid(out.mask_logits),
-            image_score=torch.sigmoid(out.image_logit),
-            class_probs=torch.softmax(out.class_logits, dim=-1),
-            vision_features=tokens.float(),
-        )
+        pixels = self.preprocess(image)
+        feats = self.backbone.forward_vision(pixels, self.taps)
+        tokens = feats.tokens.float()
+        normal = None
+        if self.bank is not None:
+            normal = torch.sigmoid(self.bank([feats.layer_features[i] for i in self._bank_taps]))
+        if self.localizer is None:
+            return VisionEngineOutput(anomaly_map=normal, image_score=normal.flatten(1).amax(dim=1),
+                                      class_probs=torch.ones_like(normal[:, 0, 0, :1]), vision_features=tokens)
+        out = self.localizer([feats.layer_features[i] for i in self._localizer_taps], pixels)
+        anomaly, score = torch.sigmoid(out.mask_logits), torch.sigmoid(out.image_logit)
+        if normal is not None:
+            anomaly = torch.maximum(anomaly, normal)
+            score = torch.maximum(score, normal.flatten(1).amax(dim=1))
+        return VisionEngineOutput(anomaly_map=anomaly, image_score=score,
+                                  class_probs=torch.softmax(out.class_logits, dim=-1), vision_features=tokens)
 
 
 def export_onnx(engine: EiadVisionEngine, path, batch: int = 2, opset: int | None = None) -> None:

@@ -10,13 +10,19 @@ explanation uses, so one vision pass per frame serves both), and never touches t
             |                 (text_proj(embed_text(prompts)) + learned delta)
             |  [optional 1-shot: 1 - max cos to a normal reference's patches]
             v                                                          |
-    [sim maps | ref maps | 1x1-squeezed features]  (N, ch, gh, gw)      |
+    [sim maps | ref maps | 1x1-squeezed features]  (N, ch, gh, gw)      |  (H/2: s2, H/4: s4)
             |  2 x conv3x3  -> patch-level features F                   |
-            +--> pooled F --> image logit (N,), class logits (N,C)      |
-            +--> upsample to H/4 ----------- concat ---------------------+
-                                               |  2 x conv3x3, 1x1
-                                               v  bilinear upsample
+            +--> upsample to H/4 ----------- concat ----------------- s4
+                                               |  2 x conv3x3 -> G (H/4)
+                          [fine: upsample to H/2, concat s2, conv3x3]
+                                               |  1x1, bilinear upsample
+                                               v
                                        mask logits (N,1,H,W)
+    pooled F (+ G pooled under the predicted mask) --> image logit (N,), class logits (N,C)
+
+`fine` adds the H/2 stage, so a 1-2 px scratch is not averaged away at H/4; `mask_pooling`
+lets the class head look at the defect itself (features averaged under the predicted
+mask) rather than at the whole image, where the part's texture dominates.
 
 Thread safety: a module instance is not safe to call from several threads while training.
 """
@@ -59,6 +65,10 @@ class LocalizerSpec:
     decoder_channels: int = 32
     stem: bool = True
     reference: bool = False
+    # Defaults are what checkpoints written before these options mean; train/config.py
+    # sets what new training uses.
+    fine: bool = False
+    mask_pooling: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -106,12 +116,24 @@ class DefectLocalizer(nn.Module):
         self.squeeze = nn.Linear(taps * p, spec.feature_channels)
         in_ch = taps * n_prompts + (taps if spec.reference else 0) + spec.feature_channels
         c = spec.decoder_channels
+        if spec.fine and not spec.stem:
+            raise ValueError("the fine (H/2) decoder stage needs the image stem (stem: true)")
         self.patch_decoder = nn.Sequential(_conv(in_ch, c), _conv(c, c))
+        # Two stages kept apart so the fine path can reuse the H/2 features.
         self.stem = nn.Sequential(_conv(3, c // 2, stride=2), _conv(c // 2, c, stride=2)) if spec.stem else None
         fuse_in = 2 * c if spec.stem else c
         self.fuse = nn.Sequential(_conv(fuse_in, c), _conv(c, c), nn.Conv2d(c, 1, 1))
-        self.image_head = nn.Sequential(nn.Linear(2 * c + 1, c), nn.GELU(), nn.Linear(c, 1))
-        self.class_head = nn.Linear(2 * c, max(len(spec.class_names), 1))
+        # The H/2 stage is kept narrow (c/4 channels, no norm): at 4x the pixels of H/4 its
+        # cost would otherwise dominate the whole graph on a CPU.
+        self.refine_in = nn.Conv2d(c, c // 4, 1) if spec.fine else None
+        self.refine = nn.Sequential(nn.Conv2d(c // 4 + c // 2, c // 4, 3, padding=1), nn.GELU(),
+                                    nn.Conv2d(c // 4, 1, 1)) if spec.fine else None
+        # mask pooling adds G and the H/4 stem features under the mask, the image's colour
+        # there relative to the whole image (3), and the mask's area share (1).
+        pooled = 2 * c + (2 * c + 4 if spec.mask_pooling else 0)
+        self.image_head = nn.Sequential(nn.Linear(pooled + 1, c), nn.GELU(), nn.Linear(c, 1))
+        self.class_head = (nn.Sequential(nn.Linear(pooled, c), nn.GELU(), nn.Linear(c, max(len(spec.class_names), 1)))
+                           if spec.mask_pooling else nn.Linear(pooled, max(len(spec.class_names), 1)))
         for tap in range(taps):
             self.register_buffer(f"reference_bank_{tap}", torch.zeros(0, spec.vision_hidden_size), persistent=True)
 
@@ -158,17 +180,39 @@ class DefectLocalizer(nn.Module):
         feat = self.patch_decoder(patch_maps)  # (N, c, gh, gw)
         height, width = spec.image_size
         if self.stem is not None:
-            edge = self.stem(pixel_values.float())
+            half = self.stem[0](pixel_values.float())  # (N, c/2, H/2, W/2)
+            edge = self.stem[1](half)  # (N, c, H/4, W/4)
             up = F.interpolate(feat, size=(edge.shape[-2], edge.shape[-1]), mode="bilinear", align_corners=False)
-            low = self.fuse(torch.cat([up, edge], dim=1))
+            fused = self.fuse[:2](torch.cat([up, edge], dim=1))  # G: (N, c, H/4, W/4)
         else:
-            low = self.fuse(feat)
+            fused = self.fuse[:2](feat)
+        coarse = self.fuse[2](fused)  # mask logits at G's resolution
+        low = coarse
+        if self.refine is not None:
+            size = (half.shape[-2], half.shape[-1])
+            up = F.interpolate(self.refine_in(fused), size=size, mode="bilinear", align_corners=False)
+            low = self.refine(torch.cat([up, half], dim=1)) + F.interpolate(low, size=size, mode="bilinear",
+                                                                             align_corners=False)
         mask_logits = F.interpolate(low, size=(height, width), mode="bilinear", align_corners=False)
-        pooled = torch.cat([feat.mean(dim=(2, 3)), feat.amax(dim=(2, 3))], dim=1)
+        pooled = [feat.mean(dim=(2, 3)), feat.amax(dim=(2, 3))]
+        if spec.mask_pooling:
+            pooled += self._under_mask(coarse, fused, edge if self.stem is not None else fused, pixel_values)
+        pooled = torch.cat(pooled, dim=1)
         peak = low.flatten(1).amax(dim=1, keepdim=True)
         image_logit = self.image_head(torch.cat([pooled, peak], dim=1)).squeeze(1)
         class_logits = self.class_head(pooled)
         return LocalizationOutput(mask_logits, image_logit, class_logits)
+
+    @staticmethod
+    def _under_mask(coarse: Tensor, fused: Tensor, edge: Tensor, pixel_values: Tensor) -> list[Tensor]:
+        """What the defect looks like: features averaged under the predicted mask (weights from
+        the H/4 map), its colour against the whole image's, and how much of the image it covers."""
+        weight = torch.sigmoid(coarse)  # (N, 1, H/4, W/4)
+        total = weight.sum(dim=(2, 3)) + 1e-3
+        pixels = F.adaptive_avg_pool2d(pixel_values.float(), (weight.shape[-2], weight.shape[-1]))
+        colour = (pixels * weight).sum(dim=(2, 3)) / total - pixels.mean(dim=(2, 3))
+        return [(fused * weight).sum(dim=(2, 3)) / total, (edge * weight).sum(dim=(2, 3)) / total, colour,
+                weight.mean(dim=(2, 3))]
 
     def _reference_distance(self, tap: int, proj: Tensor, reference_features: Sequence[Tensor] | None) -> Tensor:
         if reference_features is not None:

@@ -1,4 +1,5 @@
-"""Losses of the localization path: pixel focal + dice, image-score BCE, defect-class CE.
+"""Losses of the localization path: pixel focal + dice + skeleton recall, image-score BCE,
+defect-class CE.
 
 The dialog path has its own next-token loss (train/dialog*.py); nothing here touches it.
 """
@@ -20,6 +21,7 @@ class LossWeights:
     cls: float = 1.0
     focal_alpha: float = 0.75  # weight of the (rare) defect pixels
     focal_gamma: float = 2.0
+    skeleton: float = 0.0
 
 
 def focal_loss(logits: Tensor, target: Tensor, alpha: float = 0.75, gamma: float = 2.0) -> Tensor:
@@ -42,6 +44,24 @@ def dice_loss(logits: Tensor, target: Tensor, eps: float = 1.0) -> Tensor:
     return (1 - (2 * inter + eps) / (total + eps)).mean()
 
 
+def skeleton_recall_loss(logits: Tensor, skeleton: Tensor) -> Tensor:
+    """Mean over images with a skeleton of -log p on its pixels (the defect's centre lines).
+
+    Focal + dice are pixel-area losses: a 1-2 px crack is a few hundred pixels next to a
+    stain's thousands, and missing half of it costs little. Every centre-line pixel weighs
+    the same here, whatever the region's width, so a map that finds a thin defect along its
+    whole length is rewarded (in the spirit of Kirchhoff et al.'s skeleton recall loss,
+    ECCV 2024). A perfect-recall map costs 0; it never penalises false positives (focal does).
+    """
+    skeleton = skeleton.to(logits.dtype).flatten(1)
+    per_pixel = F.softplus(-logits.flatten(1))  # -log sigmoid(logit)
+    count = skeleton.sum(dim=1)
+    has = count > 0
+    if not bool(has.any()):
+        return logits.sum() * 0.0
+    return ((per_pixel * skeleton).sum(dim=1)[has] / count[has]).mean()
+
+
 def localization_loss(
     mask_logits: Tensor,
     image_logit: Tensor,
@@ -50,11 +70,13 @@ def localization_loss(
     labels: Tensor,
     class_index: Tensor,
     weights: LossWeights = LossWeights(),
+    skeleton: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """Total loss and its parts (floats, for logging).
 
     masks (N,1,H,W) in {0,1}; labels (N,) 1 = NG; class_index (N,) long, -1 for OK images
-    (class CE only counts defective images with a known class).
+    (class CE only counts defective images with a known class); skeleton (N,1,H,W) in
+    {0,1}, the masks' centre lines (needed when weights.skeleton > 0).
     """
     mask_logits = mask_logits.float()
     focal = focal_loss(mask_logits, masks, weights.focal_alpha, weights.focal_gamma)
@@ -67,4 +89,10 @@ def localization_loss(
         cls = class_logits.float().sum() * 0.0  # keeps the graph whole for DDP
     total = weights.focal * focal + weights.dice * dice + weights.image * image + weights.cls * cls
     parts = {"focal": float(focal.detach()), "dice": float(dice.detach()), "image": float(image.detach()), "cls": float(cls.detach())}
+    if weights.skeleton > 0:
+        if skeleton is None:
+            raise ValueError("the skeleton loss weight is > 0 but no skeleton was given")
+        skel = skeleton_recall_loss(mask_logits, skeleton)
+        total = total + weights.skeleton * skel
+        parts["skeleton"] = float(skel.detach())
     return total, parts

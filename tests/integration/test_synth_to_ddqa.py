@@ -31,9 +31,9 @@ def built(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def _records(out: Path) -> list[tuple[str, str, dict]]:
-    """(split, task, record) for every line of every task file of both splits."""
+    """(split, task, record) for every line of every task file of the three splits."""
     rows = []
-    for split, folder in (("train", out), ("val", out / "val")):
+    for split, folder in (("train", out), ("calibration", out / "calibration"), ("test", out / "test")):
         for task in TASKS:
             for line in (folder / f"Task_{task}.jsonl").read_text().splitlines():
                 rows.append((split, task, json.loads(line)))
@@ -63,7 +63,7 @@ def test_every_record_points_to_an_existing_image_and_all_tasks_are_present(buil
     _, out = built
     rows = _records(out)
     assert {task for _, task, _ in rows} == set(TASKS)
-    assert {split for split, _, _ in rows} == {"train", "val"}
+    assert {split for split, _, _ in rows} == {"train", "calibration", "test"}
     for _, _, record in rows:
         (image,) = record["images"]
         assert Path(image).is_file(), image
@@ -99,12 +99,12 @@ def test_answers_agree_with_the_masks(built):
 def test_split_is_by_image_and_matches_the_jsonl_files(built):
     _, out = built
     index = load_split(out)
-    train_images = {e.image for e in index.train}
-    val_images = {e.image for e in index.val}
-    assert train_images and val_images and not (train_images & val_images)
+    images = {split: {e.image for e in index.entries(split)} for split in ("train", "calibration", "test")}
+    assert all(images.values())
+    assert sum(len(v) for v in images.values()) == len(set().union(*images.values()))  # each image in one part
     for split, _, record in _records(out):
-        assert record["images"][0] in (train_images if split == "train" else val_images)
-    for entry in index.train + index.val:
+        assert record["images"][0] in images[split]
+    for entry in index.train + index.calibration + index.test:
         assert (entry.mask is None) == (entry.label == "OK")
         if entry.mask:
             assert cv2.imread(entry.mask, cv2.IMREAD_GRAYSCALE).shape == cv2.imread(entry.image).shape[:2]

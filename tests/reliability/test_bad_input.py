@@ -121,6 +121,6 @@ def test_hostile_file_names_in_a_ddqa_tree_are_used_as_data_never_interpreted(tm
     report = build_ddqa(root, out, DdqaOptions(progress=False, strict=True))
     # then every hostile image is used under its exact name, and nothing was executed or escaped
     split = json.loads((out / "split.json").read_text(encoding="utf-8"))
-    used = {Path(e["image"]).stem for e in split["train"] + split["val"]}
+    used = {Path(e["image"]).stem for part in ("train", "calibration", "test") for e in split[part]}
     assert set(HOSTILE_NAMES) <= used and report.images_used == 2 + 2 + len(HOSTILE_NAMES)
     assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()

@@ -52,8 +52,9 @@ def line(tmp_path_factory):
     artifact = build_tiny_artifact(root / "artifact")
     ok = lambda i: ImageEntry(_write(root / f"ok{i}.png", grey_frame()), None, "OK", None, "Tiny", "grey")
     ng = lambda i: ImageEntry(_write(root / f"ng{i}.png", frame_with_patch((10 + i, 10, 30 + i, 30))), None, "NG", "bright_spot", "Tiny", "grey")
-    split = SplitIndex(seed=0, val_fraction=0.5, root=str(root), classes=["bright_spot"],
-                       train=[ok(i) for i in range(5)] + [ng(9)], val=[ok(10), ng(1), ok(11), ng(2)])
+    split = SplitIndex(seed=0, fractions={"calibration": 0.2, "test": 0.4}, root=str(root), classes=["bright_spot"],
+                       train=[ok(i) for i in range(5)] + [ng(9)], calibration=[ok(12), ng(3)],
+                       test=[ok(10), ng(1), ok(11), ng(2)])
     save_split(root / "split.json", split)
     worker = root / "fake_worker.py"
     worker.write_text(FAKE_WORKER)

@@ -69,7 +69,7 @@ def _config(split, out, epochs):
 
 @pytest.mark.slow
 def test_resume_continues_exactly_where_it_stopped(tmp_path):
-    split = make_split(tmp_path / "data", n_train=8, n_val=4)
+    split = make_split(tmp_path / "data", n_train=8, n_held_out=4)
     # given one run of 2 epochs straight through
     straight = train_localization(_config(split, tmp_path / "a", 2), backbone=TinyLlavaBackbone())
     # and one of 1 epoch, then resumed to 2 epochs in the same folder

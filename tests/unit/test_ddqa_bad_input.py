@@ -108,7 +108,7 @@ def tree(tmp_path):
 
 def _all_images(out: Path) -> set[str]:
     split = json.loads((out / "split.json").read_text())
-    return {entry["image"] for entry in split["train"] + split["val"]}
+    return {entry["image"] for part in ("train", "calibration", "test") for entry in split[part]}
 
 
 @pytest.mark.parametrize("spoil", CASES, ids=[f.__name__ for f in CASES])

@@ -33,9 +33,13 @@ def prompt_answer(record: dict) -> tuple[str, str, Path]:
     return record["query"], record["response"], Path(record["images"][0])
 
 
+HELD_OUT = ("calibration", "test")
+
+
 def task_files(out: Path) -> dict[tuple[str, str], Path]:
     files = {("train", name): out / name for name in TASK_FILES}
-    files.update({("val", name): out / "val" / name for name in TASK_FILES})
+    for split in HELD_OUT:
+        files.update({(split, name): out / split / name for name in TASK_FILES})
     return files
 
 
@@ -76,7 +80,8 @@ def test_writes_all_files_and_every_record_points_to_an_existing_image(built):
             assert set(record) == {"query", "response", "images"}
             image = Path(record["images"][0])
             assert image.is_absolute() and image.is_file()
-    assert (out / "train.jsonl").is_file() and (out / "val" / "val.jsonl").is_file()
+    assert (out / "train.jsonl").is_file() and (out / "calibration" / "calibration.jsonl").is_file()
+    assert (out / "test" / "test.jsonl").is_file()
     assert report.skipped_counts == {}
 
 
@@ -96,29 +101,33 @@ def test_record_counts_per_task_and_all_tasks_file(built):
     n_ng = sum(CLASSES.values())
     n_all = n_ng + OK_PER_SUB * len({(d, s) for d, s, _ in CLASSES})
     files = task_files(out)
-    per_task = {name: sum(len(read_jsonl(files[(s, name)])) for s in ("train", "val")) for name in TASK_FILES}
+    per_task = {name: sum(len(read_jsonl(files[(s, name)])) for s in ("train", *HELD_OUT)) for name in TASK_FILES}
     assert per_task == {"Task_AD.jsonl": n_all, "Task_DC.jsonl": n_ng, "Task_RDL.jsonl": n_ng, "Task_DFM.jsonl": n_ng}
     train_all = read_jsonl(out / "train.jsonl")
     assert train_all == [r for name in TASK_FILES for r in read_jsonl(files[("train", name)])]
-    assert len(read_jsonl(out / "val" / "val.jsonl")) == sum(report.records["val"].values())
+    for split in HELD_OUT:
+        every = read_jsonl(out / split / f"{split}.jsonl")
+        assert every == [r for name in TASK_FILES for r in read_jsonl(files[(split, name)])]
+        assert len(every) == sum(report.records[split].values())
 
 
 def test_split_is_by_image_stratified_and_matches_split_json(built, raw_tree):
     report, out = built
     index = load_split(out)
-    train_images = {e.image for e in index.train}
-    val_images = {e.image for e in index.val}
-    assert train_images and val_images and not train_images & val_images
-    for split, images in (("train", train_images), ("val", val_images)):
-        folder = out if split == "train" else out / "val"
+    images = {split: {e.image for e in index.entries(split)} for split in ("train", *HELD_OUT)}
+    assert all(images.values())
+    assert not images["train"] & images["calibration"] and not images["train"] & images["test"]
+    assert not images["calibration"] & images["test"]  # thresholds are never fitted on a test image
+    for split, members in images.items():
+        folder = out if split == "train" else out / split
         used = {r["images"][0] for name in TASK_FILES for r in read_jsonl(folder / name)}
-        assert used == images
-    # every (dataset, sub, class) with >= 2 images has at least one held-out image
-    val_groups = {(e.dataset, e.sub, e.defect or "OK") for e in index.val}
-    assert set(CLASSES) <= val_groups
+        assert used == members
+    # every (dataset, sub, class) has >= 3 images here, so one in each held-out part
+    for split in HELD_OUT:
+        assert set(CLASSES) <= {(e.dataset, e.sub, e.defect or "OK") for e in index.entries(split)}
     assert index.classes == sorted({d for _, _, d in CLASSES}) and index.seed == 3
-    assert index.root == str(raw_tree.absolute())
-    for entry in index.train + index.val:
+    assert index.root == str(raw_tree.absolute()) and index.fractions == {"calibration": 0.2, "test": 0.2}
+    for entry in index.train + index.calibration + index.test:
         assert Path(entry.image).is_absolute() and (entry.mask is None) == (entry.label == "OK")
 
 
@@ -126,11 +135,11 @@ def test_same_seed_same_bytes_other_seed_other_split(raw_tree, tmp_path):
     build(raw_tree, tmp_path / "a", seed=11)
     build(raw_tree, tmp_path / "b", seed=11)
     build(raw_tree, tmp_path / "c", seed=12)
-    for name in ("train.jsonl", "val/val.jsonl", "split.json"):
+    for name in ("train.jsonl", "calibration/calibration.jsonl", "test/test.jsonl", "split.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
-    val_a = {e.image for e in load_split(tmp_path / "a").val}
-    val_c = {e.image for e in load_split(tmp_path / "c").val}
-    assert val_a != val_c
+    test_a = {e.image for e in load_split(tmp_path / "a").test}
+    test_c = {e.image for e in load_split(tmp_path / "c").test}
+    assert test_a != test_c
 
 
 def test_correct_letters_are_balanced_per_task_file(built):
@@ -166,7 +175,7 @@ def test_three_classes_give_three_options(tmp_path):
     raw = make_tree(tmp_path / "raw", {("D", "S", "a"): 3, ("D", "S", "b"): 3, ("E", "T", "c"): 2}, ok_per_sub=2)
     report = build(raw, tmp_path / "out")
     assert report.dc_options == 3 and any("3 options" in note for note in report.notes)
-    for path in (tmp_path / "out" / "Task_DC.jsonl", tmp_path / "out" / "val" / "Task_DC.jsonl"):
+    for path in (tmp_path / "out" / "Task_DC.jsonl", tmp_path / "out" / "test" / "Task_DC.jsonl"):
         for record in read_jsonl(path):
             check_answer("DC", record["query"], record["response"], Path(record["images"][0]), 3)
 
@@ -176,7 +185,9 @@ def test_single_class_skips_dc_but_builds_the_rest(tmp_path):
     report = build(raw, tmp_path / "out")
     assert report.dc_options == 0 and report.records["train"]["DC"] == 0
     assert (tmp_path / "out" / "Task_DC.jsonl").read_text() == ""
-    assert report.records["train"]["RDL"] == 3 and report.records["val"]["RDL"] == 1
+    # 4 images: round(0.8) = 1 each for calibration and test, 2 train
+    assert report.records["train"]["RDL"] == 2 and report.records["calibration"]["RDL"] == 1
+    assert report.records["test"]["RDL"] == 1
 
 
 def test_refuses_non_empty_output_without_force_and_keeps_other_files(raw_tree, tmp_path):
@@ -200,15 +211,27 @@ def test_refuses_output_inside_the_raw_root(tmp_path):
 def test_cli_smoke_prints_summary(raw_tree, tmp_path, capsys):
     out = tmp_path / "cli"
     code = eiad_main(["-q", "data", "ddqa", str(raw_tree), "--out", str(out), "--format", "messages",
-                      "--seed", "5", "--val-fraction", "0.4", "--no-progress"])
+                      "--seed", "5", "--calibration-fraction", "0.3", "--test-fraction", "0.4", "--no-progress"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "records" in printed and "correct letter balance" in printed and "crack" in printed
     report = json.loads((out / "report.json").read_text())
-    assert report["options"]["val_fraction"] == 0.4 and report["options"]["record_format"] == "messages"
+    assert report["options"]["test_fraction"] == 0.4 and report["options"]["calibration_fraction"] == 0.3
+    assert report["options"]["record_format"] == "messages"
     assert "messages" in read_jsonl(out / "Task_AD.jsonl")[0]
 
 
-def test_cli_rejects_bad_val_fraction(raw_tree, tmp_path, capsys):
-    code = eiad_main(["data", "ddqa", str(raw_tree), "--out", str(tmp_path / "x"), "--val-fraction", "1.5"])
-    assert code == 2 and "val-fraction" in capsys.readouterr().err
+def test_cli_rejects_bad_fractions(raw_tree, tmp_path, capsys):
+    code = eiad_main(["data", "ddqa", str(raw_tree), "--out", str(tmp_path / "x"), "--test-fraction", "1.5"])
+    assert code == 2 and "test-fraction" in capsys.readouterr().err
+    code = eiad_main(["data", "ddqa", str(raw_tree), "--out", str(tmp_path / "y"), "--test-fraction", "0.5",
+                      "--calibration-fraction", "0.5"])
+    assert code == 2 and "leave images for training" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_old_two_part_split_is_refused_with_the_fix(tmp_path):
+    (tmp_path / "split.json").write_text(json.dumps({"seed": 0, "val_fraction": 0.2, "root": "/r", "classes": [],
+                                                     "train": [], "val": []}))
+    with pytest.raises(DataError, match="old two-part layout.*eiad data ddqa"):
+        load_split(tmp_path)

@@ -6,7 +6,7 @@ import random
 from collections import Counter
 from pathlib import Path
 
-from train.data.ddqa import split_samples, val_count
+from train.data.ddqa import held_out_counts, split_samples
 from train.data.ddqa_questions import assign_letters, dc_option_count, distractors
 from train.data.ddqa_scan import Sample
 
@@ -49,10 +49,15 @@ def test_dc_option_count_rules():
     assert [dc_option_count(n) for n in range(7)] == [0, 0, 2, 3, 4, 4, 4]
 
 
-def test_val_count_and_stratified_split():
-    assert [val_count(n, 0.2) for n in (0, 1, 2, 3, 10, 12)] == [0, 0, 1, 1, 2, 2]
-    assert val_count(5, 0.0) == 0 and val_count(3, 0.9) == 2
-    samples = [sample("A", "x", "a1", f"a{i}") for i in range(2)] + [sample("A", "x", None, f"ok{i}") for i in range(1)]
-    train, val = split_samples(samples, seed=0, val_fraction=0.2)
-    assert len(val) == 1 and val[0].defect == "a1"  # a single OK image stays in train
-    assert {s.key for s in train} | {s.key for s in val} == {s.key for s in samples}
+def test_held_out_counts_and_stratified_three_way_split():
+    # (calibration, test) per stratum: test first, one image always left for training
+    assert [held_out_counts(n, 0.2, 0.2) for n in (0, 1, 2, 3, 10, 12)] == [(0, 0), (0, 0), (0, 1), (1, 1), (2, 2),
+                                                                            (2, 2)]
+    assert held_out_counts(5, 0.0, 0.2) == (0, 1) and held_out_counts(3, 0.9, 0.9) == (0, 2)
+    samples = ([sample("A", "x", "a1", f"a{i}") for i in range(3)] + [sample("A", "x", "b1", f"b{i}") for i in range(2)]
+               + [sample("A", "x", None, f"ok{i}") for i in range(1)])
+    parts = split_samples(samples, seed=0, calibration_fraction=0.2, test_fraction=0.2)
+    assert [s.defect for s in parts["test"]] == ["a1", "b1"]  # a single OK image stays in train
+    assert [s.defect for s in parts["calibration"]] == ["a1"]  # two b1 images: one trains, one tests
+    keys = [s.key for part in parts.values() for s in part]
+    assert sorted(keys) == sorted(s.key for s in samples) and len(set(keys)) == len(keys)

@@ -107,7 +107,7 @@ def test_training_lowers_answer_loss_and_adapter_round_trips(tiny_dir, ddqa, tmp
     config = DialogConfig(learning_rate=3e-3, epochs=2, lora_dropout=0.0)
     report = train_dialog(config, tiny_dir, ddqa["swift"], ddqa["val"], tmp_path / "run")
     # then the answer loss on four held-out images drops clearly and the run is written
-    assert report.steps == 12 and report.eval_records == 4 and report.eval_split == "val"
+    assert report.steps == 12 and report.eval_records == 4 and report.eval_split == "test"
     assert report.loss_after < 0.5 * report.loss_before, report
     assert json.loads((tmp_path / "run" / "dialog_config.json").read_text())["config"]["lora_rank"] == 8
     # when the adapter is loaded back through peft, then it scores the same loss

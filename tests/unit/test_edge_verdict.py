@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edge.frames import Frame
-from edge.verdict import ClassRule, ThresholdOverrides, decide, decide_outputs
+from edge.verdict import UNKNOWN_CLASS, ClassRule, ThresholdOverrides, decide, decide_outputs
 from eiad.manifest import InputSpec, Manifest, TensorSpec, Thresholds
 
 H, W = 32, 48
@@ -81,6 +81,35 @@ def test_class_rule_table_accepts_cosmetic_class_and_tightens_another(manifest):
     hole = outputs(0.35, boxes=[(1, 1, 2, 3)], probs=(0.1, 0.1, 0.8))
     decision = decide_outputs(hole, manifest, rules)
     assert decision.verdict == "NG" and decision.defect_class == "hole" and decision.regions[0].area_px == 2
+
+
+def test_a_class_below_the_calibrated_confidence_is_published_as_unknown(manifest):
+    # given an artifact whose classes were calibrated to publish at confidence >= 0.6
+    calibrated = manifest.model_copy(update={"thresholds": manifest.thresholds.model_copy(update={"class_confidence": 0.6})})
+    sure = decide_outputs(outputs(0.9, boxes=[(10, 5, 14, 9)], probs=(0.7, 0.2, 0.1)), calibrated, ThresholdOverrides())
+    unsure = decide_outputs(outputs(0.9, boxes=[(10, 5, 14, 9)], probs=(0.5, 0.3, 0.2)), calibrated, ThresholdOverrides())
+    # then the sure part names its class; the unsure one is still NG, with class 'unknown' and its confidence
+    assert (sure.verdict, sure.defect_class) == ("NG", "scratch")
+    assert (unsure.verdict, unsure.defect_class) == ("NG", UNKNOWN_CLASS) and unsure.class_confidence == pytest.approx(0.5)
+    # and a station may set its own cut-off
+    assert decide_outputs(outputs(0.9, boxes=[(10, 5, 14, 9)], probs=(0.5, 0.3, 0.2)), calibrated,
+                          ThresholdOverrides(class_confidence=0.4)).defect_class == "scratch"
+
+
+def test_an_unsure_class_never_lets_a_part_pass_as_cosmetic(manifest):
+    # given 'stain' accepted as cosmetic and a cut-off of 0.9
+    calibrated = manifest.model_copy(update={"thresholds": manifest.thresholds.model_copy(update={"class_confidence": 0.9})})
+    rules = ThresholdOverrides(classes={"stain": ClassRule(accept=True)})
+    # when the model thinks 'stain' but only at 0.8, then the part is rejected as unknown, not passed
+    decision = decide_outputs(outputs(0.95, boxes=[(10, 5, 14, 9)], probs=(0.1, 0.8, 0.1)), calibrated, rules)
+    assert (decision.verdict, decision.defect_class) == ("NG", UNKNOWN_CLASS)
+
+
+def test_a_model_without_classes_says_unknown(manifest):
+    # given a model trained on good parts only: one class column, no class names
+    plain = manifest.model_copy(update={"class_names": []})
+    decision = decide_outputs(outputs(0.9, boxes=[(10, 5, 14, 9)], probs=(1.0,)), plain, ThresholdOverrides())
+    assert (decision.verdict, decision.defect_class) == ("NG", UNKNOWN_CLASS)
 
 
 @pytest.mark.parametrize("name,bad", [("anomaly_map", np.nan), ("image_score", np.inf), ("class_probs", -np.inf)])

@@ -82,23 +82,100 @@ def test_damaged_file_is_refused_with_its_name(vision_artifact, tmp_path, damage
 
 
 def test_refuses_to_overwrite_without_force_and_foreign_dirs(vision_artifact, tmp_path):  # noqa: F811
-    from export.artifact import inside, prepare_output_dir
+    from export.artifact import check_output_dir, inside
 
     _, art = vision_artifact
     copy = tmp_path / "again"
     shutil.copytree(art, copy)
     with pytest.raises(ArtifactError, match="--force"):
-        prepare_output_dir(copy, force=False)
+        check_output_dir(copy, force=False)
     assert (copy / "vision.onnx").is_file()  # nothing lost
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
     with pytest.raises(ArtifactError, match="not an export artifact"):
-        prepare_output_dir(foreign, force=True)
+        check_output_dir(foreign, force=True)
     assert (foreign / "notes.txt").read_text() == "keep me"
     with pytest.raises(ArtifactError, match="outside"):
         inside(copy, "../escape.onnx")
-    assert prepare_output_dir(copy, force=True) == copy.resolve() and not any(copy.iterdir())
+    assert check_output_dir(copy, force=True) == copy.resolve() and (copy / "vision.onnx").is_file()
+
+
+def _snapshot(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _bgr_as_rgb(run_torch):
+    """A reference that feeds the model RGB where the graph takes BGR: a real preprocessing bug."""
+    return lambda engine, images, batch_size=4: run_torch(engine, np.ascontiguousarray(images[..., ::-1]), batch_size)
+
+
+def test_failed_export_leaves_the_previous_artifact_byte_identical(vision_artifact, parity_images, tmp_path,
+                                                                    monkeypatch):  # noqa: F811
+    import export.onnx_vision as ov
+
+    # given a good artifact already in place
+    engine, art = vision_artifact
+    target = tmp_path / "line1"
+    shutil.copytree(art, target)
+    before = _snapshot(target)
+    # when a re-export with --force fails its parity gate (a channel-order bug)
+    monkeypatch.setattr(ov, "run_torch", _bgr_as_rgb(ov.run_torch))
+    with pytest.raises(ArtifactError, match="parity with PyTorch failed.*(anomaly map|image score)"):
+        ov.export_vision_artifact(engine, meta(), target, parity_images, "photos", force=True)
+    # then the earlier artifact is byte-identical and no staging folder is left behind
+    assert _snapshot(target) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["line1"]
+    # and a failed first export leaves no folder at all
+    with pytest.raises(ArtifactError):
+        ov.export_vision_artifact(engine, meta(), tmp_path / "new", parity_images, "photos")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["line1"]
+
+
+def test_force_replaces_the_artifact_whole(vision_artifact, parity_images, tmp_path):  # noqa: F811
+    from export.onnx_vision import export_vision_artifact
+
+    engine, art = vision_artifact
+    target = tmp_path / "line1"
+    shutil.copytree(art, target)
+    (target / "stale.txt").write_text("from an older export")
+    export_vision_artifact(engine, meta(0.6, 0.4), target, parity_images, "photos", force=True)
+    manifest = load_manifest(target, verify_files=True)
+    assert manifest.thresholds.image_score == 0.6 and not (target / "stale.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["line1"]
+
+
+def test_a_score_a_hair_from_the_threshold_does_not_fail_the_export(vision_artifact, parity_images, tmp_path):  # noqa: F811
+    import json
+
+    from export.onnx_vision import export_vision_artifact, run_torch
+
+    # given a threshold 1e-7 above one image's PyTorch score: ONNX Runtime's float noise may flip it
+    engine, _ = vision_artifact
+    score = float(run_torch(engine, parity_images[:1])["image_score"][0])
+    out = export_vision_artifact(engine, meta(score + 1e-7, 0.5), tmp_path / "edge", parity_images, "photos")
+    # then the export passes and says how many flips it saw inside the band
+    report = json.loads((out / "parity_vision.json").read_text())["result"]
+    assert report["verdict_agreement"] == 1.0 and report["verdict_band"] == 1e-3
+    assert report["verdict_flips_in_band"] in (0, 1) and report["verdict_flip_margin"] <= 1e-3
+
+
+def test_parity_band_forgives_float_noise_at_the_threshold_but_not_a_real_flip():
+    from export.parity import VisionTolerances, check_vision_parity
+
+    ref = {"anomaly_map": np.full((2, 1, 4, 4), 0.1), "image_score": np.array([0.5 - 1e-7, 0.8]),
+           "class_probs": np.full((2, 3), 1 / 3), "vision_features": np.zeros((2, 2, 2))}
+    ref["anomaly_map"][0, 0, 0, :2] = 0.5 - 1e-7
+    noisy = {k: v.copy() for k, v in ref.items()}
+    noisy["image_score"][0] += 2e-7  # crosses 0.5
+    noisy["anomaly_map"][0, 0, 0, :2] += 2e-7  # two pixels cross the pixel threshold
+    report = check_vision_parity(ref, noisy, 0.5, 0.5, "test")
+    assert report.verdict_agreement == 1.0 and report.verdict_flips_in_band == 1
+    assert report.mask_iou_mean == 1.0 and report.mask_flips_in_band == 2
+    assert report.verdict_flip_margin == pytest.approx(1e-7, abs=1e-9)
+    # a band of zero counts the same flip
+    with pytest.raises(ArtifactError, match="verdict agreement 50.00%"):
+        check_vision_parity(ref, noisy, 0.5, 0.5, "test", VisionTolerances(verdict_band=0.0, mask_band=0.0))
 
 
 def test_parity_failure_is_loud():

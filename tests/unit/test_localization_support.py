@@ -84,12 +84,13 @@ def draw_part(rng: np.random.Generator, size: int, defect: bool) -> tuple[np.nda
     return image, mask
 
 
-def make_split(root: Path, n_train: int = 8, n_val: int = 6, size: int = 64, seed: int = 0) -> Path:
-    """Write images, masks and a split.json in the train/data/index.py format; returns its path."""
+def make_split(root: Path, n_train: int = 8, n_held_out: int = 6, size: int = 64, seed: int = 0) -> Path:
+    """Write images, masks and a split.json in the train/data/index.py format; returns its path.
+    The calibration and test parts get `n_held_out` images each (different ones)."""
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
-    splits: dict[str, list[dict]] = {"train": [], "val": []}
-    for split, count in (("train", n_train), ("val", n_val)):
+    splits: dict[str, list[dict]] = {"train": [], "calibration": [], "test": []}
+    for split, count in (("train", n_train), ("calibration", n_held_out), ("test", n_held_out)):
         for i in range(count):
             defect = i % 2 == 1
             image, mask = draw_part(rng, size, defect)
@@ -105,7 +106,7 @@ def make_split(root: Path, n_train: int = 8, n_val: int = 6, size: int = 64, see
                 "dataset": "Fake", "sub": "part",
             })
     path = root / "split.json"
-    path.write_text(json.dumps({"seed": seed, "val_fraction": 0.4, "root": str(root),
+    path.write_text(json.dumps({"seed": seed, "fractions": {"calibration": 0.3, "test": 0.3}, "root": str(root),
                                 "classes": ["hole", "stain"], **splits}))
     return path
 
@@ -114,10 +115,10 @@ def test_support_split_round_trips_through_load_split(tmp_path):
     # given a split written by the helper
     from train.data.index import load_split
 
-    path = make_split(tmp_path, n_train=4, n_val=2)
+    path = make_split(tmp_path, n_train=4, n_held_out=2)
     # when it is loaded with the project's reader
     index = load_split(path)
     # then it has the entries and classes the helper wrote
-    assert len(index.train) == 4 and len(index.val) == 2
+    assert len(index.train) == 4 and len(index.calibration) == 2 and len(index.test) == 2
     assert index.classes == ["hole", "stain"]
     assert index.train[1].label == "NG" and Path(index.train[1].mask).is_file()

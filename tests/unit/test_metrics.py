@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from train.eval.metrics import aupro, auroc, class_accuracy, localization_metrics, mask_scores, pro_curve
+from train.eval.metrics import aupro, auroc, class_accuracy, mask_scores, pro_curve
 
 
 def test_auroc_counts_pairs_and_ties_half():
@@ -77,7 +77,32 @@ def test_class_accuracy_ignores_ok_images():
     assert np.isnan(class_accuracy(np.array([-1]), probs[:1]))
 
 
-def test_localization_metrics_without_defects_reports_nan_not_error():
-    masks = np.zeros((2, 4, 4))
-    m = localization_metrics([0, 1], [0.1, 0.9], masks, masks + 0.1, [-1, -1], np.ones((2, 1)), 0.5)
+def test_quality_report_without_defects_reports_nan_not_error():
+    from train.eval.localization_eval import Predictions
+    from train.eval.quality import quality_report
+
+    masks = np.zeros((2, 4, 4), bool)
+    pred = Predictions(np.array([0, 1]), np.array([0.1, 0.9]), masks, masks + 0.1, np.array([-1, -1]), np.ones((2, 1)))
+    m = quality_report(pred, {"image_score": 0.5, "pixel": 0.5}, [], "test")
     assert m["image_auroc"] == 1.0 and np.isnan(m["pixel_auroc"]) and np.isnan(m["aupro"])
+    assert m["verdicts"]["accuracy"] == 1.0 and m["split"] == "test" and m["per_class"] == {}
+
+
+def test_quality_report_per_defect_aupro_per_class_recall_and_published_share():
+    from train.eval.localization_eval import Predictions
+    from train.eval.quality import quality_report
+
+    masks = np.zeros((4, 8, 8), bool)
+    masks[1, 2:4, 2:4] = masks[2, 5:7, 1:3] = True
+    maps = np.where(masks, 0.9, 0.1)
+    maps[2] = np.where(masks[2], 0.05, 0.1)  # the second defect type is found nowhere
+    probs = np.array([[0.5, 0.5], [0.9, 0.1], [0.6, 0.4], [0.5, 0.5]])
+    pred = Predictions(np.array([0, 1, 1, 0]), np.array([0.1, 0.9, 0.2, 0.3]), masks, maps, np.array([-1, 0, 1, -1]),
+                       probs)
+    m = quality_report(pred, {"image_score": 0.5, "pixel": 0.5, "class_confidence": 0.8}, ["dent", "crack"], "test")
+    assert m["aupro_by_defect"]["dent"] == pytest.approx(1.0) and m["aupro_by_defect"]["crack"] < 0.05
+    assert m["verdicts"]["miss_rate"] == 0.5 and m["verdicts"]["overkill_rate"] == 0.0
+    assert m["per_class"]["dent"] == {"precision": 0.5, "recall": 1.0, "support": 1}
+    assert m["per_class"]["crack"]["recall"] == 0.0
+    assert m["class_publishing"] == {"cutoff": 0.8, "published_share": 0.5, "published_accuracy": 1.0}
+    assert m["mean_iou_defective"] == pytest.approx(0.5)

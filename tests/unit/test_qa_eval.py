@@ -48,21 +48,21 @@ class TableModel:
 
 @pytest.fixture(scope="module")
 def ddqa_dir(tmp_path_factory) -> Path:
-    """A DDQA build folder: val/Task_*.jsonl, AD/DC in swift form, RDL/DFM in messages form, relative images."""
+    """A DDQA build folder: test/Task_*.jsonl, AD/DC in swift form, RDL/DFM in messages form, relative images."""
     root = tmp_path_factory.mktemp("qa_ddqa")
-    (root / "val").mkdir()
+    (root / "test").mkdir()
     rows: dict[str, list[dict]] = {t: [] for t in ("AD", "DC", "RDL", "DFM")}
     for i, (task, question, answer, _) in enumerate(TABLE):
-        Image.fromarray(np.full((24, 24, 3), 20 * i, np.uint8)).save(root / "val" / f"img{i}.png")
+        Image.fromarray(np.full((24, 24, 3), 20 * i, np.uint8)).save(root / "test" / f"img{i}.png")
         if task in ("AD", "DC"):
             rows[task].append({"query": question, "response": answer, "images": [f"img{i}.png"]})
         else:
             rows[task].append({"messages": [{"role": "user", "content": question},
                                             {"role": "assistant", "content": answer}], "images": [f"img{i}.png"]})
     for task, recs in rows.items():
-        (root / "val" / f"Task_{task}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
-        (root / f"Task_{task}.jsonl").write_text("")  # an empty train split must not break a val eval
-    (root / "val" / "val.jsonl").write_text("".join((root / "val" / f"Task_{t}.jsonl").read_text() for t in rows))
+        (root / "test" / f"Task_{task}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+        (root / f"Task_{task}.jsonl").write_text("")  # an empty train split must not break a test eval
+    (root / "test" / "test.jsonl").write_text("".join((root / "test" / f"Task_{t}.jsonl").read_text() for t in rows))
     return root
 
 
@@ -82,8 +82,8 @@ def test_box_parsing_and_iou():
 
 
 def test_scores_match_hand_computed_replies(ddqa_dir, fake):
-    # given the build's val split and a model with fixed replies
-    items = load_qa_items(ddqa_dir, "val")
+    # given the build's test split and a model with fixed replies
+    items = load_qa_items(ddqa_dir, "test")
     assert [i.task for i in items] == [row[0] for row in TABLE]
     # when evaluated with the first-letter rule
     report = run_qa_eval(fake, items, rule="first", progress=False)
@@ -103,7 +103,7 @@ def test_scores_match_hand_computed_replies(ddqa_dir, fake):
 
 def test_option_text_fallback_reads_unlettered_reply(ddqa_dir, fake):
     # given "I cannot tell" to an AD question with options No/Yes: fallback picks the closest text
-    items = [i for i in load_qa_items(ddqa_dir, "val") if i.task == "AD"]
+    items = [i for i in load_qa_items(ddqa_dir, "test") if i.task == "AD"]
     plain = run_qa_eval(fake, items, progress=False).tasks["AD"]
     fallback = run_qa_eval(fake, items, fallback_to_option_text=True, progress=False).tasks["AD"]
     assert plain.unparseable == 1 and fallback.unparseable == 0
@@ -111,18 +111,18 @@ def test_option_text_fallback_reads_unlettered_reply(ddqa_dir, fake):
 
 def test_mixed_file_tasks_inferred_and_capped(ddqa_dir):
     # given val.jsonl holding all four tasks, when loaded, then each record's task is told from its content
-    items = load_qa_items(ddqa_dir / "val" / "val.jsonl")
+    items = load_qa_items(ddqa_dir / "test" / "test.jsonl")
     assert [i.task for i in items] == [row[0] for row in TABLE]
-    capped = load_qa_items(ddqa_dir / "val" / "val.jsonl", max_per_task=1)
+    capped = load_qa_items(ddqa_dir / "test" / "test.jsonl", max_per_task=1)
     assert [i.task for i in capped] == ["AD", "DC", "RDL", "DFM"]
-    assert load_qa_items(ddqa_dir, "val", max_per_task=2)[2].task == "DC"
+    assert load_qa_items(ddqa_dir, "test", max_per_task=2)[2].task == "DC"
 
 
 def test_bad_inputs_name_the_file(ddqa_dir, tmp_path):
     with pytest.raises(DataError, match="every Task_.*empty"):
         load_qa_items(ddqa_dir, "train")
     with pytest.raises(DataError, match="Task_AD.jsonl: missing"):
-        load_qa_items(tmp_path, "val")
+        load_qa_items(tmp_path, "test")
     odd = tmp_path / "odd.jsonl"
     Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
     odd.write_text(json.dumps({"query": "<image>describe it", "response": "B", "images": ["x.png"]}) + "\n")
@@ -152,7 +152,7 @@ def test_real_tiny_model_run_with_and_without_adapter(ddqa_dir, tmp_path_factory
         assert row["records"] == 1 == len(rows)
         assert row["unparseable"] == sum(r["parsed"] is None for r in rows)
         assert row["correct"] == sum(r["correct"] for r in rows)
-    assert 0.0 <= report["tasks"]["DFM"]["mean_iou"] <= 1.0 and report["meta"]["split"] == "val"
+    assert 0.0 <= report["tasks"]["DFM"]["mean_iou"] <= 1.0 and report["meta"]["split"] == "test"
     assert "Defect Fine Mapping" in capsys.readouterr().out
     # and a zero-initialised adapter changes no reply
     with_adapter = json.loads(lora_out.read_text())

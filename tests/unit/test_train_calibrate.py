@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from train.calibrate import best_f1_threshold, calibrate, target_frr_threshold
+from train.calibrate import best_f1_threshold, calibrate, class_confidence_cutoff, target_frr_threshold
 
 
 def test_best_f1_picks_the_hand_computed_threshold():
@@ -30,9 +30,36 @@ def test_calibrate_combines_image_and_pixel_rules():
     cal = calibrate(labels, scores, masks, maps, image_rule="target_frr", target_false_reject_rate=0.0, min_defect_area_px=3)
     assert 0.3 < cal.image_score < 0.31  # just above the highest OK score
     assert cal.pixel == pytest.approx(0.8)  # the defect pixels' value separates perfectly
-    assert cal.min_defect_area_px == 3 and "OK images rejected" in cal.calibration
+    assert cal.min_defect_area_px == 3 and "of 2 good parts rejected" in cal.calibration
     best = calibrate(labels, scores, masks, maps, image_rule="best_f1")
     assert best.image_score == pytest.approx(0.6)
+
+
+def test_the_default_rule_is_the_lines_false_reject_rate():
+    labels = np.array([0] * 100 + [1] * 5)
+    scores = np.r_[np.linspace(0.0, 0.5, 100), [0.3, 0.6, 0.7, 0.8, 0.9]]
+    cal = calibrate(labels, scores, np.zeros((105, 1, 1)), np.zeros((105, 1, 1)))
+    # 1 % of 100 good parts may be rejected: exactly the highest one
+    assert np.sum(scores[:100] >= cal.image_score) == 1 and "at most 1.00% of 100 good parts" in cal.calibration
+
+
+def test_class_cutoff_is_the_lowest_confidence_that_keeps_the_target_precision():
+    # confidences .95 .9 .8 .7 .6, right right wrong right wrong: precision 1, 1, .67, .75, .6
+    probs = np.array([[0.95, 0.05], [0.9, 0.1], [0.2, 0.8], [0.7, 0.3], [0.4, 0.6]])
+    truth = np.array([0, 0, 0, 0, 0])
+    cutoff, how = class_confidence_cutoff(truth, probs, 0.75)
+    assert cutoff == pytest.approx(0.7) and "publishes 4 of 5" in how
+    assert class_confidence_cutoff(truth, probs, 1.0)[0] == pytest.approx(0.9)
+    # good images do not count; no defect at all: nothing to calibrate, nothing published
+    assert class_confidence_cutoff(np.array([-1, -1]), probs[:2], 0.9)[0] == 1.0
+    # even the most confident prediction is wrong: nothing published
+    assert class_confidence_cutoff(np.array([1]), probs[:1], 0.9)[0] == 1.0
+
+
+def test_calibrate_without_defect_pixels_uses_the_image_threshold_for_the_map():
+    labels = np.zeros(10)
+    cal = calibrate(labels, np.linspace(0, 0.4, 10), np.zeros((10, 2, 2)), np.full((10, 2, 2), 0.2))
+    assert cal.pixel == cal.image_score and "no defect pixel" in cal.calibration
 
 
 def test_calibrate_rejects_unknown_rule():

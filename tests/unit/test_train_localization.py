@@ -22,7 +22,7 @@ PRESET = "tiny-llava-siglip"
 
 @pytest.fixture(scope="module")
 def split(tmp_path_factory):
-    return make_split(tmp_path_factory.mktemp("line"), n_train=8, n_val=6, size=96)
+    return make_split(tmp_path_factory.mktemp("line"), n_train=8, n_held_out=6, size=96)
 
 
 def _loc(**kw):
@@ -57,14 +57,17 @@ def test_cli_trains_writes_the_run_and_eval_reproduces_it(tmp_path, split, prese
     assert eiad_main(["train", "--config", str(config), "--only", "localization", "--out", str(tmp_path / "run")]) == 0
     run = tmp_path / "run" / "localization"
     # then the run has its checkpoint, curve, grid and metrics, and the checkpoint its fingerprint and thresholds
-    for name in ("loss_curve.png", "val_grid.png", "metrics.json", "checkpoint/localization.safetensors",
+    for name in ("loss_curve.png", "test_grid.png", "metrics.json", "checkpoint/localization.safetensors",
                  "checkpoint/vision.safetensors", "checkpoint/config.yaml"):
         assert (run / name).is_file(), name
     meta = json.loads((run / "checkpoint" / "meta.json").read_text())
     assert meta["data_fingerprint"] == data_fingerprint(split)
     assert 0 <= meta["thresholds"]["pixel"] <= 1 and 0 <= meta["thresholds"]["image_score"] <= 1
-    trained = json.loads((run / "metrics.json").read_text())["metrics"]
-    # and 'eval localization' on the same split reproduces the training run's held-out metrics
+    saved = json.loads((run / "metrics.json").read_text())
+    trained = saved["metrics"]
+    assert saved["test"]["split"] == "test" and saved["test"]["images"] == 6
+    assert saved["thresholds"]["calibration"].endswith("on 6 calibration images")
+    # and 'eval localization' on the same split reproduces the training run's test figures
     import argparse
 
     from train.eval import loc_cli
@@ -77,8 +80,44 @@ def test_cli_trains_writes_the_run_and_eval_reproduces_it(tmp_path, split, prese
     again = json.loads((tmp_path / "m.json").read_text())
     assert again["pixel_auroc"] == pytest.approx(trained["pixel_auroc"], abs=1e-5)
     assert again["aupro"] == pytest.approx(trained["aupro"], abs=1e-5)
+    assert again["split"] == "test" and again["verdicts"] == saved["test"]["verdicts"]
     assert (tmp_path / "g.png").stat().st_size > 1000
-    assert "pixel_auroc" in capsys.readouterr().out
+    assert "pixel AUROC" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_thresholds_are_fitted_on_calibration_and_every_figure_is_scored_on_test(tmp_path, split, preset_cache,
+                                                                                  monkeypatch):
+    # given a spy on what calibration and the quality report are computed from
+    import train.localization as loc
+    from train.data.index import load_split
+
+    seen: dict[str, set] = {}
+    real_calibrate, real_report = loc.calibrate_on, loc.quality_report
+    monkeypatch.setattr(loc, "calibrate_on", lambda pred, cfg: seen.setdefault("calibrated", set(pred.paths))
+                        and real_calibrate(pred, cfg))
+    monkeypatch.setattr(loc, "quality_report", lambda pred, *a, **k: seen.setdefault("scored", set(pred.paths))
+                        and real_report(pred, *a, **k))
+    # when a run finishes
+    config = TrainConfig(backbone=PRESET, split=split, out_dir=tmp_path, device="cpu", localization=_loc(epochs=1))
+    result = train_localization(config)
+    # then thresholds came from the calibration images only and every figure from the test images only
+    index = load_split(split)
+    assert seen["calibrated"] == {e.image for e in index.calibration}
+    assert seen["scored"] == {e.image for e in index.test}
+    assert result.metrics and result.thresholds["calibration"].endswith("on 6 calibration images")
+
+
+def test_a_figure_on_images_the_thresholds_were_fitted_on_is_refused():
+    from eiad.errors import ModelError
+    from train.localization import report_on_test
+
+    class Pred:  # only the paths matter: the overlap is refused before any metric
+        def __init__(self, paths):
+            self.paths = paths
+
+    with pytest.raises(ModelError, match="both the calibration and the test split"):
+        report_on_test(Pred(("a.png", "b.png")), Pred(("b.png", "c.png")), {}, [])
 
 
 def _llm_state(backbone):

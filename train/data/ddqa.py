@@ -2,8 +2,9 @@
 
     build_ddqa(root, out_dir, DdqaOptions(seed=0)) -> DdqaReport
 
-Steps: scan and validate the tree (ddqa_scan), split by image, stratified per
-(dataset, sub, defect or OK) and seeded (`split_samples`), ask the four tasks' questions
+Steps: scan and validate the tree (ddqa_scan), split by image into train / calibration /
+test, stratified per (dataset, sub, defect or OK) and seeded (`split_samples`; what each
+part is for: train/data/index.py), ask the four tasks' questions
 with answers measured on the masks (ddqa_questions), write the record files
 (ddqa_records), `split.json` (train.data.index, the trainer's contract) and
 `report.json`. Output layout (OUTPUT_FILES) is documented in docs/ddqa.md. Nothing is
@@ -18,20 +19,22 @@ import random
 from collections import defaultdict
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from eiad.errors import DataError
 from train.data.ddqa_questions import TASKS, Question, dc_option_count, questions_for_split
 from train.data.ddqa_records import RecordFormat, image_reference, to_record, write_json, write_jsonl
 from train.data.ddqa_report import DdqaReport, letter_counts
 from train.data.ddqa_scan import Problems, Sample, scan_tree
-from train.data.index import SPLIT_FILE, ImageEntry, SplitIndex, save_split
+from train.data.index import SPLIT_FILE, SPLITS, ImageEntry, SplitIndex, save_split
 
 log = logging.getLogger(__name__)
 
 TASK_FILES = {task: f"Task_{task}.jsonl" for task in TASKS}
-VAL_DIR = "val"
-ALL_TASKS_FILE = {"train": "train.jsonl", "val": "val.jsonl"}
+# The training split's files sit at the top of the output directory (what ms-swift is
+# pointed at); each held-out split has a folder of its own with the same task files.
+HELD_OUT_DIRS = {"calibration": "calibration", "test": "test"}
+ALL_TASKS_FILE = {"train": "train.jsonl", "calibration": "calibration.jsonl", "test": "test.jsonl"}
 REPORT_FILE = "report.json"
 
 
@@ -41,45 +44,63 @@ class DdqaOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     seed: int = Field(0, description="seeds the split, the templates, the option order and the letters")
-    val_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="share of each class's images held out")
+    calibration_fraction: float = Field(0.2, ge=0.0, lt=1.0,
+                                        description="share of each class's images kept to fit thresholds")
+    test_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="share of each class's images kept for reporting")
     record_format: RecordFormat = Field("query", description="'query' (swift 2.x) or 'messages' (swift 3.x)")
     relative_paths: bool = Field(False, description="image paths relative to the output directory")
     strict: bool = Field(False, description="raise DataError on the first bad file instead of skipping it")
     force: bool = Field(False, description="write into a non-empty output directory (overwrites our files only)")
     progress: bool = Field(True, description="tqdm bar while reading images and masks")
 
+    @model_validator(mode="after")
+    def _room_for_training(self) -> "DdqaOptions":
+        if self.calibration_fraction + self.test_fraction >= 1.0:
+            raise ValueError(f"calibration + test fractions are {self.calibration_fraction + self.test_fraction:g}: "
+                             "they must leave images for training (sum < 1)")
+        return self
+
 
 def output_files(out_dir: Path) -> dict[str, dict[str, Path]]:
     """Per split: task -> file, plus "all" -> the file holding all four tasks."""
     out_dir = Path(out_dir)
-    val_dir = out_dir / VAL_DIR
-    return {
-        "train": {**{t: out_dir / f for t, f in TASK_FILES.items()}, "all": out_dir / ALL_TASKS_FILE["train"]},
-        "val": {**{t: val_dir / f for t, f in TASK_FILES.items()}, "all": val_dir / ALL_TASKS_FILE["val"]},
-    }
+    folders = {"train": out_dir, **{split: out_dir / name for split, name in HELD_OUT_DIRS.items()}}
+    return {split: {**{t: folder / f for t, f in TASK_FILES.items()}, "all": folder / ALL_TASKS_FILE[split]}
+            for split, folder in folders.items()}
 
 
-def val_count(n_images: int, val_fraction: float) -> int:
-    """Images of one stratum held out: round(n * fraction), at least 1 and at most n - 1 when n >= 2."""
-    if n_images < 2 or val_fraction <= 0:
-        return 0
-    return min(n_images - 1, max(1, int(n_images * val_fraction + 0.5)))
+def held_out_counts(n_images: int, calibration_fraction: float, test_fraction: float) -> tuple[int, int]:
+    """(calibration, test) images of one stratum of `n_images`.
+
+    Each is round(n * fraction), at least 1 when its fraction is > 0, and at least one image
+    stays for training. When a small stratum cannot give every part one image, test comes
+    first (a class missing from the test split has no figure), then calibration: 1 image ->
+    train only; 2 -> train + test; 3 or more -> every part gets one.
+    """
+    if n_images < 2:
+        return 0, 0
+    want = lambda f: max(1, int(n_images * f + 0.5)) if f > 0 else 0  # noqa: E731
+    n_test = min(want(test_fraction), n_images - 1)
+    n_cal = min(want(calibration_fraction), n_images - 1 - n_test)
+    return n_cal, n_test
 
 
-def split_samples(samples: list[Sample], seed: int, val_fraction: float) -> tuple[list[Sample], list[Sample]]:
-    """Split by image, stratified per (dataset, sub, defect/OK), deterministic by seed."""
+def split_samples(samples: list[Sample], seed: int, calibration_fraction: float,
+                  test_fraction: float) -> dict[str, list[Sample]]:
+    """Split by image into train / calibration / test, stratified per (dataset, sub, defect/OK),
+    deterministic by seed; every part sorted by image key."""
     groups: dict[tuple[str, str, str], list[Sample]] = defaultdict(list)
     for sample in samples:
         groups[sample.group].append(sample)
-    train: list[Sample] = []
-    val: list[Sample] = []
+    parts: dict[str, list[Sample]] = {split: [] for split in SPLITS}
     for group, members in sorted(groups.items()):
         order = sorted(members, key=lambda s: s.key)
         random.Random("|".join([str(seed), "split", *group])).shuffle(order)
-        n_val = val_count(len(order), val_fraction)
-        val += order[:n_val]
-        train += order[n_val:]
-    return sorted(train, key=lambda s: s.key), sorted(val, key=lambda s: s.key)
+        n_cal, n_test = held_out_counts(len(order), calibration_fraction, test_fraction)
+        parts["test"] += order[:n_test]
+        parts["calibration"] += order[n_test:n_test + n_cal]
+        parts["train"] += order[n_test + n_cal:]
+    return {split: sorted(members, key=lambda s: s.key) for split, members in parts.items()}
 
 
 def check_output_dir(root: Path, out_dir: Path, force: bool) -> None:
@@ -136,7 +157,7 @@ def build_ddqa(root: Path, out_dir: Path, options: DdqaOptions | None = None) ->
     catalog = _catalog(samples)
     classes = sorted({name for names in catalog.values() for name in names})
     notes = _notes(classes)
-    splits = dict(zip(("train", "val"), split_samples(samples, options.seed, options.val_fraction)))
+    splits = split_samples(samples, options.seed, options.calibration_fraction, options.test_fraction)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = output_files(out_dir)
     records: dict[str, dict[str, int]] = {}
@@ -146,8 +167,8 @@ def build_ddqa(root: Path, out_dir: Path, options: DdqaOptions | None = None) ->
         records[split] = _write_split(questions, files[split], out_dir, options)
         letters[split] = letter_counts(questions)
     save_split(out_dir / SPLIT_FILE, SplitIndex(
-        seed=options.seed, val_fraction=options.val_fraction, root=str(root), classes=classes,
-        train=[_entry(s) for s in splits["train"]], val=[_entry(s) for s in splits["val"]]))
+        seed=options.seed, fractions={"calibration": options.calibration_fraction, "test": options.test_fraction},
+        root=str(root), classes=classes, **{split: [_entry(s) for s in splits[split]] for split in SPLITS}))
     report = DdqaReport.build(root, out_dir, options.model_dump(), samples, splits, classes,
                               dc_option_count(len(classes)), records, letters, problems, notes, files)
     write_json(out_dir / REPORT_FILE, report.to_dict())

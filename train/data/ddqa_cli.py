@@ -15,10 +15,13 @@ Build the DDQA training files from any tree in the DDQA raw layout:
   ROOT/<Dataset>/<Sub>/NG/<defect>/mask/<stem>.<any of those>   (white = defect)
   ROOT/<Dataset>/<Sub>/OK/image/<stem>.<ext>
 
-Writes into DIR: Task_AD.jsonl, Task_DC.jsonl, Task_RDL.jsonl, Task_DFM.jsonl and
-train.jsonl (all four) for the training split; the same four plus val.jsonl in DIR/val/
-for the held-out images; split.json (which image is in which split, for the trainer)
-and report.json (counts, skipped files with reasons). Every answer is measured on the
+The images are split by image into three parts, per (dataset, sub, class), seeded:
+train (fits the weights), calibration (fits thresholds and confidence cut-offs, nothing
+else) and test (every reported figure). Writes into DIR: Task_AD.jsonl, Task_DC.jsonl,
+Task_RDL.jsonl, Task_DFM.jsonl and train.jsonl (all four) for the training part; the same
+four plus calibration.jsonl in DIR/calibration/ and plus test.jsonl in DIR/test/;
+split.json (which image is in which part, for the trainer) and report.json (counts,
+skipped files with reasons). Every answer is measured on the
 masks. Bad files (missing or mis-sized mask, unreadable image, empty NG mask, symlink
 out of ROOT, unknown extension, malformed tree) are skipped with a warning and counted;
 --strict stops at the first one instead. Details: docs/ddqa.md.
@@ -45,9 +48,13 @@ def register(sub) -> None:
                         help="output directory (must be empty unless --force; not inside ROOT)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seeds the split, question wording, option order and answer letters (default 0)")
-    parser.add_argument("--val-fraction", type=float, default=0.2, metavar="F",
-                        help="share of each (dataset, sub, class) held out by image, 0 <= F < 1 (default 0.2); "
-                        "every class with >= 2 images gets at least one val image")
+    parser.add_argument("--calibration-fraction", type=float, default=0.2, metavar="F",
+                        help="share of each (dataset, sub, class) kept by image to fit thresholds, 0 <= F < 1 "
+                        "(default 0.2)")
+    parser.add_argument("--test-fraction", type=float, default=0.2, metavar="F",
+                        help="share of each (dataset, sub, class) kept by image for the reported figures, 0 <= F < 1 "
+                        "(default 0.2); a class with >= 2 images gets at least one test image, with >= 3 also one "
+                        "calibration image")
     parser.add_argument("--format", dest="record_format", choices=("query", "messages"), default="query",
                         help="record form: 'query' = swift 2.x {query, response, images} (default); "
                         "'messages' = swift 3.x {messages, images}")
@@ -68,11 +75,13 @@ def run(args: argparse.Namespace) -> int:
     from train.data.ddqa_report import format_summary
 
     try:
-        options = DdqaOptions(seed=args.seed, val_fraction=args.val_fraction, record_format=args.record_format,
+        options = DdqaOptions(seed=args.seed, calibration_fraction=args.calibration_fraction,
+                              test_fraction=args.test_fraction, record_format=args.record_format,
                               relative_paths=args.relative_paths, strict=args.strict, force=args.force,
                               progress=not args.no_progress)
     except ValidationError as error:
-        problems = "; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in error.errors())
+        problems = "; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-') or 'fractions'}: {e['msg']}"
+                             for e in error.errors())
         raise ConfigError(f"invalid option: {problems}") from None
     report = build_ddqa(args.root, args.out, options)
     print(format_summary(report))

@@ -2,12 +2,19 @@
 
 `eiad data ddqa` writes `split.json` beside the jsonl files; the localization trainer,
 the evaluators and the export parity checks read it back with `load_split`. It is the
-one place that says "this image is held out".
+one place that says "this image is held out", and for what:
+
+- `train`        fits the weights;
+- `calibration`  fits thresholds and confidence cut-offs, nothing else;
+- `test`         every reported quality figure, never used to choose anything.
+
+A threshold fitted on the images it is scored on gives the best achievable figure on
+those images, not a held-out one: that is why there are three parts, not two.
 
 split.json:
-    {"seed": 0, "val_fraction": 0.2, "root": "/abs/raw/root",
+    {"seed": 0, "fractions": {"calibration": 0.2, "test": 0.2}, "root": "/abs/raw/root",
      "classes": ["crack", "hole", ...],          # sorted defect names of the whole tree
-     "train": [ImageEntry, ...], "val": [ImageEntry, ...]}
+     "train": [ImageEntry, ...], "calibration": [...], "test": [...]}
 ImageEntry (paths absolute):
     {"image": "/abs/.../x.png", "mask": "/abs/.../x.png" | null, "label": "OK" | "NG",
      "defect": "crack" | null, "dataset": "SynthLine", "sub": "metal"}
@@ -23,6 +30,8 @@ from typing import Literal
 from eiad.errors import DataError
 
 SPLIT_FILE = "split.json"
+SPLITS = ("train", "calibration", "test")
+Split = Literal["train", "calibration", "test"]
 
 
 @dataclass(frozen=True)
@@ -42,16 +51,17 @@ class ImageEntry:
 @dataclass(frozen=True)
 class SplitIndex:
     seed: int
-    val_fraction: float
+    fractions: dict[str, float]
     root: str
     classes: list[str]
     train: list[ImageEntry] = field(default_factory=list)
-    val: list[ImageEntry] = field(default_factory=list)
+    calibration: list[ImageEntry] = field(default_factory=list)
+    test: list[ImageEntry] = field(default_factory=list)
 
-    def entries(self, split: Literal["train", "val"]) -> list[ImageEntry]:
-        if split not in ("train", "val"):
-            raise DataError(f"unknown split {split!r}: use 'train' or 'val'")
-        return self.train if split == "train" else self.val
+    def entries(self, split: Split) -> list[ImageEntry]:
+        if split not in SPLITS:
+            raise DataError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
+        return getattr(self, split)
 
     def class_index(self, defect: str | None) -> int:
         """Index of a defect class in `classes`; -1 for a normal (OK) image."""
@@ -72,13 +82,20 @@ def load_split(path: Path) -> SplitIndex:
         raise DataError(f"{path} not found: build it with 'eiad data ddqa RAW_ROOT --out DIR'")
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-        entries = {split: [ImageEntry(**item) for item in raw[split]] for split in ("train", "val")}
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path} is not valid JSON ({error}); rebuild it with 'eiad data ddqa'") from error
+    if isinstance(raw, dict) and "val" in raw and "test" not in raw:
+        raise DataError(f"{path} has the old two-part layout (train/val): thresholds would be fitted and scored on "
+                        "the same images. Rebuild it with 'eiad data ddqa ROOT --out DIR --force', which writes "
+                        "train / calibration / test")
+    try:
+        entries = {split: [ImageEntry(**item) for item in raw[split]] for split in SPLITS}
         return SplitIndex(
             seed=int(raw["seed"]),
-            val_fraction=float(raw["val_fraction"]),
+            fractions={str(k): float(v) for k, v in raw["fractions"].items()},
             root=str(raw["root"]),
             classes=list(raw["classes"]),
             **entries,
         )
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-        raise DataError(f"{path} is not a valid split index ({error}); rebuild it with 'eiad data ddqa'") from error
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise DataError(f"{path} is not a valid split index ({error!r}); rebuild it with 'eiad data ddqa'") from error

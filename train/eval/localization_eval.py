@@ -11,14 +11,14 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from train.eval.metrics import localization_metrics
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Predictions:
-    """Held-out outputs; maps are probabilities (N,H,W) float32, masks bool (N,H,W)."""
+    """Outputs over one split; maps are probabilities (N,H,W) float32, masks bool (N,H,W).
+    `paths` are the images in order (which split a figure came from can be checked)."""
 
     labels: np.ndarray
     image_scores: np.ndarray
@@ -27,6 +27,7 @@ class Predictions:
     class_index: np.ndarray
     class_probs: np.ndarray
     images: np.ndarray | None = None  # uint8 BGR (N,H,W,3), kept only when asked
+    paths: tuple[str, ...] = ()
 
 
 @torch.no_grad()
@@ -55,12 +56,8 @@ def predict(engine, dataset, batch_size: int = 8, device: str | torch.device = "
         class_index=np.concatenate(parts["cls"]),
         class_probs=np.concatenate(parts["probs"]),
         images=np.concatenate(parts["images"]) if keep_images else None,
+        paths=tuple(e.image for e in getattr(dataset, "entries", [])),
     )
-
-
-def metrics_of(pred: Predictions, pixel_threshold: float) -> dict[str, float]:
-    return localization_metrics(pred.labels, pred.image_scores, pred.masks, pred.maps,
-                                pred.class_index, pred.class_probs, pixel_threshold)
 
 
 def save_grid(pred: Predictions, path: Path, max_rows: int = 8, pixel_threshold: float | None = None) -> Path:
@@ -102,7 +99,7 @@ def save_loss_curve(history: list[dict], path: Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     steps = [h["step"] for h in history]
-    for key in ("loss", "focal", "dice", "image", "cls"):
+    for key in ("loss", "focal", "dice", "skeleton", "image", "cls"):
         if history and key in history[0]:
             ax.plot(steps, [max(h[key], 1e-6) for h in history], label=key, linewidth=1.5 if key == "loss" else 0.8)
     ax.set_yscale("log")

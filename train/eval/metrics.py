@@ -98,20 +98,3 @@ def class_accuracy(true_index: np.ndarray, probs: np.ndarray) -> float:
     if not known.any():
         return float("nan")
     return float(np.mean(np.asarray(probs)[known].argmax(axis=1) == true_index[known]))
-
-
-def localization_metrics(labels, image_scores, masks, maps, class_index, class_probs,
-                         pixel_threshold: float, max_fpr: float = 0.3) -> dict[str, float]:
-    """All held-out metrics in one dict (NaN where undefined, e.g. no defect in the split)."""
-    masks = np.asarray(masks).astype(bool)
-    has_region = bool(masks.any())
-    scores = mask_scores(masks, maps, pixel_threshold)
-    return {
-        "image_auroc": auroc(labels, image_scores),
-        "pixel_auroc": auroc(masks, maps) if has_region else float("nan"),
-        "aupro": aupro(masks, maps, max_fpr) if has_region and not masks.all() else float("nan"),
-        "mask_iou": scores["iou"],
-        "mask_f1": scores["f1"],
-        "class_accuracy": class_accuracy(class_index, class_probs),
-        "pixel_threshold": float(pixel_threshold),
-    }

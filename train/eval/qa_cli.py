@@ -56,7 +56,8 @@ def register(sub) -> None:
     ddqa.add_argument("--ddqa", required=True, type=Path, metavar="DIR|FILE.jsonl",
                       help="a folder 'eiad data ddqa' wrote (reads its Task_*.jsonl of --split), or one .jsonl file "
                       "(Task_<AD|DC|RDL|DFM>.jsonl, or a mixed file: the task is told from each record)")
-    ddqa.add_argument("--split", choices=("val", "train"), default="val", help="split of a DDQA folder (default val)")
+    ddqa.add_argument("--split", choices=("test", "calibration", "train"), default="test",
+                      help="part of a DDQA folder (default test: the images no weight or threshold was fitted on)")
     ddqa.add_argument("--max-records", type=int, metavar="N", help="at most N records per task (default all)")
     ddqa.add_argument("--batch-size", type=int, default=1, help="questions per generate call (default 1)")
     ddqa.add_argument("--out", type=Path, metavar="RESULT.json", help="write the report (per task + every reply)")

@@ -142,11 +142,11 @@ def infer_task(record: DialogRecord) -> str:
     return "RDL" if options <= QUADRANTS else "DC"
 
 
-def load_qa_items(source: Path, split: str = "val", max_per_task: int | None = None) -> list[QaItem]:
-    """Records of a DDQA build folder (its `split`) or of one jsonl file, with their tasks."""
+def load_qa_items(source: Path, split: str = "test", max_per_task: int | None = None) -> list[QaItem]:
+    """Records of a DDQA build folder (its `split`: train, calibration or test) or of one jsonl file."""
     source = Path(source)
     if source.is_dir():
-        folder = source / "val" if split == "val" else source
+        folder = source if split == "train" else source / split
         items: list[QaItem] = []
         for task in TASKS:
             path = folder / f"Task_{task}.jsonl"
