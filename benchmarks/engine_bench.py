@@ -29,7 +29,7 @@ from benchmarks.report import new_result
 from benchmarks.stats import cdf_points, summarize_ns
 from benchmarks.timing import time_calls
 from eiad.errors import DataError
-from eiad.manifest import IMAGE_SCORE, Manifest, load_manifest
+from eiad.manifest import ANOMALY_MAP, IMAGE_SCORE, Manifest, load_manifest
 
 if TYPE_CHECKING:
     from benchmarks.baselines.anomalib_baseline import AnomalibOptions
@@ -61,6 +61,35 @@ def evaluation_labels(split: Path | None, limit: int = 32) -> list[str]:
     from train.data.index import load_split
 
     return [entry.label for entry in load_split(Path(split)).test[:limit]]
+
+
+def evaluation_masks(manifest: Manifest, split: Path | None, limit: int = 32) -> np.ndarray | None:
+    """(N, H, W) bool defect masks of the images `evaluation_images` returns (good parts: all
+    False), at the artifact size (nearest); None without a split."""
+    if split is None:
+        return None
+    import cv2
+
+    from train.data.index import load_split
+
+    h, w = manifest.input.height, manifest.input.width
+    masks = np.zeros((0, h, w), bool)
+    rows = []
+    for entry in load_split(Path(split)).test[:limit]:
+        mask = cv2.imread(entry.mask, cv2.IMREAD_GRAYSCALE) if entry.mask else None
+        rows.append(np.zeros((h, w), bool) if mask is None
+                    else cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST) > 127)
+    return np.stack(rows) if rows else masks
+
+
+def engine_maps(artifact: Path, images: np.ndarray, step: int = 8) -> np.ndarray:
+    """(N, H, W) anomaly maps of the artifact's graph on ONNX Runtime CPU (the reference runtime)."""
+    from export.onnx_vision import cpu_session
+
+    onnx_rel = next(k for k, e in load_manifest(artifact).files.items() if e.role == "vision_onnx")
+    session = cpu_session(Path(artifact) / onnx_rel)
+    maps = [session.run([ANOMALY_MAP], {"image": images[i : i + step]})[0][:, 0] for i in range(0, len(images), step)]
+    return np.concatenate(maps)
 
 
 def verdicts(backend: Backend, images: np.ndarray, manifest: Manifest) -> tuple[list[str], np.ndarray]:
@@ -182,7 +211,8 @@ def bench_engine(
         result["comparisons"] += precision_comparisons(result["configurations"], artifact_labels(manifests))
     if "anomalib" in (baselines or []):
         settings["baselines"] = ["anomalib"]
-        add_anomalib(result, manifest, split, images, (reference_verdicts, reference_name), batches, warmup, min_duration_s, anomalib, eval_images)
+        add_anomalib(result, manifest, split, images, (reference_verdicts, reference_name), batches, warmup, min_duration_s, anomalib, eval_images,
+                     artifacts[0])
     return result
 
 
@@ -235,7 +265,8 @@ def precision_comparisons(configurations: list[dict], labels: list[str]) -> list
 
 
 def add_anomalib(result: dict, manifest: Manifest, split: Path | None, images: np.ndarray, reference: tuple[tuple, str], batches: list[int],
-                 warmup: int, min_duration_s: float, options: AnomalibOptions | None, eval_limit: int) -> None:
+                 warmup: int, min_duration_s: float, options: AnomalibOptions | None, eval_limit: int,
+                 artifact: Path | None = None) -> None:
     """Measure anomalib's PatchCore on the same images and merge it into `result`;
     anything that stops it becomes a note (the engine figures stand on their own)."""
     from benchmarks.baselines import anomalib_baseline as ab
@@ -252,10 +283,12 @@ def add_anomalib(result: dict, manifest: Manifest, split: Path | None, images: n
     from train.data.index import load_split
 
     labels = evaluation_labels(split, eval_limit)
+    masks = evaluation_masks(manifest, split, eval_limit)
     train_paths = [e.image for e in load_split(Path(split)).train if e.label == "OK"][: options.train_images]
     try:
         train = load_images(train_paths, manifest.input.height, manifest.input.width, listed_in=f"{split} (anomalib's training images)")
-        configs, notes = ab.measure(train, images, labels, batches=batches, warmup=warmup, min_duration_s=min_duration_s, options=options)
+        configs, notes = ab.measure(train, images, labels, batches=batches, warmup=warmup, min_duration_s=min_duration_s, options=options,
+                                    masks=masks)
     except ab.BaselineUnavailable as why:
         log.warning("%s", why)
         result["notes"].append(str(why))
@@ -263,8 +296,11 @@ def add_anomalib(result: dict, manifest: Manifest, split: Path | None, images: n
     (ref_verdicts, ref_scores), ref_name = reference
     ours = [c for c in result["configurations"] if c.get("group") == "engine"]
     result["configurations"] += configs
-    result["comparisons"] += ab.comparisons(ours, configs, ab.image_auroc(ref_scores, labels), f"our engine, {ref_name}")
+    ours_pixel = ab.pixel_auroc(engine_maps(artifact, images), masks) if artifact is not None else None
+    result["comparisons"] += ab.comparisons(ours, configs, ab.image_auroc(ref_scores, labels), f"our engine, {ref_name}",
+                                            ours_pixel)
     result["notes"] += notes
     result["settings"]["anomalib"] = {"train_images": len(train_paths), "coreset_sampling_ratio": options.coreset_sampling_ratio,
+                                      "backbone": options.backbone,
                                       "versions": configs[0]["versions"], "fit_s": configs[0]["fit_s"],
                                       "worker_peak_rss_mb": configs[0].get("peak_rss_mb")}

@@ -30,6 +30,7 @@ from benchmarks.loop_harness import LoopRun, PacedSource, TimingSink, VerdictLis
 from benchmarks.report import new_result
 from benchmarks.stats import cdf_points, check_budget, ratio, summarize_ms, summarize_ns
 from benchmarks.timing import time_calls
+from edge.truth_scoring import format_goals, judge
 from eiad.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,29 @@ class LineLoad:
     queue_capacity: int = 4
 
 
-def load_frames(config, manifest, video: Path | None, limit: int = 64, seed: int = 0) -> tuple[list[np.ndarray], str]:
-    """Frames to replay: --video, else the config's first video/synthetic source, else synthetic frames."""
+def load_truth(config, video: Path | None, count: int) -> list[dict | None] | None:
+    """Ground truth of the first `count` replayed frames: the synthetic source's sidecar (its
+    `truth`, else ground_truth.jsonl beside the video), or one beside --video; None without one."""
+    from edge.sources.synthetic import SIDECAR_NAME, read_truth
+
+    path = Path(video).parent / SIDECAR_NAME if video is not None else None
+    if video is None:
+        for source in config.sources:
+            if source.kind == "synthetic":
+                path = config.path(source.truth) if source.truth else config.path(source.path).parent / SIDECAR_NAME
+                break
+            if source.kind == "video":
+                path = config.path(source.path).parent / SIDECAR_NAME
+                break
+    if path is None or not path.is_file():
+        return None
+    truth = read_truth(path)
+    return [truth.get(i) for i in range(count)]
+
+
+def load_frames(config, manifest, video: Path | None, limit: int = 512, seed: int = 0) -> tuple[list[np.ndarray], str]:
+    """Frames to replay: --video, else the config's first video/synthetic source, else synthetic frames.
+    `limit` keeps memory bounded; the demo's 300-part stream fits whole, so accuracy is on all of it."""
     import cv2
 
     path = video
@@ -91,10 +113,12 @@ def _settings(config, host: str, port: int, workdir: Path):
 
 
 def run_loop(config, runner, frames: list[np.ndarray], load: LineLoad, host: str, port: int, fps: float | None = None,
-             duration_s: float | None = None, explain: ExplainPlan | None = None) -> LoopRun:
+             duration_s: float | None = None, explain: ExplainPlan | None = None,
+             truth: list[dict | None] | None = None) -> LoopRun:
     """One loop run with `load.cameras` paced cameras; the runner is reused across runs.
     With `explain` (a plan with a config), the station's explainer runs behind the loop and
-    the run's `explanations` holds benchmarks/explain_bench.py's section."""
+    the run's `explanations` holds benchmarks/explain_bench.py's section. With `truth` (one
+    record per frame), the verdicts the subscriber received are scored against it."""
     from edge.app import LogSink
     from edge.outbox import Outbox
     from edge.pipeline import Pipeline
@@ -108,7 +132,7 @@ def run_loop(config, runner, frames: list[np.ndarray], load: LineLoad, host: str
         mqtt_settings, outbox_settings = _settings(config, host, port, Path(tmp))
         sink = TimingSink(MqttSink(mqtt_settings, Outbox(outbox_settings)), keep_samples=8 if explaining else 0)
         stack.callback(sink.close)
-        listener = VerdictListener(host, port, sink.inner.topics.of("verdict"))
+        listener = VerdictListener(host, port, sink.inner.topics.of("verdict"), keep_messages=truth is not None)
         stack.callback(listener.close)
         if not listener.ready.wait(10.0):
             raise ConfigError(f"could not subscribe at the broker {host}:{port} within 10 s")
@@ -137,7 +161,7 @@ def run_loop(config, runner, frames: list[np.ndarray], load: LineLoad, host: str
         if missing:
             log.warning("%d verdicts not received within 10 s of the end", missing)
         dropped = sum(sources.queues.drops.values())
-        run = collect(sink, listener, dropped, sum(c.late for c in cams), summary.frames + dropped)
+        run = collect(sink, listener, dropped, sum(c.late for c in cams), summary.frames + dropped, truth)
         run.explanations = explanations
         run.samples = list(sink.samples)
         return run
@@ -174,6 +198,12 @@ def loop_config(name: str, run: LoopRun, load: LineLoad, fps: float, group: str 
               "lost": run.lost, "late_frames": run.late, "duplicates": run.duplicates, "verdicts": run.verdicts, "notes": []}
     if fps > 0:
         config["budget"] = check_budget(total.p99_ms, run.throughput_per_s, load.budget_ms, fps, load.cameras, run.dropped + run.lost).to_dict()
+    if run.accuracy is not None:
+        config["accuracy"] = run.accuracy
+        config["quality"] = judge(run.accuracy)
+        if not config["quality"]["passed"]:
+            config["notes"].append("FAILED: the verdicts miss the line's quality goals (" + format_goals(config["quality"])
+                                   + "); its speed does not count")
     if run.late:
         config["notes"].append(f"{run.late} frames left their camera more than one period late (the loop held the cameras back)")
     return config
@@ -202,6 +232,7 @@ def bench_line(config_path: Path, load: LineLoad, broker: str = "private", bare:
     artifact = config.path(config.artifact)
     manifest = load_manifest(artifact)
     frames, frames_source = load_frames(config, manifest, video)
+    truth = load_truth(config, video, len(frames))
     settings = {"config": str(config_path), "artifact": str(artifact), "model_id": manifest.model_id, "cameras": load.cameras,
                 "fps_per_camera": load.fps_per_camera, "duration_s": load.duration_s, "budget_ms": load.budget_ms,
                 "camera_policy": load.policy, "max_batch": config.batching.max_batch, "max_wait_ms": config.batching.max_wait_ms,
@@ -214,7 +245,7 @@ def bench_line(config_path: Path, load: LineLoad, broker: str = "private", bare:
         runner = build_runner(config.runner, artifact, manifest, config.path)
         stack.callback(runner.close)
         result["settings"]["runner_provider"] = runner.provider
-        paced_run = run_loop(config, runner, frames, load, host, port, explain=plan)
+        paced_run = run_loop(config, runner, frames, load, host, port, explain=plan, truth=truth)
         paced = loop_config(f"loop {load.cameras}x{load.fps_per_camera:g}fps", paced_run, load, load.fps_per_camera)
         result["configurations"].append(paced)
         result["explanations"] = _explanations(plan, paced_run, artifact)
@@ -222,7 +253,8 @@ def bench_line(config_path: Path, load: LineLoad, broker: str = "private", bare:
         # compared with the paced loop without the explainer when there is one: like for like.
         loop_only, loop_label = paced, "paced loop"
         if bare and plan.config is not None:  # the same paced load with no explainer behind it
-            quiet = loop_config(f"loop {load.cameras}x{load.fps_per_camera:g}fps without explainer", run_loop(config, runner, frames, load, host, port),
+            quiet = loop_config(f"loop {load.cameras}x{load.fps_per_camera:g}fps without explainer",
+                                run_loop(config, runner, frames, load, host, port, truth=truth),
                                 load, load.fps_per_camera, group="loop-no-explainer")
             result["configurations"].append(quiet)
             result["comparisons"].append({"name": "paced loop p99 with explainer - without", "metric": "added ms",
@@ -232,7 +264,9 @@ def bench_line(config_path: Path, load: LineLoad, broker: str = "private", bare:
             batch = max(1, min(config.batching.max_batch, runner.max_batch or config.batching.max_batch))
             bare_cfg = bare_runner(runner, frames, batch, min(load.duration_s, 10.0))
             sat_load = LineLoad(0.0, load.cameras, min(load.duration_s, 10.0), load.budget_ms, "block", load.queue_capacity)
-            saturated = loop_config(f"loop {load.cameras} cams saturated", run_loop(config, runner, frames, sat_load, host, port), sat_load, 0.0, group="saturated")
+            saturated = loop_config(f"loop {load.cameras} cams saturated",
+                                    run_loop(config, runner, frames, sat_load, host, port, truth=truth), sat_load, 0.0,
+                                    group="saturated")
             result["configurations"] += [bare_cfg, saturated]
             result["comparisons"] += issue5_comparisons(bare_cfg, saturated, loop_only, loop_label)
         if baseline:
@@ -247,6 +281,8 @@ def bench_line(config_path: Path, load: LineLoad, broker: str = "private", bare:
                                           "ratio": ratio(loop_only["throughput_per_s"], naive["throughput_per_s"]), "goal": "-"})
     if plan.config is None:
         result["notes"].append(plan.reason)
+    if truth is None:
+        result["notes"].append("no ground truth beside the replayed frames: verdicts are not scored (speed only)")
     return result
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import paho.mqtt.client as mqtt
 
 from edge.sources.base import Capture
+from edge.truth_scoring import score_image
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +181,7 @@ class LoopRun:
     duplicates: int
     throughput_per_s: float
     verdicts: dict[str, int] = field(default_factory=dict)
+    accuracy: dict | None = None  # edge.truth_scoring.score_image of what the subscriber received, with truth
     explanations: dict | None = None  # benchmarks/explain_bench.py's section, when the explainer ran
     samples: list = field(default_factory=list)  # a few NG InspectionResults kept for the explainer-alone probe
 
@@ -189,8 +191,11 @@ def warmup_frames(received: int) -> int:
     return min(max(3, received // 20), received // 2)
 
 
-def collect(timing: TimingSink, listener: VerdictListener, dropped: int, late: int, captured: int) -> LoopRun:
-    """Join stamps with arrivals; throughput = received / (last arrival - first capture)."""
+def collect(timing: TimingSink, listener: VerdictListener, dropped: int, late: int, captured: int,
+            truth: list[dict | None] | None = None) -> LoopRun:
+    """Join stamps with arrivals; throughput = received / (last arrival - first capture).
+    With `truth` (one record per replayed frame; cameras replay the frames round-robin
+    from their first), each received verdict is scored against its frame's record."""
     rows, verdicts = [], {}
     for inspection_id, stamps in timing.stamps.items():
         verdicts[stamps["_verdict"]] = verdicts.get(stamps["_verdict"], 0) + 1
@@ -206,6 +211,11 @@ def collect(timing: TimingSink, listener: VerdictListener, dropped: int, late: i
         if values:
             stages[stage] = np.asarray(values)
     span_s = (max(r["received"] for r in rows) - min(r["captured"] for r in rows)) / 1e9 if len(rows) > 1 else float("nan")
+    accuracy = None
+    if truth:
+        pairs = [(truth[int(m["frame_id"]) % len(truth)], m["verdict"]) for m in listener.messages.values()]
+        accuracy = score_image(pairs)
     return LoopRun(stages_ms=stages, frames_captured=captured, verdicts_received=len(rows), lost=len(timing.stamps) - len(rows),
                    dropped=dropped, late=late, duplicates=listener.duplicates,
-                   throughput_per_s=len(rows) / span_s if span_s and span_s > 0 else float("nan"), verdicts=verdicts)
+                   throughput_per_s=len(rows) / span_s if span_s and span_s > 0 else float("nan"), verdicts=verdicts,
+                   accuracy=accuracy)

@@ -34,9 +34,21 @@ def _latency_rows(configs: list[dict]) -> list[list[str]]:
             _f(lat.get("p99_ms")), _f(lat.get("p999_ms")), _f(lat.get("max_ms")),
             f"{lat.get('outliers', '-')}" if lat else "-",
             f"{acc['verdict_agreement'] * 100:.1f}% of {acc['images']}" if acc.get("verdict_agreement") is not None else "-",
+            truth_cell(c),
             ("met" if budget.get("met") else "NOT met: " + "; ".join(budget.get("reasons", []))) if budget else "-",
         ])
     return rows
+
+
+def truth_cell(config: dict) -> str:
+    """Verdicts against the stream's ground truth: accuracy / miss / overkill, FAILED when a goal is missed."""
+    acc = config.get("accuracy") or {}
+    if acc.get("scored") is None:
+        return "-"
+    pct = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+    verdict = "" if (config.get("quality") or {}).get("passed", True) else " FAILED"
+    return (f"acc {pct(acc.get('accuracy'))} miss {pct(acc.get('miss_rate'))} overkill {pct(acc.get('overkill_rate'))}"
+            f" of {acc['scored']}{verdict}")
 
 
 def render_markdown(result: dict, plots: dict[str, str]) -> str:
@@ -55,7 +67,8 @@ def render_markdown(result: dict, plots: dict[str, str]) -> str:
         out += ["## Latency and throughput", "",
                 f"Latency per call/frame in ms; percentiles by numpy '{first.get('method', 'linear')}'; outliers: samples above "
                 f"{first.get('outlier_factor', 3)} x p50 (counted, not removed). Throughput in items (images or verdicts) per second.", ""]
-        out += _table(["configuration", "items/s", "n", "p50", "p90", "p99", "p99.9", "max", "outliers", "agreement", "budget"], _latency_rows(configs))
+        out += _table(["configuration", "items/s", "n", "p50", "p90", "p99", "p99.9", "max", "outliers", "agreement",
+                       "verdicts vs truth", "budget"], _latency_rows(configs))
         out.append("")
     staged = [c for c in configs if c.get("stages_ms")]
     if staged:
@@ -73,9 +86,12 @@ def render_markdown(result: dict, plots: dict[str, str]) -> str:
         out += _table(["comparison", "metric", "ratio / value", "goal", "goal met"], rows) + [""]
     if result.get("sweep"):
         rows = [[str(r.get(k)) for k in ("artifact", "resolution", "precision", "backend", "batch", "cameras")]
-                + [_f(r.get("max_fps_per_camera"), 1), _f(r.get("p99_ms")), sweep_limit(r)] for r in result["sweep"]]
+                + [_f(r.get("max_fps_per_camera"), 1), _f(r.get("p99_ms")), sweep_limit(r),
+                   truth_cell({"accuracy": r.get("accuracy"), "quality": {"passed": r.get("quality_passed") is not False}})]
+                for r in result["sweep"]]
         out += ["## Highest sustainable fps per camera", ""] + _table(
-            ["artifact", "resolution", "precision", "backend", "batch", "cameras", "max fps/camera", "p99 ms there", "what stops a higher rate"], rows) + [""]
+            ["artifact", "resolution", "precision", "backend", "batch", "cameras", "max fps/camera", "p99 ms there",
+             "what stops a higher rate", "verdicts vs truth"], rows) + [""]
     if result.get("explanations"):
         out += render_explanations(result["explanations"])
     notes = result.get("notes", []) + [f"{c['name']}: {n}" for c in configs for n in c.get("notes", [])]

@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.backends import ORT_CHAINS
-from benchmarks.line_bench import LineLoad, load_frames, loop_config, run_loop
+from benchmarks.line_bench import LineLoad, load_frames, load_truth, loop_config, run_loop
 from benchmarks.loop_harness import LoopRun
 from benchmarks.report import new_result
+from edge.truth_scoring import pooled
 from eiad.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,8 @@ def pool_runs(a: LoopRun, b: LoopRun) -> LoopRun:
     return LoopRun(stages_ms=stages, frames_captured=a.frames_captured + b.frames_captured,
                    verdicts_received=a.verdicts_received + b.verdicts_received, lost=a.lost + b.lost, dropped=a.dropped + b.dropped,
                    late=a.late + b.late, duplicates=a.duplicates + b.duplicates,
-                   throughput_per_s=min(a.throughput_per_s, b.throughput_per_s), verdicts=verdicts)
+                   throughput_per_s=min(a.throughput_per_s, b.throughput_per_s), verdicts=verdicts,
+                   accuracy=pooled(a.accuracy, b.accuracy))
 
 
 def runner_settings(config) -> dict:
@@ -132,6 +134,7 @@ def run_sweep(config_path: Path, grid: SweepGrid, broker: str = "private") -> di
         for artifact in artifacts:
             manifest = load_manifest(artifact)
             frames, _ = load_frames(base, manifest, None)
+            truth = load_truth(base, None, len(frames))
             for backend in grid.backends:
                 try:
                     runner = OnnxRuntimeRunner(artifact, providers=ORT_CHAINS[backend], manifest=manifest, **station_runner)
@@ -147,7 +150,8 @@ def run_sweep(config_path: Path, grid: SweepGrid, broker: str = "private") -> di
                         config = base.model_copy(update={"batching": base.batching.model_copy(update={"max_batch": batch})})
                         config._base_dir = base._base_dir
                         for cameras in grid.cameras:
-                            _point(result, config, runner, frames, manifest, artifact, backend, batch, cameras, grid, host, port)
+                            _point(result, config, runner, (frames, truth), manifest, artifact, backend, batch, cameras,
+                                   grid, host, port)
                 finally:
                     runner.close()
     if not result["sweep"]:
@@ -155,18 +159,19 @@ def run_sweep(config_path: Path, grid: SweepGrid, broker: str = "private") -> di
     return result
 
 
-def _point(result, config, runner, frames, manifest, artifact, backend, batch, cameras, grid: SweepGrid, host, port) -> None:
+def _point(result, config, runner, replay, manifest, artifact, backend, batch, cameras, grid: SweepGrid, host, port) -> None:
+    frames, truth = replay
     label = f"{artifact.name} {manifest.input.width}x{manifest.input.height} {manifest.precision} {backend} b{batch} {cameras}cam"
 
     def probe(fps: float):
         # >= 40 frames per camera: a p99 over fewer samples is the maximum of a handful
         load = LineLoad(fps, cameras, max(grid.probe_s, 40.0 / fps), grid.budget_ms)
-        run = run_loop(config, runner, frames, load, host, port)
+        run = run_loop(config, runner, frames, load, host, port, truth=truth)
         cfg = loop_config(f"{label} @{fps:.1f}fps", run, load, fps)
         if latency_only_miss(cfg["budget"]):
             # The p99 of a short probe is close to its maximum: one hiccup of a shared box fails it.
             # A latency-only miss is measured once more and judged on both probes' frames together.
-            run = pool_runs(run, run_loop(config, runner, frames, load, host, port))
+            run = pool_runs(run, run_loop(config, runner, frames, load, host, port, truth=truth))
             cfg = loop_config(f"{label} @{fps:.1f}fps", run, load, fps)
             cfg["notes"].append("p99 over two probes: the first missed only the latency budget")
         log.info("%s @ %.1f fps: %s", label, fps, "met" if cfg["budget"]["met"] else "; ".join(cfg["budget"]["reasons"]))
@@ -181,5 +186,8 @@ def _point(result, config, runner, frames, manifest, artifact, backend, batch, c
         "artifact": artifact.name, "resolution": f"{manifest.input.width}x{manifest.input.height}", "precision": manifest.precision,
         "backend": backend, "batch": batch, "cameras": cameras, "max_fps_per_camera": best,
         "p99_ms": at_best["latency_ms"]["p99_ms"] if at_best else None,
+        # the verdicts' quality at the best rate (None: no ground truth); a failed one fails the row, whatever its speed
+        "accuracy": at_best.get("accuracy") if at_best else None,
+        "quality_passed": at_best["quality"]["passed"] if at_best and "quality" in at_best else None,
         "probes": [{"fps": f, "met": ok, "p99_ms": c["latency_ms"]["p99_ms"], "reasons": c["budget"]["reasons"]} for f, ok, c in history],
     })

@@ -31,7 +31,8 @@ from edge.config import StationConfig
 from edge.demo_camera import VIDEO_NAMES, DemoCamera, LineFiles, Shots, find_line, truth_mask, truth_of
 from edge.demo_overlays import overlay, write_overlays
 from edge.demo_report import (STAGES, build_summary, format_summary, iou, latency_summary, percentiles_ms,
-                              received_summary, score_image, score_pixels)
+                              received_summary, score_pixels)
+from edge.truth_scoring import score_image
 from edge.live_view import LiveView, PlcSubscriber
 from eiad.errors import ArtifactError, DataError
 from eiad.manifest import Manifest, load_manifest

@@ -15,6 +15,8 @@ import numpy as np
 
 from edge.demo_camera import LineFiles, Shots, truth_mask, truth_of
 from edge.live_view import Received
+from edge.truth_scoring import format_goals, judge, score_image
+from edge.verdict import UNKNOWN_CLASS
 from eiad.manifest import Manifest
 
 if TYPE_CHECKING:  # demo.py imports this module: its types only for annotations
@@ -56,25 +58,6 @@ def latency_summary(recorder: Recorder, received: Received) -> dict:
     return {"capture_to_plc": percentiles_ms(total), "stages": {k: percentiles_ms(v) for k, v in per_stage.items()}}
 
 
-def score_image(pairs: list[tuple[dict | None, str]]) -> dict:
-    """Image-level scores from (truth record, verdict the PLC received) pairs.
-
-    accuracy = correct / scored (a REJECTED part counts as wrong: it was not inspected);
-    miss rate = NG parts called OK / NG parts (escapes); overkill rate = OK parts called NG
-    / OK parts (good parts thrown away)."""
-    confusion = {t: {v: 0 for v in ("OK", "NG", "REJECTED")} for t in ("OK", "NG")}
-    for truth, verdict in pairs:
-        label = (truth or {}).get("label")
-        if label in confusion and verdict in confusion[label]:
-            confusion[label][verdict] += 1
-    ok, ng = confusion["OK"], confusion["NG"]
-    scored = sum(ok.values()) + sum(ng.values())
-    ratio = lambda a, b: round(a / b, 4) if b else None  # noqa: E731
-    return {"scored": scored, "unscored": len(pairs) - scored, "confusion": confusion,
-            "accuracy": ratio(ok["OK"] + ng["NG"], scored), "miss_rate": ratio(ng["OK"], sum(ng.values())),
-            "overkill_rate": ratio(ok["NG"], sum(ok.values())), "rejected": ok["REJECTED"] + ng["REJECTED"]}
-
-
 def iou(predicted: np.ndarray | None, truth: np.ndarray) -> float:
     """IoU of a published mask (any size; resized to the truth's) with a truth mask; no mask -> 0."""
     import cv2
@@ -100,7 +83,7 @@ def score_pixels(items: list[tuple[np.ndarray | None, np.ndarray]]) -> dict:
 def build_summary(opts: DemoOptions, manifest: Manifest, line: LineFiles, broker: LocalBroker, frames: int, fps: float,
                   shots: Shots, recorder: Recorder, received: Received, elapsed_s: float) -> dict:
     ordered = sorted(recorder.results.items(), key=lambda kv: kv[1]["sequence"])
-    pairs, pixel_items, classes = [], [], [0, 0]
+    pairs, pixel_items, classes = [], [], [0, 0, 0]  # NG parts called NG with a class truth, right, 'unknown' 
     for inspection_id, record in ordered:
         payload = received.verdicts.get(inspection_id)
         if payload is None:
@@ -113,6 +96,7 @@ def build_summary(opts: DemoOptions, manifest: Manifest, line: LineFiles, broker
         if truth and truth.get("label") == "NG" and payload["verdict"] == "NG" and truth.get("defect"):
             classes[0] += 1
             classes[1] += int(payload.get("defect_class") == truth["defect"])
+            classes[2] += int(payload.get("defect_class") == UNKNOWN_CLASS)
     arrivals = [received.verdict_ns[i] for i in recorder.results if i in received.verdict_ns]
     firsts = [r["stamps"]["captured"] for r in recorder.results.values() if "captured" in r["stamps"]]
     span_s = (max(arrivals) - min(firsts)) / 1e9 if arrivals and firsts else 0.0
@@ -120,6 +104,10 @@ def build_summary(opts: DemoOptions, manifest: Manifest, line: LineFiles, broker
     for payload in received.verdicts.values():
         by_verdict[payload["verdict"]] = by_verdict.get(payload["verdict"], 0) + 1
     explained = [{"inspection_id": i, "text": e.get("text", "")} for i, e in list(received.explanations.items())[:3]]
+    ratio = lambda a, b: round(a / b, 4) if b else None  # noqa: E731
+    accuracy = {"image": score_image(pairs), "pixel": score_pixels(pixel_items),
+                # among defective parts rejected as NG: class named right, and published as 'unknown'
+                "class_agreement": ratio(classes[1], classes[0]), "class_unknown": ratio(classes[2], classes[0])}
     return {
         "artifact": {"path": str(opts.artifact), "model_id": manifest.model_id, "input_px": [manifest.input.width, manifest.input.height]},
         "line": {"path": str(line.folder), "video": str(line.video), "frames_in_video": len(line.truth), "frame_px": list(line.size_wh)},
@@ -129,8 +117,8 @@ def build_summary(opts: DemoOptions, manifest: Manifest, line: LineFiles, broker
         "all_received": len(received.verdicts) == recorder.count() == frames,
         "elapsed_s": round(elapsed_s, 3), "throughput_fps": round(len(arrivals) / span_s, 2) if span_s > 0 else None,
         "latency_ms": latency_summary(recorder, received),
-        "accuracy": {"image": score_image(pairs), "pixel": score_pixels(pixel_items),
-                     "class_agreement": round(classes[1] / classes[0], 4) if classes[0] else None},
+        "accuracy": accuracy,
+        "quality": judge({**accuracy["image"], "mean_iou": accuracy["pixel"]["mean_iou"]}),
         "explanations": {"enabled": opts.explain, "produced": len(recorder.explained),
                          "received": len(received.explanations), "examples": explained},
     }
@@ -157,6 +145,9 @@ def format_summary(s: dict) -> str:
         f"  NG             {c['NG']['OK']:>6} {c['NG']['NG']:>6} {c['NG']['REJECTED']:>6}",
         f"mask IoU on NG parts: mean {pix['mean_iou'] if pix['mean_iou'] is not None else 'n/a'} over {pix['ng_parts']} "
         f"(with a mask: {pix['mean_iou_with_mask'] if pix['mean_iou_with_mask'] is not None else 'n/a'} over {pix['with_mask']})",
+        f"defect class right on {pct(s['accuracy']['class_agreement'])} of the rejected defective parts "
+        f"('unknown' on {pct(s['accuracy']['class_unknown'])})",
+        format_goals(s["quality"]),
     ]
     if s["explanations"]["enabled"]:
         e = s["explanations"]

@@ -112,8 +112,10 @@ def calibrate(labels, image_scores, masks, maps, *, class_index=None, class_prob
     if np.asarray(masks).any():
         pixel_t, pixel_f1 = best_f1_threshold(np.asarray(masks), np.asarray(maps))
         pixel_how = f"pixel: best F1 {pixel_f1:.3f}"
-    else:  # no defect pixel to fit on (good parts only): the image threshold's level
-        pixel_t, pixel_how = image_t, "pixel: no defect pixel, the image threshold"
+    else:  # no defect pixel to fit on (good parts only): good parts' masks stay empty at the target rate
+        peaks = np.asarray(maps, dtype=np.float64).reshape(labels.size, -1).max(axis=1)[~labels]
+        pixel_t = target_frr_threshold(peaks, target_false_reject_rate)
+        pixel_how = f"pixel: no defect pixel, at most {target_false_reject_rate:.2%} of good parts with any mask pixel"
     if class_index is not None and class_probs is not None:
         class_t, class_how = class_confidence_cutoff(class_index, class_probs, target_class_precision)
     else:

@@ -22,6 +22,15 @@ optimiser and schedule, never sharing gradients:
   dialog        LoRA on the language model, next-token loss on DDQA answers; writes
                 OUT/dialog/adapter, checkpoint/ (for --resume), metrics.json, loss_curve.png
 Both run by default; --only picks one. Multi-GPU: 'accelerate launch -m eiad.cli train ...'.
+
+Every quality figure printed is on the DDQA build's test split; thresholds are fitted on
+its calibration split (a line's tolerated false-reject rate by default).
+
+A line with no defect samples yet: --normal-only trains the localization path from the
+good images alone (pseudo-defects drawn on them, plus a memory bank of good patches,
+PatchCore-style, inside the exported graph); classes are then "unknown". When defect
+samples arrive, train as usual, with `localization.normal_bank: true` to keep the bank
+beside the supervised module (both maps fused in the graph).
 """
 
 
@@ -36,6 +45,8 @@ def register(commands) -> None:
                         "(same config and data; the result equals an uninterrupted run)")
     parser.add_argument("--out", help="output folder (overrides out_dir in the config)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (overrides device in the config; default auto)")
+    parser.add_argument("--normal-only", action="store_true",
+                        help="localization from good images only (same as localization.normal_only: true)")
     parser.set_defaults(func=_train, train_command=None)
     sub = parser.add_subparsers(dest="train_command", metavar="COMMAND")
     merge = sub.add_parser("merge", help="merge a trained LoRA adapter into the base model (for export)",
@@ -49,7 +60,7 @@ def register(commands) -> None:
 
 def _train(args) -> int:
     from eiad.errors import ConfigError
-    from train.config import load_train_config
+    from train.config import LocalizationConfig, load_train_config
 
     if not args.config:
         raise ConfigError("eiad train needs --config FILE (start from configs/train.yaml)")
@@ -59,6 +70,8 @@ def _train(args) -> int:
         updates["out_dir"] = args.out
     if args.device:
         updates["device"] = args.device
+    if args.normal_only:
+        updates["localization"] = {**(config.localization or LocalizationConfig()).model_dump(), "normal_only": True}
     config = config.model_validate({**config.model_dump(), **updates}) if updates else config
     paths = [args.only] if args.only else [p for p in ("localization", "dialog") if getattr(config, p) is not None]
     for path in paths:

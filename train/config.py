@@ -48,6 +48,7 @@ class LocalizationConfig(_Strict):
     stem: bool = True  # shallow conv stem on the image, for edge detail at coarse patch grids
     fine: bool = True  # a decoder stage at half the input size: thin scratches and cracks
     mask_pooling: bool = True  # class and score heads also see features under the predicted mask
+    class_maps: bool = True  # a class per H/4 cell, averaged under the mask (dense class training signal)
     reference: bool = False  # 1-shot: compare with a normal reference image's patches
     unfreeze_vision: bool = False  # only for random-weight tiny presets; changes the LLM's input
     vision_lr: float = Field(2e-3, gt=0)
@@ -65,16 +66,29 @@ class LocalizationConfig(_Strict):
     vflip: bool = True
     camera_jitter: bool = True  # shift/rotation/scale, exposure, white balance, noise, blur (train/loc_data.py)
     focal_weight: float = Field(2.0, ge=0)
-    dice_weight: float = Field(1.0, ge=0)
-    image_weight: float = Field(0.5, ge=0)
+    dice_weight: float = Field(2.0, ge=0)
+    image_weight: float = Field(1.0, ge=0)
     class_weight: float = Field(1.0, ge=0)
-    focal_alpha: float = Field(0.75, gt=0, lt=1)
+    focal_alpha: float = Field(0.5, gt=0, lt=1)  # 0.5: defect and background pixels weigh alike (sharper masks)
     focal_gamma: float = Field(2.0, ge=0)
     skeleton_weight: float = Field(1.0, ge=0)  # recall along the defects' centre lines (thin defects)
+    class_map_weight: float = Field(1.0, ge=0)  # cross-entropy per defect cell (with class_maps)
     bf16: bool = True  # autocast on GPU; ignored on CPU
     num_workers: int = Field(0, ge=0)
     checkpoint_every_steps: int = Field(200, gt=0)
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
+    # A line with no defect samples yet: train on the split's good images only, with
+    # pseudo-defects drawn on them (train/pseudo_defects.py), no classes; also builds the
+    # normal bank. Calibration uses the calibration split's good images only.
+    normal_only: bool = False
+    pseudo_defect_probability: float = Field(0.5, gt=0, lt=1)  # share of good training images given one
+    # The memory bank of good patches (eiad/modeling/normal_bank.py), fused with the module's
+    # map inside the graph. Always built with normal_only; optional beside a supervised module.
+    normal_bank: bool = False
+    bank_taps: list[int] = Field(default_factory=lambda: [0, 1])  # vision layers it reads
+    bank_size: int = Field(2048, ge=16)  # patches kept (coreset); memory = size x dim x 4 bytes
+    bank_dim: int | None = Field(None, ge=8)  # random projection width; None: the taps' width
+    bank_blur_sigma_px: float = Field(4.0, ge=0)
 
     @field_validator("taps")
     @classmethod

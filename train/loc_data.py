@@ -28,6 +28,7 @@ from torch.utils.data import Dataset
 
 from eiad.errors import DataError
 from train.data.index import ImageEntry, SplitIndex
+from train.pseudo_defects import PseudoDefects, draw
 
 log = logging.getLogger(__name__)
 
@@ -109,13 +110,15 @@ class LocalizationDataset(Dataset):
 
     def __init__(self, index: SplitIndex, split: str, height: int, width: int,
                  augment: bool = False, hflip: bool = True, vflip: bool = True, seed: int = 0,
-                 camera: CameraJitter | None = None, only_good: bool = False) -> None:
+                 camera: CameraJitter | None = None, only_good: bool = False,
+                 pseudo: PseudoDefects | None = None) -> None:
         self.entries = [e for e in index.entries(split) if not (only_good and e.is_defective)]
         if not self.entries:
             what = "good images" if only_good else "images"
             raise DataError(f"split {split!r} of the split index has no {what}: rebuild it with more images")
         self.index, self.height, self.width = index, height, width
         self.augment, self.hflip, self.vflip, self.seed, self.camera = augment, hflip, vflip, seed, camera
+        self.pseudo = pseudo  # good images only: pseudo-defects drawn on them (train/pseudo_defects.py)
         self.epoch = 0
         self._cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
@@ -125,13 +128,24 @@ class LocalizationDataset(Dataset):
     def label(self, i: int) -> int:
         return int(self.entries[i].is_defective)
 
-    def __getitem__(self, i: int) -> dict:
+    def _cached(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if i not in self._cache:
             image, mask = read_pair(self.entries[i], self.height, self.width)
             self._cache[i] = (image, mask, skeleton_of(mask))
-        image, mask, skeleton = self._cache[i]
+        return self._cache[i]
+
+    def __getitem__(self, index: int) -> dict:
+        # An index past the end carries its epoch (EpochSampler): data loader workers hold
+        # their own copy of the dataset, so `self.epoch` set in the main process never reaches them.
+        i, epoch = index % len(self.entries), max(self.epoch, index // len(self.entries))
+        image, mask, skeleton = self._cached(i)
+        defective = self.entries[i].is_defective
         if self.augment:
-            rng = np.random.default_rng((self.seed, self.epoch, i))
+            rng = np.random.default_rng((self.seed, epoch, i))
+            if self.pseudo is not None and rng.random() < self.pseudo.probability:
+                other = self._cached(int(rng.integers(len(self.entries))))[0] if len(self.entries) > 1 else None
+                image, mask = draw(rng, image, other, self.pseudo)
+                skeleton, defective = skeleton_of(mask), bool(mask.any())
             if self.hflip and rng.random() < 0.5:
                 image, mask, skeleton = image[:, ::-1], mask[:, ::-1], skeleton[:, ::-1]
             if self.vflip and rng.random() < 0.5:
@@ -145,9 +159,30 @@ class LocalizationDataset(Dataset):
             "image": torch.from_numpy(np.ascontiguousarray(image)),
             "mask": torch.from_numpy(np.ascontiguousarray(mask)).float().unsqueeze(0),
             "skeleton": torch.from_numpy(np.ascontiguousarray(skeleton)).float().unsqueeze(0),
-            "label": torch.tensor(float(entry.is_defective)),
+            "label": torch.tensor(float(defective)),
             "class_index": torch.tensor(self.index.class_index(entry.defect) if entry.is_defective else -1),
         }
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """A seeded shuffle of the dataset whose indices carry the epoch (index + epoch * size),
+    so the augmentation drawn for an item depends on the epoch also inside worker processes.
+    Call `start_epoch` before each epoch; the order is a function of (seed, epoch): a resumed
+    run sees the same batches. (Not `set_epoch`: accelerate calls that with its own count of
+    passes, which restarts at 0 on resume.)"""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def start_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        return iter((order + self.epoch * self.size).tolist())
 
 
 def first_normal(index: SplitIndex, split: str = "train") -> ImageEntry:

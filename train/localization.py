@@ -7,7 +7,6 @@ frozen and out of the optimiser). The vision tower is frozen unless `unfreeze_vi
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -24,12 +23,12 @@ from eiad.modeling.engine import EiadVisionEngine
 from eiad.modeling.localization import build_localizer, resolve_taps
 from eiad.modeling.losses import LossWeights, localization_loss
 from train import checkpoint as ckpt
-from train.calibrate import calibrate
 from train.config import LocalizationConfig, TrainConfig
 from train.data.index import load_split
-from train.eval.localization_eval import predict, save_grid, save_loss_curve
-from train.eval.quality import format_quality, headline, quality_report
-from train.loc_data import CameraJitter, LocalizationDataset, data_fingerprint, first_normal, read_pair
+from train.eval.quality import headline
+from train.localization_finish import calibrate_and_report, write_run_files
+from train.loc_data import CameraJitter, EpochSampler, LocalizationDataset, data_fingerprint, first_normal, read_pair
+from train.pseudo_defects import PseudoDefects
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +83,7 @@ class _TrainStep(nn.Module):
 
 def _weights(cfg: LocalizationConfig) -> LossWeights:
     return LossWeights(cfg.focal_weight, cfg.dice_weight, cfg.image_weight, cfg.class_weight, cfg.focal_alpha,
-                       cfg.focal_gamma, cfg.skeleton_weight)
+                       cfg.focal_gamma, cfg.skeleton_weight, cfg.class_map_weight)
 
 
 def _load_backbone(config: TrainConfig, device):
@@ -116,7 +115,7 @@ class _Run:
     step_module: nn.Module
     loader: DataLoader
     train_set: LocalizationDataset
-    generator: torch.Generator
+    sampler: EpochSampler
     total: int
     warmup: int
     meta: dict
@@ -156,9 +155,10 @@ def _build(config: TrainConfig, backbone) -> _Run:
     backbone = backbone if backbone is not None else _load_backbone(config, device)
     backbone.to(device).eval()
     taps = resolve_taps(cfg.taps, backbone.num_vision_layers)
-    localizer = build_localizer(backbone, taps, split.classes, proj_dim=cfg.proj_dim, feature_channels=cfg.feature_channels,
+    classes = [] if cfg.normal_only else split.classes  # good images only: no class to learn
+    localizer = build_localizer(backbone, taps, classes, proj_dim=cfg.proj_dim, feature_channels=cfg.feature_channels,
                                 decoder_channels=cfg.decoder_channels, stem=cfg.stem, reference=cfg.reference,
-                                fine=cfg.fine, mask_pooling=cfg.mask_pooling)
+                                fine=cfg.fine, mask_pooling=cfg.mask_pooling, class_maps=cfg.class_maps)
     engine = EiadVisionEngine(backbone, localizer).to(device)
     for p in backbone.parameters():  # the LLM (and by default the tower) never trains here
         p.requires_grad_(False)
@@ -169,10 +169,14 @@ def _build(config: TrainConfig, backbone) -> _Run:
         _set_reference(engine, split, device)
     train_set = LocalizationDataset(split, "train", engine.height, engine.width, augment=True,
                                     hflip=cfg.hflip, vflip=cfg.vflip, seed=config.seed,
-                                    camera=CameraJitter() if cfg.camera_jitter else None)
-    generator = torch.Generator().manual_seed(config.seed)
-    loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, generator=generator,
-                        num_workers=cfg.num_workers, drop_last=len(train_set) > cfg.batch_size)
+                                    camera=CameraJitter() if cfg.camera_jitter else None, only_good=cfg.normal_only,
+                                    pseudo=PseudoDefects(cfg.pseudo_defect_probability) if cfg.normal_only else None)
+    sampler = EpochSampler(len(train_set), config.seed)
+    # Persistent workers keep their decoded-image cache from epoch to epoch; the epoch number
+    # (which seeds the augmentation) reaches them through the sampler's indices.
+    loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler,
+                        num_workers=cfg.num_workers, drop_last=len(train_set) > cfg.batch_size,
+                        persistent_workers=cfg.num_workers > 0)
     groups = [{"params": list(localizer.parameters()), "lr": cfg.lr, "base_lr": cfg.lr}]
     if vision:
         groups.append({"params": list(vision.values()), "lr": cfg.vision_lr, "base_lr": cfg.vision_lr})
@@ -181,7 +185,7 @@ def _build(config: TrainConfig, backbone) -> _Run:
     total = min(max(1, len(loader) // cfg.grad_accum_steps) * cfg.epochs, cfg.max_steps or 10**12)
     meta = {"backbone": config.backbone, "family": getattr(backbone, "family", ""), "preprocess": backbone.spec.to_dict(),
             "data_fingerprint": data_fingerprint(config.split), "split": str(config.split)}
-    return _Run(config, accelerator, split, engine, vision, optimizer, step_module, loader, train_set, generator, total,
+    return _Run(config, accelerator, split, engine, vision, optimizer, step_module, loader, train_set, sampler, total,
                 int(cfg.warmup_fraction * total), meta, config.model_dump(mode="json"),
                 Path(config.out_dir) / "localization" / "checkpoint", {"step": 0, "epoch": 0, "batch": 0, "history": []})
 
@@ -194,8 +198,7 @@ def _loop(run: _Run) -> float:
     bar = tqdm(total=run.total, initial=state["step"], desc="localization", unit="step", disable=not acc.is_main_process)
     done = state["step"] >= run.total
     while not done:
-        run.train_set.epoch = state["epoch"]
-        run.generator.manual_seed(run.config.seed + state["epoch"])  # the same order on resume
+        run.sampler.start_epoch(state["epoch"])  # order and augmentation follow (seed, epoch): the same on resume
         tick, seen = time.perf_counter(), 0
         for b, batch in enumerate(run.loader):
             if b < state["batch"]:
@@ -203,7 +206,8 @@ def _loop(run: _Run) -> float:
             with acc.accumulate(run.step_module):
                 out = run.step_module(batch["image"])
                 loss, parts = localization_loss(out.mask_logits, out.image_logit, out.class_logits, batch["mask"],
-                                                batch["label"], batch["class_index"], weights, batch["skeleton"])
+                                                batch["label"], batch["class_index"], weights, batch["skeleton"],
+                                                out.class_map)
                 acc.backward(loss)
                 seen += batch["image"].shape[0]
                 if not acc.sync_gradients:
@@ -233,46 +237,22 @@ def _loop(run: _Run) -> float:
 
 
 def _finish(config, engine, vision, optimizer, state, meta, config_dump, split, device, wall) -> RunResult:
-    """Calibrate on the calibration split, report on the test split, save checkpoint, curve, grid, metrics.json."""
+    """The normal bank (if configured), thresholds on the calibration split, the report on the
+    test split (train/localization_finish.py); saves checkpoint, curve, grid and metrics.json."""
     cfg = config.localization
-    run_dir = Path(config.out_dir) / "localization"
     if cfg.reference and vision:
         _set_reference(engine, split, device)  # the tower moved: refresh the bank
-    cal_pred, test_pred = (predict(engine, LocalizationDataset(split, part, engine.height, engine.width),
-                                   batch_size=cfg.batch_size, device=device, keep_images=part == "test")
-                           for part in ("calibration", "test"))
-    thresholds = calibrate_on(cal_pred, cfg.calibration)
-    report = report_on_test(test_pred, cal_pred, thresholds, list(split.classes))
+    if cfg.normal_only or cfg.normal_bank:
+        from train.normal_bank_fit import fit_normal_bank
+
+        bank = fit_normal_bank(engine, split, cfg, device, config.seed)
+        engine = EiadVisionEngine(engine.backbone, engine.localizer, bank).to(device)
+    thresholds, report, test_pred = calibrate_and_report(engine, split, cfg, device)
     metrics = dict(headline(report), steps=state["step"], train_wall_s=round(wall, 2))
-    meta = dict(meta, thresholds=thresholds, metrics=metrics)
-    last = run_dir / "checkpoint"
-    _save(last, engine, vision, optimizer, state, meta, config_dump)
-    save_loss_curve(state["history"], run_dir / "loss_curve.png")
-    save_grid(test_pred, run_dir / "test_grid.png", pixel_threshold=thresholds["pixel"])
-    (run_dir / "metrics.json").write_text(json.dumps({"metrics": metrics, "thresholds": thresholds, "test": report,
-                                                      "history": state["history"]}, indent=1) + "\n")
-    log.info("localization, %s", format_quality(report))
+    last = Path(config.out_dir) / "localization" / "checkpoint"
+    _save(last, engine, vision, optimizer, state, dict(meta, thresholds=thresholds, metrics=metrics), config_dump)
+    write_run_files(last.parent, state["history"], thresholds, report, metrics, test_pred)
     return RunResult(last, metrics, thresholds, state["step"], wall)
-
-
-def calibrate_on(cal_pred, cal_cfg) -> dict:
-    """Thresholds fitted on the calibration split's predictions (and only there)."""
-    return calibrate(cal_pred.labels, cal_pred.image_scores, cal_pred.masks, cal_pred.maps,
-                     class_index=cal_pred.class_index, class_probs=cal_pred.class_probs,
-                     image_rule=cal_cfg.image_rule, target_false_reject_rate=cal_cfg.target_false_reject_rate,
-                     target_class_precision=cal_cfg.target_class_precision,
-                     min_defect_area_px=cal_cfg.min_defect_area_px).to_dict()
-
-
-def report_on_test(test_pred, cal_pred, thresholds: dict, class_names: list[str]) -> dict:
-    """The quality report on the test split; refuses to score an image its thresholds were fitted on."""
-    shared = set(test_pred.paths) & set(cal_pred.paths)
-    if shared:
-        raise ModelError(f"{len(shared)} images are in both the calibration and the test split (e.g. {sorted(shared)[0]}): "
-                         "a figure scored on them would not be held out; rebuild the split with 'eiad data ddqa'")
-    report = quality_report(test_pred, thresholds, class_names, "test")
-    report["calibration_images"] = len(cal_pred.paths)
-    return report
 
 
 def _save(path, engine, vision, optimizer, state, meta, config_dump) -> None:

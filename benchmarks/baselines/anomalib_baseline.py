@@ -153,8 +153,22 @@ def image_auroc(scores, labels: list[str]) -> float:
     return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
 
 
-def configurations(doc: dict, labels: list[str]) -> list[dict]:
-    """One bench configuration (group GROUP) per timed path x batch in the worker's JSON."""
+def pixel_auroc(maps: np.ndarray | None, masks: np.ndarray | None) -> float:
+    """Pixel AUROC of anomaly maps (N, H, W) against boolean masks (N, H, W), the same
+    rank-sum formula as image_auroc; nan without maps, masks or defect pixels."""
+    if maps is None or masks is None or maps.shape != masks.shape or not masks.any() or masks.all():
+        return float("nan")
+    from scipy.stats import rankdata
+
+    truth = masks.ravel().astype(bool)
+    ranks = rankdata(np.asarray(maps, np.float64).ravel())
+    n_pos, n_neg = int(truth.sum()), int((~truth).sum())
+    return float((ranks[truth].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def configurations(doc: dict, labels: list[str], pixel: dict[str, float] | None = None) -> list[dict]:
+    """One bench configuration (group GROUP) per timed path x batch in the worker's JSON;
+    `pixel`: path -> pixel AUROC of its maps."""
     model = doc.get("model", "patchcore")
     backbone = f"{doc.get('backbone', '?')} ({'pretrained' if doc.get('pre_trained') else 'random weights'})"
     configs = []
@@ -169,15 +183,17 @@ def configurations(doc: dict, labels: list[str]) -> list[dict]:
             "throughput_per_s": len(samples) * batch / run["wall_s"] if run["wall_s"] > 0 else float("nan"),
             "iterations": int(samples.size), "wall_s": run["wall_s"], "warmup": run.get("warmup"),
             "accuracy": {"image_auroc": image_auroc(scores, labels), "images": len(scores), "backbone": backbone,
-                         "ng_images": sum(label == "NG" for label in labels)},
+                         "ng_images": sum(label == "NG" for label in labels),
+                         "pixel_auroc": (pixel or {}).get(run["path"], float("nan"))},
             "notes": list(run.get("notes", [])),
         })
     return configs
 
 
-def comparisons(engine_configs: list[dict], anomalib_configs: list[dict], engine_auroc: float | None, engine_name: str = "our engine") -> list[dict]:
+def comparisons(engine_configs: list[dict], anomalib_configs: list[dict], engine_auroc: float | None, engine_name: str = "our engine",
+                engine_pixel_auroc: float | None = None) -> list[dict]:
     """Engine vs anomalib at the same batch: throughput ratio (> 1: ours does more per
-    second), p99 ratio (> 1: anomalib is slower), and the image AUROC of each."""
+    second), p99 ratio (> 1: anomalib is slower), and the image and pixel AUROC of each."""
     rows = []
     for theirs in anomalib_configs:
         for ours in (c for c in engine_configs if c.get("batch") == theirs["batch"]):
@@ -192,15 +208,22 @@ def comparisons(engine_configs: list[dict], anomalib_configs: list[dict], engine
             seen.add(series)
             rows.append({"name": f"image AUROC: {theirs['backend']} ({theirs['accuracy']['backbone']})", "metric": "AUROC",
                          "ratio": theirs["accuracy"]["image_auroc"], "goal": "-"})
+            if np.isfinite(theirs["accuracy"].get("pixel_auroc", float("nan"))):
+                rows.append({"name": f"pixel AUROC: {theirs['backend']} ({theirs['accuracy']['backbone']})",
+                             "metric": "AUROC", "ratio": theirs["accuracy"]["pixel_auroc"], "goal": "-"})
     if engine_auroc is not None:
         rows.append({"name": f"image AUROC: {engine_name}", "metric": "AUROC", "ratio": engine_auroc, "goal": "-"})
+    if engine_pixel_auroc is not None and np.isfinite(engine_pixel_auroc):
+        rows.append({"name": f"pixel AUROC: {engine_name}", "metric": "AUROC", "ratio": engine_pixel_auroc, "goal": "-"})
     return rows
 
 
 def measure(train_images: np.ndarray, eval_images: np.ndarray, labels: list[str], *, batches: list[int], warmup: int,
-            min_duration_s: float, options: AnomalibOptions = AnomalibOptions()) -> tuple[list[dict], list[str]]:
+            min_duration_s: float, options: AnomalibOptions = AnomalibOptions(),
+            masks: np.ndarray | None = None) -> tuple[list[dict], list[str]]:
     """Fit, export and time anomalib PatchCore in the side venv on these exact images;
-    returns its bench configurations and the worker's notes. Raises BaselineUnavailable
+    returns its bench configurations and the worker's notes (with `masks`, (N, H, W) bool
+    for the evaluation images, the pixel AUROC of its maps too). Raises BaselineUnavailable
     (the caller turns it into a note, not a crash)."""
     if len(train_images) == 0:
         raise BaselineUnavailable("anomalib not measured: the split has no OK training images to fit PatchCore on")
@@ -212,7 +235,8 @@ def measure(train_images: np.ndarray, eval_images: np.ndarray, labels: list[str]
                           backbone=options.backbone, batches=list(batches), warmup=warmup, min_duration_s=min_duration_s,
                           coreset_sampling_ratio=options.coreset_sampling_ratio)
         doc = run_worker(job, options.python, options.worker, options.timeout_s)
-    configs = configurations(doc, labels)
+        pixel = {path: pixel_auroc(np.load(maps) if maps else None, masks) for path, maps in doc.get("maps", {}).items()}
+    configs = configurations(doc, labels, pixel)
     for config in configs:
         config["versions"] = doc["versions"]
         config["fit_s"] = doc.get("fit_s")

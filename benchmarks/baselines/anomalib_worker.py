@@ -13,6 +13,7 @@ JSON printed as the LAST line of stdout:
      "runs": [{"path": "torch", "batch": 1, "samples_ns": [...], "wall_s": 5.0,
                "warmup": 10, "device": "cpu", "notes": [...]}, ...],
      "scores": {"torch": [one image score per evaluation image], "onnx": [...]},
+     "maps": {"torch": "WORK/maps_torch.npy", ...},   # (N, H, W) float32 anomaly maps, one per image
      "notes": [...]}
 
 Paths: "torch" = `engine.export(model, "torch")` loaded by `TorchInferencer`, timed on
@@ -104,11 +105,18 @@ def _torch_path(engine, model, work: Path, device: str):
     os.environ["TRUST_REMOTE_CODE"] = "1"
     inferencer = TorchInferencer(path=pt, device=device)
 
-    def run(bgr):
+    def predict(bgr):
         tensor = torch.from_numpy(bgr[..., ::-1].copy()).to(inferencer.device).permute(0, 3, 1, 2).float().div_(255.0)
-        return inferencer.predict(tensor).pred_score.detach().reshape(-1).cpu().numpy()
+        return inferencer.predict(tensor)
 
-    return run
+    def run(bgr):
+        return predict(bgr).pred_score.detach().reshape(-1).cpu().numpy()
+
+    def with_map(bgr):
+        out = predict(bgr)
+        return float(out.pred_score.reshape(-1)[0]), out.anomaly_map.detach().reshape(bgr.shape[1:3]).cpu().numpy()
+
+    return run, with_map
 
 
 def _onnx_path(engine, model, work: Path, size: tuple[int, int], device: str):
@@ -122,6 +130,7 @@ def _onnx_path(engine, model, work: Path, size: tuple[int, int], device: str):
     spec = session.get_inputs()[0]
     outputs = [o.name for o in session.get_outputs()]
     score_index = outputs.index("pred_score") if "pred_score" in outputs else 0
+    map_index = outputs.index("anomaly_map") if "anomaly_map" in outputs else None
     fixed = spec.shape[0] if isinstance(spec.shape[0], int) else None
     notes = []
     if fixed:
@@ -142,12 +151,28 @@ def _onnx_path(engine, model, work: Path, size: tuple[int, int], device: str):
             scores.append(np.asarray(session.run(None, {spec.name: chunk})[score_index]).reshape(-1))
         return np.concatenate(scores)[: len(x)]
 
-    return run, session.get_providers()[0], notes
+    def with_map(bgr):
+        x = np.ascontiguousarray(bgr[..., ::-1].transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
+        if fixed and len(x) < fixed:
+            x = np.concatenate([x, np.repeat(x[:1], fixed - len(x), axis=0)])
+        values = session.run(None, {spec.name: x})
+        amap = values[map_index][0].reshape(bgr.shape[1:3]) if map_index is not None else None
+        return float(np.asarray(values[score_index]).reshape(-1)[0]), amap
+
+    return run, with_map, session.get_providers()[0], notes
 
 
-def _measure(job: dict, run, eval_bgr, name: str, device: str, sync) -> tuple[list[dict], list[float]]:
-    """Scores one image at a time (every evaluation image), then the timed runs per batch."""
-    scores = [float(run(eval_bgr[i : i + 1])[0]) for i in range(len(eval_bgr))]
+def _measure(job: dict, run, with_map, eval_bgr, name: str, device: str, sync) -> tuple[list[dict], list[float], str | None]:
+    """Scores and anomaly maps one image at a time (every evaluation image; maps saved to
+    WORK/maps_<path>.npy for pixel AUROC), then the timed runs per batch."""
+    import numpy as np
+
+    pairs = [with_map(eval_bgr[i : i + 1]) for i in range(len(eval_bgr))]
+    scores = [score for score, _ in pairs]
+    maps_path = None
+    if all(amap is not None for _, amap in pairs):
+        maps_path = str(Path(job["work_dir"]) / f"maps_{name}.npy")
+        np.save(maps_path, np.stack([np.asarray(amap, np.float32) for _, amap in pairs]))
     runs = []
     for batch in job["batches"]:
         stacked = _batch(eval_bgr, int(batch))
@@ -161,7 +186,7 @@ def _measure(job: dict, run, eval_bgr, name: str, device: str, sync) -> tuple[li
             notes.append("TorchInferencer.predict as shipped (no torch.inference_mode around it)")
         runs.append({"path": name, "batch": int(batch), "samples_ns": samples, "wall_s": wall_s, "warmup": int(job["warmup"]),
                      "device": device, "notes": notes})
-    return runs, scores
+    return runs, scores, maps_path
 
 
 def work(job: dict) -> dict:
@@ -178,24 +203,27 @@ def work(job: dict) -> dict:
     engine, model, fit_s = _fit(job, train_bgr, work_dir)
     _log(f"fitted PatchCore on {len(train_bgr)} images in {fit_s:.1f} s")
     doc = {"schema": WORKER_SCHEMA, "model": "patchcore", "backbone": job["backbone"], "pre_trained": False, "device": device,
-           "fit_s": fit_s, "train_images": int(len(train_bgr)), "runs": [], "scores": {}, "notes": [],
+           "fit_s": fit_s, "train_images": int(len(train_bgr)), "runs": [], "scores": {}, "maps": {}, "notes": [],
            "versions": {"anomalib": anomalib.__version__, "torch": torch.__version__}}
     doc["notes"].append(f"anomalib PatchCore: {job['backbone']} backbone with RANDOM weights (pre_trained=False: no download "
                         "offline), so its AUROC is far below a pretrained PatchCore's; its speed is representative")
     if "torch" in job["paths"]:
-        runs, doc["scores"]["torch"] = _measure(job, _torch_path(engine, model, work_dir, device), eval_bgr, "torch", device, sync)
+        run, with_map = _torch_path(engine, model, work_dir, device)
+        runs, doc["scores"]["torch"], doc["maps"]["torch"] = _measure(job, run, with_map, eval_bgr, "torch", device, sync)
         doc["runs"] += runs
     if "onnx" in job["paths"]:
         try:
             import onnxruntime
 
             doc["versions"]["onnxruntime"] = onnxruntime.__version__
-            run, provider, notes = _onnx_path(engine, model, work_dir, (int(job["height"]), int(job["width"])), device)
-            runs, scores = _measure(job, run, eval_bgr, "onnx", provider, sync)
+            run, with_map, provider, notes = _onnx_path(engine, model, work_dir, (int(job["height"]), int(job["width"])),
+                                                        device)
+            runs, scores, maps = _measure(job, run, with_map, eval_bgr, "onnx", provider, sync)
         except Exception as error:  # noqa: BLE001 - report why the ONNX path is missing, keep the torch figures
             doc["notes"].append(f"anomalib onnx path not measured: {type(error).__name__}: {str(error)[:300]}")
         else:
             doc["scores"]["onnx"] = scores
+            doc["maps"]["onnx"] = maps
             doc["runs"] += runs
             doc["notes"] += [f"anomalib onnx: {note}" for note in notes]
     import resource

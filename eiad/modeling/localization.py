@@ -19,10 +19,14 @@ explanation uses, so one vision pass per frame serves both), and never touches t
                                                v
                                        mask logits (N,1,H,W)
     pooled F (+ G pooled under the predicted mask) --> image logit (N,), class logits (N,C)
+    [class_maps: 1x1 convs on G and s4 -> class logits per H/4 cell, averaged under the
+     predicted mask and added to the class logits]
 
 `fine` adds the H/2 stage, so a 1-2 px scratch is not averaged away at H/4; `mask_pooling`
 lets the class head look at the defect itself (features averaged under the predicted
-mask) rather than at the whole image, where the part's texture dominates.
+mask) rather than at the whole image, where the part's texture dominates; `class_maps`
+classifies every H/4 cell, so training gets one class target per defect cell (a dense
+signal, as in semantic segmentation) instead of one per image.
 
 Thread safety: a module instance is not safe to call from several threads while training.
 """
@@ -69,6 +73,7 @@ class LocalizerSpec:
     # sets what new training uses.
     fine: bool = False
     mask_pooling: bool = False
+    class_maps: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -85,6 +90,7 @@ class LocalizationOutput(NamedTuple):
     mask_logits: Tensor  # (N, 1, H, W) defect logit per pixel
     image_logit: Tensor  # (N,) defect logit of the image
     class_logits: Tensor  # (N, C) logits over spec.class_names
+    class_map: Tensor | None = None  # (N, C, H/4, W/4) class logits per cell (class_maps), for training
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -126,14 +132,21 @@ class DefectLocalizer(nn.Module):
         # The H/2 stage is kept narrow (c/4 channels, no norm): at 4x the pixels of H/4 its
         # cost would otherwise dominate the whole graph on a CPU.
         self.refine_in = nn.Conv2d(c, c // 4, 1) if spec.fine else None
-        self.refine = nn.Sequential(nn.Conv2d(c // 4 + c // 2, c // 4, 3, padding=1), nn.GELU(),
-                                    nn.Conv2d(c // 4, 1, 1)) if spec.fine else None
+        # Its input: G narrowed, the H/2 stem features and the coarse logits as a channel (not
+        # added to the output: a confident H/4 blob would then outvote the thin structure).
+        self.refine = nn.Sequential(nn.Conv2d(c // 4 + c // 2 + 1, c // 4, 3, padding=1), nn.GELU(),
+                                    nn.Conv2d(c // 4, 1, 3, padding=1)) if spec.fine else None
         # mask pooling adds G and the H/4 stem features under the mask, the image's colour
         # there relative to the whole image (3), and the mask's area share (1).
         pooled = 2 * c + (2 * c + 4 if spec.mask_pooling else 0)
         self.image_head = nn.Sequential(nn.Linear(pooled + 1, c), nn.GELU(), nn.Linear(c, 1))
-        self.class_head = (nn.Sequential(nn.Linear(pooled, c), nn.GELU(), nn.Linear(c, max(len(spec.class_names), 1)))
-                           if spec.mask_pooling else nn.Linear(pooled, max(len(spec.class_names), 1)))
+        n_classes = max(len(spec.class_names), 1)
+        self.class_head = (nn.Sequential(nn.Linear(pooled, c), nn.GELU(), nn.Linear(c, n_classes))
+                           if spec.mask_pooling else nn.Linear(pooled, n_classes))
+        if spec.class_maps and not spec.stem:
+            raise ValueError("class maps need the image stem (stem: true)")
+        self.class_pixels = (nn.Sequential(nn.Conv2d(2 * c, c, 1), nn.GELU(), nn.Conv2d(c, n_classes, 1))
+                             if spec.class_maps else None)
         for tap in range(taps):
             self.register_buffer(f"reference_bank_{tap}", torch.zeros(0, spec.vision_hidden_size), persistent=True)
 
@@ -191,8 +204,8 @@ class DefectLocalizer(nn.Module):
         if self.refine is not None:
             size = (half.shape[-2], half.shape[-1])
             up = F.interpolate(self.refine_in(fused), size=size, mode="bilinear", align_corners=False)
-            low = self.refine(torch.cat([up, half], dim=1)) + F.interpolate(low, size=size, mode="bilinear",
-                                                                             align_corners=False)
+            coarse_up = F.interpolate(coarse, size=size, mode="bilinear", align_corners=False)
+            low = self.refine(torch.cat([up, half, coarse_up], dim=1))
         mask_logits = F.interpolate(low, size=(height, width), mode="bilinear", align_corners=False)
         pooled = [feat.mean(dim=(2, 3)), feat.amax(dim=(2, 3))]
         if spec.mask_pooling:
@@ -201,7 +214,12 @@ class DefectLocalizer(nn.Module):
         peak = low.flatten(1).amax(dim=1, keepdim=True)
         image_logit = self.image_head(torch.cat([pooled, peak], dim=1)).squeeze(1)
         class_logits = self.class_head(pooled)
-        return LocalizationOutput(mask_logits, image_logit, class_logits)
+        class_map = None
+        if self.class_pixels is not None:
+            class_map = self.class_pixels(torch.cat([fused, edge], dim=1))  # (N, C, H/4, W/4)
+            weight = torch.sigmoid(coarse)
+            class_logits = class_logits + (class_map * weight).sum(dim=(2, 3)) / (weight.sum(dim=(2, 3)) + 1e-3)
+        return LocalizationOutput(mask_logits, image_logit, class_logits, class_map)
 
     @staticmethod
     def _under_mask(coarse: Tensor, fused: Tensor, edge: Tensor, pixel_values: Tensor) -> list[Tensor]:

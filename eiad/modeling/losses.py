@@ -22,6 +22,7 @@ class LossWeights:
     focal_alpha: float = 0.75  # weight of the (rare) defect pixels
     focal_gamma: float = 2.0
     skeleton: float = 0.0
+    class_map: float = 0.0
 
 
 def focal_loss(logits: Tensor, target: Tensor, alpha: float = 0.75, gamma: float = 2.0) -> Tensor:
@@ -62,6 +63,24 @@ def skeleton_recall_loss(logits: Tensor, skeleton: Tensor) -> Tensor:
     return ((per_pixel * skeleton).sum(dim=1)[has] / count[has]).mean()
 
 
+def class_map_loss(class_map: Tensor, masks: Tensor, class_index: Tensor) -> Tensor:
+    """Cross-entropy of every defect cell's class logits against its image's class.
+
+    A cell (class_map's resolution) is a defect cell when any pixel of the true mask in it is
+    a defect (max-pooled, so a 1-px crack keeps its cells). Images without a known class
+    (good parts) contribute nothing.
+    """
+    known = class_index >= 0
+    if not bool(known.any()):
+        return class_map.sum() * 0.0
+    cells = F.adaptive_max_pool2d(masks[known].float(), class_map.shape[-2:])[:, 0] > 0.5  # (K, h, w)
+    logits = class_map[known].permute(0, 2, 3, 1)[cells]  # (cells, C)
+    if logits.shape[0] == 0:
+        return class_map.sum() * 0.0
+    target = class_index[known][:, None, None].expand_as(cells)[cells]
+    return F.cross_entropy(logits.float(), target)
+
+
 def localization_loss(
     mask_logits: Tensor,
     image_logit: Tensor,
@@ -71,6 +90,7 @@ def localization_loss(
     class_index: Tensor,
     weights: LossWeights = LossWeights(),
     skeleton: Tensor | None = None,
+    class_map: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """Total loss and its parts (floats, for logging).
 
@@ -95,4 +115,8 @@ def localization_loss(
         skel = skeleton_recall_loss(mask_logits, skeleton)
         total = total + weights.skeleton * skel
         parts["skeleton"] = float(skel.detach())
+    if weights.class_map > 0 and class_map is not None:
+        dense = class_map_loss(class_map, masks, class_index)
+        total = total + weights.class_map * dense
+        parts["class_map"] = float(dense.detach())
     return total, parts

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Sequence
 
 import torch
@@ -117,6 +117,7 @@ class NormalBank(nn.Module):
         """Fill the bank from (P, dim) training patch embeddings (already `embed`-ded) by coreset."""
         chosen = greedy_coreset(patches, self.spec.size, seed)
         self.bank = patches[chosen].clone()
+        self.spec = replace(self.spec, size=len(chosen))  # fewer patches than asked: the bank is all of them
         log.info("normal bank: %d of %d good patches kept (coreset)", len(chosen), patches.shape[0])
 
     @torch.no_grad()

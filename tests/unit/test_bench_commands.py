@@ -119,3 +119,37 @@ def test_anomalib_baseline_says_why_it_is_absent():
     assert isinstance(status.available, bool)
     if not status.available:
         assert "anomalib" in status.reason
+
+
+@needs_mosquitto
+def test_line_scores_the_verdicts_against_the_streams_truth_and_fails_a_wrong_model(tmp_path):
+    from tests.support_edge.media import write_synthetic_line
+
+    # given a station whose camera is a synthetic line with ground truth (every 3rd part NG)
+    station = tiny_station(tmp_path / "st")
+    write_synthetic_line(tmp_path / "st" / "line", count=12, every_ng=3)
+    text = station.read_text().replace("{kind: folder, id: cam0, path: frames}",
+                                       "{kind: synthetic, id: cam0, path: line/line.mkv}")
+    station.write_text(text)
+    # when the line bench runs with the right truth
+    out = tmp_path / "right"
+    assert main(["bench", "line", "--config", str(station), "--fps", "25", "--cameras", "1", "--duration-s", "0.96",
+                 "--budget-ms", "1000", "--no-bare", "--no-baseline", "--out", str(out)]) == 0
+    loop = _result(out)["configurations"][0]
+    # then every received verdict was scored: the tiny model is right on all 24 (2 passes over 12 frames)
+    assert loop["accuracy"]["scored"] == 24 and loop["accuracy"]["accuracy"] == 1.0 and loop["quality"]["passed"]
+    assert "acc 100.0% miss 0.0% overkill 0.0% of 24" in (out / "report.md").read_text()
+    # when the truth says the opposite of what the model sees (a model that is wrong on this line)
+    truth = tmp_path / "st" / "line" / "ground_truth.jsonl"
+    flipped = [json.loads(line) for line in truth.read_text().splitlines()]
+    for record in flipped:
+        record["label"] = "OK" if record["label"] == "NG" else "NG"
+    truth.write_text("".join(json.dumps(r) + "\n" for r in flipped))
+    out = tmp_path / "wrong"
+    assert main(["bench", "line", "--config", str(station), "--fps", "25", "--cameras", "1", "--duration-s", "0.96",
+                 "--budget-ms", "1000", "--no-bare", "--no-baseline", "--out", str(out)]) == 0
+    loop = _result(out)["configurations"][0]
+    # then the run is marked failed, whatever its speed
+    assert loop["accuracy"]["accuracy"] == 0.0 and loop["quality"]["passed"] is False
+    assert any(n.startswith("FAILED: the verdicts miss the line's quality goals") for n in loop["notes"])
+    assert "FAILED" in (out / "report.md").read_text()

@@ -9,7 +9,8 @@ import pytest
 
 from edge.demo import Recorder
 from edge.demo_camera import LineFiles, Shots, truth_mask, truth_of
-from edge.demo_report import iou, latency_summary, percentiles_ms, score_image, score_pixels
+from edge.demo_report import iou, latency_summary, percentiles_ms, score_pixels
+from edge.truth_scoring import judge, score_image
 from edge.live_view import Received
 
 OK, NG = {"label": "OK"}, {"label": "NG", "defect": "scratch"}
@@ -43,6 +44,18 @@ def test_rates_are_none_when_their_denominator_is_zero():
     # then accuracy and overkill are defined, the miss rate (no NG parts) is not
     assert (s["accuracy"], s["overkill_rate"], s["miss_rate"]) == (1.0, 0.0, None)
     assert score_image([])["accuracy"] is None
+
+
+def test_goals_judge_each_figure_and_fail_the_run_on_any_miss():
+    # given a run right on three goals and one mask IoU short
+    judged = judge({"accuracy": 0.97, "overkill_rate": 0.02, "miss_rate": 0.0, "mean_iou": 0.59})
+    # then the bounds are inclusive and the IoU miss fails the run
+    assert [g["met"] for g in judged["goals"].values()] == [True, True, True, False]
+    assert judged["passed"] is False
+    # a figure that was not measured (no mask scored) is not judged and does not fail it
+    judged = judge({"accuracy": 0.99, "overkill_rate": 0.0, "miss_rate": 0.05})
+    assert judged["goals"]["mean_iou"]["met"] is None and judged["passed"] is True
+    assert judge({"accuracy": 0.96})["passed"] is False
 
 
 def test_iou_of_small_masks():

@@ -7,7 +7,7 @@ import torch
 from eiad import manifest
 from eiad.modeling.engine import EiadVisionEngine, VisionEngineOutput
 from eiad.modeling.localization import DefectLocalizer, LocalizerSpec, build_localizer, default_prompts, resolve_taps
-from eiad.modeling.losses import localization_loss
+from eiad.modeling.losses import LossWeights, localization_loss
 from tests.unit.test_localization_support import TinyLlavaBackbone
 
 
@@ -16,10 +16,12 @@ def _spec(size=(32, 48), grid=(4, 6), **kw):
                          class_names=("hole", "stain", "crack"), prompts=tuple(default_prompts(["hole", "stain", "crack"])), **kw)
 
 
-@pytest.mark.parametrize("size,grid,stem", [((32, 48), (4, 6), True), ((64, 64), (8, 8), True), ((28, 28), (2, 2), False)])
-def test_outputs_have_image_resolution_at_several_sizes(size, grid, stem):
-    # given a localizer for a non-square, a square and a tiny-grid input
-    spec = _spec(size, grid, stem=stem)
+@pytest.mark.parametrize("size,grid,stem,fine", [((32, 48), (4, 6), True, True), ((64, 64), (8, 8), True, False),
+                                                ((28, 28), (2, 2), False, False)])
+def test_outputs_have_image_resolution_at_several_sizes(size, grid, stem, fine):
+    # given a localizer for a non-square, a square and a tiny-grid input (the first two with
+    # the mask-pooled class head and class maps, the first also with the H/2 stage)
+    spec = _spec(size, grid, stem=stem, fine=fine, mask_pooling=stem, class_maps=stem)
     module = DefectLocalizer(spec, torch.randn(len(spec.prompts), 8))
     feats = [torch.randn(3, grid[0] * grid[1], 16) for _ in spec.taps]
     # when it runs on a batch of 3
@@ -28,7 +30,9 @@ def test_outputs_have_image_resolution_at_several_sizes(size, grid, stem):
     assert out.mask_logits.shape == (3, 1, *size)
     assert out.image_logit.shape == (3,)
     assert out.class_logits.shape == (3, 3)
-    assert out._fields == ("mask_logits", "image_logit", "class_logits")
+    assert out._fields == ("mask_logits", "image_logit", "class_logits", "class_map")
+    # class maps: one class per H/4 cell (the stem's resolution), only when asked for
+    assert out.class_map is None if not stem else out.class_map.shape == (3, 3, size[0] // 4, size[1] // 4)
 
 
 def test_prompts_start_from_the_backbones_text_embeddings():
@@ -71,7 +75,8 @@ def test_loss_decreases_on_a_fixed_batch():
     # given a tiny backbone (frozen), a localizer and one fixed batch with a defect square
     torch.manual_seed(0)
     backbone = TinyLlavaBackbone()
-    engine = EiadVisionEngine(backbone, build_localizer(backbone, (1, 3), ["hole"]))
+    engine = EiadVisionEngine(backbone, build_localizer(backbone, (1, 3), ["hole", "dent"], fine=True, mask_pooling=True,
+                                                        class_maps=True))
     images = torch.randint(100, 140, (4, 64, 64, 3), dtype=torch.uint8)
     masks = torch.zeros(4, 1, 64, 64)
     images[1:3, 10:30, 20:40] = 10
@@ -83,13 +88,15 @@ def test_loss_decreases_on_a_fixed_batch():
     # when it trains 30 steps
     for _ in range(30):
         out, _ = engine.forward_logits(images)
-        loss, _ = localization_loss(*out, masks, labels, classes)
+        # every term, the skeleton and per-cell class terms included (the square's skeleton: itself is fine here)
+        loss, parts = localization_loss(out.mask_logits, out.image_logit, out.class_logits, masks, labels, classes,
+                                        LossWeights(skeleton=1.0, class_map=1.0), masks, out.class_map)
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(loss.item())
     # then the loss falls well below where it started
-    assert losses[-1] < 0.5 * losses[0]
+    assert losses[-1] < 0.5 * losses[0] and {"skeleton", "class_map"} <= parts.keys()
 
 
 def test_engine_normalises_bgr_uint8_inside_the_graph():

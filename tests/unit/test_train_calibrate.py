@@ -56,10 +56,14 @@ def test_class_cutoff_is_the_lowest_confidence_that_keeps_the_target_precision()
     assert class_confidence_cutoff(np.array([1]), probs[:1], 0.9)[0] == 1.0
 
 
-def test_calibrate_without_defect_pixels_uses_the_image_threshold_for_the_map():
+def test_calibrate_without_defect_pixels_keeps_good_parts_masks_empty():
+    # given good parts only, whose maps peak at 0.1 .. 0.55
     labels = np.zeros(10)
-    cal = calibrate(labels, np.linspace(0, 0.4, 10), np.zeros((10, 2, 2)), np.full((10, 2, 2), 0.2))
-    assert cal.pixel == cal.image_score and "no defect pixel" in cal.calibration
+    maps = np.zeros((10, 2, 2))
+    maps[:, 0, 0] = np.linspace(0.1, 0.55, 10)
+    cal = calibrate(labels, np.linspace(0, 0.4, 10), np.zeros((10, 2, 2)), maps, target_false_reject_rate=0.0)
+    # then no good part would get a single mask pixel
+    assert 0.55 < cal.pixel < 0.5501 and "no defect pixel" in cal.calibration
 
 
 def test_calibrate_rejects_unknown_rule():

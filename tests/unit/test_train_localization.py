@@ -89,7 +89,7 @@ def test_cli_trains_writes_the_run_and_eval_reproduces_it(tmp_path, split, prese
 def test_thresholds_are_fitted_on_calibration_and_every_figure_is_scored_on_test(tmp_path, split, preset_cache,
                                                                                   monkeypatch):
     # given a spy on what calibration and the quality report are computed from
-    import train.localization as loc
+    import train.localization_finish as loc
     from train.data.index import load_split
 
     seen: dict[str, set] = {}
@@ -110,7 +110,7 @@ def test_thresholds_are_fitted_on_calibration_and_every_figure_is_scored_on_test
 
 def test_a_figure_on_images_the_thresholds_were_fitted_on_is_refused():
     from eiad.errors import ModelError
-    from train.localization import report_on_test
+    from train.localization_finish import report_on_test
 
     class Pred:  # only the paths matter: the overlap is refused before any metric
         def __init__(self, paths):

@@ -99,7 +99,7 @@ def save_loss_curve(history: list[dict], path: Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     steps = [h["step"] for h in history]
-    for key in ("loss", "focal", "dice", "skeleton", "image", "cls"):
+    for key in ("loss", "focal", "dice", "skeleton", "image", "cls", "class_map"):
         if history and key in history[0]:
             ax.plot(steps, [max(h[key], 1e-6) for h in history], label=key, linewidth=1.5 if key == "loss" else 0.8)
     ax.set_yscale("log")
