@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 # (row name, the localization config keys it sets, cumulative)
-BEFORE = {"fine": False, "mask_pooling": False, "class_maps": False, "skeleton_weight": 0.0, "camera_jitter": False,
-          "focal_alpha": 0.75, "dice_weight": 1.0, "image_weight": 0.5}
+BEFORE = {"fine": False, "mask_pooling": False, "class_maps": False, "context": False, "skeleton_weight": 0.0,
+          "camera_jitter": False, "focal_alpha": 0.75, "dice_weight": 1.0, "image_weight": 0.5}
 ROWS = (
     ("before: H/4 decoder, global class head, focal + dice, flips", {}),
     ("+ camera jitter (shift, rotation, exposure, white balance, noise, blur)", {"camera_jitter": True}),
@@ -33,6 +33,7 @@ ROWS = (
     ("+ class head pooled under the predicted mask", {"mask_pooling": True}),
     ("+ dense class maps", {"class_maps": True}),
     ("+ balanced focal, dice x2, image loss x2", {"focal_alpha": 0.5, "dice_weight": 2.0, "image_weight": 1.0}),
+    ("+ dilated H/4 conv (wider context)", {"context": True}),
 )
 FIGURES = ("accuracy", "miss_rate", "overkill_rate", "image_auroc", "pixel_auroc", "aupro", "mean_iou_defective",
            "class_accuracy")

@@ -49,6 +49,7 @@ class LocalizationConfig(_Strict):
     fine: bool = True  # a decoder stage at half the input size: thin scratches and cracks
     mask_pooling: bool = True  # class and score heads also see features under the predicted mask
     class_maps: bool = True  # a class per H/4 cell, averaged under the mask (dense class training signal)
+    context: bool = True  # a dilated H/4 conv: wider context at the same cost (faint, large defects such as stains)
     reference: bool = False  # 1-shot: compare with a normal reference image's patches
     unfreeze_vision: bool = False  # only for random-weight tiny presets; changes the LLM's input
     vision_lr: float = Field(2e-3, gt=0)

@@ -158,7 +158,8 @@ def _build(config: TrainConfig, backbone) -> _Run:
     classes = [] if cfg.normal_only else split.classes  # good images only: no class to learn
     localizer = build_localizer(backbone, taps, classes, proj_dim=cfg.proj_dim, feature_channels=cfg.feature_channels,
                                 decoder_channels=cfg.decoder_channels, stem=cfg.stem, reference=cfg.reference,
-                                fine=cfg.fine, mask_pooling=cfg.mask_pooling, class_maps=cfg.class_maps)
+                                fine=cfg.fine, mask_pooling=cfg.mask_pooling, class_maps=cfg.class_maps,
+                                context=cfg.context)
     engine = EiadVisionEngine(backbone, localizer).to(device)
     for p in backbone.parameters():  # the LLM (and by default the tower) never trains here
         p.requires_grad_(False)

@@ -74,6 +74,7 @@ class LocalizerSpec:
     fine: bool = False
     mask_pooling: bool = False
     class_maps: bool = False
+    context: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -93,8 +94,9 @@ class LocalizationOutput(NamedTuple):
     class_map: Tensor | None = None  # (N, C, H/4, W/4) class logits per cell (class_maps), for training
 
 
-def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.GroupNorm(1, cout), nn.GELU())
+def _conv(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation),
+                         nn.GroupNorm(1, cout), nn.GELU())
 
 
 class DefectLocalizer(nn.Module):
@@ -128,7 +130,9 @@ class DefectLocalizer(nn.Module):
         # Two stages kept apart so the fine path can reuse the H/2 features.
         self.stem = nn.Sequential(_conv(3, c // 2, stride=2), _conv(c // 2, c, stride=2)) if spec.stem else None
         fuse_in = 2 * c if spec.stem else c
-        self.fuse = nn.Sequential(_conv(fuse_in, c), _conv(c, c), nn.Conv2d(c, 1, 1))
+        # `context`: the second H/4 conv dilated (x3): the same cost, a receptive field three
+        # times wider, so a faint stain is judged against the surface around it.
+        self.fuse = nn.Sequential(_conv(fuse_in, c), _conv(c, c, dilation=3 if spec.context else 1), nn.Conv2d(c, 1, 1))
         # The H/2 stage is kept narrow (c/4 channels, no norm): at 4x the pixels of H/4 its
         # cost would otherwise dominate the whole graph on a CPU.
         self.refine_in = nn.Conv2d(c, c // 4, 1) if spec.fine else None
