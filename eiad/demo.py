@@ -205,7 +205,9 @@ def run_demo(args: argparse.Namespace) -> int:
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True, exist_ok=True)
         summary = step.run(folder)
-        (folder / DONE_MARKER).write_text(json.dumps({"settings": step.settings, "summary": summary}), encoding="utf-8")
-        print(f"      done in {time.perf_counter() - started:.1f} s: {summary}")
+        seconds = round(time.perf_counter() - started, 1)
+        (folder / DONE_MARKER).write_text(json.dumps({"settings": step.settings, "summary": summary, "seconds": seconds}),
+                                          encoding="utf-8")
+        print(f"      done in {seconds:.1f} s: {summary}")
     print(f"demo finished: everything is under {out.resolve()}")
     return 0

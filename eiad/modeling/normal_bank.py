@@ -62,12 +62,12 @@ class NormalBankSpec:
 
 
 def gaussian_kernel(sigma_px: float) -> Tensor:
-    """(1, 1, k, k) normalised Gaussian, k = 2 * ceil(2 sigma) + 1 (as PatchCore smooths its maps)."""
+    """(1, 1, 1, k) normalised 1-D Gaussian, k = 2 * ceil(2 sigma) + 1 (as PatchCore smooths its
+    maps); applied along rows then columns: a 2-D blur at 2k instead of k^2 multiplies per pixel."""
     radius = max(1, math.ceil(2 * sigma_px))
     x = torch.arange(-radius, radius + 1, dtype=torch.float32)
     g = torch.exp(-(x**2) / (2 * sigma_px**2))
-    g = g / g.sum()
-    return (g[:, None] * g[None, :])[None, None]
+    return (g / g.sum())[None, None, None, :]
 
 
 class NormalBank(nn.Module):
@@ -108,7 +108,8 @@ class NormalBank(nn.Module):
         d = self.distances(layer_features).reshape(n, 1, gh, gw)
         d = F.interpolate(d, size=self.spec.image_size, mode="bilinear", align_corners=False)
         pad = self.blur.shape[-1] // 2
-        d = F.conv2d(F.pad(d, (pad, pad, pad, pad), mode="replicate"), self.blur)
+        d = F.conv2d(F.pad(d, (pad, pad, 0, 0), mode="replicate"), self.blur)  # along rows
+        d = F.conv2d(F.pad(d, (0, 0, pad, pad), mode="replicate"), self.blur.transpose(-1, -2))  # along columns
         return (d - self.centre) / self.spread
 
     # -- fitting (not part of the exported graph) --------------------------------------

@@ -1,0 +1,114 @@
+"""A line with no defect samples: the normal-only model beside anomalib's PatchCore, one run.
+
+    python -m benchmarks.normal_only demo_out/ddqa [--max-steps 2000] [--out benchmarks/results/normal_only]
+
+1. `eiad train --normal-only` on the split's good training images (pseudo-defects + the
+   bank of good patches), thresholds from the good calibration images;
+2. `eiad export onnx` of that model (bank inside the graph);
+3. `eiad bench engine ARTIFACT --split ... --baselines anomalib --batch 1` on the split's
+   test images: our engine's latency and image/pixel AUROC beside anomalib's PatchCore,
+   fitted on the same split's good training images, with the sizing given here
+   (`--anomalib-train-images`, `--anomalib-coreset-ratio`; resnet18 with random weights:
+   no download offline).
+
+Writes result.json and report.md: the test split's figures (image and pixel AUROC, AUPRO,
+verdicts), the bank's size, the export's size, the CPU latency, anomalib's figures, its
+fit time and peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+
+def run(cmd: list[str]) -> None:
+    print("$ " + " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("ddqa", type=Path, help="DDQA folder (eiad data ddqa), e.g. demo_out/ddqa")
+    parser.add_argument("--max-steps", type=int, default=2000)
+    parser.add_argument("--eval-images", type=int, default=155, help="test images both sides are scored and timed on")
+    parser.add_argument("--anomalib-train-images", type=int, default=64)
+    parser.add_argument("--anomalib-coreset-ratio", type=float, default=0.1)
+    parser.add_argument("--work", type=Path, default=None, help="keep the run here (default: a temporary folder)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/normal_only"))
+    args = parser.parse_args(argv)
+    eiad = [sys.executable, "-m", "eiad.cli"]
+    with tempfile.TemporaryDirectory(prefix="eiad-normal-only-") as tmp:
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        config = {"backbone": "tiny-minicpmv46", "ddqa_dir": str(args.ddqa.resolve()), "out_dir": str(work / "train"),
+                  "seed": 0, "device": "cpu", "dialog": None,
+                  "localization": {"unfreeze_vision": True, "epochs": 1000, "max_steps": args.max_steps, "num_workers": 1}}
+        (work / "train.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+        run(eiad + ["train", "--config", str(work / "train.yaml"), "--only", "localization", "--normal-only"])
+        checkpoint = work / "train" / "localization" / "checkpoint"
+        artifact = work / "artifact"
+        run(eiad + ["-q", "export", "onnx", "--checkpoint", str(checkpoint), "--out", str(artifact),
+                    "--split", str(args.ddqa / "split.json"), "--force"])
+        run(eiad + ["bench", "engine", str(artifact), "--backends", "ort-cpu", "--batch", "1", "--split",
+                    str(args.ddqa / "split.json"), "--eval-images", str(args.eval_images), "--baselines", "anomalib",
+                    "--anomalib-train-images", str(args.anomalib_train_images), "--anomalib-coreset-ratio",
+                    str(args.anomalib_coreset_ratio), "--min-duration-s", "5", "--out", str(work / "bench")])
+        metrics = json.loads((checkpoint.parent / "metrics.json").read_text())
+        meta = json.loads((checkpoint / "meta.json").read_text())
+        bench = json.loads((work / "bench" / "result.json").read_text())
+        onnx_bytes = sum(p.stat().st_size for p in artifact.glob("vision.onnx*"))
+    bank = meta["normal_bank_spec"]
+    result = {
+        "command": "python -m benchmarks.normal_only " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "test_split": {k: metrics["test"][k] for k in ("images", "defective_images", "verdicts", "image_auroc", "pixel_auroc",
+                                                       "aupro", "aupro_by_defect", "mean_iou_defective")},
+        "thresholds": metrics["thresholds"], "steps": metrics["metrics"]["steps"],
+        "bank": {"entries": bank["size"], "dim": bank["dim"], "taps": bank["taps"], "bytes": bank["size"] * bank["dim"] * 4},
+        "export_bytes": onnx_bytes,
+        "engine": [{"name": c["name"], "latency_ms": c["latency_ms"], "throughput_per_s": c["throughput_per_s"]}
+                   for c in bench["configurations"] if c.get("group") == "engine"],
+        "anomalib": [{"name": c["name"], "latency_ms": c["latency_ms"], "throughput_per_s": c["throughput_per_s"],
+                      "accuracy": c["accuracy"]} for c in bench["configurations"] if c.get("group") == "baseline-anomalib"],
+        "anomalib_settings": bench["settings"].get("anomalib"),
+        "comparisons": bench["comparisons"], "notes": bench["notes"],
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "result.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    (args.out / "report.md").write_text(markdown(result), encoding="utf-8")
+    print(markdown(result))
+    return 0
+
+
+def markdown(r: dict) -> str:
+    t = r["test_split"]
+    f = lambda v: "-" if v is None or v != v else f"{v:.3f}"  # noqa: E731
+    lines = ["# A line with no defect samples: normal-only model vs anomalib PatchCore", "", f"`{r['command']}`", "",
+             f"Test split: {t['images']} images ({t['defective_images']} defective); thresholds from the good calibration "
+             f"images only ({r['thresholds']['calibration']}).", "",
+             "| model | image AUROC | pixel AUROC | p50 ms (b1, CPU) | images/s |", "|---|---|---|---|---|"]
+    for c in r["engine"]:
+        lines.append(f"| ours, normal-only ({c['name']}) | {f(t['image_auroc'])} | {f(t['pixel_auroc'])} | "
+                     f"{c['latency_ms']['p50_ms']:.2f} | {c['throughput_per_s']:.1f} |")
+    for c in r["anomalib"]:
+        acc = c["accuracy"]
+        lines.append(f"| {c['name']} ({acc['backbone']}) | {f(acc['image_auroc'])} | {f(acc.get('pixel_auroc'))} | "
+                     f"{c['latency_ms']['p50_ms']:.2f} | {c['throughput_per_s']:.1f} |")
+    v = t["verdicts"]
+    lines += ["", f"Ours at the calibrated threshold: accuracy {f(v['accuracy'])}, miss {f(v['miss_rate'])}, overkill "
+              f"{f(v['overkill_rate'])}; AUPRO {f(t['aupro'])}.",
+              f"Bank: {r['bank']['entries']} entries x {r['bank']['dim']} (taps {r['bank']['taps']}), "
+              f"{r['bank']['bytes'] / 1e6:.2f} MB of the exported graph's {r['export_bytes'] / 1e6:.2f} MB.",
+              f"anomalib sizing: {json.dumps(r['anomalib_settings'])}", "", "Notes:", ""]
+    lines += [f"- {n}" for n in r["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
