@@ -114,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rows", default=None, help="comma-separated row numbers (default: all)")
     parser.add_argument("--out", default="benchmarks/results/ablation", help="result.json and report.md go here")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="keep each row's run and artifact in KEEP/row<N> (default: a temporary folder)")
     parser.add_argument("--single", type=int, help=argparse.SUPPRESS)  # internal: one row, in a child process
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -126,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     wanted = [int(r) for r in args.rows.split(",")] if args.rows else list(range(len(ROWS)))
     rows = []
-    with tempfile.TemporaryDirectory(prefix="eiad-ablation-") as work:
+    with tempfile.TemporaryDirectory(prefix="eiad-ablation-") as tmp:
+        work = str(args.keep) if args.keep else tmp
+        Path(work).mkdir(parents=True, exist_ok=True)
         for row in wanted:
             print(f"row {row}: {ROWS[row][0]}", flush=True)
             subprocess.run([sys.executable, "-m", "benchmarks.ablation", args.ddqa, "--single", str(row), "--work", work,

@@ -20,7 +20,7 @@ from pathlib import Path
 from edge.truth_scoring import format_goals
 
 MARKER = ".eiad-demo-step.json"
-GOALS = {"aupro": (">=", 0.90), "class_accuracy": (">=", 0.90)}
+GOALS = {"aupro": ("AUPRO", ">=", 0.90), "class_accuracy": ("class accuracy", ">=", 0.90)}
 
 
 def _load(path: Path) -> dict:
@@ -33,9 +33,9 @@ def collect(demo: Path) -> dict:
     metrics = _load(demo / "train" / "localization" / "metrics.json")
     summary = _load(demo / "edge" / "summary.json")
     test = metrics["test"]
-    model_goals = {k: {"goal": f"{k} {op} {bound}", "value": test.get(k),
+    model_goals = {k: {"goal": f"{label} {op} {bound}", "value": test.get(k),
                        "met": test.get(k) is not None and (test[k] >= bound if op == ">=" else test[k] <= bound)}
-                   for k, (op, bound) in GOALS.items()}
+                   for k, (label, op, bound) in GOALS.items()}
     steps = {}
     for folder in ("line", "ddqa", "train", "merged", "artifact", "edge"):
         marker = demo / folder / MARKER

@@ -1,0 +1,47 @@
+"""The scripts that record the model's quality: ablation rows, the demo's figures."""
+
+import json
+
+from benchmarks import ablation, demo_quality
+
+
+def test_ablation_rows_add_one_change_each_to_the_row_above():
+    first, last = ablation.settings_of(0), ablation.settings_of(len(ablation.ROWS) - 1)
+    # the first row is the module before the changes; the last has every change on
+    assert first == ablation.BEFORE
+    assert last["fine"] and last["class_maps"] and last["context"] and last["skeleton_weight"] == 1.0
+    for row in range(1, len(ablation.ROWS)):
+        changed = {k for k in first if ablation.settings_of(row)[k] != ablation.settings_of(row - 1)[k]}
+        assert changed == set(ablation.ROWS[row][1]), row
+
+
+def test_demo_quality_records_the_test_split_and_the_stream(tmp_path):
+    # given a demo folder as 'make demo' leaves it
+    demo = tmp_path / "demo_out"
+    report = {"images": 10, "defective_images": 4, "verdicts": {"accuracy": 0.9, "miss_rate": 0.25, "overkill_rate": 0.0},
+              "image_auroc": 0.95, "pixel_auroc": 0.97, "aupro": 0.91, "aupro_by_defect": {"crack": 0.9},
+              "mask_iou": 0.6, "mean_iou_defective": 0.58, "class_accuracy": 0.8,
+              "per_class": {"crack": {"precision": 1.0, "recall": 0.5, "support": 4}},
+              "class_publishing": {"cutoff": 0.6, "published_share": 0.5, "published_accuracy": 1.0}}
+    (demo / "train" / "localization").mkdir(parents=True)
+    (demo / "train" / "localization" / "metrics.json").write_text(json.dumps(
+        {"test": report, "thresholds": {"calibration": "image: at most 1.00% of 6 good parts rejected"}}))
+    (demo / "edge").mkdir()
+    summary = {"frames": 300, "all_received": True, "latency_ms": {"capture_to_plc": {"p50": 9.0, "p99": 20.0}},
+               "accuracy": {"image": {"confusion": {}}, "class_agreement": 0.75, "class_unknown": 0.1},
+               "quality": {"goals": {"accuracy": {"goal": "accuracy >= 0.97", "value": 0.96, "met": False}},
+                           "passed": False}}
+    (demo / "edge" / "summary.json").write_text(json.dumps(summary))
+    for folder, seconds in (("line", 18.0), ("ddqa", 1.0), ("train", 400.0), ("merged", 0.2), ("artifact", 17.0),
+                            ("edge", 11.0)):
+        (demo / folder).mkdir(exist_ok=True)
+        (demo / folder / ".eiad-demo-step.json").write_text(json.dumps({"summary": "ok", "seconds": seconds}))
+    # when recorded
+    out = tmp_path / "out"
+    assert demo_quality.main([str(demo), "--out", str(out)]) == 0
+    # then the goals are judged and the first run's time is the sum of its steps
+    result = json.loads((out / "result.json").read_text())
+    assert result["model_goals"]["aupro"]["met"] is True and result["model_goals"]["class_accuracy"]["met"] is False
+    assert result["first_run_s"] == 447.2 and result["stream"]["quality"]["passed"] is False
+    text = (out / "report.md").read_text()
+    assert "quality goals MISSED" in text and "class accuracy >= 0.9: MISSED" in text
