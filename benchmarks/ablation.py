@@ -100,6 +100,9 @@ def markdown(rows: list[dict], meta: dict) -> str:
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     for r in rows:
         lines.append(f"| {r['name']} | " + " | ".join(fmt(r.get(k)) for k in FIGURES) + f" | {r['engine_ms']:.2f} |")
+    first, last = rows[0]["engine_ms"], rows[-1]["engine_ms"]
+    lines += ["", f"Vision engine at batch 1 (ONNX Runtime CPU, 1 thread): {rows[-1]['name']} {last:.2f} ms vs "
+              f"{rows[0]['name']} {first:.2f} ms: {last / first:.2f}x (goal <= 1.5x: {'met' if last <= 1.5 * first else 'MISSED'})"]
     lines += ["", "AUPRO per defect type:", "", "| change | " + " | ".join(rows[0]["aupro_by_defect"]) + " |",
               "|---|" + "---|" * len(rows[0]["aupro_by_defect"])]
     for r in rows:
