@@ -176,7 +176,7 @@ class _Collector:
         self.got: list[tuple[int, dict]] = []
         self.arrived = threading.Event()
 
-    def handle(self, result) -> None:
+    def handle(self, result, image=None) -> None:
         pass
 
     def handle_explanation(self, inspection_id: str, text: str, meta: dict) -> None:

@@ -99,8 +99,8 @@ class TimingSink:
     def __getattr__(self, name: str):
         return getattr(self.inner, name)  # only called for names TimingSink lacks
 
-    def handle(self, result) -> None:
-        self.inner.handle(result)
+    def handle(self, result, image=None) -> None:
+        self.inner.handle(result, image)
         done = time.monotonic_ns()
         with self._lock:
             self.stamps[result.inspection_id] = {**result.stamps_ns, "outboxed": done, "_verdict": result.verdict}

@@ -105,14 +105,11 @@ class FreshnessSink:
         self.total_ms: list[float] = []
         self.per_source: dict[str, int] = {}
 
-    def handle(self, result) -> None:
+    def handle(self, result, image=None) -> None:
         stamps, now = result.stamps_ns, time.monotonic_ns()
         self.dequeue_age_ms.append((stamps["dequeued"] - stamps["captured"]) / 1e6)
         self.total_ms.append((now - stamps["captured"]) / 1e6)
         self.per_source[result.source_id] = self.per_source.get(result.source_id, 0) + 1
-
-    def handle_explanation(self, inspection_id: str, text: str, meta: dict) -> None:
-        pass
 
     def close(self) -> None:
         pass

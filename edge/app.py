@@ -25,7 +25,7 @@ from edge.pipeline import Pipeline, PipelineSummary
 from edge.results import InspectionResult
 from edge.runners.base import Runner
 from edge.runners.factory import build_runner
-from edge.sinks.base import Sink
+from edge.sinks.base import Sink, explanation_sinks
 from edge.sources.factory import source_maker
 from edge.sources.watchdog import SourceSet
 from eiad.errors import ConfigError
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 class LogSink:
     """Logs NG and REJECTED verdicts at INFO (OK at DEBUG): the station's own record."""
 
-    def handle(self, result: InspectionResult) -> None:
+    def handle(self, result: InspectionResult, image=None) -> None:
         level = logging.DEBUG if result.verdict == "OK" else logging.INFO
         log.log(level, "#%d %s %s score=%.3f class=%s regions=%d %s", result.sequence, result.source_id, result.verdict,
                 result.score, result.defect_class, len(result.regions), result.reason)
@@ -65,11 +65,8 @@ class SequenceFile:
         text = os.pread(self._fd, 32, 0).decode("ascii", "replace").strip()
         self.last = int(text) if text.isdigit() else 0
 
-    def handle(self, result: InspectionResult) -> None:
+    def handle(self, result: InspectionResult, image=None) -> None:
         os.pwrite(self._fd, f"{result.sequence:>20}\n".encode(), 0)
-
-    def handle_explanation(self, inspection_id: str, text: str, meta: dict) -> None:
-        pass
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -90,11 +87,8 @@ class ExplainerFeed:
         """The Explainer this feed offers results to (benchmarks drain and warm it up)."""
         return self._explainer
 
-    def handle(self, result: InspectionResult) -> None:
+    def handle(self, result: InspectionResult, image=None) -> None:
         self._explainer.submit(result)
-
-    def handle_explanation(self, inspection_id: str, text: str, meta: dict) -> None:
-        pass
 
     def stats(self) -> dict:
         """The explainer's counters (backlog, dropped, explained, ...) for health/metrics."""
@@ -181,7 +175,7 @@ def build_station(config: StationConfig, extra_sinks: dict[str, Sink] | None = N
         raise
     pipeline = Pipeline(config.station_id, sources, runner, sinks, config.thresholds, metrics,
                         config.batching.max_batch, config.batching.max_wait_ms, config.frames.wrong_size, first_sequence,
-                        image_sinks=frozenset({"archive"} & sinks.keys()), blank_max_std=config.frames.blank_max_std)
+                        blank_max_std=config.frames.blank_max_std)
     watch_sink_stats(metrics, sinks)
     stats_publisher = None
     if "mqtt" in sinks and config.mqtt is not None and config.mqtt.stats_interval_s > 0:
@@ -249,7 +243,7 @@ def explainer_feed(config: StationConfig, sinks: dict[str, Sink]) -> ExplainerFe
     if settings is None and config.explainer.mode == "on_request":
         log.warning("explainer.mode is on_request but explainer.mqtt_requests is not set: "
                     "nothing can request an explanation; add explainer.mqtt_requests: {}")
-    publishers = [sink for name, sink in sinks.items() if name != "sequence"]
+    publishers = explanation_sinks(sinks.values())
     explainer = build_explainer(config.path(config.artifact), publishers, config.explainer).start()
     if settings is None:
         return ExplainerFeed(explainer)

@@ -88,7 +88,7 @@ class Recorder:
         self.explained: dict[str, str] = {}
         self._lock = threading.Lock()
 
-    def handle(self, result) -> None:
+    def handle(self, result, image=None) -> None:
         stamps = {**result.stamps_ns, "outboxed": time.monotonic_ns()}
         with self._lock:
             self.results[result.inspection_id] = {"frame_id": result.frame_id, "sequence": result.sequence,

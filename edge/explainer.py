@@ -5,7 +5,7 @@ never blocks (a bounded backlog with a named, counted drop policy) and never run
 language model on the verdict path. The worker feeds the vision tokens the vision engine
 already computed (`InspectionResult.features`: no second vision pass) and a prompt
 grounded in the verdict (eiad/modeling/grounding.py) to the LLM runtime, streams the
-text to `on_text`, then hands it to every sink's `handle_explanation` with the same
+text to `on_text`, then hands it to every `ExplanationSink` (edge/sinks/base.py) with the same
 inspection id. A failing sink is logged and counted, never fatal.
 
 Modes: "NG" (default) explains rejected parts; "all" every part; "sampled" every n-th
@@ -30,7 +30,7 @@ import numpy as np
 
 from edge.explainer_config import ExplainerConfig
 from edge.results import InspectionResult
-from edge.sinks.base import Sink
+from edge.sinks.base import ExplanationSink
 from eiad.modeling.grounding import grounded_prompt
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def prompt_for(result: InspectionResult) -> str:
 class Explainer:
     """One worker thread turning results into explanations; see the module docstring."""
 
-    def __init__(self, runtime: Runtime, sinks: Sequence[Sink], config: ExplainerConfig,
+    def __init__(self, runtime: Runtime, sinks: Sequence[ExplanationSink], config: ExplainerConfig,
                  template: tuple[str, str] = ("", "{prompt}"), on_text: Callable[[str, str], None] | None = None) -> None:
         self.runtime, self.sinks, self.config = runtime, list(sinks), config
         self.before_image, self.after_image = template
@@ -281,7 +281,7 @@ def _lower_priority(nice: int) -> None:
         log.warning("could not lower the explainer's priority (nice %d): %s; it competes with the verdict path", nice, error)
 
 
-def build_explainer(artifact_dir, sinks: Sequence[Sink], config: ExplainerConfig,
+def build_explainer(artifact_dir, sinks: Sequence[ExplanationSink], config: ExplainerConfig,
                     on_text: Callable[[str, str], None] | None = None) -> Explainer:
     """Wire an Explainer to the artifact's exported LLM (not started: call start())."""
     import json

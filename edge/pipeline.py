@@ -3,7 +3,7 @@
     while not stop:
         batch = take up to max_batch frames across cameras (wait <= max_wait_ms to fill)
         results = inspect(batch)      # bad frames -> REJECTED with a reason, never raised
-        for result in results: every sink.handle(result)   # a failing sink is counted
+        for result in results: every sink.handle(result, image)   # a failing sink is counted
     stop capture; inspect what is still queued; return a summary
 
 Sequence numbers run from `first_sequence` with no gaps, one per frame, in the order the
@@ -68,7 +68,6 @@ class Pipeline:
         max_wait_ms: float = 0.0,
         wrong_size: Literal["resize", "reject"] = "reject",
         first_sequence: int = 1,
-        image_sinks: frozenset[str] = frozenset(),
         blank_max_std: float = 0.0,
     ) -> None:
         self._station = station_id
@@ -83,7 +82,6 @@ class Pipeline:
         self._max_wait_s = max_wait_ms / 1000.0
         self._wrong_size = wrong_size
         self._next_sequence = first_sequence
-        self._image_sinks = image_sinks  # sinks whose handle(result, image) also takes the frame (archive)
         self._blank_max_std = blank_max_std  # grey levels; 0 disables the check
         self.summary = PipelineSummary(last_sequence=first_sequence - 1)
 
@@ -183,10 +181,7 @@ class Pipeline:
         result.stamps_ns["decided"] = time.monotonic_ns()
         for name, sink in self._sinks.items():
             try:
-                if name in self._image_sinks:
-                    sink.handle(result, image)
-                else:
-                    sink.handle(result)
+                sink.handle(result, image)
             except Exception as error:  # a failing sink never stops the loop: log, count, report
                 self.summary.sink_failures += 1
                 self.metrics.sink_failed(name)

@@ -73,9 +73,6 @@ class ArchiveSink:
         except queue.Full:
             self._count("dropped_queue_full")
 
-    def handle_explanation(self, inspection_id: str, text: str, meta: dict) -> None:
-        """Explanations are published over MQTT; the archive keeps images only."""
-
     def stats(self) -> dict:
         with self._lock:
             counts = dict(self._counts)

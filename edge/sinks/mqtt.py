@@ -71,7 +71,7 @@ class MqttSink:
         self._client.loop_start()
 
     # ---- called by the pipeline -------------------------------------------------------
-    def handle(self, result: InspectionResult) -> None:
+    def handle(self, result: InspectionResult, image=None) -> None:
         """Persist the verdict (and mask) then wake the dispatcher. Never raises."""
         try:
             stamps = {**result.stamps_ns, "published": time.monotonic_ns()}

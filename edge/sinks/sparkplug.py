@@ -88,7 +88,7 @@ class SparkplugSink:
         self._client.connect_async(settings.host, settings.port, keepalive=settings.keepalive_s, **clean)
         self._client.loop_start()
 
-    def handle(self, result: InspectionResult) -> None:
+    def handle(self, result: InspectionResult, image=None) -> None:
         """Queue one inspection's values for an NDATA; never blocks, never raises."""
         values = {"Inspection/Verdict": result.verdict, "Inspection/Score": float(result.score),
                   "Inspection/DefectClass": result.defect_class, "Inspection/Sequence": int(result.sequence),
@@ -104,9 +104,6 @@ class SparkplugSink:
                 self._queue.popleft()
                 self._counts["dropped_queue_full"] += 1
         self._wake.set()
-
-    def handle_explanation(self, inspection_id: str, text: str, meta: dict) -> None:
-        pass  # explanations are JSON-profile only
 
     def stats(self) -> dict:
         with self._lock:

@@ -89,7 +89,7 @@ class CollectingSink:
         self.closed = False
         self._lock = threading.Lock()
 
-    def handle(self, result: InspectionResult) -> None:
+    def handle(self, result: InspectionResult, image=None) -> None:
         with self._lock:
             self.results.append(result)
 
@@ -108,7 +108,7 @@ class FailingSink(CollectingSink):
         self._every = every
         self.calls = 0
 
-    def handle(self, result: InspectionResult) -> None:
+    def handle(self, result: InspectionResult, image=None) -> None:
         self.calls += 1
         if self.calls % self._every == 0:
             raise ConnectionError("broker unreachable (test)")

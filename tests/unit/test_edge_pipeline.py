@@ -235,9 +235,9 @@ def test_the_loop_runs_with_a_short_gil_switch_interval_and_restores_it(runner):
     import sys
 
     class Probe(CollectingSink):
-        def handle(self, result):
+        def handle(self, result, image=None):
             self.seen = sys.getswitchinterval()
-            super().handle(result)
+            super().handle(result, image)
 
     before = sys.getswitchinterval()
     sources = SourceSet()

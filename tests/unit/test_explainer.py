@@ -37,7 +37,7 @@ class CollectingSink:
         self.explanations: list[tuple[str, str, dict]] = []
         self.done = threading.Event()
 
-    def handle(self, result) -> None:
+    def handle(self, result, image=None) -> None:
         pass
 
     def handle_explanation(self, inspection_id: str, text: str, meta: dict) -> None:
@@ -170,7 +170,7 @@ from edge.results import InspectionResult, Region
 pieces = []
 class Sink:
     def __init__(self): self.got = []
-    def handle(self, r): pass
+    def handle(self, r, image=None): pass
     def handle_explanation(self, i, t, m): self.got.append((i, t, m))
     def close(self): pass
 sink = Sink()
