@@ -1,7 +1,7 @@
 """Explanations in `eiad bench line`: the station's explainer behind the paced loop.
 
 When the station config enables `explainer:` and the artifact has `llm/`, the paced loop
-run wires the explainer as the station does (`edge.app.explainer_feed`, last in the sink
+run wires the explainer as the station does (`edge.explainer.feed.explainer_feed`, last in the sink
 order, over the log sink and the MQTT sink) and a second subscriber stamps each
 explanation's arrival on the station's explanation topic. Every stamp is
 `time.monotonic_ns()` in this one process, so per explained part:
@@ -39,7 +39,7 @@ ALONE_EXPLANATIONS = 5  # timed explanations in the explainer-alone probe (after
 class ExplainPlan:
     """The explainer settings to measure with, or (config None) why explanations are not measured."""
 
-    config: object | None  # edge.explainer.ExplainerConfig
+    config: object | None  # edge.explainer.worker.ExplainerConfig
     reason: str = ""
 
 
@@ -95,7 +95,7 @@ def explanation_section(captured_ns: dict[str, int], stored_ns: dict[str, int], 
     captured_ns: inspection id -> capture stamp of its frame; stored_ns: -> the explanation's
     outbox commit; received_ns / messages: -> arrival at the subscriber and its JSON (whose
     meta carries tokens, tokens_per_s, backlog_ms, generation_ms); stats: the explainer's
-    counters (edge.explainer.ExplainerStats as a dict). Latencies in ms.
+    counters (edge.explainer.worker.ExplainerStats as a dict). Latencies in ms.
     """
     ids = sorted((i for i in received_ns if i in captured_ns), key=lambda i: captured_ns[i])
     metas = [messages.get(i, {}).get("meta", {}) for i in ids]
@@ -136,7 +136,7 @@ class ExplainProbe:
     """
 
     def __init__(self, station, plan: ExplainPlan, sinks: dict, timing: TimingSink, host: str, port: int, manifest) -> None:
-        from edge.app import explainer_feed
+        from edge.explainer.feed import explainer_feed
 
         self.timing = timing
         self.settings = explainer_settings(plan.config)
@@ -190,7 +190,7 @@ class _Collector:
 def explain_alone(artifact: Path, config, samples: list, count: int = ALONE_EXPLANATIONS, timeout_s: float = 60.0) -> dict:
     """The explainer on `samples` (NG results with features), one part at a time, no loop
     running: submit -> explanation handed to the sinks, in ms, after one warm-up."""
-    from edge.explainer import build_explainer
+    from edge.explainer.worker import build_explainer
 
     if not samples:
         return {"measured": False, "reason": "the paced run produced no NG result with vision features to explain"}

@@ -62,7 +62,7 @@ def vision_rows(artifact: Path, engine, iters: int) -> list[dict]:
 
 
 def llm_rows(artifact: Path, tokens: int) -> list[dict]:
-    from edge.llm_runtime import LlmRuntime
+    from edge.explainer.runtime import LlmRuntime
 
     llm_dir = artifact / "llm"
     config = json.loads((llm_dir / "llm_config.json").read_text())

@@ -104,7 +104,7 @@ def load_frames(config, manifest, video: Path | None, limit: int = 512, seed: in
 
 
 def _settings(config, host: str, port: int, workdir: Path):
-    from edge.sinks.mqtt_config import MqttSettings
+    from edge.sinks.mqtt.config import MqttSettings
 
     base = config.mqtt or MqttSettings(line=config.line_id, station=config.station_id)
     mqtt = base.model_copy(update={"host": host, "port": port, "client_id": f"eiad-bench-{config.station_id}"})
@@ -119,10 +119,10 @@ def run_loop(config, runner, frames: list[np.ndarray], load: LineLoad, host: str
     With `explain` (a plan with a config), the station's explainer runs behind the loop and
     the run's `explanations` holds benchmarks/explain_bench.py's section. With `truth` (one
     record per frame), the verdicts the subscriber received are scored against it."""
-    from edge.app import LogSink
-    from edge.outbox import Outbox
+    from edge.sinks.log import LogSink
+    from edge.sinks.mqtt.outbox.store import Outbox
     from edge.pipeline import Pipeline
-    from edge.sinks.mqtt import MqttSink
+    from edge.sinks.mqtt.sink import MqttSink
     from edge.sources.watchdog import SourceSet
 
     fps = load.fps_per_camera if fps is None else fps

@@ -171,11 +171,11 @@ def run_overload(workdir: Path, *, duration_s: float = 20.0, cameras: int = 2, f
     """One overload run in `workdir` (artifact, outbox, broker files); returns the figures
     and, in `problems`, every check that failed."""
     from edge.health import Metrics
-    from edge.outbox import Outbox
+    from edge.sinks.mqtt.outbox.store import Outbox
     from edge.pipeline import Pipeline
     from edge.runners.onnxruntime_runner import OnnxRuntimeRunner
-    from edge.sinks.mqtt import MqttSink
-    from edge.sinks.mqtt_config import MqttSettings, OutboxSettings
+    from edge.sinks.mqtt.sink import MqttSink
+    from edge.sinks.mqtt.config import MqttSettings, OutboxSettings
     from edge.sources.watchdog import SourceSet
     from tests.support.mosquitto import Mosquitto
     from tests.support_edge.media import line_frames

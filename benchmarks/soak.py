@@ -49,9 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)  # paho's reconnect chatter during outages is expected
 
-    from edge.outbox import Outbox
-    from edge.sinks.mqtt import MqttSink
-    from edge.sinks.mqtt_config import MqttSettings, OutboxSettings
+    from edge.sinks.mqtt.outbox.store import Outbox
+    from edge.sinks.mqtt.sink import MqttSink
+    from edge.sinks.mqtt.config import MqttSettings, OutboxSettings
 
     work = Path(tempfile.mkdtemp(prefix="eiad-soak-"))
     broker = Mosquitto(work / "broker", persistence=True).start()

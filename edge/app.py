@@ -11,121 +11,26 @@ NDEATH), close the runner, stop the metrics server.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import os
 import signal
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 from edge.config import StationConfig
+from edge.explainer.feed import explainer_feed
 from edge.health import HealthServer, Metrics, watch_sink_stats
 from edge.pipeline import Pipeline, PipelineSummary
-from edge.results import InspectionResult
 from edge.runners.base import Runner
 from edge.runners.factory import build_runner
-from edge.sinks.base import Sink, explanation_sinks
+from edge.sinks.base import Sink
+from edge.sinks.log import LogSink
+from edge.sinks.mqtt.stats import StatsPublisher
+from edge.sinks.sequence import SequenceFile
 from edge.sources.factory import source_maker
 from edge.sources.watchdog import SourceSet
-from eiad.errors import ConfigError
 from eiad.manifest import load_manifest
 
 log = logging.getLogger(__name__)
-
-
-class LogSink:
-    """Logs NG and REJECTED verdicts at INFO (OK at DEBUG): the station's own record."""
-
-    def handle(self, result: InspectionResult, image=None) -> None:
-        level = logging.DEBUG if result.verdict == "OK" else logging.INFO
-        log.log(level, "#%d %s %s score=%.3f class=%s regions=%d %s", result.sequence, result.source_id, result.verdict,
-                result.score, result.defect_class, len(result.regions), result.reason)
-
-    def handle_explanation(self, inspection_id: str, text: str, meta: dict) -> None:
-        log.info("explanation %s: %s", inspection_id, text)
-
-    def close(self) -> None:
-        pass
-
-
-class SequenceFile:
-    """Keeps the last sequence number in a small file: the station's numbering for a station
-    without MQTT, and a second record beside the outbox's (which is the durable one).
-
-    It is called after the MQTT sink, so it never runs ahead of a stored verdict: a kill
-    between the two leaves it one behind, and the start takes the larger of both. One
-    `pwrite` into the page cache per result (microseconds, no fsync): survives a killed
-    process, not a power cut (then numbering may repeat a few numbers; ids stay unique).
-    """
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        text = os.pread(self._fd, 32, 0).decode("ascii", "replace").strip()
-        self.last = int(text) if text.isdigit() else 0
-
-    def handle(self, result: InspectionResult, image=None) -> None:
-        os.pwrite(self._fd, f"{result.sequence:>20}\n".encode(), 0)
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-
-class ExplainerFeed:
-    """Offers each result to the explainer (never blocks: it has its own bounded backlog).
-    With `requests` (edge/explain_requests.py) its stats also count MQTT explanation requests."""
-
-    def __init__(self, explainer, requests=None) -> None:
-        self._explainer = explainer
-        self.requests = requests
-
-    @property
-    def explainer(self):
-        """The Explainer this feed offers results to (benchmarks drain and warm it up)."""
-        return self._explainer
-
-    def handle(self, result: InspectionResult, image=None) -> None:
-        self._explainer.submit(result)
-
-    def stats(self) -> dict:
-        """The explainer's counters (backlog, dropped, explained, ...) for health/metrics."""
-        stats = dataclasses.asdict(self._explainer.stats())
-        if self.requests is not None:
-            stats.update(self.requests.stats())
-        return stats
-
-    def close(self) -> None:
-        self._explainer.close()  # finishes or drops its backlog before the sinks close
-
-
-class StatsPublisher:
-    """Publishes the MQTT sink's stats message with the pipeline's counters every
-    `interval_s` from its own daemon thread (never from the camera loop: building the
-    message reads the outbox under its lock). `close()` stops it; idempotent."""
-
-    def __init__(self, sink, metrics: Metrics, interval_s: float) -> None:
-        self._sink, self._metrics, self._interval_s = sink, metrics, interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="mqtt-stats", daemon=True)
-
-    def start(self) -> "StatsPublisher":
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            try:
-                self._sink.publish_stats(self._metrics.pipeline_stats())
-            except Exception:  # never let a stats hiccup end the thread
-                log.exception("periodic stats publish failed")
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(5.0)
 
 
 @dataclass
@@ -203,14 +108,14 @@ def _build_sinks(config: StationConfig, extra: dict[str, Sink], model_id: str) -
     sinks: dict[str, Sink] = {"log": LogSink()}
     last_sequence = 0
     if config.mqtt is not None:
-        from edge.outbox import Outbox
-        from edge.sinks.mqtt import MqttSink
+        from edge.sinks.mqtt.outbox.store import Outbox
+        from edge.sinks.mqtt.sink import MqttSink
 
         outbox = Outbox(config.outbox.model_copy(update={"path": config.path(config.outbox.path)}))
         last_sequence = outbox.last_sequence  # written in the same transaction as each verdict
         sinks["mqtt"] = MqttSink(config.mqtt, outbox)
         if config.mqtt.sparkplug is not None:
-            from edge.sinks.sparkplug import SparkplugSink
+            from edge.sinks.sparkplug.sink import SparkplugSink
 
             sinks["sparkplug"] = SparkplugSink(config.mqtt, model_id)  # at most once, after the lossless one
     if config.archive is not None:
@@ -228,32 +133,6 @@ def _build_sinks(config: StationConfig, extra: dict[str, Sink], model_id: str) -
     if last_sequence:
         log.info("sequence numbering continues at %d", last_sequence + 1)
     return sinks, last_sequence + 1
-
-
-def explainer_feed(config: StationConfig, sinks: dict[str, Sink]) -> ExplainerFeed:
-    """The explainer (started) over every publishing sink in `sinks`, to be called last in
-    the sink order; with `explainer.mqtt_requests`, the MQTT sink subscribes to the
-    station's explain/request topic and feeds it. Also wires `eiad bench line`'s loop."""
-    from edge.explainer import build_explainer
-
-    settings = config.explainer.mqtt_requests
-    if settings is not None and "mqtt" not in sinks:
-        raise ConfigError("explainer.mqtt_requests is set but the station has no mqtt: section: "
-                          "add mqtt: (broker, line, station) or remove explainer.mqtt_requests")
-    if settings is None and config.explainer.mode == "on_request":
-        log.warning("explainer.mode is on_request but explainer.mqtt_requests is not set: "
-                    "nothing can request an explanation; add explainer.mqtt_requests: {}")
-    publishers = explanation_sinks(sinks.values())
-    explainer = build_explainer(config.path(config.artifact), publishers, config.explainer).start()
-    if settings is None:
-        return ExplainerFeed(explainer)
-    from edge.explain_requests import ExplainRequests
-
-    mqtt_sink = sinks["mqtt"]
-    requests = ExplainRequests(explainer, config.station_id, mqtt_sink.topics, settings, mqtt_sink.publish_now)
-    mqtt_sink.subscribe(requests.topic, requests.handle)
-    log.info("accepting explanation requests on %s (answers on %s)", requests.topic, requests.response_topic)
-    return ExplainerFeed(explainer, requests)
 
 
 def run_station(config: StationConfig, stop: threading.Event | None = None, extra_sinks: dict[str, Sink] | None = None) -> PipelineSummary:

@@ -85,7 +85,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from edge.demo import DemoOptions, format_summary, run_demo
+    from edge.demo.options import DemoOptions
+    from edge.demo.report import format_summary
+    from edge.demo.run import run_demo
 
     summary = run_demo(DemoOptions(artifact=args.artifact, line=args.line, out=args.out, frames=args.frames, fps=args.fps,
                                    explain=args.explain, broker=args.broker, overlays=args.overlays, progress=not args.no_progress))

@@ -14,9 +14,9 @@ from typing import Annotated, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from edge.explainer_config import ExplainerConfig
+from edge.explainer.config import ExplainerConfig
 from edge.sinks.archive import ArchiveSettings
-from edge.sinks.mqtt_config import MqttSettings, OutboxSettings
+from edge.sinks.mqtt.config import MqttSettings, OutboxSettings
 from edge.verdict import ThresholdOverrides
 from eiad.errors import ConfigError
 

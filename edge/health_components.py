@@ -21,7 +21,7 @@ the camera loop never pays for it) and exports:
   eiad_explainer_backlog_parts         parts waiting for an explanation
   eiad_explainer_produced_total / _dropped_total / _failed_total
   eiad_explain_requests_accepted_total         MQTT explanation requests queued
-  eiad_explain_requests_rejected_total{reason} MQTT explanation requests refused (edge/explain_requests.py)
+  eiad_explain_requests_rejected_total{reason} MQTT explanation requests refused (edge/explainer/requests.py)
   eiad_sparkplug_connected, eiad_sparkplug_published_total, eiad_sparkplug_dropped_total{reason}
 
 Thread safety: the collector runs on the HTTP thread; it only calls the components'

@@ -5,7 +5,7 @@ around the decoder that takes `inputs_embeds` (so the vision engine's precompute
 `vision_features`, projected, are spliced into the prompt with no second vision pass)
 and the KV cache as explicit tensors `past_key.i` / `past_value.i` ->
 `logits`, `present_key.i` / `present_value.i`. The edge runs it with plain ONNX Runtime
-(edge/llm_runtime.py, torch-free). Decoders with linear-attention layers (Qwen3.5 in
+(edge/explainer/runtime.py, torch-free). Decoders with linear-attention layers (Qwen3.5 in
 MiniCPM-V 4.6) carry a fixed-size recurrent state instead: they are exported as a
 one-token step with explicit states (export/llm_recurrent.py, "recurrent" mode), and
 the runtime feeds the prompt token by token. llm_config.json lists every state tensor.

@@ -3,7 +3,7 @@
 Parity: for each prompt of a fixed set (DDQA questions with their images, `--ddqa`, or
 text prompts), greedy decoding in PyTorch (full recompute, no cache: an independent
 reference for the exported KV-cache / recurrent-state path) and in ONNX Runtime
-(edge/llm_runtime.py, the code the edge runs) must give the same tokens. Gate: fp32 and
+(edge/explainer/runtime.py, the code the edge runs) must give the same tokens. Gate: fp32 and
 int8 match on >= 95 % of the evaluated prompts (MIN_MATCH); int4 is reported, not gated.
 A random model has near-tied logits that any rounding flips, so prompts can be limited
 to those whose fp32 top-1 margin is at least `min_margin` at every step (the
@@ -147,7 +147,7 @@ def run_parity(hf_model, llm_dir: Path, precisions: list[str], prompts: list[Par
     projects and splices them with `backbone.image_prompt_embeds` (equal to the HF model's
     own image prompt, tested), the ONNX side with projector.onnx and the runtime template.
     """
-    from edge.llm_runtime import LlmRuntime
+    from edge.explainer.runtime import LlmRuntime
     from export.llm_export import split_language_model
 
     prompts = [p if isinstance(p, ParityPrompt) else ParityPrompt(f"text:{i}", p) for i, p in enumerate(prompts)]

@@ -39,7 +39,7 @@ def verify_artifact(directory: Path) -> list[str]:
     llm_decoders = sorted(e.role.rsplit("_", 1)[-1] for e in manifest.files.values() if e.role.startswith("llm_decoder_")
                           and not e.role.endswith("_data"))
     if llm_decoders:
-        from edge.llm_runtime import LlmRuntime
+        from edge.explainer.runtime import LlmRuntime
 
         for precision in llm_decoders:
             runtime = LlmRuntime(directory / "llm", precision)

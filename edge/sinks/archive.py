@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from edge.results import InspectionResult
-from edge.sinks.mqtt import build_verdict
+from edge.sinks.mqtt.sink import build_verdict
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from edge.outbox import Outbox
-from edge.sinks.mqtt import MqttSink
-from edge.sinks.mqtt_config import MqttSettings, OutboxSettings
+from edge.sinks.mqtt.outbox.store import Outbox
+from edge.sinks.mqtt.sink import MqttSink
+from edge.sinks.mqtt.config import MqttSettings, OutboxSettings
 from tests.support.mqtt_subscriber import Subscriber
 from tests.support.results import make_result
 
@@ -225,7 +225,7 @@ def test_wrong_password_is_reported_with_the_connack_code(mosquitto_factory, tmp
 
 
 def test_tls_with_credentials_delivers_and_a_wrong_ca_is_refused(mosquitto_factory, tmp_path):
-    from edge.sinks.mqtt_config import TlsSettings
+    from edge.sinks.mqtt.config import TlsSettings
     from tests.support.mosquitto import make_tls_files
 
     # given a TLS-only broker with a password

@@ -13,9 +13,9 @@ import pytest
 from pydantic import ValidationError
 
 from edge.app import build_station
-from edge.sinks.mqtt_config import MqttSettings, SparkplugSettings
-from edge.sinks.sparkplug import SparkplugSink
-from edge.sinks.sparkplug_proto import (BOOLEAN, DOUBLE, FLOAT, INT32, INT64, STRING, UINT32, UINT64, Metric,
+from edge.sinks.mqtt.config import MqttSettings, SparkplugSettings
+from edge.sinks.sparkplug.sink import SparkplugSink
+from edge.sinks.sparkplug.payload import (BOOLEAN, DOUBLE, FLOAT, INT32, INT64, STRING, UINT32, UINT64, Metric,
                                         Payload, decode_payload, encode_payload)
 from tests.integration.test_station_mqtt import make_station
 from tests.support.mosquitto import free_port

@@ -13,9 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from edge.app import build_station
 from edge.health import HealthServer, Metrics, watch_sink_stats
-from edge.outbox import Outbox
-from edge.sinks.mqtt import MqttSink
-from edge.sinks.mqtt_config import MqttSettings, OutboxSettings
+from edge.sinks.mqtt.outbox.store import Outbox
+from edge.sinks.mqtt.sink import MqttSink
+from edge.sinks.mqtt.config import MqttSettings, OutboxSettings
 from tests.integration.test_station_mqtt import make_station
 from tests.support.mqtt_subscriber import Subscriber
 from tests.support_edge.fixtures import tiny_artifact  # noqa: F401 (fixture)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.sinks.mqtt_config import MqttSettings
+from edge.sinks.mqtt.config import MqttSettings
 from tests.support.mqtt_subscriber import Subscriber
 
 

@@ -18,9 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-from edge.outbox import Outbox
-from edge.sinks.mqtt import MqttSink
-from edge.sinks.mqtt_config import OutboxSettings
+from edge.sinks.mqtt.outbox.store import Outbox
+from edge.sinks.mqtt.sink import MqttSink
+from edge.sinks.mqtt.config import OutboxSettings
 from tests.reliability.conftest import sink_settings
 from tests.support.results import make_result
 

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from edge.outbox import Outbox
-from edge.sinks.mqtt import MqttSink
-from edge.sinks.mqtt_config import OutboxSettings
+from edge.sinks.mqtt.outbox.store import Outbox
+from edge.sinks.mqtt.sink import MqttSink
+from edge.sinks.mqtt.config import OutboxSettings
 from tests.reliability.conftest import sink_settings
 from tests.reliability.delivery import check_delivery, verdicts
 from tests.reliability.producer import Producer

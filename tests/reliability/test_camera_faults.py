@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from edge.health import Metrics
-from edge.outbox import Outbox
+from edge.sinks.mqtt.outbox.store import Outbox
 from edge.pipeline import Pipeline
 from edge.runners.onnxruntime_runner import OnnxRuntimeRunner
-from edge.sinks.mqtt import MqttSink
-from edge.sinks.mqtt_config import OutboxSettings
+from edge.sinks.mqtt.sink import MqttSink
+from edge.sinks.mqtt.config import OutboxSettings
 from edge.sources.base import Capture
 from edge.sources.watchdog import SourceSet
 from eiad.errors import SourceError

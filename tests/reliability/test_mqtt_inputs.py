@@ -22,10 +22,10 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 
-import edge.explainer as explainer_module
+import edge.explainer.worker as explainer_module
 from edge.app import build_station
 from edge.config import load_station_config
-from edge.explainer import Explainer
+from edge.explainer.worker import Explainer
 from edge.sources.watchdog import SourceSet
 from tests.support.mqtt_subscriber import Subscriber
 from tests.support_edge.fakes import ListSource
@@ -111,7 +111,7 @@ def first_verdict_id(sub: Subscriber) -> str:
 
 def test_hostile_requests_are_rejected_counted_logged_once_and_change_nothing(station, caplog):
     # given a running station, a recent OK part's id, and an attacker on the plant network
-    caplog.set_level(logging.WARNING, logger="edge.explain_requests")
+    caplog.set_level(logging.WARNING, logger="edge.explainer.requests")
     known = first_verdict_id(station.sub)
     foreign = known.replace("st1-", "st9-", 1)
     unknown = "st1-cam0-1700000000000000000-999999"

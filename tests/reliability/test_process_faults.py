@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.outbox import Outbox, OutgoingMessage
-from edge.sinks.mqtt import MqttSink
-from edge.sinks.mqtt_config import OutboxSettings
+from edge.sinks.mqtt.outbox.store import Outbox, OutgoingMessage
+from edge.sinks.mqtt.sink import MqttSink
+from edge.sinks.mqtt.config import OutboxSettings
 from tests.reliability.conftest import sink_settings
 from tests.reliability.delivery import check_delivery, verdicts
 from tests.support.mosquitto import free_port

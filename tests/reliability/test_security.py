@@ -14,9 +14,9 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from edge.outbox import Outbox
-from edge.sinks.mqtt import MqttSink
-from edge.sinks.mqtt_config import OutboxSettings, TlsSettings
+from edge.sinks.mqtt.outbox.store import Outbox
+from edge.sinks.mqtt.sink import MqttSink
+from edge.sinks.mqtt.config import OutboxSettings, TlsSettings
 from tests.reliability.conftest import make_client_cert, make_other_ca, sink_settings
 from tests.support.mosquitto import make_tls_files
 from tests.support.results import make_result
@@ -205,7 +205,7 @@ def test_the_station_subscribes_to_nothing_by_default_and_only_to_explain_reques
     # then the station subscribed to exactly that one topic, and only its payloads reach the handler
     subscribe_lines = [line for line in broker.log_text().splitlines() if "eiad/l1/st1/" in line and "(QoS" in line]
     assert subscribe_lines and all("eiad/l1/st1/explain/request (QoS 1)" in line for line in subscribe_lines)
-    assert received == hostile  # the handler (edge/explain_requests.py) validates them: tests/reliability/test_mqtt_inputs.py
+    assert received == hostile  # the handler (edge/explainer/requests.py) validates them: tests/reliability/test_mqtt_inputs.py
     with pytest.raises(ValueError):
         sink.subscribe("eiad/l1/st1/#", received.append)  # never a wildcard
     sink.handle(make_result(1, "OK"))

@@ -11,9 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-from edge.outbox import Outbox
-from edge.sinks.mqtt import MqttSink
-from edge.sinks.mqtt_config import MqttSettings, OutboxSettings
+from edge.sinks.mqtt.outbox.store import Outbox
+from edge.sinks.mqtt.sink import MqttSink
+from edge.sinks.mqtt.config import MqttSettings, OutboxSettings
 from tests.support.results import make_result
 
 

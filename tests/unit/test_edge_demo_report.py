@@ -1,4 +1,4 @@
-"""The scoring of `eiad edge demo` (edge/demo_report.py) against values computed by hand."""
+"""The scoring of `eiad edge demo` (edge/demo/report.py) against values computed by hand."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.demo import Recorder
-from edge.demo_camera import LineFiles, Shots, truth_mask, truth_of
-from edge.demo_report import iou, latency_summary, percentiles_ms, score_pixels
+from edge.demo.recorder import Recorder
+from edge.demo.camera import LineFiles, Shots, truth_mask, truth_of
+from edge.demo.report import iou, latency_summary, percentiles_ms, score_pixels
 from edge.truth_scoring import judge, score_image
-from edge.live_view import Received
+from edge.demo.live_view import Received
 
 OK, NG = {"label": "OK"}, {"label": "NG", "defect": "scratch"}
 

@@ -13,13 +13,14 @@ import numpy as np
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from edge.app import ExplainerFeed, LogSink
-from edge.explainer import Explainer
-from edge.explainer_config import ExplainerConfig
+from edge.explainer.feed import ExplainerFeed
+from edge.sinks.log import LogSink
+from edge.explainer.worker import Explainer
+from edge.explainer.config import ExplainerConfig
 from edge.health import HealthServer, Metrics, watch_sink_stats
-from edge.outbox import Outbox
-from edge.sinks.mqtt import MqttSink
-from edge.sinks.mqtt_config import MqttSettings, OutboxSettings
+from edge.sinks.mqtt.outbox.store import Outbox
+from edge.sinks.mqtt.sink import MqttSink
+from edge.sinks.mqtt.config import MqttSettings, OutboxSettings
 from edge.pipeline import Pipeline
 from edge.runners.onnxruntime_runner import OnnxRuntimeRunner
 from edge.sources.watchdog import SourceSet

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.explainer import Explainer, prompt_for
-from edge.explainer_config import ExplainerConfig
+from edge.explainer.worker import Explainer, prompt_for
+from edge.explainer.config import ExplainerConfig
 from edge.results import InspectionResult, Region
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -164,8 +164,8 @@ TORCH_FREE = r"""
 import sys, json
 sys.modules["torch"] = None  # any import of torch now fails
 import numpy as np
-from edge.explainer import build_explainer
-from edge.explainer_config import ExplainerConfig
+from edge.explainer.worker import build_explainer
+from edge.explainer.config import ExplainerConfig
 from edge.results import InspectionResult, Region
 pieces = []
 class Sink:

@@ -16,7 +16,7 @@ def test_fp32_decoder_gives_torchs_greedy_tokens(llm_artifact):  # noqa: F811
     model, art, result = llm_artifact
     from tokenizers import Tokenizer
 
-    from edge.llm_runtime import LlmRuntime
+    from edge.explainer.runtime import LlmRuntime
     from export.llm_export import split_language_model
     from export.llm_parity import torch_greedy
 
@@ -63,7 +63,7 @@ def test_image_questions_through_projector_and_decoder_match_torch(preset, cache
     import numpy as np
     import torch
 
-    from edge.llm_runtime import LlmRuntime
+    from edge.explainer.runtime import LlmRuntime
     from export.llm_parity import export_llm_artifact
     from tests.unit.test_llm_fixtures import backbone_artifact
 

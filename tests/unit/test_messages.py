@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from eiad.messages import (SCHEMA_DIR, ExplainRequestMessage, ExplainResponseMessage, ExplanationMessage, OutboxStatsPayload, StatsMessage, StatusMessage,
                            Topics, VerdictMessage, iso_utc, render_schema, schema_documents, write_schemas)
-from edge.sinks.mqtt import build_verdict, stage_latencies_ms
+from edge.sinks.mqtt.sink import build_verdict, stage_latencies_ms
 from tests.support.jsonschema_lite import validate
 from tests.support.results import make_result
 

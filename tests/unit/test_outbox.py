@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from eiad.errors import PublishError
-from edge.outbox import Outbox, OutgoingMessage
-from edge.sinks.mqtt_config import OutboxSettings
+from edge.sinks.mqtt.outbox.store import Outbox, OutgoingMessage
+from edge.sinks.mqtt.config import OutboxSettings
 
 
 def msg(i: int, kind: str = "verdict", size: int = 10) -> OutgoingMessage:

@@ -4,7 +4,7 @@ is handed to the network, and deleted when the broker acknowledges it.
 Rows are replayed oldest first (ids from AUTOINCREMENT are never reused, so a cursor
 over ids stays valid). One station process per outbox file (an advisory lock on
 `<path>.lock`; a second one fails with a clear error instead of double-publishing). The
-WAL is checkpointed by a background thread (edge/outbox_file.py), not by put().
+WAL is checkpointed by a background thread (edge/sinks/mqtt/outbox/sqlite_file.py), not by put().
 
 Failures with a counted, documented policy instead of an exception or a crash loop:
   - disk full (SQLITE_FULL): the batch is not stored, `full_alarm` is raised, each message
@@ -29,9 +29,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from edge.outbox_file import Checkpointer, is_disk_full, open_outbox, release_lock, take_lock
-from edge.outbox_types import OutboxStats, OutgoingMessage, StoredMessage
-from edge.sinks.mqtt_config import OutboxSettings
+from edge.sinks.mqtt.outbox.sqlite_file import Checkpointer, is_disk_full, open_outbox, release_lock, take_lock
+from edge.sinks.mqtt.outbox.values import OutboxStats, OutgoingMessage, StoredMessage
+from edge.sinks.mqtt.config import OutboxSettings
 
 __all__ = ["Outbox", "OutboxStats", "OutgoingMessage", "StoredMessage"]
 

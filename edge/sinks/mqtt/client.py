@@ -15,7 +15,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edge.sinks.mqtt_config import MqttSettings
+from edge.sinks.mqtt.config import MqttSettings
 
 log = logging.getLogger(__name__)
 

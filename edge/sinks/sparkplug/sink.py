@@ -33,9 +33,9 @@ from collections import Counter, deque
 import paho.mqtt.client as mqtt
 
 from edge.results import InspectionResult
-from edge.sinks.mqtt_client import ConnectionState, build_client, is_v5
-from edge.sinks.mqtt_config import MqttSettings, SparkplugSettings, check_credentials_transport, resolve_password
-from edge.sinks.sparkplug_proto import BOOLEAN, DOUBLE, STRING, UINT64, Metric, Payload, encode_payload
+from edge.sinks.mqtt.client import ConnectionState, build_client, is_v5
+from edge.sinks.mqtt.config import MqttSettings, SparkplugSettings, check_credentials_transport, resolve_password
+from edge.sinks.sparkplug.payload import BOOLEAN, DOUBLE, STRING, UINT64, Metric, Payload, encode_payload
 
 log = logging.getLogger(__name__)
 

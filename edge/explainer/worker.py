@@ -10,7 +10,7 @@ inspection id. A failing sink is logged and counted, never fatal.
 
 Modes: "NG" (default) explains rejected parts; "all" every part; "sampled" every n-th
 part; "on_request" only ids asked for with `request(id)`. Any mode also explains ids
-asked for over MQTT when `mqtt_requests` is set (edge/explain_requests.py validates them;
+asked for over MQTT when `mqtt_requests` is set (edge/explainer/requests.py validates them;
 `request_outcome` decides). Requests are refused rather than pushing others out of a full
 backlog, and an id already queued or explained is refused as a duplicate.
 Thread safety: submit/request/request_outcome/stats/close may be called from any thread.
@@ -28,7 +28,7 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from edge.explainer_config import ExplainerConfig
+from edge.explainer.config import ExplainerConfig
 from edge.results import InspectionResult
 from edge.sinks.base import ExplanationSink
 from eiad.modeling.grounding import grounded_prompt
@@ -287,7 +287,7 @@ def build_explainer(artifact_dir, sinks: Sequence[ExplanationSink], config: Expl
     import json
     from pathlib import Path
 
-    from edge.llm_runtime import LlmRuntime
+    from edge.explainer.runtime import LlmRuntime
 
     llm_dir = Path(artifact_dir) / "llm"
     runtime = LlmRuntime(llm_dir, config.precision, config.threads)

@@ -23,45 +23,21 @@ import signal
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from edge.broker import LocalBroker, start_broker
 from edge.config import StationConfig
-from edge.demo_camera import VIDEO_NAMES, DemoCamera, LineFiles, Shots, find_line, truth_mask, truth_of
-from edge.demo_overlays import overlay, write_overlays
-from edge.demo_report import (STAGES, build_summary, format_summary, iou, latency_summary, percentiles_ms,
-                              received_summary, score_pixels)
-from edge.truth_scoring import score_image
-from edge.live_view import LiveView, PlcSubscriber
+from edge.demo.camera import DemoCamera, LineFiles, Shots, find_line, truth_of
+from edge.demo.live_view import LiveView, PlcSubscriber
+from edge.demo.options import DemoOptions
+from edge.demo.overlays import write_overlays
+from edge.demo.recorder import Recorder
+from edge.demo.report import build_summary
 from eiad.errors import ArtifactError, DataError
 from eiad.manifest import Manifest, load_manifest
 from eiad.messages import Topics
 
-# The demo's parts live in demo_camera / demo_report / demo_overlays; callers and tests
-# import them from here, as before the split.
-__all__ = ["DemoOptions", "Recorder", "check_artifact", "station_config", "run_demo",
-           "VIDEO_NAMES", "LineFiles", "find_line", "Shots", "DemoCamera", "truth_of", "truth_mask",
-           "STAGES", "received_summary", "percentiles_ms", "latency_summary", "score_image", "iou", "score_pixels",
-           "build_summary", "format_summary", "overlay", "write_overlays"]
-
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class DemoOptions:
-    """What `eiad edge demo` was asked for. `frames` None: the video's length; `fps` None:
-    the video's own rate, 0: as fast as the station takes frames."""
-
-    artifact: Path
-    line: Path
-    out: Path
-    frames: int | None = None
-    fps: float | None = None
-    explain: bool = False
-    broker: str = "auto"
-    overlays: int = 6
-    progress: bool = True
 
 
 def check_artifact(artifact: Path, explain: bool) -> Manifest:
@@ -75,35 +51,6 @@ def check_artifact(artifact: Path, explain: bool) -> Manifest:
         raise ArtifactError(f"--explain needs the artifact's language model part {artifact / 'llm'}: add it with "
                             f"'eiad export llm ... --out {artifact}', or run the demo without --explain")
     return manifest
-
-
-class Recorder:
-    """Extra station sink: what the station produced, with its stage stamps.
-
-    Called on the pipeline thread after the MQTT sink, so its own stamp is when the outbox
-    commit returned; explanations arrive from the explainer thread (lock)."""
-
-    def __init__(self) -> None:
-        self.results: dict[str, dict] = {}
-        self.explained: dict[str, str] = {}
-        self._lock = threading.Lock()
-
-    def handle(self, result, image=None) -> None:
-        stamps = {**result.stamps_ns, "outboxed": time.monotonic_ns()}
-        with self._lock:
-            self.results[result.inspection_id] = {"frame_id": result.frame_id, "sequence": result.sequence,
-                                                  "verdict": result.verdict, "stamps": stamps}
-
-    def handle_explanation(self, inspection_id: str, text: str, meta: dict) -> None:
-        with self._lock:
-            self.explained[inspection_id] = text
-
-    def count(self, verdict: str | None = None) -> int:
-        with self._lock:
-            return sum(1 for r in self.results.values() if verdict is None or r["verdict"] == verdict)
-
-    def close(self) -> None:
-        pass
 
 
 def station_config(opts: DemoOptions, line: LineFiles, broker: LocalBroker, workdir: Path, frames: int) -> StationConfig:

@@ -24,9 +24,9 @@ from typing import Callable
 
 import paho.mqtt.client as mqtt
 
-from edge.outbox import Outbox, OutgoingMessage
-from edge.sinks.mqtt_client import ConnectionState, publish_properties
-from edge.sinks.mqtt_config import MqttSettings
+from edge.sinks.mqtt.outbox.store import Outbox, OutgoingMessage
+from edge.sinks.mqtt.client import ConnectionState, publish_properties
+from edge.sinks.mqtt.config import MqttSettings
 
 log = logging.getLogger(__name__)
 

@@ -13,15 +13,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edge.demo_camera import LineFiles, Shots, truth_mask, truth_of
-from edge.live_view import Received
+from edge.demo.camera import LineFiles, Shots, truth_mask, truth_of
+from edge.demo.live_view import Received
 from edge.truth_scoring import format_goals, judge, score_image
 from edge.verdict import UNKNOWN_CLASS
 from eiad.manifest import Manifest
 
 if TYPE_CHECKING:  # demo.py imports this module: its types only for annotations
     from edge.broker import LocalBroker
-    from edge.demo import DemoOptions, Recorder
+    from edge.demo.options import DemoOptions
+    from edge.demo.recorder import Recorder
 
 # (stage, stamp it starts at, stamp it ends at): they add up to capture -> PLC.
 STAGES = (("capture", "captured", "queued"), ("queue", "queued", "dequeued"), ("preprocess", "dequeued", "preprocessed"),

@@ -1,4 +1,4 @@
-"""Values of the durable outbox (edge/outbox.py): a message to deliver, a stored row, and
+"""Values of the durable outbox (edge/sinks/mqtt/outbox/store.py): a message to deliver, a stored row, and
 the counters. Frozen dataclasses: safe to share between threads."""
 
 from __future__ import annotations

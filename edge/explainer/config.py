@@ -1,4 +1,4 @@
-"""The `explainer:` section of station.yaml (edge/explainer.py runs it)."""
+"""The `explainer:` section of station.yaml (edge/explainer/worker.py runs it)."""
 
 from __future__ import annotations
 

@@ -41,8 +41,8 @@ from typing import Callable
 
 from pydantic import ValidationError
 
-from edge.explainer import Explainer
-from edge.explainer_config import MqttRequestSettings
+from edge.explainer.worker import Explainer
+from edge.explainer.config import MqttRequestSettings
 from eiad.messages import ExplainRequestMessage, ExplainResponseMessage, Topics, iso_utc
 
 log = logging.getLogger(__name__)

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edge.demo_camera import LineFiles, Shots, truth_mask, truth_of
-from edge.live_view import Received
+from edge.demo.camera import LineFiles, Shots, truth_mask, truth_of
+from edge.demo.live_view import Received
 
 if TYPE_CHECKING:  # demo.py imports this module: its types only for annotations
-    from edge.demo import Recorder
+    from edge.demo.recorder import Recorder
 
 
 def write_overlays(folder: Path, line: LineFiles, shots: Shots, recorder: Recorder, received: Received, limit: int) -> list[str]:

@@ -1,6 +1,6 @@
 """Payloads of the MQTT sink (pure functions): the verdict message and the mask PNG.
 
-Kept apart from the sink's threads and connection logic; `edge.sinks.mqtt` re-exports
+Kept apart from the sink's threads and connection logic; `edge.sinks.mqtt.sink` re-exports
 `build_verdict` and `stage_latencies_ms` (the archive sink and tests import them there).
 """
 

@@ -2,14 +2,14 @@
 
 `handle()` runs on the camera loop: it builds the payloads, commits them to the outbox
 (one SQLite transaction, ~0.5 ms) and wakes the dispatcher; it never raises. The
-dispatcher thread (edge/sinks/mqtt_dispatch.py) is the only one that publishes outbox
+dispatcher thread (edge/sinks/mqtt/dispatch.py) is the only one that publishes outbox
 rows: oldest first, at most `max_inflight` unacknowledged, deleted on PUBACK, replayed
 in order after a reconnect or a restart.
 Delivery is at least once; consumers de-duplicate on (inspection_id, kind).
 
 Input: by default the station subscribes to nothing. `subscribe(topic, handler)` adds one
 exact topic (QoS 1, re-subscribed after every reconnect); the handler gets the payload
-bytes on paho's network thread and must only validate and enqueue (edge/explain_requests.py).
+bytes on paho's network thread and must only validate and enqueue (edge/explainer/requests.py).
 
 Disk full: the outbox stores nothing (counted as `disk_full`); the messages it could not
 store go to a bounded in-memory "live" queue the dispatcher publishes at QoS 1 when
@@ -28,12 +28,12 @@ import paho.mqtt.client as mqtt
 
 from eiad.messages import (MASK_CONTENT_TYPE, ExplanationMessage, OutboxStatsPayload, StatsMessage, StatusMessage,
                            Topics, iso_utc)
-from edge.outbox import Outbox, OutgoingMessage
+from edge.sinks.mqtt.outbox.store import Outbox, OutgoingMessage
 from edge.results import InspectionResult
-from edge.sinks.mqtt_payloads import build_verdict, encode_mask, stage_latencies_ms  # noqa: F401 (re-exported)
-from edge.sinks.mqtt_client import ConnectionState, build_client, is_v5
-from edge.sinks.mqtt_config import MqttSettings, check_credentials_transport, resolve_password
-from edge.sinks.mqtt_dispatch import Dispatcher
+from edge.sinks.mqtt.payloads import build_verdict, encode_mask, stage_latencies_ms  # noqa: F401 (re-exported)
+from edge.sinks.mqtt.client import ConnectionState, build_client, is_v5
+from edge.sinks.mqtt.config import MqttSettings, check_credentials_transport, resolve_password
+from edge.sinks.mqtt.dispatch import Dispatcher
 
 log = logging.getLogger(__name__)
 
