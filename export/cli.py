@@ -148,7 +148,7 @@ def _llm(args) -> int:
     from export.formats import FORMATS
     from export.llm_parity import ddqa_prompts, export_llm_artifact
     from eiad.errors import DataError, ModelError
-    from eiad.modeling.backbones import load_backbone
+    from eiad.modeling.backbone.loading import load_backbone
 
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     for precision in precisions:

@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 from eiad.errors import ModelError
-from eiad.modeling.backbones import EiadBackbone, load_backbone
+from eiad.modeling.backbone.base import EiadBackbone
+from eiad.modeling.backbone.loading import load_backbone
 from train.dialog_checkpoint import (
     DialogState, EpochOrder, load_dialog_checkpoint, save_dialog_checkpoint, save_dialog_curve,
 )

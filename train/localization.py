@@ -88,9 +88,9 @@ def _weights(cfg: LocalizationConfig) -> LossWeights:
 
 def _load_backbone(config: TrainConfig, device):
     try:
-        from eiad.modeling.backbones import load_backbone
+        from eiad.modeling.backbone.loading import load_backbone
     except ImportError as error:  # pragma: no cover - until the backbone adapter is installed
-        raise ModelError(f"the backbone adapter (eiad.modeling.backbones) is not available: {error}") from error
+        raise ModelError(f"the backbone adapter (eiad.modeling.backbone) is not available: {error}") from error
     return load_backbone(config.backbone, device=device)
 
 
@@ -281,7 +281,7 @@ def engine_from_checkpoint(path: Path, *, backbone=None, device="cpu") -> tuple[
     """Rebuild the vision engine (backbone + trained localizer) from a checkpoint directory."""
     saved = ckpt.load_checkpoint(path)
     if backbone is None:
-        from eiad.modeling.backbones import load_backbone
+        from eiad.modeling.backbone.loading import load_backbone
 
         backbone = load_backbone(saved.meta["backbone"], device=device)
     if saved.vision_state:

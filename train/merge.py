@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from eiad.errors import ModelError
-from eiad.modeling.backbones import load_backbone
+from eiad.modeling.backbone.loading import load_backbone
 
 log = logging.getLogger(__name__)
 

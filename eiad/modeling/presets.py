@@ -62,7 +62,7 @@ PRESETS: dict[str, Preset] = {
     ),
     "base-minicpmv26": Preset(
         "base-minicpmv26", "minicpmv2_6", hub_id="openbmb/MiniCPM-V-2_6",
-        note="upstream EIAD base; no transformers 5 class: see eiad/modeling/minicpmv26.py",
+        note="upstream EIAD base; no transformers 5 class: see eiad/modeling/backbone/minicpmv26.py",
     ),
 }
 
@@ -137,8 +137,8 @@ def build_tiny_preset(name: str, out_dir: Path, seed: int = 0) -> Path:
     import importlib
 
     torch.manual_seed(seed)
-    module = importlib.import_module({"minicpmv4_6": "eiad.modeling.backbone_minicpmv46",
-                                      "llava_siglip": "eiad.modeling.backbone_llava"}[preset.builder])
+    module = importlib.import_module({"minicpmv4_6": "eiad.modeling.backbone.minicpmv46",
+                                      "llava_siglip": "eiad.modeling.backbone.llava"}[preset.builder])
     model, processor = module.build_tiny()
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)

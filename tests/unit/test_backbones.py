@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from eiad.errors import ModelError
-from eiad.modeling.backbones import load_backbone
+from eiad.modeling.backbone.loading import load_backbone
 from eiad.modeling.preprocess import PreprocessSpec
 from eiad.modeling.presets import build_tiny_preset
 

@@ -9,7 +9,7 @@ import torch
 
 from eiad.errors import ModelError
 from eiad.modeling import minicpmv26
-from eiad.modeling.backbones import load_backbone
+from eiad.modeling.backbone.loading import load_backbone
 from eiad.modeling.presets import build_tiny_preset
 
 

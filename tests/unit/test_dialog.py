@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from eiad.errors import DataError
-from eiad.modeling.backbones import load_backbone
+from eiad.modeling.backbone.loading import load_backbone
 from eiad.modeling.presets import build_tiny_preset
 from train.dialog import attach_lora, evaluate_answer_loss, lr_factor, train_dialog
 from train.dialog_config import DialogConfig

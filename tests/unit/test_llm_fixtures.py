@@ -202,7 +202,7 @@ def backbone_artifact(tmp_path_factory, preset: str):
     """(backbone, artifact with vision.onnx of that backbone at 224 px, DDQA-style prompts with images)."""
     import cv2
 
-    from eiad.modeling.backbones import load_backbone
+    from eiad.modeling.backbone.loading import load_backbone
     from eiad.modeling.presets import build_tiny_preset
     from export.llm_parity import ParityPrompt
     from export.onnx_vision import export_vision_artifact

@@ -42,7 +42,7 @@ def test_onnx_export_matches_torch_at_batch_three(tmp_path):
 @pytest.mark.parametrize("preset", ["tiny-minicpmv46", "tiny-llava-siglip"])
 def test_engine_on_the_real_tiny_presets_exports_with_parity(tmp_path, preset, preset_cache):
     # given the project's backbone adapter on a tiny preset of each family
-    from eiad.modeling.backbones import load_backbone
+    from eiad.modeling.backbone.loading import load_backbone
 
     backbone = load_backbone(preset)
     engine = EiadVisionEngine(backbone, build_localizer(backbone, (1, 3), ["hole"], decoder_channels=8)).eval()

@@ -3,7 +3,7 @@
 `TinyLlavaBackbone` is a hand-written stand-in with the EiadBackbone interface, over a
 real transformers LLaVA (SigLIP tower + Qwen2 LLM) built from a config with random
 weights. Tests that need the project's real adapter use `real_backbone()`, which returns
-None until eiad.modeling.backbones exists.
+None until eiad.modeling.backbone.loading exists.
 """
 
 from __future__ import annotations
@@ -63,9 +63,9 @@ class TinyLlavaBackbone(nn.Module):
 
 
 def real_backbone(preset: str = "tiny-llava-siglip"):
-    """E's real adapter on a tiny preset, or None while eiad.modeling.backbones is missing."""
+    """E's real adapter on a tiny preset, or None while eiad.modeling.backbone.loading is missing."""
     try:
-        from eiad.modeling.backbones import load_backbone
+        from eiad.modeling.backbone.loading import load_backbone
     except ImportError:
         return None
     return load_backbone(preset)

@@ -126,7 +126,7 @@ def test_unsupported_family_says_use_zero_shot():
 @pytest.mark.parametrize("preset", ["tiny-minicpmv46", "tiny-llava-siglip"])
 def test_two_images_reach_the_model(preset, tmp_path_factory):
     # given a real tiny backbone, when a 1-shot turn is encoded, then it holds twice one image's tokens
-    from eiad.modeling.backbones import load_backbone
+    from eiad.modeling.backbone.loading import load_backbone
 
     bb = load_backbone(build_tiny_preset(preset, tmp_path_factory.mktemp("mm") / preset))
     img = Image.new("RGB", (30, 30), (90, 90, 90))

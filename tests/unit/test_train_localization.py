@@ -129,7 +129,7 @@ def _llm_state(backbone):
 @pytest.mark.parametrize("preset", ["tiny-minicpmv46", "tiny-llava-siglip"])
 def test_localization_training_leaves_llm_weights_untouched(tmp_path, split, preset_cache, preset):
     # given a real tiny backbone whose vision tower is unfrozen for localization training
-    from eiad.modeling.backbones import load_backbone
+    from eiad.modeling.backbone.loading import load_backbone
 
     backbone = load_backbone(preset)
     llm_before = _llm_state(backbone)
@@ -161,7 +161,7 @@ def _ddqa(tmp_path, split_path):
 @pytest.mark.slow
 def test_dialog_training_leaves_localization_outputs_unchanged(tmp_path, split, preset_cache):
     # given a trained localization checkpoint (frozen vision tower, the default)
-    from eiad.modeling.backbones import load_backbone
+    from eiad.modeling.backbone.loading import load_backbone
     from train.dialog import train_dialog
     from train.dialog_config import DialogConfig
     from train.merge import merge_lora

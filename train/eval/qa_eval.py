@@ -237,7 +237,7 @@ def format_qa_table(report: QaReport) -> str:
 
 def load_eval_model(model: str, adapter: Path | None = None, device: str = "cpu"):
     """An `EiadBackbone` for evaluation: a preset or folder, optionally with a peft LoRA adapter merged in."""
-    from eiad.modeling.backbones import load_backbone
+    from eiad.modeling.backbone.loading import load_backbone
 
     backbone = load_backbone(model, device=device)
     if adapter is not None:

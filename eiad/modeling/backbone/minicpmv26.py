@@ -34,7 +34,7 @@ SPEC = PreprocessSpec(448, 448, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 def unsupported_here(where: str) -> ModelError:
     return ModelError(
         f"{where}: MiniCPM-V-2.6 has no transformers 5 class. For its vision tower (localization, export) use "
-        "eiad.modeling.minicpmv26.load_vision_tower(DIR); for chat/LoRA use its remote code in the side "
+        "eiad.modeling.backbone.minicpmv26.load_vision_tower(DIR); for chat/LoRA use its remote code in the side "
         "environment `pip install -r requirements/minicpmv26.txt` (see docs/model.md, 'MiniCPM-V-2.6')."
     )
 
@@ -116,7 +116,7 @@ def load_vision_tower(model_dir: Path, spec: PreprocessSpec = SPEC):
     missing, unexpected = tower.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ModelError(f"{model_dir}: vision keys do not fit SigLIP: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    from eiad.modeling.minicpmv26_vision import MiniCPMV26Vision
+    from eiad.modeling.backbone.minicpmv26_vision import MiniCPMV26Vision
 
     return MiniCPMV26Vision(tower, spec)
 
