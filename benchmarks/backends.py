@@ -86,7 +86,7 @@ def _torch(name: str, manifest: Manifest, checkpoint: Path | None) -> Backend:
     device = TORCH_DEVICES[name]
     if device == "cuda" and not torch.cuda.is_available():
         raise BackendUnavailable("torch has no CUDA device on this machine")
-    from train.localization import engine_from_checkpoint
+    from eiad.modeling.checkpoint import engine_from_checkpoint
 
     engine, _ = engine_from_checkpoint(Path(checkpoint), device=device)
     if (engine.height, engine.width) != (manifest.input.height, manifest.input.width):

@@ -42,7 +42,7 @@ def evaluation_images(manifest: Manifest, split: Path | None, limit: int = 32, s
     spec = manifest.input
     if split is not None:
         from export.parity import load_images
-        from train.data.index import load_split
+        from eiad.split import load_split
 
         entries = load_split(Path(split)).test[:limit]
         if not entries:
@@ -58,7 +58,7 @@ def evaluation_labels(split: Path | None, limit: int = 32) -> list[str]:
     """"OK"/"NG" of the images `evaluation_images` returns for a split (empty without one)."""
     if split is None:
         return []
-    from train.data.index import load_split
+    from eiad.split import load_split
 
     return [entry.label for entry in load_split(Path(split)).test[:limit]]
 
@@ -70,7 +70,7 @@ def evaluation_masks(manifest: Manifest, split: Path | None, limit: int = 32) ->
         return None
     import cv2
 
-    from train.data.index import load_split
+    from eiad.split import load_split
 
     h, w = manifest.input.height, manifest.input.width
     masks = np.zeros((0, h, w), bool)
@@ -280,7 +280,7 @@ def add_anomalib(result: dict, manifest: Manifest, split: Path | None, images: n
         result["notes"].append(status.reason)
         return
     from export.parity import load_images
-    from train.data.index import load_split
+    from eiad.split import load_split
 
     labels = evaluation_labels(split, eval_limit)
     masks = evaluation_masks(manifest, split, eval_limit)

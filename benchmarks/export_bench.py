@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"device": platform.processor() or platform.machine(), "cuda": torch.cuda.is_available(),
               "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__}, "vision": [], "llm": []}
     if args.checkpoint:
-        from train.localization import engine_from_checkpoint
+        from eiad.modeling.checkpoint import engine_from_checkpoint
 
         engine, _ = engine_from_checkpoint(args.checkpoint)
         result["vision"] = vision_rows(args.artifact, engine, args.iters)

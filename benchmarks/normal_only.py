@@ -35,10 +35,10 @@ def parts_of_the_fusion(checkpoint: Path, split: Path) -> dict:
     import torch
     from torch.utils.data import DataLoader
 
-    from train.data.index import load_split
+    from eiad.split import load_split
     from train.eval.metrics import auroc
     from train.loc_data import LocalizationDataset
-    from train.localization import engine_from_checkpoint
+    from eiad.modeling.checkpoint import engine_from_checkpoint
 
     engine, _ = engine_from_checkpoint(checkpoint)
     data = LocalizationDataset(load_split(split), "test", engine.height, engine.width)

@@ -117,7 +117,7 @@ def _onnx(args) -> int:
     from export.parity import image_paths, load_images
     from eiad.manifest import Thresholds
     from eiad.errors import ModelError
-    from train.localization import engine_from_checkpoint
+    from eiad.modeling.checkpoint import engine_from_checkpoint
 
     FORMATS["onnx"].check("fp32")
     _quiet_exporters()

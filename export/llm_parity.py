@@ -53,7 +53,7 @@ class ParityPrompt:
 
 def ddqa_prompts(path: Path, limit: int) -> list[ParityPrompt]:
     """The first `limit` records of a DDQA jsonl (or `DIR/test/test.jsonl` of an `eiad data ddqa` folder)."""
-    from train.dialog_data import read_ddqa
+    from eiad.dialog_records import read_ddqa
 
     path = Path(path)
     if path.is_dir():

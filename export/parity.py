@@ -176,7 +176,7 @@ def write_report(path: Path, report, tolerances) -> Path:
 def image_paths(split: Path | None, images: Path | None, limit: int) -> tuple[list[Path], str]:
     """Parity images: the test part of split.json if given, else a folder/file list."""
     if split is not None:
-        from train.data.index import load_split
+        from eiad.split import load_split
 
         entries = load_split(split).test
         paths = [Path(e.image) for e in entries][:limit]

@@ -210,7 +210,7 @@ def image_sets(split: Path | None, images: Path | None, max_images: int, calibra
     from export.parity import image_paths
 
     if split is not None:
-        from train.data.index import load_split
+        from eiad.split import load_split
 
         parity, source = image_paths(split, None, max_images)
         calibration = [Path(e.image) for e in load_split(split).train][:calibration_limit]

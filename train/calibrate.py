@@ -1,7 +1,7 @@
 """Threshold calibration on the calibration split: image score, pixel map, class confidence.
 
 The calibration split is used for this and nothing else; every reported figure comes
-from the test split (train/data/index.py says why there are three parts).
+from the test split (eiad/split.py says why there are three parts).
 
 Image: `target_frr` (the default) picks the lowest threshold that rejects at most
 `target_false_reject_rate` of the good parts, the overkill a line accepts, and the miss

@@ -27,7 +27,7 @@ from train.dialog_checkpoint import (
     DialogState, EpochOrder, load_dialog_checkpoint, save_dialog_checkpoint, save_dialog_curve,
 )
 from train.dialog_config import DialogConfig
-from train.dialog_data import DialogRecord, read_ddqa
+from eiad.dialog_records import DialogRecord, read_ddqa
 
 log = logging.getLogger(__name__)
 

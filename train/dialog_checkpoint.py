@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from eiad.errors import ConfigError, ModelError
-from train.checkpoint import optimizer_tensors, replace_directory, restore_optimizer
+from eiad.modeling.checkpoint import optimizer_tensors, replace_directory, restore_optimizer
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import Dataset
 
 from eiad.errors import DataError
-from train.data.index import ImageEntry, SplitIndex
+from eiad.split import ImageEntry, SplitIndex
 from train.pseudo_defects import PseudoDefects, draw
 
 log = logging.getLogger(__name__)

@@ -22,9 +22,9 @@ from eiad.errors import ModelError
 from eiad.modeling.engine import EiadVisionEngine
 from eiad.modeling.localization import build_localizer, resolve_taps
 from eiad.modeling.losses import LossWeights, localization_loss
-from train import checkpoint as ckpt
+from eiad.modeling import checkpoint as ckpt
 from train.config import LocalizationConfig, TrainConfig
-from train.data.index import load_split
+from eiad.split import load_split
 from train.eval.quality import headline
 from train.localization_finish import calibrate_and_report, write_run_files
 from train.loc_data import CameraJitter, EpochSampler, LocalizationDataset, data_fingerprint, first_normal, read_pair
@@ -275,19 +275,3 @@ def _restore(path, engine, vision, optimizer, device) -> dict:
     tensors, trainer = ckpt.load_trainer_state(path)
     ckpt.restore_optimizer(optimizer, tensors, trainer.pop("param_groups"))
     return trainer
-
-
-def engine_from_checkpoint(path: Path, *, backbone=None, device="cpu") -> tuple[EiadVisionEngine, ckpt.Checkpoint]:
-    """Rebuild the vision engine (backbone + trained localizer) from a checkpoint directory."""
-    saved = ckpt.load_checkpoint(path)
-    if backbone is None:
-        from eiad.modeling.backbone.loading import load_backbone
-
-        backbone = load_backbone(saved.meta["backbone"], device=device)
-    if saved.vision_state:
-        missing = set(saved.vision_state) - set(dict(backbone.named_parameters()))
-        if missing:
-            raise ModelError(f"{path}: vision weights {sorted(missing)[:3]}... do not fit backbone {saved.meta['backbone']}")
-        backbone.load_state_dict(saved.vision_state, strict=False)
-    engine = EiadVisionEngine(backbone, saved.build_localizer(), saved.build_bank()).to(device).eval()
-    return engine, saved

@@ -5,7 +5,7 @@
 
 Calibration sees the calibration split only (for a normal-only model, only its good
 images: a line on day one has no defect to calibrate on); the report sees the test split
-only, and an image in both is refused. What each split is for: train/data/index.py.
+only, and an image in both is refused. What each split is for: eiad/split.py.
 """
 
 from __future__ import annotations

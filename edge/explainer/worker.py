@@ -4,7 +4,7 @@ The pipeline calls `Explainer.submit(result)` right after a verdict is published
 never blocks (a bounded backlog with a named, counted drop policy) and never runs the
 language model on the verdict path. The worker feeds the vision tokens the vision engine
 already computed (`InspectionResult.features`: no second vision pass) and a prompt
-grounded in the verdict (eiad/modeling/grounding.py) to the LLM runtime, streams the
+grounded in the verdict (eiad/grounding.py) to the LLM runtime, streams the
 text to `on_text`, then hands it to every `ExplanationSink` (edge/sinks/base.py) with the same
 inspection id. A failing sink is logged and counted, never fatal.
 
@@ -31,7 +31,7 @@ import numpy as np
 from edge.explainer.config import ExplainerConfig
 from edge.results import InspectionResult
 from edge.sinks.base import ExplanationSink
-from eiad.modeling.grounding import grounded_prompt
+from eiad.grounding import grounded_prompt
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from eiad.cli import main
-from train.data.index import load_split
+from eiad.split import load_split
 
 TASKS = ("AD", "DC", "RDL", "DFM")
 QUADRANTS = ("top left", "top right", "bottom left", "bottom right")

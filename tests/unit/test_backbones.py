@@ -12,7 +12,7 @@ import torch
 
 from eiad.errors import ModelError
 from eiad.modeling.backbone.loading import load_backbone
-from eiad.modeling.preprocess import PreprocessSpec
+from eiad.preprocess import PreprocessSpec
 from eiad.modeling.presets import build_tiny_preset
 
 FAMILIES = {"tiny-minicpmv46": "minicpmv4_6", "tiny-llava-siglip": "llava_siglip"}

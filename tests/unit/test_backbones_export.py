@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from eiad.errors import ModelError
-from eiad.modeling import minicpmv26
+from eiad.modeling.backbone import minicpmv26
 from eiad.modeling.backbone.loading import load_backbone
 from eiad.modeling.presets import build_tiny_preset
 

@@ -17,7 +17,7 @@ from benchmarks.baselines import anomalib_baseline as ab
 from benchmarks.engine_bench import bench_engine
 from eiad.cli import main
 from tests.support_edge.tiny_artifact import build_tiny_artifact, frame_with_patch, grey_frame
-from train.data.index import ImageEntry, SplitIndex, save_split
+from eiad.split import ImageEntry, SplitIndex, save_split
 
 FAKE_WORKER = textwrap.dedent('''
     import hashlib, json, sys

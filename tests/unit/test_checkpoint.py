@@ -9,9 +9,10 @@ from eiad.errors import ModelError
 from eiad.modeling.engine import EiadVisionEngine
 from eiad.modeling.localization import build_localizer
 from tests.unit.test_localization_support import TinyLlavaBackbone, make_split
-from train import checkpoint as ckpt
+from eiad.modeling import checkpoint as ckpt
 from train.config import TrainConfig
-from train.localization import engine_from_checkpoint, train_localization
+from eiad.modeling.checkpoint import engine_from_checkpoint
+from train.localization import train_localization
 
 
 def test_save_and_load_give_identical_outputs(tmp_path):

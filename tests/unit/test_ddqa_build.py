@@ -16,7 +16,7 @@ from tests.unit.test_ddqa_tree import (
     CLASSES, OK_PER_SUB, expected_box, expected_quadrant, make_tree, mask_of, parse_options, raw_tree,  # noqa: F401
 )
 from train.data.ddqa import DdqaOptions, build_ddqa
-from train.data.index import load_split
+from eiad.split import load_split
 
 TASK_FILES = ("Task_AD.jsonl", "Task_DC.jsonl", "Task_RDL.jsonl", "Task_DFM.jsonl")
 

@@ -15,7 +15,7 @@ from eiad.modeling.backbone.loading import load_backbone
 from eiad.modeling.presets import build_tiny_preset
 from train.dialog import attach_lora, evaluate_answer_loss, lr_factor, train_dialog
 from train.dialog_config import DialogConfig
-from train.dialog_data import read_ddqa
+from eiad.dialog_records import read_ddqa
 from train.merge import merge_lora
 
 AD_Q = "<image>Is there any visible defect in this image?\nA. No\nB. Yes\nAnswer with the option's letter."

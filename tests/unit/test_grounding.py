@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from eiad.errors import DataError
-from eiad.modeling.grounding import grounded_prompt, quadrant_of_box
+from eiad.grounding import grounded_prompt, quadrant_of_box
 
 
 def test_defect_prompt_names_class_confidence_quadrant_and_box():
@@ -49,7 +49,7 @@ def test_quadrants_match_ddqa_rdl_options():
 def test_imports_without_torch():
     # given torch hidden, the edge can still import the prompt builder and the preprocessing spec
     code = ("import sys; sys.modules['torch'] = None; sys.modules['transformers'] = None\n"
-            "from eiad.modeling.grounding import grounded_prompt\nfrom eiad.modeling.preprocess import PreprocessSpec\n"
+            "from eiad.grounding import grounded_prompt\nfrom eiad.preprocess import PreprocessSpec\n"
             "print(grounded_prompt('x', 0.5, None, None)[:10])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr

@@ -26,7 +26,7 @@ PAIRS = [
     ("verdict NG scratch bottom right. Explain:", " a long scratch, bottom right."),
     ("verdict NG crack centre. Explain:", " a crack splits the centre."),
     ("verdict OK none. Explain:", " clean surface, no defect."),
-    # the explainer's own grounded prompt (eiad/modeling/grounding.py) ends like this
+    # the explainer's own grounded prompt (eiad/grounding.py) ends like this
     ("Refer to this defect and this location.\n", " a crack near the top left."),
 ]
 

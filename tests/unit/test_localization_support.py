@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from eiad.modeling.preprocess import PreprocessSpec
+from eiad.preprocess import PreprocessSpec
 
 
 class VisionFeatures(NamedTuple):
@@ -85,7 +85,7 @@ def draw_part(rng: np.random.Generator, size: int, defect: bool) -> tuple[np.nda
 
 
 def make_split(root: Path, n_train: int = 8, n_held_out: int = 6, size: int = 64, seed: int = 0) -> Path:
-    """Write images, masks and a split.json in the train/data/index.py format; returns its path.
+    """Write images, masks and a split.json in the eiad/split.py format; returns its path.
     The calibration and test parts get `n_held_out` images each (different ones)."""
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
@@ -113,7 +113,7 @@ def make_split(root: Path, n_train: int = 8, n_held_out: int = 6, size: int = 64
 
 def test_support_split_round_trips_through_load_split(tmp_path):
     # given a split written by the helper
-    from train.data.index import load_split
+    from eiad.split import load_split
 
     path = make_split(tmp_path, n_train=4, n_held_out=2)
     # when it is loaded with the project's reader

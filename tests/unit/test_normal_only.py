@@ -78,7 +78,7 @@ def test_normal_only_trains_exports_and_runs_at_the_edge(tmp_path, split, preset
     from eiad.manifest import load_manifest
     from export.parity import load_images
     from train.config import TrainConfig
-    from train.data.index import load_split
+    from eiad.split import load_split
     from train.localization import train_localization
 
     # given only the split's good images (its defective ones are never read for training)
@@ -113,7 +113,8 @@ def test_normal_only_trains_exports_and_runs_at_the_edge(tmp_path, split, preset
 def test_a_supervised_module_and_the_bank_fuse_inside_the_exported_graph(tmp_path, split, preset_cache):
     from eiad.cli import main
     from train.config import TrainConfig
-    from train.localization import engine_from_checkpoint, train_localization
+    from eiad.modeling.checkpoint import engine_from_checkpoint
+    from train.localization import train_localization
 
     # given a supervised run that also keeps the normal bank
     config = TrainConfig(backbone="tiny-llava-siglip", split=split, out_dir=tmp_path / "run", device="cpu",

@@ -15,7 +15,8 @@ from tests.support.preset_cache import preset_cache  # noqa: F401 (fixture)
 from tests.unit.test_localization_support import make_split
 from train.config import TrainConfig, load_train_config
 from train.loc_data import data_fingerprint
-from train.localization import engine_from_checkpoint, lr_factor, train_localization
+from eiad.modeling.checkpoint import engine_from_checkpoint
+from train.localization import lr_factor, train_localization
 
 PRESET = "tiny-llava-siglip"
 
@@ -90,7 +91,7 @@ def test_thresholds_are_fitted_on_calibration_and_every_figure_is_scored_on_test
                                                                                   monkeypatch):
     # given a spy on what calibration and the quality report are computed from
     import train.localization_finish as loc
-    from train.data.index import load_split
+    from eiad.split import load_split
 
     seen: dict[str, set] = {}
     real_calibrate, real_report = loc.calibrate_on, loc.quality_report
@@ -146,7 +147,7 @@ def test_localization_training_leaves_llm_weights_untouched(tmp_path, split, pre
 
 
 def _ddqa(tmp_path, split_path):
-    from train.data.index import load_split
+    from eiad.split import load_split
 
     index = load_split(split_path)
     path = tmp_path / "train.jsonl"

@@ -4,9 +4,9 @@
 
 Steps: scan and validate the tree (ddqa_scan), split by image into train / calibration /
 test, stratified per (dataset, sub, defect or OK) and seeded (`split_samples`; what each
-part is for: train/data/index.py), ask the four tasks' questions
+part is for: eiad/split.py), ask the four tasks' questions
 with answers measured on the masks (ddqa_questions), write the record files
-(ddqa_records), `split.json` (train.data.index, the trainer's contract) and
+(ddqa_records), `split.json` (eiad.split, the trainer's contract) and
 `report.json`. Output layout (OUTPUT_FILES) is documented in docs/ddqa.md. Nothing is
 written outside `out_dir`, and nothing at all when the scan fails under `strict`.
 Not thread-safe (one build per output directory).
@@ -26,7 +26,7 @@ from train.data.ddqa_questions import TASKS, Question, dc_option_count, question
 from train.data.ddqa_records import RecordFormat, image_reference, to_record, write_json, write_jsonl
 from train.data.ddqa_report import DdqaReport, letter_counts
 from train.data.ddqa_scan import Problems, Sample, scan_tree
-from train.data.index import SPLIT_FILE, SPLITS, ImageEntry, SplitIndex, save_split
+from eiad.split import SPLIT_FILE, SPLITS, ImageEntry, SplitIndex, save_split
 
 log = logging.getLogger(__name__)
 

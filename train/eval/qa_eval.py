@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Protocol
 
 from eiad.errors import DataError, ModelError
-from train.dialog_data import DialogRecord, read_ddqa
+from eiad.dialog_records import DialogRecord, read_ddqa
 from train.eval.answer_parsing import LETTERS, Rule, parse_answer
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from eiad.errors import ModelError
-from eiad.modeling.preprocess import PreprocessSpec
+from eiad.preprocess import PreprocessSpec
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eiad.errors import ModelError
-from eiad.modeling.preprocess import PreprocessSpec
+from eiad.preprocess import PreprocessSpec
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from transformers.vision_utils import get_vision_nearest_position_ids
 from eiad.errors import ModelError
 from eiad.modeling.backbone.minicpmv46 import _encoder_layer
 from eiad.modeling.backbone.base import VisionFeatures
-from eiad.modeling.preprocess import PreprocessSpec
+from eiad.preprocess import PreprocessSpec
 
 
 class MiniCPMV26Vision(torch.nn.Module):

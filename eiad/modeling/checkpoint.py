@@ -27,6 +27,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from eiad.errors import ModelError
+from eiad.modeling.engine import EiadVisionEngine
 from eiad.modeling.localization import DefectLocalizer, LocalizerSpec
 from eiad.modeling.normal_bank import NormalBank, NormalBankSpec
 
@@ -194,3 +195,19 @@ def update_meta(directory: Path, **fields) -> None:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(meta, indent=2, default=str) + "\n")
     tmp.replace(path)
+
+
+def engine_from_checkpoint(path: Path, *, backbone=None, device="cpu") -> tuple[EiadVisionEngine, Checkpoint]:
+    """Rebuild the vision engine (backbone + trained localizer) from a checkpoint directory."""
+    saved = load_checkpoint(path)
+    if backbone is None:
+        from eiad.modeling.backbone.loading import load_backbone
+
+        backbone = load_backbone(saved.meta["backbone"], device=device)
+    if saved.vision_state:
+        missing = set(saved.vision_state) - set(dict(backbone.named_parameters()))
+        if missing:
+            raise ModelError(f"{path}: vision weights {sorted(missing)[:3]}... do not fit backbone {saved.meta['backbone']}")
+        backbone.load_state_dict(saved.vision_state, strict=False)
+    engine = EiadVisionEngine(backbone, saved.build_localizer(), saved.build_bank()).to(device).eval()
+    return engine, saved
