@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=None, help="keep the run here (default: a temporary folder)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/normal_only"))
     args = parser.parse_args(argv)
-    eiad = [sys.executable, "-m", "eiad.cli"]
+    eiad = [sys.executable, "-m", "commands.main"]
     with tempfile.TemporaryDirectory(prefix="eiad-normal-only-") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)

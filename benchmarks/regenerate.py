@@ -59,7 +59,7 @@ def _precision_variants(artifact: Path, split: Path | None, precisions: list[str
     """`eiad export quantize` the artifact into <artifact>_<precision> beside it (reused when
     already there for this source); a variant that fails its parity gate is left out with a
     note: RESULTS.md then says why, rather than timing a model that disagrees."""
-    from eiad.cli import main as eiad
+    from commands.main import main as eiad
     from eiad.manifest import load_manifest
 
     if split is None or not precisions:
@@ -89,7 +89,7 @@ def _precision_variants(artifact: Path, split: Path | None, precisions: list[str
 
 
 def main(argv: list[str] | None = None) -> int:
-    from eiad.cli import main as eiad
+    from commands.main import main as eiad
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--artifact", type=Path, help="export artifact (default: build the tiny 224x224 test graph)")

@@ -21,7 +21,7 @@ optimiser and schedule, never sharing gradients:
                 calibrated thresholds, metrics.json, loss_curve.png, val_grid.png)
   dialog        LoRA on the language model, next-token loss on DDQA answers; writes
                 OUT/dialog/adapter, checkpoint/ (for --resume), metrics.json, loss_curve.png
-Both run by default; --only picks one. Multi-GPU: 'accelerate launch -m eiad.cli train ...'.
+Both run by default; --only picks one. Multi-GPU: 'accelerate launch -m commands.main train ...'.
 
 Every quality figure printed is on the DDQA build's test split; thresholds are fitted on
 its calibration split (a line's tolerated false-reject rate by default).

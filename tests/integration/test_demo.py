@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from eiad.cli import main
+from commands.main import main
 
 
 def test_demo_builds_data_then_reuses_it(tmp_path, capsys):

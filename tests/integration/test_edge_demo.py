@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edge.broker import mosquitto_binary, start_broker
-from eiad.cli import main
+from commands.main import main
 from tests.support_edge.media import line_frames, write_ffv1
 from tests.support_edge.tiny_artifact import build_tiny_artifact
 

@@ -46,7 +46,7 @@ def station_dir(tmp_path: Path, artifact: Path, loop: bool) -> Path:
 
 
 def eiad(*args: str) -> list[str]:
-    return [sys.executable, "-m", "eiad.cli", *args]
+    return [sys.executable, "-m", "commands.main", *args]
 
 
 def test_edge_run_processes_a_finite_source_and_exits_0(tmp_path, tiny_artifact):

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from eiad.cli import main
+from commands.main import main
 from eiad.split import load_split
 
 TASKS = ("AD", "DC", "RDL", "DFM")

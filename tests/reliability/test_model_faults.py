@@ -86,7 +86,7 @@ def test_a_tampered_artifact_stops_eiad_edge_run_with_exit_2_and_the_reason(arti
                       f"sources:\n  - {{kind: folder, id: cam, path: {images}}}\n"
                       "metrics: {enabled: false}\nsequence_file: null\n")
     # when the station starts, then it refuses with a clear one-line reason, no traceback
-    done = subprocess.run([sys.executable, "-m", "eiad.cli", "edge", "run", "--config", str(config)],
+    done = subprocess.run([sys.executable, "-m", "commands.main", "edge", "run", "--config", str(config)],
                           capture_output=True, text=True, cwd=REPO, timeout=120)
     assert done.returncode == 2, done.stderr[-2000:]
     assert "error:" in done.stderr and "sha256" in done.stderr and "Traceback" not in done.stderr

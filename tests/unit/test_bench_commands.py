@@ -10,7 +10,7 @@ import pytest
 
 from benchmarks.baselines import anomalib_baseline
 from benchmarks.broker import PrivateBroker
-from eiad.cli import main
+from commands.main import main
 from tests.support_bench.station import tiny_station
 from tests.support_edge.tiny_artifact import build_tiny_artifact
 

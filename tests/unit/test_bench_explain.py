@@ -9,7 +9,7 @@ import pytest
 from benchmarks.broker import PrivateBroker
 from benchmarks.explain_bench import explanation_section, plan_explanations
 from edge.config import load_station_config
-from eiad.cli import main
+from commands.main import main
 from eiad.manifest import load_manifest
 from tests.support_bench.station import tiny_station
 

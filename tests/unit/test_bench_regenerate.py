@@ -17,7 +17,7 @@ def test_precision_variants_are_reused_made_or_explained(tmp_path, monkeypatch):
         calls.append(command)
         return 2
 
-    monkeypatch.setattr("eiad.cli.main", fake_eiad)
+    monkeypatch.setattr("commands.main.main", fake_eiad)
     notes = []
     assert regenerate._precision_variants(artifact, None, ["fp16"], notes) == []
     assert "no held-out split" in notes[0]

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from eiad.cli import build_parser, main
+from commands.main import build_parser, main
 from eiad.errors import DataError
 
 STAGES = ["data", "train", "eval", "export", "edge", "bench", "demo"]
@@ -35,7 +35,7 @@ def test_user_error_exits_2_with_message(monkeypatch, capsys):
     def failing(_args):
         raise DataError("mask missing for image x.png: add the mask or remove the image")
 
-    monkeypatch.setattr("eiad.cli.build_parser", lambda: parser)
+    monkeypatch.setattr("commands.main.build_parser", lambda: parser)
     args = parser.parse_args(["demo"])
     parser.set_defaults(func=failing)
     for action in parser._actions:
@@ -48,6 +48,6 @@ def test_user_error_exits_2_with_message(monkeypatch, capsys):
 
 
 def test_entry_point_runs_as_module():
-    result = subprocess.run([sys.executable, "-m", "eiad.cli", "--version"], capture_output=True, text=True, check=False)
+    result = subprocess.run([sys.executable, "-m", "commands.main", "--version"], capture_output=True, text=True, check=False)
     assert result.returncode == 0
     assert result.stdout.startswith("eiad ")

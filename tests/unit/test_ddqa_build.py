@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from eiad.cli import main as eiad_main
+from commands.main import main as eiad_main
 from eiad.errors import DataError
 from tests.unit.test_ddqa_tree import (
     CLASSES, OK_PER_SUB, expected_box, expected_quadrant, make_tree, mask_of, parse_options, raw_tree,  # noqa: F401

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from edge.config import GenicamSourceConfig, RtspSourceConfig, load_station_config
-from eiad.cli import main
+from commands.main import main
 from eiad.errors import ConfigError
 from tests.support_edge.fixtures import tiny_artifact  # noqa: F401 (fixture)
 
@@ -121,6 +121,6 @@ def test_cli_validate_config_prints_ok_and_errors(tmp_path, tiny_artifact, capsy
 
 def test_cli_validate_config_as_a_process(tmp_path):
     path = write(tmp_path, GOOD.replace("id: cam2", "id: cam 2"))
-    done = subprocess.run([sys.executable, "-m", "eiad.cli", "edge", "validate-config", "--schema-only", str(path)],
+    done = subprocess.run([sys.executable, "-m", "commands.main", "edge", "validate-config", "--schema-only", str(path)],
                           capture_output=True, text=True, cwd=REPO, timeout=60)
     assert done.returncode == 2 and "station.yaml:9: sources[1].rtsp.id" in done.stderr

@@ -192,6 +192,6 @@ def test_cli_help_needs_no_torch():
     import subprocess
     import sys
 
-    code = "import sys; sys.modules['torch']=None; from eiad.cli import main; sys.exit(main(['export','onnx','--help']))"
+    code = "import sys; sys.modules['torch']=None; from commands.main import main; sys.exit(main(['export','onnx','--help']))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "--checkpoint" in proc.stdout

@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 import pytest
 
-from eiad.cli import main
+from commands.main import main
 from eiad.errors import ArtifactError
 from eiad.manifest import file_entry, load_manifest, write_manifest
 from export.parity import VisionTolerances

@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("eiad", "edge", "train", "export", "benchmarks")
+PACKAGES = ("eiad", "edge", "train", "export", "benchmarks", "commands")
 
 
 def _module_name(path: Path) -> str:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from eiad.cli import main
+from commands.main import main
 from train.eval import mmad_cli
 
 GOOD = "GoodsAD/drink_can/good/001.jpg"

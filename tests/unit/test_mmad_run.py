@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from eiad.cli import main
+from commands.main import main
 from eiad.errors import DataError, ModelError
 from eiad.modeling.presets import build_tiny_preset
 from train.eval.mmad import load_answers, score_answers

@@ -74,7 +74,7 @@ def split(tmp_path_factory):
 def test_normal_only_trains_exports_and_runs_at_the_edge(tmp_path, split, preset_cache):
     from edge.runners.onnxruntime_runner import OnnxRuntimeRunner
     from edge.verdict import UNKNOWN_CLASS, ThresholdOverrides, decide_outputs
-    from eiad.cli import main
+    from commands.main import main
     from eiad.manifest import load_manifest
     from export.parity import load_images
     from train.config import TrainConfig
@@ -111,7 +111,7 @@ def test_normal_only_trains_exports_and_runs_at_the_edge(tmp_path, split, preset
 
 @pytest.mark.slow
 def test_a_supervised_module_and_the_bank_fuse_inside_the_exported_graph(tmp_path, split, preset_cache):
-    from eiad.cli import main
+    from commands.main import main
     from train.config import TrainConfig
     from eiad.modeling.checkpoint import engine_from_checkpoint
     from train.localization import train_localization

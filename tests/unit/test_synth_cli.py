@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from eiad.cli import main
+from commands.main import main
 from train.data.synth import DEFECT_TYPES, PART_TYPES
 
 ARGS = ["--size", "64", "--ok-per-part", "1", "--ng-per-defect", "1", "--parts", "pcb,brick",

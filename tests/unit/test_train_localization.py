@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from eiad.cli import main as eiad_main
+from commands.main import main as eiad_main
 from eiad.errors import ConfigError
 from tests.support.preset_cache import preset_cache  # noqa: F401 (fixture)
 from tests.unit.test_localization_support import make_split

@@ -107,7 +107,7 @@ class Step:
 
 def _eiad(*argv: str) -> None:
     """Run an `eiad` command in-process, as a user would type it; a failure stops the demo."""
-    from eiad.cli import main
+    from commands.main import main
 
     print("      $ eiad " + " ".join(argv), flush=True)
     if main(list(argv)) != 0:
