@@ -49,7 +49,7 @@ def settings_of(row: int) -> dict:
 
 def run_row(row: int, split: str, out: Path, max_steps: int, seed: int) -> dict:
     """Train, score and time one row in this process; returns its figures."""
-    from commands.main import main as eiad
+    from benchmarks.eiad_command import eiad
     from train.config import TrainConfig
     from train.localization import train_localization
 

@@ -177,9 +177,9 @@ def run_overload(workdir: Path, *, duration_s: float = 20.0, cameras: int = 2, f
     from edge.sinks.mqtt.sink import MqttSink
     from edge.sinks.mqtt.config import MqttSettings, OutboxSettings
     from edge.sources.watchdog import SourceSet
-    from tests.support.mosquitto import Mosquitto
-    from tests.support_edge.media import line_frames
-    from tests.support_edge.tiny_artifact import build_tiny_artifact
+    from edge.broker import Mosquitto
+    from benchmarks.stand_ins.frames import line_frames
+    from benchmarks.stand_ins.artifact import build_tiny_artifact
 
     artifact = build_tiny_artifact(workdir / "artifact")
     runner = SlowRunner(OnnxRuntimeRunner(artifact, providers=["CPUExecutionProvider"]), infer_ms / 1000.0)

@@ -3,7 +3,7 @@
     python -m benchmarks.regenerate [--artifact DIR] [--quick]     (make bench)
 
 Without --artifact it builds the torch-free tiny artifact of the edge tests (a 224x224
-ONNX graph, tests/support_edge/tiny_artifact.py) so the figures measure the loop and its
+ONNX graph, benchmarks/stand_ins/artifact.py) so the figures measure the loop and its
 overheads, not a real model; pass a real export artifact for model figures. The line
 bench replays the demo's line video when it sits beside the artifact (demo_out/line) and
 measures the explainer (NG parts, int8) when the artifact has llm/. Runs
@@ -59,7 +59,7 @@ def _precision_variants(artifact: Path, split: Path | None, precisions: list[str
     """`eiad export quantize` the artifact into <artifact>_<precision> beside it (reused when
     already there for this source); a variant that fails its parity gate is left out with a
     note: RESULTS.md then says why, rather than timing a model that disagrees."""
-    from commands.main import main as eiad
+    from benchmarks.eiad_command import eiad
     from eiad.manifest import load_manifest
 
     if split is None or not precisions:
@@ -89,7 +89,7 @@ def _precision_variants(artifact: Path, split: Path | None, precisions: list[str
 
 
 def main(argv: list[str] | None = None) -> int:
-    from commands.main import main as eiad
+    from benchmarks.eiad_command import eiad
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--artifact", type=Path, help="export artifact (default: build the tiny 224x224 test graph)")
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     artifact = args.artifact
     if artifact is None:
-        from tests.support_edge.tiny_artifact import build_tiny_artifact
+        from benchmarks.stand_ins.artifact import build_tiny_artifact
 
         artifact = build_tiny_artifact(RESULTS / "tiny_artifact_224", height=224, width=224)
     station = _station(RESULTS, artifact)
@@ -133,11 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     sections = []
     for name, command in commands.items():
         if name in args.only or not args.only:
-            saved, sys.argv = sys.argv, ["eiad", *command]  # the report records sys.argv as the command
-            try:
-                code = eiad(command)
-            finally:
-                sys.argv = saved
+            code = eiad(command)  # the report records the child's argv as the command
             if code != 0:
                 print(f"eiad {' '.join(command)} failed with {code}", file=sys.stderr)
                 return code

@@ -27,10 +27,10 @@ import threading
 import time
 from pathlib import Path
 
-from tests.reliability.delivery import check_delivery
-from tests.support.mosquitto import Mosquitto
-from tests.support.mqtt_subscriber import Subscriber
-from tests.support.results import make_result
+from benchmarks.stand_ins.delivery import check_delivery
+from edge.broker import Mosquitto
+from benchmarks.stand_ins.subscriber import Subscriber
+from benchmarks.stand_ins.results import make_result
 
 
 def percentile(values: list[float], q: float) -> float:

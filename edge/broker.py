@@ -1,14 +1,17 @@
-"""A local MQTT broker for `eiad edge demo`: Mosquitto when installed, else amqtt in-process.
+"""Private MQTT brokers: the one Mosquitto launcher the demo, the benchmarks and the tests
+share, and a local broker for `eiad edge demo` (Mosquitto when installed, else amqtt).
+
+    broker = Mosquitto(workdir, persistence=False).start()   # a child process on a free port
+    ... broker.port ...; broker.stop() / broker.kill() / broker.restart()
 
     with start_broker("auto") as broker:      # -> LocalBroker(kind, host, port, protocol)
         ... connect to broker.host:broker.port with MQTT broker.protocol ...
 
-Mosquitto runs as a child process with a generated config on a free loopback port in a
-temporary folder (with `user root` when we are root: Mosquitto would otherwise drop to
-user `mosquitto`, which cannot read our temp folder), and is stopped by its PID.
-amqtt (pure Python, MQTT 3.1.1 only) runs on its own asyncio loop in a daemon thread of
-this process; it is ~5x slower than Mosquitto (STACK.md: ~890 vs ~4,600 msg/s of 50 KB),
-plenty for one demo camera. Neither keeps anything after the demo: persistence is off.
+Mosquitto runs with a generated config in a folder of the caller's (with `user root`
+when we are root: Mosquitto would otherwise drop to user `mosquitto`, which cannot read
+our folder) and is stopped by its PID. amqtt (pure Python, MQTT 3.1.1 only) runs on its
+own asyncio loop in a daemon thread of this process; it is several times slower than
+Mosquitto, plenty for one demo camera. The demo's broker keeps nothing: persistence off.
 
 Thread safety: start and stop from one thread; the broker serves clients from any.
 """
@@ -63,6 +66,107 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """The broker's TLS listener: a CA and the server's certificate and key (PEM files)."""
+
+    ca_file: Path
+    server_cert: Path
+    server_key: Path
+
+
+class Mosquitto:
+    """One Mosquitto process on `host:port` (a free port by default), config, log and
+    persistence in `workdir`. `start()` returns once it accepts connections; `stop()`
+    (SIGTERM: saves the persistence database) and `restart()` keep the port; `kill()` is
+    SIGKILL (nothing saved since the last autosave). Drive it from one thread."""
+
+    def __init__(self, workdir: Path, *, host: str = "127.0.0.1", port: int | None = None, persistence: bool = True,
+                 users: dict[str, str] | None = None, tls: TlsFiles | None = None, extra_conf: str = "",
+                 log_all: bool = True) -> None:
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.host = host
+        self.port = port or free_port(host)
+        self.persistence, self.users, self.tls, self.extra_conf, self.log_all = persistence, users or {}, tls, extra_conf, log_all
+        self.binary = mosquitto_binary()
+        self.proc: subprocess.Popen | None = None
+        self.conf_path = self.workdir / "mosquitto.conf"
+        self.log_path = self.workdir / "mosquitto.log"
+
+    def _write_conf(self) -> None:
+        lines = ["user root"] if os.geteuid() == 0 else []
+        lines.append(f"listener {self.port} {self.host}")
+        if self.tls is not None:
+            lines += [f"cafile {self.tls.ca_file}", f"certfile {self.tls.server_cert}", f"keyfile {self.tls.server_key}"]
+        lines += [f"allow_anonymous {'false' if self.users else 'true'}", f"log_dest file {self.log_path}",
+                  "max_queued_messages 100000", "max_inflight_messages 100"]
+        if self.log_all:
+            lines.append("log_type all")
+        if self.users:
+            passwords = self.workdir / "passwd"
+            passwords.write_text("")
+            for user, password in self.users.items():
+                subprocess.run(["mosquitto_passwd", "-b", str(passwords), user, password], check=True, capture_output=True)
+            lines.append(f"password_file {passwords}")
+        lines += (["persistence true", f"persistence_location {self.workdir}/", "autosave_interval 1"] if self.persistence
+                  else ["persistence false"])
+        self.conf_path.write_text("\n".join(lines) + "\n" + self.extra_conf)
+
+    def start(self, timeout_s: float = _START_TIMEOUT_S) -> "Mosquitto":
+        if self.binary is None:
+            raise ConfigError("Mosquitto is not installed: apt-get install mosquitto")
+        self._write_conf()
+        self.proc = subprocess.Popen([self.binary, "-c", str(self.conf_path)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+
+        def alive() -> str:
+            if self.proc.poll() is None:
+                return ""
+            err = self.proc.stderr.read().decode(errors="replace").strip() if self.proc.stderr else ""
+            return f"{self.binary} exited with {self.proc.returncode}: {err}\n{self.log_text()}"
+
+        try:
+            _wait_listening(self.host, self.port, alive, "Mosquitto", timeout_s)
+        except ConfigError:
+            self.kill()
+            raise
+        log.info("Mosquitto (%s) listening on %s:%d, pid %d", self.binary, self.host, self.port, self.proc.pid)
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def _signal(self, sig: int, timeout_s: float = 5.0) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout_s)
+        if self.proc.stderr:
+            self.proc.stderr.close()
+
+    def stop(self) -> None:
+        """Graceful stop (SIGTERM): Mosquitto saves its persistence database."""
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """Hard stop (SIGKILL): nothing saved since the last autosave."""
+        self._signal(signal.SIGKILL)
+
+    def restart(self) -> "Mosquitto":
+        self.stop()
+        return self.start()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
 @contextlib.contextmanager
 def start_broker(choice: BrokerChoice = "auto", host: str = "127.0.0.1") -> Iterator[LocalBroker]:
     """Start a private broker on a free port; stop it when the block ends.
@@ -83,8 +187,8 @@ def start_broker(choice: BrokerChoice = "auto", host: str = "127.0.0.1") -> Iter
         raise ConfigError(f"unknown broker {choice!r}: use auto, mosquitto or embedded")
 
 
-def _wait_listening(host: str, port: int, alive, what: str) -> None:
-    deadline = time.monotonic() + _START_TIMEOUT_S
+def _wait_listening(host: str, port: int, alive, what: str, timeout_s: float = _START_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         problem = alive()
         if problem:
@@ -94,46 +198,17 @@ def _wait_listening(host: str, port: int, alive, what: str) -> None:
                 return
         except OSError:
             time.sleep(0.05)
-    raise ConfigError(f"{what} did not listen on {host}:{port} within {_START_TIMEOUT_S:.0f} s")
+    raise ConfigError(f"{what} did not listen on {host}:{port} within {timeout_s:.0f} s")
 
 
 @contextlib.contextmanager
 def _mosquitto(binary: str, host: str) -> Iterator[LocalBroker]:
     with tempfile.TemporaryDirectory(prefix="eiad-demo-broker-") as tmp:
-        port = free_port(host)
-        conf = Path(tmp) / "mosquitto.conf"
-        lines = [f"listener {port} {host}", "allow_anonymous true", "persistence false",
-                 "max_queued_messages 100000", "max_inflight_messages 100",
-                 f"log_dest file {Path(tmp) / 'mosquitto.log'}"]
-        if os.geteuid() == 0:
-            lines.insert(0, "user root")
-        conf.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-        def alive() -> str:
-            if proc.poll() is None:
-                return ""
-            err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
-            return f"{binary} exited with {proc.returncode}: {err}"
-
+        broker = Mosquitto(Path(tmp), host=host, persistence=False, log_all=False).start()
         try:
-            _wait_listening(host, port, alive, "Mosquitto")
-            log.info("Mosquitto (%s) listening on %s:%d, pid %d", binary, host, port, proc.pid)
-            yield LocalBroker("mosquitto", host, port, "5", binary)
+            yield LocalBroker("mosquitto", host, broker.port, "5", binary)
         finally:
-            _stop_process(proc)
-
-
-def _stop_process(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(5.0)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(5.0)
-    if proc.stderr:
-        proc.stderr.close()
+            broker.stop()
 
 
 @contextlib.contextmanager

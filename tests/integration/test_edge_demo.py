@@ -12,8 +12,8 @@ import pytest
 
 from edge.broker import mosquitto_binary, start_broker
 from commands.main import main
-from tests.support_edge.media import line_frames, write_ffv1
-from tests.support_edge.tiny_artifact import build_tiny_artifact
+from benchmarks.stand_ins.frames import line_frames, write_ffv1
+from benchmarks.stand_ins.artifact import build_tiny_artifact
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ from edge.config import load_station_config
 from edge.sources.watchdog import SourceSet
 from eiad.messages import SCHEMA_DIR
 from tests.support.jsonschema_lite import validate
-from tests.support.mqtt_subscriber import Subscriber
+from benchmarks.stand_ins.subscriber import Subscriber
 from tests.support_edge.fakes import ListSource
-from tests.support_edge.tiny_artifact import grey_frame
+from benchmarks.stand_ins.artifact import grey_frame
 from tests.unit.test_llm_fixtures import llm_artifact, parity_images, vision_artifact  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.mqtt

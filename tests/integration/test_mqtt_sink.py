@@ -17,8 +17,8 @@ from pydantic import ValidationError
 from edge.sinks.mqtt.outbox.store import Outbox
 from edge.sinks.mqtt.sink import MqttSink
 from edge.sinks.mqtt.config import MqttSettings, OutboxSettings
-from tests.support.mqtt_subscriber import Subscriber
-from tests.support.results import make_result
+from benchmarks.stand_ins.subscriber import Subscriber
+from benchmarks.stand_ins.results import make_result
 
 pytestmark = pytest.mark.mqtt
 REPO = Path(__file__).resolve().parents[2]

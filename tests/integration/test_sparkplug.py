@@ -19,8 +19,8 @@ from edge.sinks.sparkplug.payload import (BOOLEAN, DOUBLE, FLOAT, INT32, INT64, 
                                         Payload, decode_payload, encode_payload)
 from tests.integration.test_station_mqtt import make_station
 from tests.support.mosquitto import free_port
-from tests.support.mqtt_subscriber import Subscriber
-from tests.support.results import make_result
+from benchmarks.stand_ins.subscriber import Subscriber
+from benchmarks.stand_ins.results import make_result
 from tests.support_edge.fixtures import tiny_artifact  # noqa: F401 (fixture)
 
 ALL_KINDS = Payload(1_700_000_000_123, (

@@ -17,7 +17,7 @@ from edge.sinks.mqtt.outbox.store import Outbox
 from edge.sinks.mqtt.sink import MqttSink
 from edge.sinks.mqtt.config import MqttSettings, OutboxSettings
 from tests.integration.test_station_mqtt import make_station
-from tests.support.mqtt_subscriber import Subscriber
+from benchmarks.stand_ins.subscriber import Subscriber
 from tests.support_edge.fixtures import tiny_artifact  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.mqtt

@@ -12,9 +12,9 @@ import pytest
 
 from edge.app import run_station
 from edge.config import load_station_config
-from tests.support.mqtt_subscriber import Subscriber
+from benchmarks.stand_ins.subscriber import Subscriber
 from tests.support_edge.fixtures import tiny_artifact  # noqa: F401 (fixture)
-from tests.support_edge.media import write_synthetic_line
+from benchmarks.stand_ins.frames import write_synthetic_line
 
 pytestmark = pytest.mark.mqtt
 

@@ -21,7 +21,7 @@ from edge.sources.watchdog import SourceSet
 from tests.support.mosquitto import free_port
 from tests.support_edge.fakes import CollectingSink
 from tests.support_edge.fixtures import tiny_artifact  # noqa: F401 (fixture)
-from tests.support_edge.media import write_synthetic_line
+from benchmarks.stand_ins.frames import write_synthetic_line
 
 REPO = Path(__file__).resolve().parents[2]
 

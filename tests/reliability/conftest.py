@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from edge.sinks.mqtt.config import MqttSettings
-from tests.support.mqtt_subscriber import Subscriber
+from benchmarks.stand_ins.subscriber import Subscriber
 
 
 def sink_settings(port: int, **overrides) -> MqttSettings:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
-from tests.support.results import make_result
+from benchmarks.stand_ins.results import make_result
 
 
 class Producer:

@@ -22,7 +22,7 @@ from edge.sinks.mqtt.outbox.store import Outbox
 from edge.sinks.mqtt.sink import MqttSink
 from edge.sinks.mqtt.config import OutboxSettings
 from tests.reliability.conftest import sink_settings
-from tests.support.results import make_result
+from benchmarks.stand_ins.results import make_result
 
 
 def main() -> int:

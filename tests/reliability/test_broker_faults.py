@@ -13,7 +13,7 @@ from edge.sinks.mqtt.outbox.store import Outbox
 from edge.sinks.mqtt.sink import MqttSink
 from edge.sinks.mqtt.config import OutboxSettings
 from tests.reliability.conftest import sink_settings
-from tests.reliability.delivery import check_delivery, verdicts
+from benchmarks.stand_ins.delivery import check_delivery, verdicts
 from tests.reliability.producer import Producer
 from tests.reliability.tcp_proxy import TcpProxy
 

@@ -23,7 +23,7 @@ from eiad.errors import SourceError
 from tests.reliability.conftest import sink_settings
 from tests.support_edge.fakes import CollectingSink, HangingSource, ListSource
 from tests.support_edge.fixtures import tiny_artifact  # noqa: F401 (fixture)
-from tests.support_edge.tiny_artifact import frame_with_patch, grey_frame
+from benchmarks.stand_ins.artifact import frame_with_patch, grey_frame
 
 GOOD = grey_frame()
 NG = frame_with_patch((10, 10, 20, 20))

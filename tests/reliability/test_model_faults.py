@@ -22,7 +22,7 @@ from eiad.errors import ArtifactError
 from eiad.manifest import MANIFEST_NAME, file_entry, load_manifest, write_manifest
 from tests.support_edge.fakes import CollectingSink, ListSource
 from tests.support_edge.fixtures import nan_artifact, tiny_artifact  # noqa: F401 (fixtures)
-from tests.support_edge.tiny_artifact import build_graph, build_tiny_artifact, frame_with_patch, grey_frame
+from benchmarks.stand_ins.artifact import build_graph, build_tiny_artifact, frame_with_patch, grey_frame
 
 REPO = Path(__file__).resolve().parents[2]
 

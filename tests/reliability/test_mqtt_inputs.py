@@ -27,10 +27,10 @@ from edge.app import build_station
 from edge.config import load_station_config
 from edge.explainer.worker import Explainer
 from edge.sources.watchdog import SourceSet
-from tests.support.mqtt_subscriber import Subscriber
+from benchmarks.stand_ins.subscriber import Subscriber
 from tests.support_edge.fakes import ListSource
 from tests.support_edge.fixtures import tiny_artifact  # noqa: F401 (fixture)
-from tests.support_edge.tiny_artifact import grey_frame
+from benchmarks.stand_ins.artifact import grey_frame
 
 pytestmark = pytest.mark.mqtt
 

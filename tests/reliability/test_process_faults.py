@@ -22,7 +22,7 @@ from edge.sinks.mqtt.outbox.store import Outbox, OutgoingMessage
 from edge.sinks.mqtt.sink import MqttSink
 from edge.sinks.mqtt.config import OutboxSettings
 from tests.reliability.conftest import sink_settings
-from tests.reliability.delivery import check_delivery, verdicts
+from benchmarks.stand_ins.delivery import check_delivery, verdicts
 from tests.support.mosquitto import free_port
 from tests.support_edge.fixtures import tiny_artifact  # noqa: F401 (fixture)
 
@@ -234,7 +234,7 @@ def test_a_station_killed_between_its_writes_leaves_no_sequence_gap(
         mosquitto_factory, subscriber_factory, tmp_path, tiny_artifact, kill_where):
     # given a whole station (video -> ONNX -> sinks -> MQTT) SIGKILLed while it handles its
     # 6th part: just before the MQTT sink stores it, or just after (before the sequence file)
-    from tests.support_edge.media import write_synthetic_line
+    from benchmarks.stand_ins.frames import write_synthetic_line
 
     broker = mosquitto_factory(persistence=True)
     sub = subscriber_factory(broker.port)

@@ -19,7 +19,7 @@ from edge.sinks.mqtt.sink import MqttSink
 from edge.sinks.mqtt.config import OutboxSettings, TlsSettings
 from tests.reliability.conftest import make_client_cert, make_other_ca, sink_settings
 from tests.support.mosquitto import make_tls_files
-from tests.support.results import make_result
+from benchmarks.stand_ins.results import make_result
 
 REPO = Path(__file__).resolve().parents[2]
 STATION_PW = "S3cr3t-st1-0xC0FFEE"  # distinctive: searched for in every log below

@@ -14,7 +14,7 @@ from pathlib import Path
 from edge.sinks.mqtt.outbox.store import Outbox
 from edge.sinks.mqtt.sink import MqttSink
 from edge.sinks.mqtt.config import MqttSettings, OutboxSettings
-from tests.support.results import make_result
+from benchmarks.stand_ins.results import make_result
 
 
 def main() -> int:

@@ -1,6 +1,6 @@
 """A station.yaml whose tiny artifact also has llm/: `eiad bench line` with an explainer.
 
-The vision part is the torch-free tiny graph (tests/support_edge/tiny_artifact.py: a bright
+The vision part is the torch-free tiny graph (benchmarks/stand_ins/artifact.py: a bright
 square is NG, 16 vision tokens of width 3); the language part is a 1-layer Qwen2 with
 random weights and a projector 3 -> 32, exported by the project's own LLM exporter
 (fp32 only: a random model's near-tied logits make int8 parity meaningless). Its text is

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.support_edge.tiny_artifact import build_tiny_artifact
+from benchmarks.stand_ins.artifact import build_tiny_artifact
 
 
 def tiny_station(directory: Path, max_batch: int = 1) -> Path:

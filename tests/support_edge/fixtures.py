@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support_edge.tiny_artifact import build_tiny_artifact
+from benchmarks.stand_ins.artifact import build_tiny_artifact
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ import pytest
 from benchmarks.baselines import anomalib_baseline as ab
 from benchmarks.engine_bench import bench_engine
 from commands.main import main
-from tests.support_edge.tiny_artifact import build_tiny_artifact, frame_with_patch, grey_frame
+from benchmarks.stand_ins.artifact import build_tiny_artifact, frame_with_patch, grey_frame
 from eiad.split import ImageEntry, SplitIndex, save_split
 
 FAKE_WORKER = textwrap.dedent('''

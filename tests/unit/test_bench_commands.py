@@ -9,12 +9,12 @@ import json
 import pytest
 
 from benchmarks.baselines import anomalib_baseline
-from benchmarks.broker import PrivateBroker
+from edge.broker import mosquitto_binary
 from commands.main import main
 from tests.support_bench.station import tiny_station
-from tests.support_edge.tiny_artifact import build_tiny_artifact
+from benchmarks.stand_ins.artifact import build_tiny_artifact
 
-needs_mosquitto = pytest.mark.skipif(PrivateBroker().binary is None, reason="Mosquitto not installed (.ci/run installs it)")
+needs_mosquitto = pytest.mark.skipif(mosquitto_binary() is None, reason="Mosquitto not installed (.ci/run installs it)")
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +123,7 @@ def test_anomalib_baseline_says_why_it_is_absent():
 
 @needs_mosquitto
 def test_line_scores_the_verdicts_against_the_streams_truth_and_fails_a_wrong_model(tmp_path):
-    from tests.support_edge.media import write_synthetic_line
+    from benchmarks.stand_ins.frames import write_synthetic_line
 
     # given a station whose camera is a synthetic line with ground truth (every 3rd part NG)
     station = tiny_station(tmp_path / "st")

@@ -6,14 +6,14 @@ import json
 
 import pytest
 
-from benchmarks.broker import PrivateBroker
+from edge.broker import mosquitto_binary
 from benchmarks.explain_bench import explanation_section, plan_explanations
 from edge.config import load_station_config
 from commands.main import main
 from eiad.manifest import load_manifest
 from tests.support_bench.station import tiny_station
 
-needs_mosquitto = pytest.mark.skipif(PrivateBroker().binary is None, reason="Mosquitto not installed (.ci/run installs it)")
+needs_mosquitto = pytest.mark.skipif(mosquitto_binary() is None, reason="Mosquitto not installed (.ci/run installs it)")
 MS = 1_000_000  # ns
 
 

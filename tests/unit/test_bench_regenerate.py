@@ -4,7 +4,7 @@ import shutil
 
 from benchmarks import regenerate
 from eiad.manifest import load_manifest, write_manifest
-from tests.support_edge.tiny_artifact import build_tiny_artifact
+from benchmarks.stand_ins.artifact import build_tiny_artifact
 
 
 def test_precision_variants_are_reused_made_or_explained(tmp_path, monkeypatch):
@@ -17,7 +17,7 @@ def test_precision_variants_are_reused_made_or_explained(tmp_path, monkeypatch):
         calls.append(command)
         return 2
 
-    monkeypatch.setattr("commands.main.main", fake_eiad)
+    monkeypatch.setattr("benchmarks.eiad_command.eiad", fake_eiad)
     notes = []
     assert regenerate._precision_variants(artifact, None, ["fp16"], notes) == []
     assert "no held-out split" in notes[0]

@@ -25,10 +25,10 @@ from edge.pipeline import Pipeline
 from edge.runners.onnxruntime_runner import OnnxRuntimeRunner
 from edge.sources.watchdog import SourceSet
 from tests.support.mosquitto import free_port
-from tests.support.results import make_result
+from benchmarks.stand_ins.results import make_result
 from tests.support_edge.fakes import CollectingSink, FailingSink, ListSource
 from tests.support_edge.fixtures import tiny_artifact  # noqa: F401 (fixture)
-from tests.support_edge.media import line_frames
+from benchmarks.stand_ins.frames import line_frames
 
 
 def test_metrics_and_health_endpoints_report_the_run(tiny_artifact):

@@ -31,7 +31,7 @@ SCRIPT = textwrap.dedent(
     from edge.sources.watchdog import SourceSet
     from edge.sources.synthetic import SyntheticLineSource
     from tests.support_edge.fakes import CollectingSink
-    from tests.support_edge.media import write_synthetic_line
+    from benchmarks.stand_ins.frames import write_synthetic_line
     from pathlib import Path
     artifact, workdir = Path(sys.argv[1]), Path(sys.argv[2])
     video, truths = write_synthetic_line(workdir / "line", count=6)

@@ -14,7 +14,7 @@ from edge.runners.onnxruntime_runner import OnnxRuntimeRunner
 from edge.sources.watchdog import SourceSet
 from tests.support_edge.fakes import CollectingSink, FailingOpenSource, FailingSink, HangingSource, ListSource
 from tests.support_edge.fixtures import nan_artifact, tiny_artifact  # noqa: F401 (fixtures)
-from tests.support_edge.tiny_artifact import frame_with_patch, grey_frame
+from benchmarks.stand_ins.artifact import frame_with_patch, grey_frame
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from edge.runners.onnxruntime_runner import OnnxRuntimeRunner, provider_list
 from eiad.errors import ArtifactError
 from eiad.manifest import MANIFEST_NAME, file_entry, load_manifest, write_manifest
 from tests.support_edge.fixtures import tiny_artifact  # noqa: F401 (fixture)
-from tests.support_edge.tiny_artifact import build_graph, frame_with_patch, grey_frame
+from benchmarks.stand_ins.artifact import build_graph, frame_with_patch, grey_frame
 
 
 def test_runner_returns_every_manifest_output_with_batch_first(tiny_artifact):

@@ -14,7 +14,7 @@ from edge.sources.genicam import GenicamSource, to_bgr
 from edge.sources.opencv_source import OpenCvSource
 from edge.sources.synthetic import SyntheticLineSource, read_truth
 from eiad.errors import SourceError
-from tests.support_edge.media import line_frames, write_ffv1, write_synthetic_line
+from benchmarks.stand_ins.frames import line_frames, write_ffv1, write_synthetic_line
 
 
 def read_all(source, limit: int = 100) -> list:

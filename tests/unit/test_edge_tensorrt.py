@@ -16,7 +16,7 @@ from edge.runners.tensorrt_runner import engine_file
 from eiad.errors import ArtifactError
 from eiad.manifest import file_entry, load_manifest, write_manifest
 from tests.support_edge.fixtures import tiny_artifact  # noqa: F401 (fixture)
-from tests.support_edge.tiny_artifact import frame_with_patch, grey_frame
+from benchmarks.stand_ins.artifact import frame_with_patch, grey_frame
 
 HAVE_TRT = importlib.util.find_spec("tensorrt") is not None
 

@@ -16,7 +16,7 @@ from commands.main import main
 from eiad.errors import ArtifactError
 from eiad.manifest import file_entry, load_manifest, write_manifest
 from export.parity import VisionTolerances
-from tests.support_edge.tiny_artifact import build_tiny_artifact, frame_with_patch, grey_frame
+from benchmarks.stand_ins.artifact import build_tiny_artifact, frame_with_patch, grey_frame
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 
 from export.parity import VisionTolerances
 from eiad.manifest import load_manifest
-from tests.support_edge.tiny_artifact import build_tiny_artifact, frame_with_patch, grey_frame
+from benchmarks.stand_ins.artifact import build_tiny_artifact, frame_with_patch, grey_frame
 
 
 @pytest.fixture(scope="module")

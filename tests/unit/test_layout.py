@@ -69,3 +69,41 @@ def test_find_cycle_reports_a_cycle_and_passes_a_tree():
 def test_no_import_cycles_between_project_modules():
     cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def imported_packages(package: str) -> dict[str, set[str]]:
+    """module of `package` -> the top-level names it imports that are project folders or tests."""
+    wanted = set(PACKAGES) | {"tests"}
+    found: dict[str, set[str]] = {}
+    for path in (ROOT / package).rglob("*.py"):
+        tops = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                tops |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                tops.add(node.module.split(".")[0])
+        found[_module_name(path)] = (tops & wanted) - {package}
+    return found
+
+
+# what each folder may import besides itself (the core eiad/ is a leaf)
+ALLOWED = {
+    "eiad": set(),
+    "edge": {"eiad"},
+    "export": {"eiad", "edge"},  # edge: the export checks the artifact with the edge's own runners
+    "train": {"eiad"},
+    "benchmarks": {"eiad", "edge", "export"},
+    "commands": {"eiad", "edge", "train", "export", "benchmarks"},
+}
+# benchmarks that measure training itself may import train/
+TRAINING_BENCHMARKS = {"benchmarks.ablation", "benchmarks.train_tiny", "benchmarks.normal_only"}
+
+
+def test_each_stage_imports_only_what_it_may():
+    wrong = []
+    for package, allowed in ALLOWED.items():
+        for module, tops in imported_packages(package).items():
+            extra = tops - allowed - ({"train"} if module in TRAINING_BENCHMARKS else set())
+            if extra:
+                wrong.append(f"{module} imports {sorted(extra)}")
+    assert not wrong, "\n".join(wrong)

@@ -12,7 +12,7 @@ from eiad.messages import (SCHEMA_DIR, ExplainRequestMessage, ExplainResponseMes
                            Topics, VerdictMessage, iso_utc, render_schema, schema_documents, write_schemas)
 from edge.sinks.mqtt.sink import build_verdict, stage_latencies_ms
 from tests.support.jsonschema_lite import validate
-from tests.support.results import make_result
+from benchmarks.stand_ins.results import make_result
 
 
 def schema(kind: str) -> dict:

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from edge.sinks.archive import ArchiveSettings, ArchiveSink
-from tests.support.results import make_result
+from benchmarks.stand_ins.results import make_result
 
 
 def files(root):

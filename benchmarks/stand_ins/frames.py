@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tests.support_edge.tiny_artifact import frame_with_patch, grey_frame
+from benchmarks.stand_ins.artifact import frame_with_patch, grey_frame
 
 
 def line_frames(count: int, every_ng: int = 3, height: int = 64, width: int = 64) -> tuple[list[np.ndarray], list[dict]]:
