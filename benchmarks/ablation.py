@@ -6,7 +6,7 @@ Trains the tiny preset once per row, each row adding one change to the row above
 first row is the module as it was before them), every row with the same data, seed and
 number of optimizer steps; each in its own process. A row is scored the way every figure
 in this project is: thresholds on the calibration split, figures on the test split
-(train/localization_finish.py). Each row's vision engine is also exported to ONNX and
+(train/localization/finish.py). Each row's vision engine is also exported to ONNX and
 timed at batch 1 on ONNX Runtime CPU (1 thread, median of per-round medians), so the cost
 of a change sits beside what it bought. Writes result.json and report.md.
 """
@@ -51,7 +51,7 @@ def run_row(row: int, split: str, out: Path, max_steps: int, seed: int) -> dict:
     """Train, score and time one row in this process; returns its figures."""
     from benchmarks.eiad_command import eiad
     from train.config import TrainConfig
-    from train.localization import train_localization
+    from train.localization.trainer import train_localization
 
     keys = settings_of(row)
     config = TrainConfig(backbone="tiny-minicpmv46", split=Path(split), out_dir=out / f"row{row}", seed=seed, device="cpu",

@@ -8,7 +8,7 @@
 ONNX Runtime backends go through the edge's own `OnnxRuntimeRunner` (the code that runs
 on the line), pinned to one provider chain; `device` reports the provider that really
 runs the first node, so a CUDA request that fell back to CPU is visible. The torch
-backends run the trained checkpoint eagerly (`train.localization.engine_from_checkpoint`):
+backends run the trained checkpoint eagerly (`train.localization.trainer.engine_from_checkpoint`):
 the reference the export was checked against. `BackendUnavailable` says why a backend
 cannot run here; callers report it instead of hiding it.
 

@@ -86,7 +86,7 @@ def _line(sub) -> None:
     p.add_argument("--duration-s", type=float, default=20.0, help="measured run length (default 20)")
     p.add_argument("--broker", choices=["private", "config"], default="private",
                    help="private (default): start a Mosquitto of our own on a free port for the run; config: use the config's broker")
-    p.add_argument("--no-bare", action="store_true", help="skip the comparison runs: bare runner and saturated loop (issue 5), and the paced loop without the explainer")
+    p.add_argument("--no-bare", action="store_true", help="skip the comparison runs: bare runner and saturated loop (the loop's own overhead), and the paced loop without the explainer")
     p.add_argument("--no-baseline", action="store_true", help="skip the naive OpenCV+model+paho loop")
     p.add_argument("--video", type=Path, help="replay this video's frames instead of the config's source / synthetic frames")
     p.add_argument("--explainer", choices=["config", "off"], default="config",

@@ -41,7 +41,7 @@ def evaluation_images(manifest: Manifest, split: Path | None, limit: int = 32, s
     """uint8 BGR NHWC at the artifact size, and where they came from."""
     spec = manifest.input
     if split is not None:
-        from export.parity import load_images
+        from export.vision.parity import load_images
         from eiad.split import load_split
 
         entries = load_split(Path(split)).test[:limit]
@@ -84,7 +84,7 @@ def evaluation_masks(manifest: Manifest, split: Path | None, limit: int = 32) ->
 
 def engine_maps(artifact: Path, images: np.ndarray, step: int = 8) -> np.ndarray:
     """(N, H, W) anomaly maps of the artifact's graph on ONNX Runtime CPU (the reference runtime)."""
-    from export.onnx_vision import cpu_session
+    from export.vision.exporter import cpu_session
 
     onnx_rel = next(k for k, e in load_manifest(artifact).files.items() if e.role == "vision_onnx")
     session = cpu_session(Path(artifact) / onnx_rel)
@@ -279,7 +279,7 @@ def add_anomalib(result: dict, manifest: Manifest, split: Path | None, images: n
     if not status.available:
         result["notes"].append(status.reason)
         return
-    from export.parity import load_images
+    from export.vision.parity import load_images
     from eiad.split import load_split
 
     labels = evaluation_labels(split, eval_limit)

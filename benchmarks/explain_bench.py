@@ -29,6 +29,7 @@ import numpy as np
 from benchmarks.loop_harness import TimingSink, VerdictListener
 from benchmarks.stats import summarize_ms
 from eiad.errors import ConfigError
+from eiad.manifest import LLM_CONFIG, llm_dir
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def plan_explanations(station, config_path: Path, manifest, choice: str = "confi
     if mode == "on_request":
         return ExplainPlan(None, f"explanations: not measured: explainer.mode in {config_path} is on_request and the "
                                  "benchmark requests nothing; pass --explain-mode NG, all or sampled")
-    llm = station.path(station.artifact) / "llm" / "llm_config.json"
+    llm = llm_dir(station.path(station.artifact)) / LLM_CONFIG
     if not llm.is_file():
         return ExplainPlan(None, f"explanations: not measured: {llm} not found (the artifact has no language model: "
                                  "export it with 'eiad export llm')")

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from eiad.manifest import LLM_DECODER, has_llm, llm_dir, read_llm_config
+
 
 def _percentiles(fn, warmup: int, iters: int, sync=lambda: None) -> dict:
     for _ in range(warmup):  # first runs allocate buffers and pick kernels: not what the line sees
@@ -64,16 +66,16 @@ def vision_rows(artifact: Path, engine, iters: int) -> list[dict]:
 def llm_rows(artifact: Path, tokens: int) -> list[dict]:
     from edge.explainer.runtime import LlmRuntime
 
-    llm_dir = artifact / "llm"
-    config = json.loads((llm_dir / "llm_config.json").read_text())
+    folder = llm_dir(artifact)
+    config = read_llm_config(artifact)
     rows = []
     for precision in config["precisions"]:
-        runtime = LlmRuntime(llm_dir, precision)
+        runtime = LlmRuntime(folder, precision)
         ids = runtime.encode("Inspection verdict NG, defect crack at the top left. Explain the defect.")
         runtime.generate_ids(ids, 4)  # warm-up
         runtime.eos = set()  # time a fixed number of tokens
         generation = runtime.generate_ids(ids, tokens)
-        size = sum(p.stat().st_size for p in llm_dir.glob(f"decoder_{precision}.onnx*"))
+        size = sum(p.stat().st_size for p in folder.glob(LLM_DECODER.format(precision=precision) + "*"))
         rows.append({"precision": precision, "size_mb": size / 1e6, "tokens_per_s": generation.tokens_per_s,
                      "tokens": len(generation.token_ids)})
     return rows
@@ -97,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 
         engine, _ = engine_from_checkpoint(args.checkpoint)
         result["vision"] = vision_rows(args.artifact, engine, args.iters)
-    if (args.artifact / "llm" / "llm_config.json").is_file():
+    if has_llm(args.artifact):
         result["llm"] = llm_rows(args.artifact, args.tokens)
     print(f"{'vision engine':<28}{'batch':>6}{'p50 ms':>10}{'p99 ms':>10}")
     for row in result["vision"]:

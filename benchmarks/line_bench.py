@@ -4,7 +4,7 @@ One run measures, on the same artifact and frames:
 1. the paced loop: N cameras at the target fps for `duration_s` (the budget question);
 2. the bare runner: `runner.run` in a tight loop at the station's batch size;
 3. the saturated loop: the same cameras unpaced (triggered policy, queues block), to get
-   the loop's highest throughput; with (2) this gives issue 5's criterion: the loop keeps
+   the loop's highest throughput; with (2) this gives the loop's overhead criterion: the loop keeps
    >= 95 % of the bare throughput and adds <= 5 ms at p99 over bare inference;
 4. the naive baseline (benchmarks/baselines/naive_loop.py) at the same load;
 5. explanations, when the station enables its explainer and the artifact has llm/: the
@@ -249,7 +249,7 @@ def bench_line(config_path: Path, load: LineLoad, broker: str = "private", bare:
         paced = loop_config(f"loop {load.cameras}x{load.fps_per_camera:g}fps", paced_run, load, load.fps_per_camera)
         result["configurations"].append(paced)
         result["explanations"] = _explanations(plan, paced_run, artifact)
-        # The loop's own overhead (issue 5's criterion) and the naive loop, which explains nothing, are
+        # The loop's own overhead and the naive loop, which explains nothing, are
         # compared with the paced loop without the explainer when there is one: like for like.
         loop_only, loop_label = paced, "paced loop"
         if bare and plan.config is not None:  # the same paced load with no explainer behind it

@@ -37,7 +37,7 @@ def parts_of_the_fusion(checkpoint: Path, split: Path) -> dict:
 
     from eiad.split import load_split
     from train.eval.metrics import auroc
-    from train.loc_data import LocalizationDataset
+    from train.localization.data import LocalizationDataset
     from eiad.modeling.checkpoint import engine_from_checkpoint
 
     engine, _ = engine_from_checkpoint(checkpoint)

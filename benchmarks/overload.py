@@ -1,4 +1,4 @@
-"""Overload: a station fed above its capacity for a set time (issue 7, "Load").
+"""Overload: a station fed above its capacity for a set time (the "load" part of the reliability suite).
 
 Free-running cameras offer frames faster than the loop can inspect them (the real ONNX
 Runtime runner on the tiny artifact, slowed by `--infer-ms` per batch so the capacity is

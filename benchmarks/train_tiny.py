@@ -31,7 +31,7 @@ def run_one(preset: str, split: str, out: Path, budget_s: float, device: str, ep
     import torch
 
     from train.config import TrainConfig
-    from train.localization import train_localization
+    from train.localization.trainer import train_localization
 
     config = TrainConfig(backbone=preset, split=Path(split), out_dir=out / preset, device=device, seed=seed,
                          localization={"unfreeze_vision": True, "epochs": epochs, "batch_size": batch,

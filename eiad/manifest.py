@@ -107,6 +107,37 @@ class Manifest(_Frozen):
         raise ArtifactError(f"the artifact has no output named {name!r}")
 
 
+# The language-model part of an artifact (optional: `eiad export llm` adds it). Its files
+# sit in LLM_DIR and are listed in the manifest like every other file; LLM_CONFIG says
+# which precisions, states and prompt template the exported decoders have.
+LLM_DIR = "llm"
+LLM_CONFIG = "llm_config.json"
+LLM_DECODER = "decoder_{precision}.onnx"
+LLM_EMBEDDINGS = "embed_tokens.npy"
+LLM_TOKENIZER = "tokenizer.json"
+LLM_PROJECTOR = "projector.onnx"
+
+
+def llm_dir(artifact: Path) -> Path:
+    """The folder of an artifact's language model (it may not exist)."""
+    return Path(artifact) / LLM_DIR
+
+
+def has_llm(artifact: Path) -> bool:
+    return (llm_dir(artifact) / LLM_CONFIG).is_file()
+
+
+def read_llm_config(artifact: Path) -> dict:
+    """The artifact's llm_config.json; ArtifactError saying what to run when there is none."""
+    path = llm_dir(artifact) / LLM_CONFIG
+    if not path.is_file():
+        raise ArtifactError(f"{Path(artifact)} has no language model ({path} missing): add it with 'eiad export llm'")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ArtifactError(f"{path} is unreadable ({error}): re-run 'eiad export llm'") from error
+
+
 def sha256_of(path: Path, chunk_bytes: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

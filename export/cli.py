@@ -113,8 +113,8 @@ def _quiet_exporters() -> None:
 
 def _onnx(args) -> int:
     from export.formats import FORMATS, VisionMeta
-    from export.onnx_vision import export_vision_artifact
-    from export.parity import image_paths, load_images
+    from export.vision.exporter import export_vision_artifact
+    from export.vision.parity import image_paths, load_images
     from eiad.manifest import Thresholds
     from eiad.errors import ModelError
     from eiad.modeling.checkpoint import engine_from_checkpoint
@@ -146,7 +146,8 @@ def _llm(args) -> int:
     import tempfile
 
     from export.formats import FORMATS
-    from export.llm_parity import ddqa_prompts, export_llm_artifact
+    from export.llm.exporter import export_llm_artifact
+    from export.llm.parity import ddqa_prompts
     from eiad.errors import DataError, ModelError
     from eiad.modeling.backbone.loading import load_backbone
 
@@ -183,8 +184,8 @@ def _llm(args) -> int:
 
 def _quantize(args) -> int:
     from export.formats import FORMATS
-    from export.parity import load_images
-    from export.quantize import image_sets, quantize_artifact, source_artifact
+    from export.vision.parity import load_images
+    from export.vision.quantize import image_sets, quantize_artifact, source_artifact
 
     FORMATS["quantize"].check(args.precision)
     _quiet_exporters()
@@ -211,7 +212,7 @@ def _quantize(args) -> int:
 
 def _tensorrt(args) -> int:
     from export.formats import FORMATS
-    from export.tensorrt_build import build_engine_for_artifact
+    from export.tensorrt.build import build_engine_for_artifact
 
     FORMATS["tensorrt"].check(args.precision)
     path = build_engine_for_artifact(args.artifact, args.precision, args.calib_dir, args.max_batch, args.workspace_mib)

@@ -2,7 +2,7 @@
 
 Each row says what the format needs importable, which precisions it supports and which
 function does the work. An unsupported precision raises; precision is never lowered
-silently; nothing is installed at run time (STYLE.md habit 8).
+silently; nothing is installed at run time.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from eiad.errors import ArtifactError
-from eiad.manifest import load_manifest
+from eiad.manifest import llm_dir, load_manifest
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def verify_artifact(directory: Path) -> list[str]:
         from edge.explainer.runtime import LlmRuntime
 
         for precision in llm_decoders:
-            runtime = LlmRuntime(directory / "llm", precision)
+            runtime = LlmRuntime(llm_dir(directory), precision)
             runtime.generate_ids(runtime.encode("ok"), max_new_tokens=1)
             lines.append(f"LLM {precision}: one token generated")
     return lines

@@ -78,7 +78,7 @@ def _train(args) -> int:
         if getattr(config, path) is None:
             raise ConfigError(f"{args.config}: --only {path} but the config has no '{path}:' section")
     if "localization" in paths:
-        from train.localization import train_localization
+        from train.localization.trainer import train_localization
 
         result = train_localization(config, resume=args.resume)
         print(f"localization checkpoint: {result.checkpoint}  ({result.steps} steps, {result.wall_s:.0f} s)")
@@ -93,7 +93,7 @@ def _train_dialog(config, args) -> None:
     from pathlib import Path
 
     from eiad.errors import ConfigError
-    from train.dialog import train_dialog
+    from train.dialog.trainer import train_dialog
 
     if config.ddqa_dir is None:
         raise ConfigError(f"{args.config}: the dialog path needs 'ddqa_dir' (the folder 'eiad data ddqa' wrote)")
@@ -112,7 +112,7 @@ def _merge(args) -> int:
     from pathlib import Path
 
     from eiad.errors import ConfigError
-    from train.merge import merge_lora
+    from train.dialog.merge import merge_lora
 
     backbone = args.backbone
     run_config = Path(args.adapter).parent / "dialog_config.json"

@@ -2,7 +2,7 @@
 except `load_train_config`, which reads the file.
 
 Two independent sections: `localization` (this module's training path) and `dialog`
-(the LoRA path, typed by train/dialog_config.py). Either may be left out.
+(the LoRA path, typed by train/dialog/config.py). Either may be left out.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from eiad.errors import ConfigError
 
 try:  # the dialog section is owned by the dialog path; typed by its own model
-    from train.dialog_config import DialogConfig
+    from train.dialog.config import DialogConfig
 except ImportError:  # pragma: no cover - only while the dialog path is not installed
     DialogConfig = dict  # type: ignore[misc,assignment]
 
@@ -65,7 +65,7 @@ class LocalizationConfig(_Strict):
     grad_clip: float = Field(1.0, gt=0)
     hflip: bool = True
     vflip: bool = True
-    camera_jitter: bool = True  # shift/rotation/scale, exposure, white balance, noise, blur (train/loc_data.py)
+    camera_jitter: bool = True  # shift/rotation/scale, exposure, white balance, noise, blur (train/localization/data.py)
     focal_weight: float = Field(2.0, ge=0)
     dice_weight: float = Field(2.0, ge=0)
     image_weight: float = Field(1.0, ge=0)
@@ -79,7 +79,7 @@ class LocalizationConfig(_Strict):
     checkpoint_every_steps: int = Field(200, gt=0)
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
     # A line with no defect samples yet: train on the split's good images only, with
-    # pseudo-defects drawn on them (train/pseudo_defects.py), no classes; also builds the
+    # pseudo-defects drawn on them (train/localization/pseudo_defects.py), no classes; also builds the
     # normal bank. Calibration uses the calibration split's good images only.
     normal_only: bool = False
     pseudo_defect_probability: float = Field(0.5, gt=0, lt=1)  # share of good training images given one

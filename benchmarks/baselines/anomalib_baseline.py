@@ -1,7 +1,7 @@
 """anomalib's own inference path, measured side by side with our engine in one run.
 
 anomalib needs torchvision, i.e. torch 2.14.1 + torchvision 0.29.1, which cannot share
-the project's venv (torch 2.13 is pinned there; STACK.md). It lives in a side venv:
+the project's venv (torch 2.13 is pinned there). It lives in a side venv:
 
     python3.11 -m venv .venv-anomalib
     .venv-anomalib/bin/pip install torch==2.14.1 torchvision==0.29.1 anomalib onnx onnxruntime

@@ -34,7 +34,7 @@ from edge.demo.overlays import write_overlays
 from edge.demo.recorder import Recorder
 from edge.demo.report import build_summary
 from eiad.errors import ArtifactError, DataError
-from eiad.manifest import Manifest, load_manifest
+from eiad.manifest import Manifest, has_llm, llm_dir, load_manifest, read_llm_config
 from eiad.messages import Topics
 
 log = logging.getLogger(__name__)
@@ -47,8 +47,8 @@ def check_artifact(artifact: Path, explain: bool) -> Manifest:
         raise ArtifactError(f"no export artifact at {artifact} (no manifest.json): export the trained model with "
                             f"'eiad export onnx --checkpoint CHECKPOINT --out {artifact}'")
     manifest = load_manifest(artifact)
-    if explain and not (artifact / "llm" / "llm_config.json").is_file():
-        raise ArtifactError(f"--explain needs the artifact's language model part {artifact / 'llm'}: add it with "
+    if explain and not has_llm(artifact):
+        raise ArtifactError(f"--explain needs the artifact's language model part {llm_dir(artifact)}: add it with "
                             f"'eiad export llm ... --out {artifact}', or run the demo without --explain")
     return manifest
 
@@ -57,7 +57,7 @@ def station_config(opts: DemoOptions, line: LineFiles, broker: LocalBroker, work
     """The demo station: one synthetic camera, MQTT to the local broker, a throw-away outbox."""
     explainer = None
     if opts.explain:
-        llm = json.loads((Path(opts.artifact) / "llm" / "llm_config.json").read_text(encoding="utf-8"))
+        llm = read_llm_config(Path(opts.artifact))
         have = llm.get("precisions", [])
         precision = next((p for p in ("int8", "int4", "fp32") if p in have), "int8")
         # Backlog as long as the run: the demo shows every NG part explained, none dropped.

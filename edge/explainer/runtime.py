@@ -1,6 +1,6 @@
 """Greedy generation on the exported language model with ONNX Runtime: no torch.
 
-Reads the `llm/` part of an export artifact (export/llm_export.py writes it): a decoder
+Reads the `llm/` part of an export artifact (export/llm/graphs.py writes it): a decoder
 graph `(inputs_embeds, [attention_mask], position_ids, *states) -> (logits, *new states)`
 whose state tensors (a KV cache, or conv + recurrent states for linear-attention layers)
 are listed in llm_config.json `states`, the embedding table as .npy, the tokenizer as
@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 
 from eiad.errors import ArtifactError
+from eiad.manifest import LLM_CONFIG, LLM_DECODER, LLM_EMBEDDINGS, LLM_PROJECTOR, LLM_TOKENIZER
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class LlmRuntime:
 
         llm_dir = Path(llm_dir)
         self.precision = precision
-        config_path = llm_dir / "llm_config.json"
+        config_path = llm_dir / LLM_CONFIG
         if not config_path.is_file():
             raise ArtifactError(f"{config_path} not found: export the language model with 'eiad export llm'")
         self.config = json.loads(config_path.read_text(encoding="utf-8"))
@@ -63,10 +64,10 @@ class LlmRuntime:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-        self.decoder = _session(ort, llm_dir / f"decoder_{precision}.onnx", options)
-        self.projector = _session(ort, llm_dir / "projector.onnx", options) if self.config.get("has_projector") else None
-        self.embeddings = np.load(llm_dir / "embed_tokens.npy", mmap_mode="r")
-        self.tokenizer = Tokenizer.from_file(str(llm_dir / "tokenizer.json"))
+        self.decoder = _session(ort, llm_dir / LLM_DECODER.format(precision=precision), options)
+        self.projector = _session(ort, llm_dir / LLM_PROJECTOR, options) if self.config.get("has_projector") else None
+        self.embeddings = np.load(llm_dir / LLM_EMBEDDINGS, mmap_mode="r")
+        self.tokenizer = Tokenizer.from_file(str(llm_dir / LLM_TOKENIZER))
         self.eos = set(self.config.get("eos_token_ids") or [])
         # "full": the whole prompt in one run (KV cache); "stepwise": one token per run
         # (recurrent-state decoders, whose graph takes exactly one token).
@@ -75,7 +76,7 @@ class LlmRuntime:
         self._inputs = {i.name for i in self.decoder.get_inputs()}
         missing = [s["input"] for s in self._states if s["input"] not in self._inputs]
         if missing:
-            raise ArtifactError(f"{llm_dir / f'decoder_{precision}.onnx'} lacks the state inputs {missing[:4]} that "
+            raise ArtifactError(f"{llm_dir / LLM_DECODER.format(precision=precision)} lacks the state inputs {missing[:4]} that "
                                 "llm_config.json lists: re-run 'eiad export llm'")
 
     def encode(self, text: str) -> list[int]:

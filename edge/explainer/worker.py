@@ -284,13 +284,12 @@ def _lower_priority(nice: int) -> None:
 def build_explainer(artifact_dir, sinks: Sequence[ExplanationSink], config: ExplainerConfig,
                     on_text: Callable[[str, str], None] | None = None) -> Explainer:
     """Wire an Explainer to the artifact's exported LLM (not started: call start())."""
-    import json
-    from pathlib import Path
 
     from edge.explainer.runtime import LlmRuntime
 
-    llm_dir = Path(artifact_dir) / "llm"
-    runtime = LlmRuntime(llm_dir, config.precision, config.threads)
-    llm_config = json.loads((llm_dir / "llm_config.json").read_text(encoding="utf-8"))
+    from eiad.manifest import llm_dir, read_llm_config
+
+    runtime = LlmRuntime(llm_dir(artifact_dir), config.precision, config.threads)
+    llm_config = read_llm_config(artifact_dir)
     template = tuple(llm_config.get("prompt_template", ("", "{prompt}")))
     return Explainer(runtime, sinks, config, template, on_text)

@@ -1,7 +1,7 @@
 """Native TensorRT 10 runner (name-based I/O API) with cuda-python device buffers.
 
 Needs `tensorrt` (10.x) and `cuda-python`; neither exists on the development machines
-(STACK.md), so everything is imported inside the constructor and the tests skip with a
+(nor on CI), so everything is imported inside the constructor and the tests skip with a
 reason there. No torch: device memory comes from cuda-python's runtime API (cudart).
 
 The engine must have been built for this TensorRT version and this GPU (the export

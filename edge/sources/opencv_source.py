@@ -3,7 +3,7 @@
 RTSP: OpenCV's FFmpeg backend reads its options from the environment variable
 `OPENCV_FFMPEG_CAPTURE_OPTIONS` at open time, and ignores `CAP_PROP_BUFFERSIZE`; so the
 low-latency options (TCP transport, no input buffering) are set just before opening.
-A hung `read()` is handled by the watchdog, not by a read timeout (EDGE.md "Capture").
+A hung `read()` is handled by the watchdog, not by a read timeout.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Bounded per-source frame queues with named policies, read as micro-batches.
 
-Two policies (EDGE.md "Capture"):
+Two policies:
 
 - `block` (triggered cameras): never drops. `put` waits while the queue is full; each
   wait is counted as `blocked` and raises an alarm in the log, because a triggered line

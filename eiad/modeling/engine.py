@@ -9,7 +9,7 @@ whoever owns the camera image (cv2.resize, INTER_LINEAR).
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -107,7 +107,7 @@ def export_onnx(engine: EiadVisionEngine, path, batch: int = 2, opset: int | Non
     """Export with the dynamo exporter, batch axis dynamic.
 
     The example batch is >= 2 on purpose: with a batch-1 example the exporter can bake
-    the batch size into the graph (STACK.md "ONNX").
+    the batch size into the graph.
     """
     example = torch.zeros(max(batch, 2), engine.height, engine.width, 3, dtype=torch.uint8)
     batch_dim = torch.export.Dim("batch", min=1, max=64)

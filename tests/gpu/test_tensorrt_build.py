@@ -6,7 +6,7 @@ import importlib.util
 
 import pytest
 
-from export.tensorrt_build import engine_key
+from export.tensorrt.build import engine_key
 
 pytestmark = pytest.mark.gpu
 
@@ -40,9 +40,9 @@ def test_fp16_engine_builds_and_matches_onnxruntime(tmp_path):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA GPU visible")
     from tests.unit.test_llm_fixtures import TinyEngine, meta, real_images
-    from export.onnx_vision import export_vision_artifact
-    from export.parity import load_images
-    from export.tensorrt_build import build_engine_for_artifact
+    from export.vision.exporter import export_vision_artifact
+    from export.vision.parity import load_images
+    from export.tensorrt.build import build_engine_for_artifact
     from export.verify import verify_artifact
 
     folder = real_images(tmp_path / "img", 8)

@@ -1,4 +1,4 @@
-"""Load campaign (issue 7): a station offered frames above its capacity for 20 s.
+"""Load campaign: a station offered frames above its capacity for 20 s.
 
 Two free-running cameras offer 300 frames/s; the loop inspects ~90/s (the real ONNX
 Runtime runner on the tiny artifact, slowed by 10 ms per batch so the capacity is the

@@ -20,7 +20,7 @@ def tiny_llm_station(directory: Path, explainer: str = "{mode: NG, precision: fp
     from tokenizers import Tokenizer
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from export.llm_parity import export_llm_artifact
+    from export.llm.exporter import export_llm_artifact
     from tests.unit.test_llm_fixtures import train_tokenizer
 
     path = tiny_station(directory)

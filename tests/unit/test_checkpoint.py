@@ -12,7 +12,7 @@ from tests.unit.test_localization_support import TinyLlavaBackbone, make_split
 from eiad.modeling import checkpoint as ckpt
 from train.config import TrainConfig
 from eiad.modeling.checkpoint import engine_from_checkpoint
-from train.localization import train_localization
+from train.localization.trainer import train_localization
 
 
 def test_save_and_load_give_identical_outputs(tmp_path):

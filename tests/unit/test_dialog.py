@@ -13,10 +13,10 @@ from PIL import Image
 from eiad.errors import DataError
 from eiad.modeling.backbone.loading import load_backbone
 from eiad.modeling.presets import build_tiny_preset
-from train.dialog import attach_lora, evaluate_answer_loss, lr_factor, train_dialog
-from train.dialog_config import DialogConfig
+from train.dialog.trainer import attach_lora, evaluate_answer_loss, lr_factor, train_dialog
+from train.dialog.config import DialogConfig
 from eiad.dialog_records import read_ddqa
-from train.merge import merge_lora
+from train.dialog.merge import merge_lora
 
 AD_Q = "<image>Is there any visible defect in this image?\nA. No\nB. Yes\nAnswer with the option's letter."
 RDL_Q = "<image>Where is the defect?\nA. top left\nB. top right\nC. bottom left\nD. bottom right"

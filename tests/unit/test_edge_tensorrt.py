@@ -62,7 +62,7 @@ def _build_engine(onnx_path, engine_path) -> None:
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not HAVE_TRT, reason="TensorRT is not installed (no development or CI machine has it; STACK.md)")
+@pytest.mark.skipif(not HAVE_TRT, reason="TensorRT is not installed (no development or CI machine has it)")
 def test_tensorrt_runner_matches_onnxruntime(tiny_artifact, tmp_path):
     artifact = tmp_path / "trt"
     shutil.copytree(tiny_artifact, artifact)

@@ -37,7 +37,7 @@ def test_onnx_matches_torch_within_stated_tolerances(vision_artifact, parity_ima
 
     import onnxruntime as ort
 
-    from export.onnx_vision import run_onnx, run_torch
+    from export.vision.exporter import run_onnx, run_torch
 
     engine, art = vision_artifact
     torch_out = run_torch(engine, parity_images)
@@ -112,7 +112,7 @@ def _bgr_as_rgb(run_torch):
 
 def test_failed_export_leaves_the_previous_artifact_byte_identical(vision_artifact, parity_images, tmp_path,
                                                                     monkeypatch):  # noqa: F811
-    import export.onnx_vision as ov
+    import export.vision.exporter as ov
 
     # given a good artifact already in place
     engine, art = vision_artifact
@@ -133,7 +133,7 @@ def test_failed_export_leaves_the_previous_artifact_byte_identical(vision_artifa
 
 
 def test_force_replaces_the_artifact_whole(vision_artifact, parity_images, tmp_path):  # noqa: F811
-    from export.onnx_vision import export_vision_artifact
+    from export.vision.exporter import export_vision_artifact
 
     engine, art = vision_artifact
     target = tmp_path / "line1"
@@ -148,7 +148,7 @@ def test_force_replaces_the_artifact_whole(vision_artifact, parity_images, tmp_p
 def test_a_score_a_hair_from_the_threshold_does_not_fail_the_export(vision_artifact, parity_images, tmp_path):  # noqa: F811
     import json
 
-    from export.onnx_vision import export_vision_artifact, run_torch
+    from export.vision.exporter import export_vision_artifact, run_torch
 
     # given a threshold 1e-7 above one image's PyTorch score: ONNX Runtime's float noise may flip it
     engine, _ = vision_artifact
@@ -161,7 +161,7 @@ def test_a_score_a_hair_from_the_threshold_does_not_fail_the_export(vision_artif
 
 
 def test_parity_band_forgives_float_noise_at_the_threshold_but_not_a_real_flip():
-    from export.parity import VisionTolerances, check_vision_parity
+    from export.vision.parity import VisionTolerances, check_vision_parity
 
     ref = {"anomaly_map": np.full((2, 1, 4, 4), 0.1), "image_score": np.array([0.5 - 1e-7, 0.8]),
            "class_probs": np.full((2, 3), 1 / 3), "vision_features": np.zeros((2, 2, 2))}
@@ -179,7 +179,7 @@ def test_parity_band_forgives_float_noise_at_the_threshold_but_not_a_real_flip()
 
 
 def test_parity_failure_is_loud():
-    from export.parity import check_vision_parity
+    from export.vision.parity import check_vision_parity
 
     ref = {"anomaly_map": np.zeros((2, 1, 4, 4)), "image_score": np.array([0.2, 0.8]),
            "class_probs": np.full((2, 3), 1 / 3), "vision_features": np.zeros((2, 2, 2))}

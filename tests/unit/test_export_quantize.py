@@ -15,7 +15,7 @@ import pytest
 from commands.main import main
 from eiad.errors import ArtifactError
 from eiad.manifest import file_entry, load_manifest, write_manifest
-from export.parity import VisionTolerances
+from export.vision.parity import VisionTolerances
 from benchmarks.stand_ins.artifact import build_tiny_artifact, frame_with_patch, grey_frame
 
 
@@ -77,8 +77,8 @@ def test_quantize_writes_an_artifact_the_edge_runner_runs(tmp_path, source, imag
 
 
 def test_parity_gate_rejects_and_writes_nothing(tmp_path, source, images):
-    from export.parity import load_images
-    from export.quantize import quantize_artifact
+    from export.vision.parity import load_images
+    from export.vision.quantize import quantize_artifact
 
     paths = sorted(images.iterdir())
     calib, held_out = load_images(paths[0::2], 64, 64), load_images(paths[1::2], 64, 64)
@@ -90,8 +90,8 @@ def test_parity_gate_rejects_and_writes_nothing(tmp_path, source, images):
 
 
 def test_garbage_calibration_fails_the_default_gate(tmp_path, source, images):
-    from export.parity import load_images
-    from export.quantize import quantize_artifact
+    from export.vision.parity import load_images
+    from export.vision.quantize import quantize_artifact
 
     # given calibration frames of one flat value: every activation range collapses
     held_out = load_images(sorted(images.iterdir())[1::2], 64, 64)
@@ -119,8 +119,8 @@ def test_refuses_a_derived_or_corrupt_source_and_empty_images(tmp_path, source, 
 
 
 def test_symmetric_int8_has_zero_points_tensorrt_takes(tmp_path, source, images):
-    from export.parity import load_images
-    from export.quantize_graph import asymmetric_quantization, quantize_int8
+    from export.vision.parity import load_images
+    from export.vision.quantize_graph import asymmetric_quantization, quantize_int8
 
     calib = load_images(sorted(images.iterdir())[0::2], 64, 64)
     quantize_int8(source / "vision.onnx", tmp_path / "a.onnx", calib, "image", symmetric=False)
@@ -128,7 +128,7 @@ def test_symmetric_int8_has_zero_points_tensorrt_takes(tmp_path, source, images)
     assert asymmetric_quantization(tmp_path / "a.onnx")  # uint8 zero points: ONNX Runtime only
     assert not asymmetric_quantization(tmp_path / "s.onnx")  # int8, zero point 0: TensorRT too
     # the TensorRT builder takes the symmetric graph as is and refuses the asymmetric one, and a contradicting request
-    from export.tensorrt_build import check_graph_precision
+    from export.tensorrt.build import check_graph_precision
 
     assert check_graph_precision(tmp_path / "s.onnx", "int8", "int8") is True
     assert check_graph_precision(tmp_path / "s.onnx", "fp32", "int8") is False

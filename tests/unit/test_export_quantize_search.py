@@ -1,4 +1,4 @@
-"""Sensitivity-guided int8 (export/quantize_search.py) on the tiny artifact, real ONNX Runtime:
+"""Sensitivity-guided int8 (export/vision/quantize_search.py) on the tiny artifact, real ONNX Runtime:
 the node ranking, the bounded search keeping the most damaging node float until a real parity
 gate passes, and calibration that does not depend on how the images are sliced or ordered."""
 
@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 
-from export.parity import VisionTolerances
+from export.vision.parity import VisionTolerances
 from eiad.manifest import load_manifest
 from benchmarks.stand_ins.artifact import build_tiny_artifact, frame_with_patch, grey_frame
 
@@ -34,7 +34,7 @@ def _quantized_nodes(path: Path) -> set[str]:
 
 
 def test_calibration_is_the_same_whatever_the_order_or_run(tmp_path, source, frames):
-    from export.quantize_graph import quantize_int8
+    from export.vision.quantize_graph import quantize_int8
 
     # given the same images in two orders, quantized twice
     quantize_int8(source / "vision.onnx", tmp_path / "a.onnx", frames, "image", False)
@@ -48,9 +48,9 @@ def test_calibration_is_the_same_whatever_the_order_or_run(tmp_path, source, fra
 
 
 def test_search_ranks_by_measured_damage_and_never_floats_everything(tmp_path, source, frames):
-    from export.onnx_vision import cpu_session, run_onnx
-    from export.quantize_graph import quantize_int8
-    from export.quantize_search import badness, quantizable_nodes, search
+    from export.vision.exporter import cpu_session, run_onnx
+    from export.vision.quantize_graph import quantize_int8
+    from export.vision.quantize_search import badness, quantizable_nodes, search
 
     src = source / "vision.onnx"
     thresholds = load_manifest(source).thresholds
@@ -81,7 +81,7 @@ def test_search_ranks_by_measured_damage_and_never_floats_everything(tmp_path, s
 def test_search_keeps_the_most_sensitive_nodes_float_until_the_gate_passes(tmp_path, monkeypatch):
     # The tiny artifact has one quantizable node, so the search's success path is shown on a
     # ranking given directly (the measuring of it is tested above on the real graph).
-    from export import quantize_search
+    from export.vision import quantize_search
 
     ranking = {"stem": 5.0, "head": 3.0, "mid1": 0.4, "mid2": 0.2, "mid3": 0.1, "mid4": 0.0}
     monkeypatch.setattr(quantize_search, "node_sensitivity", lambda *args, **kwargs: dict(ranking))

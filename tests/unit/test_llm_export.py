@@ -17,8 +17,8 @@ def test_fp32_decoder_gives_torchs_greedy_tokens(llm_artifact):  # noqa: F811
     from tokenizers import Tokenizer
 
     from edge.explainer.runtime import LlmRuntime
-    from export.llm_export import split_language_model
-    from export.llm_parity import torch_greedy
+    from export.llm.graphs import split_language_model
+    from export.llm.parity import torch_greedy
 
     runtime = LlmRuntime(art / "llm", "fp32")
     tok = Tokenizer.from_file(str(art / "llm" / "tokenizer.json"))
@@ -64,7 +64,7 @@ def test_image_questions_through_projector_and_decoder_match_torch(preset, cache
     import torch
 
     from edge.explainer.runtime import LlmRuntime
-    from export.llm_parity import export_llm_artifact
+    from export.llm.exporter import export_llm_artifact
     from tests.unit.test_llm_fixtures import backbone_artifact
 
     backbone, art, prompts = backbone_artifact(tmp_path_factory, preset)

@@ -133,7 +133,7 @@ def meta(thresholds_image: float = 0.5, thresholds_pixel: float = 0.5):
 
 @pytest.fixture(scope="session")
 def parity_images(tmp_path_factory):
-    from export.parity import load_images
+    from export.vision.parity import load_images
 
     folder = real_images(tmp_path_factory.mktemp("images"))
     return load_images(sorted(folder.glob("*.png")), HEIGHT, WIDTH)
@@ -142,7 +142,7 @@ def parity_images(tmp_path_factory):
 @pytest.fixture(scope="session")
 def vision_artifact(tmp_path_factory, parity_images):
     """(engine, artifact dir) of the tiny engine exported once per session."""
-    from export.onnx_vision import export_vision_artifact
+    from export.vision.exporter import export_vision_artifact
 
     engine = TinyEngine().eval()
     out = tmp_path_factory.mktemp("art") / "artifact"
@@ -155,7 +155,7 @@ def llm_artifact(tmp_path_factory, vision_artifact):
     """A copy of the vision artifact with the fitted tiny LM exported (fp32, int8, int4)."""
     import shutil
 
-    from export.llm_parity import export_llm_artifact
+    from export.llm.exporter import export_llm_artifact
 
     base = tmp_path_factory.mktemp("llm")
     tokenizer = train_tokenizer(base / "tokenizer.json")
@@ -204,9 +204,9 @@ def backbone_artifact(tmp_path_factory, preset: str):
 
     from eiad.modeling.backbone.loading import load_backbone
     from eiad.modeling.presets import build_tiny_preset
-    from export.llm_parity import ParityPrompt
-    from export.onnx_vision import export_vision_artifact
-    from export.parity import load_images
+    from export.llm.parity import ParityPrompt
+    from export.vision.exporter import export_vision_artifact
+    from export.vision.parity import load_images
 
     root = tmp_path_factory.mktemp(preset)
     backbone = load_backbone(build_tiny_preset(preset, root / "preset"))

@@ -12,7 +12,7 @@ import torch
 from eiad.modeling.normal_bank import NormalBank, NormalBankSpec, greedy_coreset
 from tests.support.preset_cache import preset_cache  # noqa: F401 (fixture)
 from tests.unit.test_localization_support import make_split
-from train.pseudo_defects import PseudoDefects, draw
+from train.localization.pseudo_defects import PseudoDefects, draw
 
 
 def _features(rng: np.random.Generator, n: int, grid: int, dim: int, odd: tuple[int, int] | None = None) -> torch.Tensor:
@@ -76,10 +76,10 @@ def test_normal_only_trains_exports_and_runs_at_the_edge(tmp_path, split, preset
     from edge.verdict import UNKNOWN_CLASS, ThresholdOverrides, decide_outputs
     from commands.main import main
     from eiad.manifest import load_manifest
-    from export.parity import load_images
+    from export.vision.parity import load_images
     from train.config import TrainConfig
     from eiad.split import load_split
-    from train.localization import train_localization
+    from train.localization.trainer import train_localization
 
     # given only the split's good images (its defective ones are never read for training)
     config = TrainConfig(backbone="tiny-llava-siglip", split=split, out_dir=tmp_path / "run", device="cpu",
@@ -114,7 +114,7 @@ def test_a_supervised_module_and_the_bank_fuse_inside_the_exported_graph(tmp_pat
     from commands.main import main
     from train.config import TrainConfig
     from eiad.modeling.checkpoint import engine_from_checkpoint
-    from train.localization import train_localization
+    from train.localization.trainer import train_localization
 
     # given a supervised run that also keeps the normal bank
     config = TrainConfig(backbone="tiny-llava-siglip", split=split, out_dir=tmp_path / "run", device="cpu",

@@ -133,8 +133,8 @@ def test_bad_inputs_name_the_file(ddqa_dir, tmp_path):
 def test_real_tiny_model_run_with_and_without_adapter(ddqa_dir, tmp_path_factory, tmp_path, capsys):
     # given the tiny LLaVA preset and an untrained (identity) LoRA adapter for it
     from eiad.modeling.backbone.loading import load_backbone
-    from train.dialog import attach_lora
-    from train.dialog_config import DialogConfig
+    from train.dialog.trainer import attach_lora
+    from train.dialog.config import DialogConfig
 
     model_dir = build_tiny_preset("tiny-llava-siglip", tmp_path_factory.mktemp("qa_presets") / "tiny-llava-siglip")
     attach_lora(load_backbone(model_dir), DialogConfig()).save_pretrained(tmp_path / "adapter")

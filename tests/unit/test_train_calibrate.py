@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from train.calibrate import best_f1_threshold, calibrate, class_confidence_cutoff, target_frr_threshold
+from train.localization.calibrate import best_f1_threshold, calibrate, class_confidence_cutoff, target_frr_threshold
 
 
 def test_best_f1_picks_the_hand_computed_threshold():

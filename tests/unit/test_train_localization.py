@@ -14,9 +14,9 @@ from eiad.errors import ConfigError
 from tests.support.preset_cache import preset_cache  # noqa: F401 (fixture)
 from tests.unit.test_localization_support import make_split
 from train.config import TrainConfig, load_train_config
-from train.loc_data import data_fingerprint
+from train.localization.data import data_fingerprint
 from eiad.modeling.checkpoint import engine_from_checkpoint
-from train.localization import lr_factor, train_localization
+from train.localization.trainer import lr_factor, train_localization
 
 PRESET = "tiny-llava-siglip"
 
@@ -90,7 +90,7 @@ def test_cli_trains_writes_the_run_and_eval_reproduces_it(tmp_path, split, prese
 def test_thresholds_are_fitted_on_calibration_and_every_figure_is_scored_on_test(tmp_path, split, preset_cache,
                                                                                   monkeypatch):
     # given a spy on what calibration and the quality report are computed from
-    import train.localization_finish as loc
+    import train.localization.finish as loc
     from eiad.split import load_split
 
     seen: dict[str, set] = {}
@@ -111,7 +111,7 @@ def test_thresholds_are_fitted_on_calibration_and_every_figure_is_scored_on_test
 
 def test_a_figure_on_images_the_thresholds_were_fitted_on_is_refused():
     from eiad.errors import ModelError
-    from train.localization_finish import report_on_test
+    from train.localization.finish import report_on_test
 
     class Pred:  # only the paths matter: the overlap is refused before any metric
         def __init__(self, paths):
@@ -163,9 +163,9 @@ def _ddqa(tmp_path, split_path):
 def test_dialog_training_leaves_localization_outputs_unchanged(tmp_path, split, preset_cache):
     # given a trained localization checkpoint (frozen vision tower, the default)
     from eiad.modeling.backbone.loading import load_backbone
-    from train.dialog import train_dialog
-    from train.dialog_config import DialogConfig
-    from train.merge import merge_lora
+    from train.dialog.trainer import train_dialog
+    from train.dialog.config import DialogConfig
+    from train.dialog.merge import merge_lora
 
     config = TrainConfig(backbone=PRESET, split=split, out_dir=tmp_path / "run", device="cpu", localization=_loc(epochs=1))
     loc = train_localization(config)

@@ -1,6 +1,6 @@
 """DDQA record forms and the jsonl writer.
 
-Two forms ms-swift reads (EIAD.md):
+Two forms ms-swift reads:
 - "query" (swift 2.x): {"query": "<image>...", "response": "B", "images": [path]}
 - "messages" (swift 3.x): {"messages": [{"role": "user", "content": "<image>..."},
   {"role": "assistant", "content": "B"}], "images": [path]}

@@ -40,7 +40,7 @@ def _run(args) -> int:
     from eiad.split import load_split
     from train.eval.localization_eval import predict, save_grid
     from train.eval.quality import format_quality, quality_report
-    from train.loc_data import LocalizationDataset
+    from train.localization.data import LocalizationDataset
     from eiad.modeling.checkpoint import engine_from_checkpoint
 
     engine, saved = engine_from_checkpoint(Path(args.checkpoint), device=args.device)

@@ -23,10 +23,10 @@ import torch
 from eiad.errors import ModelError
 from eiad.modeling.backbone.base import EiadBackbone
 from eiad.modeling.backbone.loading import load_backbone
-from train.dialog_checkpoint import (
+from train.dialog.checkpoint import (
     DialogState, EpochOrder, load_dialog_checkpoint, save_dialog_checkpoint, save_dialog_curve,
 )
-from train.dialog_config import DialogConfig
+from train.dialog.config import DialogConfig
 from eiad.dialog_records import DialogRecord, read_ddqa
 
 log = logging.getLogger(__name__)

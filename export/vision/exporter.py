@@ -3,7 +3,7 @@
 The engine module (eiad/modeling/engine.py) already holds the preprocessing: it takes
 uint8 BGR NHWC at the artifact's fixed size and normalises inside the graph, so the
 edge never redoes it. This module traces it with the dynamo exporter, checks the graph
-and proves the batch axis is really dynamic (STACK.md: a batch-1 example can fix it).
+and proves the batch axis is really dynamic (a batch-1 example can fix it).
 """
 
 from __future__ import annotations
@@ -167,7 +167,7 @@ def export_vision_artifact(
     from eiad.manifest import InputSpec, Manifest, TensorSpec
 
     from export.artifact import inside, staged_artifact, write_new_manifest
-    from export.parity import VisionTolerances, check_vision_parity, write_report
+    from export.vision.parity import VisionTolerances, check_vision_parity, write_report
 
     tolerances = tolerances or VisionTolerances()
     with staged_artifact(out_dir, force) as staging:

@@ -15,10 +15,10 @@ import logging
 from pathlib import Path
 
 from eiad.errors import ModelError
-from train.calibrate import calibrate
+from train.localization.calibrate import calibrate
 from train.eval.localization_eval import predict, save_grid, save_loss_curve
 from train.eval.quality import format_quality, quality_report
-from train.loc_data import LocalizationDataset
+from train.localization.data import LocalizationDataset
 
 log = logging.getLogger(__name__)
 

@@ -26,9 +26,9 @@ from eiad.modeling import checkpoint as ckpt
 from train.config import LocalizationConfig, TrainConfig
 from eiad.split import load_split
 from train.eval.quality import headline
-from train.localization_finish import calibrate_and_report, write_run_files
-from train.loc_data import CameraJitter, EpochSampler, LocalizationDataset, data_fingerprint, first_normal, read_pair
-from train.pseudo_defects import PseudoDefects
+from train.localization.finish import calibrate_and_report, write_run_files
+from train.localization.data import CameraJitter, EpochSampler, LocalizationDataset, data_fingerprint, first_normal, read_pair
+from train.localization.pseudo_defects import PseudoDefects
 
 log = logging.getLogger(__name__)
 
@@ -239,12 +239,12 @@ def _loop(run: _Run) -> float:
 
 def _finish(config, engine, vision, optimizer, state, meta, config_dump, split, device, wall) -> RunResult:
     """The normal bank (if configured), thresholds on the calibration split, the report on the
-    test split (train/localization_finish.py); saves checkpoint, curve, grid and metrics.json."""
+    test split (train/localization/finish.py); saves checkpoint, curve, grid and metrics.json."""
     cfg = config.localization
     if cfg.reference and vision:
         _set_reference(engine, split, device)  # the tower moved: refresh the bank
     if cfg.normal_only or cfg.normal_bank:
-        from train.normal_bank_fit import fit_normal_bank
+        from train.localization.normal_bank_fit import fit_normal_bank
 
         bank = fit_normal_bank(engine, split, cfg, device, config.seed)
         engine = EiadVisionEngine(engine.backbone, engine.localizer, bank).to(device)

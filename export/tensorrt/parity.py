@@ -26,7 +26,7 @@ TOLERANCES = {
 
 
 def _images(folder: Path | None, shape: tuple[int, int], limit: int = 64) -> np.ndarray:
-    from export.parity import image_paths, load_images
+    from export.vision.parity import image_paths, load_images
 
     if folder is None:
         raise DataError("pass --calib-dir with line images: INT8 calibration and TensorRT parity need real images")
@@ -99,7 +99,7 @@ def run_engine(engine_path: Path, images: np.ndarray) -> dict[str, np.ndarray]:
 
 def check_trt_parity(engine_path: Path, onnx_path: Path, manifest, precision: str, image_dir: Path | None) -> dict:
     """Compare engine and ONNX Runtime outputs on real images; ArtifactError past TOLERANCES."""
-    from export.onnx_vision import cpu_session, run_onnx
+    from export.vision.exporter import cpu_session, run_onnx
 
     images = _images(image_dir, (manifest.input.height, manifest.input.width), limit=16)
     tol = TOLERANCES[precision]

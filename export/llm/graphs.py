@@ -7,7 +7,7 @@ and the KV cache as explicit tensors `past_key.i` / `past_value.i` ->
 `logits`, `present_key.i` / `present_value.i`. The edge runs it with plain ONNX Runtime
 (edge/explainer/runtime.py, torch-free). Decoders with linear-attention layers (Qwen3.5 in
 MiniCPM-V 4.6) carry a fixed-size recurrent state instead: they are exported as a
-one-token step with explicit states (export/llm_recurrent.py, "recurrent" mode), and
+one-token step with explicit states (export/llm/recurrent.py, "recurrent" mode), and
 the runtime feeds the prompt token by token. llm_config.json lists every state tensor.
 
 Files written under `llm/` of the artifact:
@@ -26,15 +26,12 @@ from pathlib import Path
 import numpy as np
 
 from eiad.errors import ArtifactError, ModelError
+from eiad.manifest import LLM_CONFIG, LLM_DECODER, LLM_EMBEDDINGS, LLM_PROJECTOR, LLM_TOKENIZER
 
 log = logging.getLogger(__name__)
 
-LLM_DIR = "llm"
-DECODER = "decoder_{precision}.onnx"
-EMBEDDINGS = "embed_tokens.npy"
-TOKENIZER = "tokenizer.json"
-LLM_CONFIG = "llm_config.json"
-PROJECTOR = "projector.onnx"
+# the file names are the artifact contract (eiad/manifest.py)
+DECODER, EMBEDDINGS, TOKENIZER, PROJECTOR = LLM_DECODER, LLM_EMBEDDINGS, LLM_TOKENIZER, LLM_PROJECTOR
 _PROJECTOR_ATTRS = ("multi_modal_projector", "mm_projector", "projector", "connector")
 
 
@@ -69,7 +66,7 @@ def split_language_model(hf_model, projector=None, vision_dim: int | None = None
 
 def cache_mode(config) -> str:
     """'kv' when every layer is attention (a KV cache), 'recurrent' for Qwen3.5-style hybrids."""
-    from export.llm_recurrent import is_hybrid
+    from export.llm.recurrent import is_hybrid
 
     layer_types = list(getattr(config, "layer_types", None) or [])
     if all(t in ("full_attention", "sliding_attention") for t in layer_types):
@@ -125,7 +122,7 @@ def _export_spec(lm: LanguageModel, mode: str):
     """(module, example args, input names, dynamic shapes, state specs) for the chosen cache mode."""
     import torch
 
-    from export.llm_recurrent import RecurrentStep, state_specs
+    from export.llm.recurrent import RecurrentStep, state_specs
 
     config = lm.decoder.config
     hidden = config.hidden_size

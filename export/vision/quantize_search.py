@@ -38,7 +38,7 @@ class SearchResult:
 
 def quantizable_nodes(model) -> list[str]:
     """Conv/MatMul/Gemm nodes with a constant weight: the ones the int8 recipe may quantize."""
-    from export.quantize_graph import QUANTIZED_OPS, activation_matmuls
+    from export.vision.quantize_graph import QUANTIZED_OPS, activation_matmuls
 
     activation = set(activation_matmuls(model))
     return [n.name for n in model.graph.node if n.op_type in QUANTIZED_OPS and n.name not in activation]
@@ -46,7 +46,7 @@ def quantizable_nodes(model) -> list[str]:
 
 def badness(reference: dict, candidate: dict, thresholds, tolerances) -> float:
     """Worst ratio of a gate metric to its tolerance (>= 1 fails the gate on these images)."""
-    from export.parity import compare
+    from export.vision.parity import compare
 
     r = compare(reference, candidate, thresholds.image_score, thresholds.pixel, "probe", tolerances)
     return max(r.score_max_abs / max(1e-9, tolerances.score_abs), r.probs_max_abs / max(1e-9, tolerances.probs_abs),
@@ -60,7 +60,7 @@ def node_sensitivity(src_onnx: Path, quantize: Callable, probe: np.ndarray, thre
     import onnx
     from tqdm import tqdm
 
-    from export.onnx_vision import cpu_session, run_onnx
+    from export.vision.exporter import cpu_session, run_onnx
 
     nodes = quantizable_nodes(onnx.load(str(src_onnx), load_external_data=False))
     reference = run_onnx(cpu_session(src_onnx), probe)
@@ -99,8 +99,8 @@ def pick_and_search(src_onnx: Path, dst_onnx: Path, calibration: np.ndarray, inp
                     gate: Callable, thresholds, tolerances, work: Path) -> tuple[str, SearchResult]:
     """(calibration method, search result): every 4th calibration image probes, the rest set ranges;
     MinMax and Percentile 99.99 are both calibrated and the one with less probe damage is searched."""
-    from export.onnx_vision import cpu_session, run_onnx
-    from export.quantize_graph import quantize_int8
+    from export.vision.exporter import cpu_session, run_onnx
+    from export.vision.quantize_graph import quantize_int8
 
     probe = calibration[3::4] if len(calibration) >= 4 else calibration
     ranges = np.delete(calibration, np.arange(3, len(calibration), 4), axis=0) if len(calibration) >= 4 else calibration

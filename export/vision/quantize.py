@@ -2,12 +2,12 @@
 
 Precision lives in the ONNX graph, not in a runtime flag, so one file serves ONNX
 Runtime (CPU/CUDA/TensorRT EPs) and TensorRT 11, which dropped the builder's INT8/FP16
-flags (TensorRT 10 builds it too, see export/tensorrt_build.py).
+flags (TensorRT 10 builds it too, see export/tensorrt/build.py).
 
 int8: `onnxruntime.quantization.quantize_static`, QDQ format, per-channel int8 weights,
 activation ranges calibrated on real line images fed as the graph's own input (uint8 BGR
 NHWC at the manifest size). Only Conv/MatMul/Gemm with a constant weight are candidates;
-activation x activation MatMuls (attention) stay float. export/quantize_search.py picks
+activation x activation MatMuls (attention) stay float. export/vision/quantize_search.py picks
 the calibration method (MinMax or Percentile 99.99) and keeps the most sensitive nodes in
 float until the gate passes (measured on the demo artifact: all-int8 gives 93 % verdict
 agreement; 16 of 50 nodes float give 96.6 %, mask IoU 0.987). Activations are uint8 with
@@ -17,7 +17,7 @@ fp16: `onnxruntime.transformers.float16.convert_float_to_float16(keep_io_types=T
 the uint8 input and float32 outputs stay as the edge feeds and reads them.
 
 Parity gate: the candidate against its fp32 source on held-out images (tolerances below,
-reused checks from export/parity.py); past them nothing is written to the destination.
+reused checks from export/vision/parity.py); past them nothing is written to the destination.
 Not thread-safe: one quantization per destination.
 """
 
@@ -34,8 +34,8 @@ import numpy as np
 
 from eiad.errors import ArtifactError
 from eiad.manifest import MANIFEST_NAME, VISION_FEATURES, load_manifest
-from export.parity import VisionParity, VisionTolerances, compare
-from export.quantize_graph import QUANTIZED_OPS, activation_matmuls, check_same_io, convert_fp16, onnx_model
+from export.vision.parity import VisionParity, VisionTolerances, compare
+from export.vision.quantize_graph import QUANTIZED_OPS, activation_matmuls, check_same_io, convert_fp16, onnx_model
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ def quantize_artifact(src: Path, dst: Path, precision: str, calibration: np.ndar
     ArtifactError past `tolerances` (default TOLERANCES[precision]) with every failure.
     """
     from export.artifact import staged_artifact, write_new_manifest
-    from export.onnx_vision import PARITY_REPORT, cpu_session, run_onnx
+    from export.vision.exporter import PARITY_REPORT, cpu_session, run_onnx
 
     if precision not in PRECISIONS:
         raise ArtifactError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
@@ -136,7 +136,7 @@ def quantize_artifact(src: Path, dst: Path, precision: str, calibration: np.ndar
         excluded: list[str] = []
         found, method = None, None
         if precision == "int8":
-            from export.quantize_search import pick_and_search
+            from export.vision.quantize_search import pick_and_search
 
             with tempfile.TemporaryDirectory(prefix="search.", dir=work) as scratch:
                 method, found = pick_and_search(src / onnx_rel, candidate, calibration, name, symmetric, gate,
@@ -207,7 +207,7 @@ def image_sets(split: Path | None, images: Path | None, max_images: int, calibra
     images; a folder is split in two (even files calibrate, odd files check).
     """
     from eiad.errors import DataError
-    from export.parity import image_paths
+    from export.vision.parity import image_paths
 
     if split is not None:
         from eiad.split import load_split

@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 
 from eiad.errors import DataError
 from eiad.split import ImageEntry, SplitIndex
-from train.pseudo_defects import PseudoDefects, draw
+from train.localization.pseudo_defects import PseudoDefects, draw
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class LocalizationDataset(Dataset):
             raise DataError(f"split {split!r} of the split index has no {what}: rebuild it with more images")
         self.index, self.height, self.width = index, height, width
         self.augment, self.hflip, self.vflip, self.seed, self.camera = augment, hflip, vflip, seed, camera
-        self.pseudo = pseudo  # good images only: pseudo-defects drawn on them (train/pseudo_defects.py)
+        self.pseudo = pseudo  # good images only: pseudo-defects drawn on them (train/localization/pseudo_defects.py)
         self.epoch = 0
         self._cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 

@@ -1,4 +1,4 @@
-"""Graph-level steps of `eiad export quantize` (export/quantize.py runs them on artifacts):
+"""Graph-level steps of `eiad export quantize` (export/vision/quantize.py runs them on artifacts):
 static QDQ int8 with ONNX Runtime's quantizer, fp16 conversion, and the checks on the
 result (same inputs/outputs, symmetric Q/DQ for TensorRT).
 """

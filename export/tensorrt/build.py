@@ -1,6 +1,6 @@
 """Build a TensorRT 10 engine from the artifact's vision.onnx (run on the edge box).
 
-TensorRT 10 name-based API only (EDGE.md): builder.create_network(0) (explicit batch is
+TensorRT 10 name-based API only: builder.create_network(0) (explicit batch is
 the only mode), trt.OnnxParser logging every parser error, set_memory_pool_limit(
 WORKSPACE), an optimisation profile for the batch axis, a timing cache created from /
 persisted to tensorrt/timing.cache, build_serialized_network. FP16 through the builder
@@ -42,7 +42,7 @@ def engine_key(onnx_sha256: str, trt_version: str, gpu_name: str, capability: tu
 
 
 def _logger(trt):
-    """Bridge TensorRT's log into ours (STYLE.md habit 1)."""
+    """Bridge TensorRT's log into ours."""
 
     class _Bridge(trt.ILogger):
         def __init__(self):
@@ -137,7 +137,7 @@ def build_engine_for_artifact(artifact: Path, precision: str, calib_dir: Path | 
     import torch
 
     from export.artifact import add_files, inside
-    from export.tensorrt_parity import check_trt_parity, int8_calibrator
+    from export.tensorrt.parity import check_trt_parity, int8_calibrator
 
     if not torch.cuda.is_available():
         raise ArtifactError("no CUDA GPU is visible: TensorRT engines are built on the GPU that will run them")
@@ -176,7 +176,7 @@ def check_graph_precision(onnx_path: Path, artifact_precision: str, requested: s
         raise ArtifactError(f"{onnx_path.parent} is a {artifact_precision} artifact: build it with --precision "
                             f"{artifact_precision}, or build {requested} from the fp32 artifact")
     if artifact_precision == "int8":
-        from export.quantize_graph import asymmetric_quantization
+        from export.vision.quantize_graph import asymmetric_quantization
 
         if asymmetric_quantization(onnx_path):
             raise ArtifactError(f"{onnx_path} has uint8 (asymmetric) Q/DQ, which TensorRT cannot build: re-quantize "

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from eiad.modeling.localization import resolve_taps
 from eiad.modeling.normal_bank import NormalBank, NormalBankSpec, random_projection
-from train.loc_data import LocalizationDataset
+from train.localization.data import LocalizationDataset
 
 log = logging.getLogger(__name__)
 
