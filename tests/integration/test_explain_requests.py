@@ -12,7 +12,7 @@ from edge.app import build_station
 from edge.config import load_station_config
 from edge.sources.watchdog import SourceSet
 from eiad.messages import SCHEMA_DIR
-from tests.support.jsonschema_lite import validate
+from tests.support.json_schema import validate
 from benchmarks.stand_ins.subscriber import Subscriber
 from tests.support_edge.fakes import ListSource
 from benchmarks.stand_ins.artifact import grey_frame

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from eiad.messages import (SCHEMA_DIR, ExplainRequestMessage, ExplainResponseMessage, ExplanationMessage, OutboxStatsPayload, StatsMessage, StatusMessage,
                            Topics, VerdictMessage, iso_utc, render_schema, schema_documents, write_schemas)
 from edge.sinks.mqtt.sink import build_verdict, stage_latencies_ms
-from tests.support.jsonschema_lite import validate
+from tests.support.json_schema import validate
 from benchmarks.stand_ins.results import make_result
 
 
@@ -119,3 +119,15 @@ def test_explain_request_schema_is_strict_and_the_response_validates():
                                       line="l1", published_at=iso_utc(0))
     assert validate(json.loads(response.to_json_bytes()), schema("explain_response")) == []
     assert Topics("eiad", "l1", "st1").of("explain/request") == "eiad/l1/st1/explain/request"
+
+
+def test_the_schema_check_enforces_patterns_and_lengths_as_the_station_does():
+    # the explain-request schema limits ids by length and requesters by a pattern: a request
+    # breaking them is refused by the schema as by the station's model
+    good = {"schema_version": 1, "inspection_id": "st1-cam0-1", "requested_by": "hmi-1"}
+    assert validate(good, schema("explain_request")) == []
+    for bad in ({**good, "inspection_id": ""}, {**good, "inspection_id": "x" * 201},
+                {**good, "requested_by": "operator with spaces"}):
+        assert validate(bad, schema("explain_request")) != [], bad
+        with pytest.raises(ValidationError):
+            ExplainRequestMessage.model_validate(bad)
