@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/bench_train_tiny", help="output folder")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a localization config key (YAML value), e.g. --set vision_lr=0.001")
+                        help="override a localization config key (YAML value), e.g. --set vision_learning_rate=0.001")
     parser.add_argument("--single", help=argparse.SUPPRESS)  # internal: one family, in a child process
     args = parser.parse_args(argv)
     out = Path(args.out)

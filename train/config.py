@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from eiad.errors import ConfigError
+from train.optimization import refuse_renamed
 
 try:  # the dialog section is owned by the dialog path; typed by its own model
     from train.dialog.config import DialogConfig
@@ -52,17 +53,19 @@ class LocalizationConfig(_Strict):
     context: bool = True  # a dilated H/4 conv: wider context at the same cost (faint, large defects such as stains)
     reference: bool = False  # 1-shot: compare with a normal reference image's patches
     unfreeze_vision: bool = False  # only for random-weight tiny presets; changes the LLM's input
-    vision_lr: float = Field(2e-3, gt=0)
-    lr: float = Field(2e-3, gt=0)
+    # optimisation: the same keys as dialog: (train/optimization.py)
+    learning_rate: float = Field(2e-3, gt=0)
+    vision_learning_rate: float = Field(2e-3, gt=0)  # the unfrozen vision layers (unfreeze_vision)
+    lr_schedule: Literal["cosine", "linear", "constant"] = "cosine"
     weight_decay: float = Field(0.01, ge=0)
-    warmup_fraction: float = Field(0.05, ge=0, lt=1)
-    min_lr_fraction: float = Field(0.05, ge=0, le=1)
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    min_lr_ratio: float = Field(0.05, ge=0, le=1)
     epochs: int = Field(10, gt=0)
     max_steps: int | None = Field(None, gt=0)  # stop early (optimizer steps); None = all epochs
     time_budget_s: float | None = Field(None, gt=0)  # stop after this wall time
     batch_size: int = Field(8, gt=0)
-    grad_accum_steps: int = Field(1, gt=0)
-    grad_clip: float = Field(1.0, gt=0)
+    gradient_accumulation_steps: int = Field(1, gt=0)
+    max_grad_norm: float = Field(1.0, gt=0)
     hflip: bool = True
     vflip: bool = True
     camera_jitter: bool = True  # shift/rotation/scale, exposure, white balance, noise, blur (train/localization/data.py)
@@ -74,7 +77,7 @@ class LocalizationConfig(_Strict):
     focal_gamma: float = Field(2.0, ge=0)
     skeleton_weight: float = Field(1.0, ge=0)  # recall along the defects' centre lines (thin defects)
     class_map_weight: float = Field(1.0, ge=0)  # cross-entropy per defect cell (with class_maps)
-    bf16: bool = True  # autocast on GPU; ignored on CPU
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on a CUDA GPU, fp32 on CPU
     num_workers: int = Field(0, ge=0)
     checkpoint_every_steps: int = Field(200, gt=0)
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
@@ -90,6 +93,8 @@ class LocalizationConfig(_Strict):
     bank_size: int = Field(2048, ge=16)  # patches kept (coreset); memory = size x dim x 4 bytes
     bank_dim: int | None = Field(None, ge=8)  # random projection width; None: the taps' width
     bank_blur_sigma_px: float = Field(4.0, ge=0)
+
+    _renamed = model_validator(mode="before")(refuse_renamed)
 
     @field_validator("taps")
     @classmethod

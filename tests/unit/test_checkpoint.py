@@ -64,8 +64,8 @@ def test_load_rejects_a_folder_that_is_not_a_checkpoint(tmp_path):
 def _config(split, out, epochs):
     # constant LR so a 1 + 1 epoch run is comparable with a 2 epoch run
     return TrainConfig(split=split, out_dir=out, device="cpu", seed=3, localization={
-        "taps": [1, 3], "epochs": epochs, "batch_size": 4, "unfreeze_vision": True, "warmup_fraction": 0.0,
-        "min_lr_fraction": 1.0, "decoder_channels": 8, "proj_dim": 16})
+        "taps": [1, 3], "epochs": epochs, "batch_size": 4, "unfreeze_vision": True, "warmup_ratio": 0.0,
+        "min_lr_ratio": 1.0, "decoder_channels": 8, "proj_dim": 16})
 
 
 @pytest.mark.slow

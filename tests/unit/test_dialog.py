@@ -13,7 +13,8 @@ from PIL import Image
 from eiad.errors import DataError
 from eiad.modeling.backbone.loading import load_backbone
 from eiad.modeling.presets import build_tiny_preset
-from train.dialog.trainer import attach_lora, evaluate_answer_loss, lr_factor, train_dialog
+from train.dialog.trainer import attach_lora, evaluate_answer_loss, train_dialog
+from train.optimization import lr_factor, warmup_steps
 from train.dialog.config import DialogConfig
 from eiad.dialog_records import read_ddqa
 from train.dialog.merge import merge_lora
@@ -96,7 +97,7 @@ def test_lora_touches_only_language_side(tiny_dir):
 
 
 def test_lr_schedule_warms_up_then_decays_to_zero():
-    factors = [lr_factor(s, 100, 0.05, "cosine") for s in range(100)]
+    factors = [lr_factor(s, 100, warmup_steps(100, 0.05), "cosine") for s in range(100)]
     assert factors[0] == pytest.approx(0.2) and factors[4] == pytest.approx(1.0)
     assert factors[5] == pytest.approx(1.0) and factors[-1] < 0.01
     assert all(a >= b for a, b in zip(factors[5:], factors[6:]))

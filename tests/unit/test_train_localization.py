@@ -16,7 +16,8 @@ from tests.unit.test_localization_support import make_split
 from train.config import TrainConfig, load_train_config
 from train.localization.data import data_fingerprint
 from eiad.modeling.checkpoint import engine_from_checkpoint
-from train.localization.trainer import lr_factor, train_localization
+from train.localization.trainer import train_localization
+from train.optimization import lr_factor
 
 PRESET = "tiny-llava-siglip"
 
@@ -31,19 +32,19 @@ def _loc(**kw):
 
 
 def test_lr_schedule_warms_up_then_decays_to_the_floor():
-    factors = [lr_factor(s, 100, 10, 0.1) for s in range(100)]
+    factors = [lr_factor(s, 100, 10, "cosine", 0.1) for s in range(100)]
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(factors[10:], factors[11:]))  # monotone decay
     assert factors[-1] == pytest.approx(0.1, abs=0.01)
-    assert lr_factor(500, 100, 10, 0.1) == pytest.approx(0.1)  # past the end: stays at the floor
+    assert lr_factor(500, 100, 10, "cosine", 0.1) == pytest.approx(0.1)  # past the end: stays at the floor
 
 
 def test_config_errors_name_the_key(tmp_path):
     path = tmp_path / "train.yaml"
-    path.write_text(yaml.safe_dump({"split": "x.json", "localization": {"lr": -1, "bogus": 1}}))
+    path.write_text(yaml.safe_dump({"split": "x.json", "localization": {"learning_rate": -1, "bogus": 1}}))
     with pytest.raises(ConfigError) as info:
         load_train_config(path)
-    assert "localization.lr" in str(info.value) and "localization.bogus" in str(info.value)
+    assert "localization.learning_rate" in str(info.value) and "localization.bogus" in str(info.value)
     with pytest.raises(ConfigError, match="not found"):
         load_train_config(tmp_path / "missing.yaml")
 

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from train.optimization import refuse_renamed
 
 
 class DialogConfig(BaseModel):
-    """LoRA fine-tuning of the language side on DDQA answers. Does no I/O."""
+    """LoRA fine-tuning of the language side on DDQA answers. Does no I/O. The
+    optimisation keys are the localization path's (train/optimization.py)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -22,6 +25,7 @@ class DialogConfig(BaseModel):
     learning_rate: float = Field(1e-4, gt=0.0)
     lr_schedule: Literal["cosine", "linear", "constant"] = "cosine"
     warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0)
+    min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0)
     weight_decay: float = Field(0.1, ge=0.0)
     max_grad_norm: float = Field(0.5, gt=0.0)
     epochs: int = Field(1, ge=1)
@@ -38,3 +42,5 @@ class DialogConfig(BaseModel):
     max_new_tokens: int = Field(64, ge=1)
     # Optimiser steps between checkpoints (adapter + optimizer/scheduler state) for --resume; also at the end.
     checkpoint_every_steps: int = Field(50, ge=1)
+
+    _renamed = model_validator(mode="before")(refuse_renamed)

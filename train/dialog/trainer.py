@@ -28,6 +28,7 @@ from train.dialog.checkpoint import (
 )
 from train.dialog.config import DialogConfig
 from eiad.dialog_records import DialogRecord, read_ddqa
+from train.optimization import lr_factor, warmup_steps
 
 log = logging.getLogger(__name__)
 
@@ -52,17 +53,6 @@ class DialogReport:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def lr_factor(step: int, total_steps: int, warmup_ratio: float, schedule: str) -> float:
-    """Multiplier of the base lr at optimiser step `step` (0-based): linear warm-up, then decay."""
-    warmup = max(1, math.ceil(total_steps * warmup_ratio)) if warmup_ratio > 0 else 0
-    if step < warmup:
-        return (step + 1) / warmup
-    if schedule == "constant":
-        return 1.0
-    progress = (step - warmup) / max(1, total_steps - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * progress)) if schedule == "cosine" else max(0.0, 1.0 - progress)
 
 
 def attach_lora(backbone: EiadBackbone, config: DialogConfig):
@@ -135,8 +125,9 @@ def train_dialog(config: DialogConfig, backbone_dir: Path, ddqa_train: Path, ddq
             [r.load_image() for r in recs], [r.question for r in recs], [r.answer for r in recs]),
     )
     total = total_steps(len(train_records), config, acc.num_processes)
+    warmup = warmup_steps(total, config.warmup_ratio)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, total, config.warmup_ratio, config.lr_schedule))
+        optimizer, lambda s: lr_factor(s, total, warmup, config.lr_schedule, config.min_lr_ratio))
     out_dir = Path(out_dir)
     identity = {"config": config.model_dump(), "backbone": str(backbone_dir), "ddqa_train": str(ddqa_train),
                 "train_records": len(train_records), "num_processes": acc.num_processes}

@@ -8,7 +8,6 @@ frozen and out of the optimiser). The vision tower is frozen unless `unfreeze_vi
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,16 +28,9 @@ from train.eval.quality import headline
 from train.localization.finish import calibrate_and_report, write_run_files
 from train.localization.data import CameraJitter, EpochSampler, LocalizationDataset, data_fingerprint, first_normal, read_pair
 from train.localization.pseudo_defects import PseudoDefects
+from train.optimization import lr_factor, warmup_steps
 
 log = logging.getLogger(__name__)
-
-
-def lr_factor(step: int, total_steps: int, warmup_steps: int, min_fraction: float) -> float:
-    """Linear warmup to 1, then cosine decay to `min_fraction` at `total_steps` (pure)."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    return min_fraction + (1 - min_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def vision_parameters(backbone, taps) -> dict[str, nn.Parameter]:
@@ -146,8 +138,8 @@ def _build(config: TrainConfig, backbone) -> _Run:
     from accelerate.utils import set_seed
 
     cfg = config.localization
-    bf16 = cfg.bf16 and torch.cuda.is_available() and config.device != "cpu"
-    accelerator = Accelerator(cpu=config.device == "cpu", gradient_accumulation_steps=cfg.grad_accum_steps,
+    bf16 = cfg.precision != "fp32" and torch.cuda.is_available() and config.device != "cpu"
+    accelerator = Accelerator(cpu=config.device == "cpu", gradient_accumulation_steps=cfg.gradient_accumulation_steps,
                               mixed_precision="bf16" if bf16 else "no")
     set_seed(config.seed)
     device = accelerator.device
@@ -178,16 +170,16 @@ def _build(config: TrainConfig, backbone) -> _Run:
     loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler,
                         num_workers=cfg.num_workers, drop_last=len(train_set) > cfg.batch_size,
                         persistent_workers=cfg.num_workers > 0)
-    groups = [{"params": list(localizer.parameters()), "lr": cfg.lr, "base_lr": cfg.lr}]
+    groups = [{"params": list(localizer.parameters()), "lr": cfg.learning_rate, "base_lr": cfg.learning_rate}]
     if vision:
-        groups.append({"params": list(vision.values()), "lr": cfg.vision_lr, "base_lr": cfg.vision_lr})
+        groups.append({"params": list(vision.values()), "lr": cfg.vision_learning_rate, "base_lr": cfg.vision_learning_rate})
     optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
     step_module, optimizer, loader = accelerator.prepare(_TrainStep(engine), optimizer, loader)
-    total = min(max(1, len(loader) // cfg.grad_accum_steps) * cfg.epochs, cfg.max_steps or 10**12)
+    total = min(max(1, len(loader) // cfg.gradient_accumulation_steps) * cfg.epochs, cfg.max_steps or 10**12)
     meta = {"backbone": config.backbone, "family": getattr(backbone, "family", ""), "preprocess": backbone.spec.to_dict(),
             "data_fingerprint": data_fingerprint(config.split), "split": str(config.split)}
     return _Run(config, accelerator, split, engine, vision, optimizer, step_module, loader, train_set, sampler, total,
-                int(cfg.warmup_fraction * total), meta, config.model_dump(mode="json"),
+                warmup_steps(total, cfg.warmup_ratio), meta, config.model_dump(mode="json"),
                 Path(config.out_dir) / "localization" / "checkpoint", {"step": 0, "epoch": 0, "batch": 0, "history": []})
 
 
@@ -213,15 +205,15 @@ def _loop(run: _Run) -> float:
                 seen += batch["image"].shape[0]
                 if not acc.sync_gradients:
                     continue
-                acc.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], cfg.grad_clip)
-                factor = lr_factor(state["step"], run.total, run.warmup, cfg.min_lr_fraction)
+                acc.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], cfg.max_grad_norm)
+                factor = lr_factor(state["step"], run.total, run.warmup, cfg.lr_schedule, cfg.min_lr_ratio)
                 for group in optimizer.param_groups:
                     group["lr"] = group["base_lr"] * factor
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
             state["step"], state["batch"] = state["step"] + 1, b + 1
             value = float(loss.detach())
-            state["history"].append({"step": state["step"], "loss": value, **parts, "lr": cfg.lr * factor})
+            state["history"].append({"step": state["step"], "loss": value, **parts, "lr": cfg.learning_rate * factor})
             rate = seen * acc.num_processes / max(time.perf_counter() - tick, 1e-9)
             bar.update(1)
             bar.set_postfix(loss=f"{value:.4f}", img_s=f"{rate:.1f}")
