@@ -115,10 +115,15 @@ def agreement(reference: tuple[list[str], np.ndarray], candidate: tuple[list[str
     ref_v, ref_s = reference
     cand_v, cand_s = candidate
     same = sum(a == b for a, b in zip(ref_v, cand_v))
+    # Agreement on a set the reference judges all OK (or all NG) says nothing about the
+    # defects: reported only when the reference verdicts hold both.
+    both = {"OK", "NG"} <= set(ref_v)
     return {
         "reference": reference_name,
         "images": len(ref_v),
-        "verdict_agreement": same / len(ref_v) if ref_v else float("nan"),
+        "verdict_agreement": same / len(ref_v) if both else None,
+        "agreement_note": None if both else f"not reported: the reference ({reference_name}) judged every image "
+                                            f"{sorted(set(ref_v)) or 'nothing'}; agreement needs both OK and NG parts",
         "disagreements": len(ref_v) - same,
         "max_abs_score_diff": float(np.max(np.abs(ref_s - cand_s))) if len(ref_s) else float("nan"),
         "ng_fraction": sum(v == "NG" for v in cand_v) / len(cand_v) if cand_v else float("nan"),
@@ -260,7 +265,8 @@ def precision_comparisons(configurations: list[dict], labels: list[str]) -> list
             ratio = config["throughput_per_s"] / ref["throughput_per_s"] if ref["throughput_per_s"] else float("nan")
             agree = config["accuracy"]["verdict_agreement"]
             rows.append({"name": f"{config['name']} / {ref['name']}", "metric": "throughput ratio", "ratio": ratio,
-                         "goal": f"verdicts agree {agree:.1%}", "goal_met": None, "verdict_agreement": agree})
+                         "goal": f"verdicts agree {agree:.1%}" if agree is not None else "agreement not reported (one class only)",
+                         "goal_met": None, "verdict_agreement": agree})
     return rows
 
 

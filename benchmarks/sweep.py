@@ -4,9 +4,9 @@ Grid: artifact (each carries a resolution and precision) x ONNX Runtime backend 
 max_batch x cameras. At each point a ladder of doubling rates, then a bisection, over fps
 per camera runs short probe loops (`probe_s` each, at least 40 frames per camera); a probe
 passes when the budget is met (p99 <= budget, verdict rate >= fps x cameras, nothing
-dropped or lost). Pass/fail need not be monotonic at low fps (see highest_sustainable); a
-noisy machine can still make a probe fail, so the figure is a lower bound and the report
-keeps each point's probes.
+dropped or lost). The sustainable rate is the highest one with every lower rate tried
+passing (see highest_sustainable); a noisy machine can make a probe fail, so the figure
+is a lower bound, and the report keeps each point's probes.
 """
 
 from __future__ import annotations
@@ -16,13 +16,10 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from benchmarks.backends import ORT_CHAINS
 from benchmarks.line_bench import LineLoad, load_frames, load_truth, loop_config, run_loop
-from benchmarks.loop_harness import LoopRun
 from benchmarks.report import new_result
-from edge.truth_scoring import pooled
 from eiad.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -42,17 +39,14 @@ class SweepGrid:
 
 
 def highest_sustainable(probe, fps_min: float, fps_max: float, steps: int) -> tuple[float, list[tuple[float, bool, dict]]]:
-    """Highest fps where `probe(fps) -> (passed, config)` passes; 0 if none does.
+    """Highest fps where `probe(fps) -> (passed, config)` passes and every lower rate tried
+    passed too; 0 when the lowest rate fails.
 
-    Latency is not monotonic in load at the low end (measured: an idle CPU and a sleeping
-    thread pool wake up late, so 5 fps can miss a budget that 30 fps meets), so a plain
-    bisection from fps_min can stop at 0, and a p99 just over the budget at one rate says
-    little about the next. Capacity is monotonic: once the loop cannot keep the verdict
-    rate (`config["budget"]["throughput_ok"]` false), every higher rate fails too. So a
-    ladder of doubling rates from fps_min climbs past latency-only failures and stops at
-    the first rung over capacity (those probes are also the slow ones: the backlog drains
-    after the cameras stop); a bisection then refines between the highest passing rung and
-    the next failing one.
+    A ladder of doubling rates from fps_min stops at its first failing rung, whatever the
+    reason (latency, throughput, drops): a rate is sustainable only if the line can also
+    run slower. A bisection then refines between the highest passing rung and that first
+    failing one. Every probe is run once and judged by the same budget, pass or fail: no
+    probe gets a second chance that the others did not get.
     """
     history: list[tuple[float, bool, dict]] = []
 
@@ -66,37 +60,19 @@ def highest_sustainable(probe, fps_min: float, fps_max: float, steps: int) -> tu
         ladder.append(fps)
         fps *= 2
     ladder.append(fps_max)
-    best = 0.0
+    best, failed_at = 0.0, None
     for fps in ladder:
-        if run(fps):
-            best = fps
-        elif not history[-1][2].get("budget", {}).get("throughput_ok", True):
-            break  # over capacity: higher rates cannot pass
-    failing_above = [f for f, passed, _ in history if not passed and f > best]
-    if best == 0.0 or not failing_above:
+        if not run(fps):
+            failed_at = fps
+            break
+        best = fps
+    if best == 0.0 or failed_at is None:
         return best, history
-    low, high = best, min(failing_above)
+    low, high = best, failed_at
     for _ in range(steps):
         mid = (low + high) / 2
         low, high = (mid, high) if run(mid) else (low, mid)
     return low, history
-
-
-def latency_only_miss(budget: dict) -> bool:
-    """The probe kept the verdict rate and dropped nothing, but its p99 was over the budget."""
-    return not budget["met"] and budget["throughput_ok"] and not budget["dropped"]
-
-
-def pool_runs(a: LoopRun, b: LoopRun) -> LoopRun:
-    """Two probe runs at one rate as one: every frame's stage times together, counters added,
-    the lower throughput (the budget check must not gain from averaging)."""
-    stages = {name: np.concatenate([a.stages_ms[name], b.stages_ms[name]]) for name in a.stages_ms if name in b.stages_ms}
-    verdicts = {k: a.verdicts.get(k, 0) + b.verdicts.get(k, 0) for k in {*a.verdicts, *b.verdicts}}
-    return LoopRun(stages_ms=stages, frames_captured=a.frames_captured + b.frames_captured,
-                   verdicts_received=a.verdicts_received + b.verdicts_received, lost=a.lost + b.lost, dropped=a.dropped + b.dropped,
-                   late=a.late + b.late, duplicates=a.duplicates + b.duplicates,
-                   throughput_per_s=min(a.throughput_per_s, b.throughput_per_s), verdicts=verdicts,
-                   accuracy=pooled(a.accuracy, b.accuracy))
 
 
 def runner_settings(config) -> dict:
@@ -168,12 +144,6 @@ def _point(result, config, runner, replay, manifest, artifact, backend, batch, c
         load = LineLoad(fps, cameras, max(grid.probe_s, 40.0 / fps), grid.budget_ms)
         run = run_loop(config, runner, frames, load, host, port, truth=truth)
         cfg = loop_config(f"{label} @{fps:.1f}fps", run, load, fps)
-        if latency_only_miss(cfg["budget"]):
-            # The p99 of a short probe is close to its maximum: one hiccup of a shared box fails it.
-            # A latency-only miss is measured once more and judged on both probes' frames together.
-            run = pool_runs(run, run_loop(config, runner, frames, load, host, port, truth=truth))
-            cfg = loop_config(f"{label} @{fps:.1f}fps", run, load, fps)
-            cfg["notes"].append("p99 over two probes: the first missed only the latency budget")
         log.info("%s @ %.1f fps: %s", label, fps, "met" if cfg["budget"]["met"] else "; ".join(cfg["budget"]["reasons"]))
         return cfg["budget"]["met"], cfg
 

@@ -12,7 +12,7 @@ from benchmarks.baselines import anomalib_baseline
 from edge.broker import mosquitto_binary
 from commands.main import main
 from tests.support_bench.station import tiny_station
-from benchmarks.stand_ins.artifact import build_tiny_artifact
+from benchmarks.stand_ins.artifact import build_tiny_artifact, frame_with_patch, grey_frame
 
 needs_mosquitto = pytest.mark.skipif(mosquitto_binary() is None, reason="Mosquitto not installed (.ci/run installs it)")
 
@@ -26,12 +26,33 @@ def _result(out):
     return json.loads((out / "result.json").read_text())
 
 
+def _split_of_good_and_bright_parts(folder):
+    """A split.json whose test part holds 4 grey (OK) and 4 bright-patch (NG) images."""
+    import cv2
+
+    from eiad.split import ImageEntry, SplitIndex, save_split
+
+    folder.mkdir(parents=True)
+    entries = []
+    for i in range(8):
+        bright = i % 2 == 1
+        image = frame_with_patch((16, 16, 40, 40)) if bright else grey_frame()
+        path = folder / f"part{i}.png"
+        cv2.imwrite(str(path), image)
+        entries.append(ImageEntry(str(path), None, "NG" if bright else "OK", "bright_spot" if bright else None, "t", "t"))
+    save_split(folder / "split.json", SplitIndex(0, {"train": 0.0, "calibration": 0.0, "test": 1.0}, str(folder),
+                                                 ["bright_spot"], test=entries))
+    return folder / "split.json"
+
+
 def test_engine_times_ort_cpu_reports_missing_backends_and_checks_agreement(tmp_path, capsys):
     # given the tiny artifact
     artifact = build_tiny_artifact(tmp_path / "artifact")
+    split = _split_of_good_and_bright_parts(tmp_path / "parts")
     out = tmp_path / "engine"
     # when
-    code = main(["bench", "engine", str(artifact), "--batch", "1,2", "--min-duration-s", "0.2", "--warmup", "2", "--eval-images", "8", "--out", str(out)])
+    code = main(["bench", "engine", str(artifact), "--batch", "1,2", "--min-duration-s", "0.2", "--warmup", "2",
+                 "--split", str(split), "--eval-images", "8", "--out", str(out)])
     # then: one configuration per batch size, with latency, throughput and agreement
     assert code == 0
     result = _result(out)
@@ -153,3 +174,15 @@ def test_line_scores_the_verdicts_against_the_streams_truth_and_fails_a_wrong_mo
     assert loop["accuracy"]["accuracy"] == 0.0 and loop["quality"]["passed"] is False
     assert any(n.startswith("FAILED: the verdicts miss the line's quality goals") for n in loop["notes"])
     assert "FAILED" in (out / "report.md").read_text()
+
+
+def test_agreement_is_reported_only_on_sets_holding_both_verdicts():
+    import numpy as np
+
+    from benchmarks.engine_bench import agreement
+
+    scores = np.zeros(4)
+    mixed = agreement((["OK", "NG", "OK", "NG"], scores), (["OK", "NG", "NG", "NG"], scores), "ref")
+    assert mixed["verdict_agreement"] == 0.75 and mixed["agreement_note"] is None
+    all_ok = agreement((["OK"] * 4, scores), (["OK"] * 4, scores), "ref")
+    assert all_ok["verdict_agreement"] is None and "both OK and NG" in all_ok["agreement_note"]
