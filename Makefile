@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-stamp
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_DIR ?= demo_out
 
-.PHONY: demo test bench venv system-deps clean
+.PHONY: demo test lint format bench venv system-deps clean
 
 venv: $(STAMP)
 
@@ -31,8 +31,17 @@ demo: $(STAMP)
 	-@$(MAKE) --no-print-directory system-deps || echo "mosquitto not installed: the demo uses its embedded broker"
 	$(BIN)/eiad demo --out $(DEMO_DIR)
 
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps lint
 	$(BIN)/python -m pytest -q
+
+# ruff: the format and the rule set in pyproject.toml ([tool.ruff]); `make format` fixes both.
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 # Regenerates benchmarks/RESULTS.md, its JSON and plots on this machine: on the demo's
 # trained artifact when `make demo` has made one, else on the edge tests' tiny graph.

@@ -23,8 +23,17 @@ import time
 from pathlib import Path
 
 # (row name, the localization config keys it sets, cumulative)
-BEFORE = {"fine": False, "mask_pooling": False, "class_maps": False, "context": False, "skeleton_weight": 0.0,
-          "camera_jitter": False, "focal_alpha": 0.75, "dice_weight": 1.0, "image_weight": 0.5}
+BEFORE = {
+    "fine": False,
+    "mask_pooling": False,
+    "class_maps": False,
+    "context": False,
+    "skeleton_weight": 0.0,
+    "camera_jitter": False,
+    "focal_alpha": 0.75,
+    "dice_weight": 1.0,
+    "image_weight": 0.5,
+}
 ROWS = (
     ("before: H/4 decoder, global class head, focal + dice, flips", {}),
     ("+ camera jitter (shift, rotation, exposure, white balance, noise, blur)", {"camera_jitter": True}),
@@ -35,8 +44,16 @@ ROWS = (
     ("+ balanced focal, dice x2, image loss x2", {"focal_alpha": 0.5, "dice_weight": 2.0, "image_weight": 1.0}),
     ("+ dilated H/4 conv (wider context)", {"context": True}),
 )
-FIGURES = ("accuracy", "miss_rate", "overkill_rate", "image_auroc", "pixel_auroc", "aupro", "mean_iou_defective",
-           "class_accuracy")
+FIGURES = (
+    "accuracy",
+    "miss_rate",
+    "overkill_rate",
+    "image_auroc",
+    "pixel_auroc",
+    "aupro",
+    "mean_iou_defective",
+    "class_accuracy",
+)
 
 
 def settings_of(row: int) -> dict:
@@ -54,18 +71,52 @@ def run_row(row: int, split: str, out: Path, max_steps: int, seed: int) -> dict:
     from train.localization.trainer import train_localization
 
     keys = settings_of(row)
-    config = TrainConfig(backbone="tiny-minicpmv46", split=Path(split), out_dir=out / f"row{row}", seed=seed, device="cpu",
-                         localization={"unfreeze_vision": True, "epochs": 1000, "max_steps": max_steps,
-                                       "checkpoint_every_steps": 10**6, "num_workers": 1, **keys})
+    config = TrainConfig(
+        backbone="tiny-minicpmv46",
+        split=Path(split),
+        out_dir=out / f"row{row}",
+        seed=seed,
+        device="cpu",
+        localization={
+            "unfreeze_vision": True,
+            "epochs": 1000,
+            "max_steps": max_steps,
+            "checkpoint_every_steps": 10**6,
+            "num_workers": 1,
+            **keys,
+        },
+    )
     result = train_localization(config)
     report = json.loads((result.checkpoint.parent / "metrics.json").read_text())["test"]
     artifact = out / f"row{row}" / "artifact"
-    if eiad(["-q", "export", "onnx", "--checkpoint", str(result.checkpoint), "--out", str(artifact), "--split", split,
-             "--force"]) != 0:
+    if (
+        eiad(
+            [
+                "-q",
+                "export",
+                "onnx",
+                "--checkpoint",
+                str(result.checkpoint),
+                "--out",
+                str(artifact),
+                "--split",
+                split,
+                "--force",
+            ]
+        )
+        != 0
+    ):
         raise SystemExit(f"row {row}: export failed")
-    return {"row": row, "name": ROWS[row][0], "settings": keys, "steps": result.steps, "train_s": round(result.wall_s, 1),
-            **{k: result.metrics.get(k) for k in FIGURES}, "aupro_by_defect": report["aupro_by_defect"],
-            "engine_ms": engine_ms(artifact / "vision.onnx")}
+    return {
+        "row": row,
+        "name": ROWS[row][0],
+        "settings": keys,
+        "steps": result.steps,
+        "train_s": round(result.wall_s, 1),
+        **{k: result.metrics.get(k) for k in FIGURES},
+        "aupro_by_defect": report["aupro_by_defect"],
+        "engine_ms": engine_ms(artifact / "vision.onnx"),
+    }
 
 
 def engine_ms(onnx_path: Path, rounds: int = 15, calls: int = 20) -> float:
@@ -92,19 +143,35 @@ def engine_ms(onnx_path: Path, rounds: int = 15, calls: int = 20) -> float:
 
 
 def markdown(rows: list[dict], meta: dict) -> str:
-    lines = [f"# Localization ablation ({meta['max_steps']} steps each, tiny-minicpmv46, seed {meta['seed']})", "",
-             f"`{meta['command']}`", "", f"{meta['machine']}; split {meta['split']}; every figure on its test split, "
-             "thresholds fitted on its calibration split", "",
-             "| change | accuracy | miss | overkill | image AUROC | pixel AUROC | AUPRO | mean IoU | class acc | engine ms |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Localization ablation ({meta['max_steps']} steps each, tiny-minicpmv46, seed {meta['seed']})",
+        "",
+        f"`{meta['command']}`",
+        "",
+        f"{meta['machine']}; split {meta['split']}; every figure on its test split, "
+        "thresholds fitted on its calibration split",
+        "",
+        "| change | accuracy | miss | overkill | image AUROC | pixel AUROC | AUPRO | mean IoU | class acc | engine ms "
+        "|",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     for r in rows:
         lines.append(f"| {r['name']} | " + " | ".join(fmt(r.get(k)) for k in FIGURES) + f" | {r['engine_ms']:.2f} |")
     first, last = rows[0]["engine_ms"], rows[-1]["engine_ms"]
-    lines += ["", f"Vision engine at batch 1 (ONNX Runtime CPU, 1 thread): {rows[-1]['name']} {last:.2f} ms vs "
-              f"{rows[0]['name']} {first:.2f} ms: {last / first:.2f}x (goal <= 1.5x: {'met' if last <= 1.5 * first else 'MISSED'})"]
-    lines += ["", "AUPRO per defect type:", "", "| change | " + " | ".join(rows[0]["aupro_by_defect"]) + " |",
-              "|---|" + "---|" * len(rows[0]["aupro_by_defect"])]
+    lines += [
+        "",
+        f"Vision engine at batch 1 (ONNX Runtime CPU, 1 thread): {rows[-1]['name']} {last:.2f} ms vs "
+        f"{rows[0]['name']} {first:.2f} ms: {last / first:.2f}x (goal <= 1.5x: "
+        f"{'met' if last <= 1.5 * first else 'MISSED'})",
+    ]
+    lines += [
+        "",
+        "AUPRO per defect type:",
+        "",
+        "| change | " + " | ".join(rows[0]["aupro_by_defect"]) + " |",
+        "|---|" + "---|" * len(rows[0]["aupro_by_defect"]),
+    ]
     for r in rows:
         lines.append(f"| {r['name']} | " + " | ".join(fmt(v) for v in r["aupro_by_defect"].values()) + " |")
     return "\n".join(lines) + "\n"
@@ -113,12 +180,18 @@ def markdown(rows: list[dict], meta: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("ddqa", help="the DDQA folder (eiad data ddqa) or its split.json, e.g. demo_out/ddqa")
-    parser.add_argument("--max-steps", type=int, default=2000, help="optimizer steps per row (default 2000, the demo's)")
+    parser.add_argument(
+        "--max-steps", type=int, default=2000, help="optimizer steps per row (default 2000, the demo's)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rows", default=None, help="comma-separated row numbers (default: all)")
     parser.add_argument("--out", default="benchmarks/results/ablation", help="result.json and report.md go here")
-    parser.add_argument("--keep", type=Path, default=None,
-                        help="keep each row's run and artifact in KEEP/row<N> (default: a temporary folder)")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="keep each row's run and artifact in KEEP/row<N> (default: a temporary folder)",
+    )
     parser.add_argument("--single", type=int, help=argparse.SUPPRESS)  # internal: one row, in a child process
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -136,12 +209,31 @@ def main(argv: list[str] | None = None) -> int:
         Path(work).mkdir(parents=True, exist_ok=True)
         for row in wanted:
             print(f"row {row}: {ROWS[row][0]}", flush=True)
-            subprocess.run([sys.executable, "-m", "benchmarks.ablation", args.ddqa, "--single", str(row), "--work", work,
-                            "--max-steps", str(args.max_steps), "--seed", str(args.seed)], check=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.ablation",
+                    args.ddqa,
+                    "--single",
+                    str(row),
+                    "--work",
+                    work,
+                    "--max-steps",
+                    str(args.max_steps),
+                    "--seed",
+                    str(args.seed),
+                ],
+                check=True,
+            )
             rows.append(json.loads((Path(work) / f"row{row}.json").read_text()))
-    meta = {"max_steps": args.max_steps, "seed": args.seed, "split": split,
-            "command": "python -m benchmarks.ablation " + " ".join(argv if argv is not None else sys.argv[1:]),
-            "machine": f"{platform.machine()} {__import__('os').cpu_count()} CPUs, python {platform.python_version()}"}
+    meta = {
+        "max_steps": args.max_steps,
+        "seed": args.seed,
+        "split": split,
+        "command": "python -m benchmarks.ablation " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": f"{platform.machine()} {__import__('os').cpu_count()} CPUs, python {platform.python_version()}",
+    }
     (out / "result.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     (out / "report.md").write_text(markdown(rows, meta))
     print(markdown(rows, meta))

@@ -18,9 +18,9 @@ Not thread-safe: one backend per timing loop.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -51,7 +51,9 @@ class Backend:
     close: Callable[[], None] = field(default=lambda: None)
 
 
-def open_backend(name: str, artifact_dir: Path, manifest: Manifest, torch_checkpoint: Path | None = None, intra_op_threads: int = 0) -> Backend:
+def open_backend(
+    name: str, artifact_dir: Path, manifest: Manifest, torch_checkpoint: Path | None = None, intra_op_threads: int = 0
+) -> Backend:
     if name in ORT_CHAINS:
         return _ort(name, artifact_dir, manifest, intra_op_threads)
     if name in TORCH_DEVICES:
@@ -72,7 +74,9 @@ def _ort(name: str, artifact_dir: Path, manifest: Manifest, intra_op_threads: in
     runner = OnnxRuntimeRunner(artifact_dir, providers=chain, intra_op_threads=intra_op_threads, manifest=manifest)
     if runner.provider != chain[0]:
         runner.close()
-        raise BackendUnavailable(f"{chain[0]} was requested but ONNX Runtime runs on {runner.provider} (fallback); not timed as {name}")
+        raise BackendUnavailable(
+            f"{chain[0]} was requested but ONNX Runtime runs on {runner.provider} (fallback); not timed as {name}"
+        )
     return Backend(name=name, device=runner.provider, run=runner.run, max_batch=runner.max_batch, close=runner.close)
 
 
@@ -90,7 +94,10 @@ def _torch(name: str, manifest: Manifest, checkpoint: Path | None) -> Backend:
 
     engine, _ = engine_from_checkpoint(Path(checkpoint), device=device)
     if (engine.height, engine.width) != (manifest.input.height, manifest.input.width):
-        raise BackendUnavailable(f"checkpoint {checkpoint} takes {engine.width}x{engine.height} px, the artifact {manifest.input.width}x{manifest.input.height}: not the same model")
+        raise BackendUnavailable(
+            f"checkpoint {checkpoint} takes {engine.width}x{engine.height} px, the artifact "
+            f"{manifest.input.width}x{manifest.input.height}: not the same model"
+        )
     names = [o.name for o in manifest.outputs]
 
     def run(batch: np.ndarray) -> dict[str, np.ndarray]:

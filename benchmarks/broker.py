@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from edge.broker import Mosquitto
 from eiad.errors import ConfigError
@@ -24,8 +24,10 @@ def private_broker() -> Iterator[Mosquitto]:
     with tempfile.TemporaryDirectory(prefix="eiad-bench-broker-") as tmp:
         broker = Mosquitto(Path(tmp), persistence=False, log_all=False)
         if broker.binary is None:
-            raise ConfigError("Mosquitto is not installed: apt-get install mosquitto, "
-                              "or pass --broker config to use the station's broker")
+            raise ConfigError(
+                "Mosquitto is not installed: apt-get install mosquitto, "
+                "or pass --broker config to use the station's broker"
+            )
         broker.start()
         try:
             yield broker

@@ -46,7 +46,15 @@ def compare_results(a: dict, b: dict) -> Comparison:
         if cb is None:
             continue
         if ca.get("throughput_per_s") is not None and cb.get("throughput_per_s") is not None:
-            ratios.append(Ratio(name, "throughput_per_s", ca["throughput_per_s"], cb["throughput_per_s"], ratio(cb["throughput_per_s"], ca["throughput_per_s"])))
+            ratios.append(
+                Ratio(
+                    name,
+                    "throughput_per_s",
+                    ca["throughput_per_s"],
+                    cb["throughput_per_s"],
+                    ratio(cb["throughput_per_s"], ca["throughput_per_s"]),
+                )
+            )
         la, lb = ca.get("latency_ms") or {}, cb.get("latency_ms") or {}
         for key in _LATENCY_KEYS:
             if key in la and key in lb:

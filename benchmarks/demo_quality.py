@@ -33,9 +33,14 @@ def collect(demo: Path) -> dict:
     metrics = _load(demo / "train" / "localization" / "metrics.json")
     summary = _load(demo / "edge" / "summary.json")
     test = metrics["test"]
-    model_goals = {k: {"goal": f"{label} {op} {bound}", "value": test.get(k),
-                       "met": test.get(k) is not None and (test[k] >= bound if op == ">=" else test[k] <= bound)}
-                   for k, (label, op, bound) in GOALS.items()}
+    model_goals = {
+        k: {
+            "goal": f"{label} {op} {bound}",
+            "value": test.get(k),
+            "met": test.get(k) is not None and (test[k] >= bound if op == ">=" else test[k] <= bound),
+        }
+        for k, (label, op, bound) in GOALS.items()
+    }
     steps = {}
     for folder in ("line", "ddqa", "train", "merged", "artifact", "edge"):
         marker = demo / folder / MARKER
@@ -43,14 +48,36 @@ def collect(demo: Path) -> dict:
         steps[folder] = {"summary": saved.get("summary"), "seconds": saved.get("seconds")}
     seconds = [s["seconds"] for s in steps.values()]
     return {
-        "demo": str(demo), "machine": f"{platform.machine()} {__import__('os').cpu_count()} CPUs",
-        "test_split": {k: test[k] for k in ("images", "defective_images", "verdicts", "image_auroc", "pixel_auroc", "aupro",
-                                            "aupro_by_defect", "mask_iou", "mean_iou_defective", "class_accuracy", "per_class",
-                                            "class_publishing")},
-        "thresholds": metrics["thresholds"], "model_goals": model_goals,
-        "stream": {"parts": summary["frames"], "all_received": summary["all_received"], "accuracy": summary["accuracy"],
-                   "quality": summary["quality"], "latency_ms": summary["latency_ms"]["capture_to_plc"]},
-        "steps": steps, "first_run_s": round(sum(seconds), 1) if all(s is not None for s in seconds) else None,
+        "demo": str(demo),
+        "machine": f"{platform.machine()} {__import__('os').cpu_count()} CPUs",
+        "test_split": {
+            k: test[k]
+            for k in (
+                "images",
+                "defective_images",
+                "verdicts",
+                "image_auroc",
+                "pixel_auroc",
+                "aupro",
+                "aupro_by_defect",
+                "mask_iou",
+                "mean_iou_defective",
+                "class_accuracy",
+                "per_class",
+                "class_publishing",
+            )
+        },
+        "thresholds": metrics["thresholds"],
+        "model_goals": model_goals,
+        "stream": {
+            "parts": summary["frames"],
+            "all_received": summary["all_received"],
+            "accuracy": summary["accuracy"],
+            "quality": summary["quality"],
+            "latency_ms": summary["latency_ms"]["capture_to_plc"],
+        },
+        "steps": steps,
+        "first_run_s": round(sum(seconds), 1) if all(s is not None for s in seconds) else None,
     }
 
 
@@ -58,37 +85,75 @@ def markdown(result: dict) -> str:
     test, stream = result["test_split"], result["stream"]
     pct = lambda v: "-" if v is None else f"{100 * v:.1f} %"  # noqa: E731
     image = stream["accuracy"]["image"]
-    lines = ["# The demo's model and line (`make demo`)", "",
-             "`make demo && python -m benchmarks.demo_quality demo_out`", "", f"{result['machine']}", "",
-             "## The station on the line's stream (what the PLC received, against the ground truth)", "",
-             f"{stream['parts']} parts, all received: {stream['all_received']}; confusion (truth -> verdict) "
-             f"{json.dumps(image['confusion'])}", "",
-             f"- {format_goals(stream['quality'])}",
-             f"- defect class right on {pct(stream['accuracy']['class_agreement'])} of the rejected defective parts, "
-             f"'unknown' on {pct(stream['accuracy']['class_unknown'])}",
-             f"- capture -> PLC p50 {stream['latency_ms'].get('p50')} ms, p99 {stream['latency_ms'].get('p99')} ms", "",
-             f"## The model on the DDQA test split ({test['images']} images, {test['defective_images']} defective)", "",
-             f"Thresholds from the calibration split: {result['thresholds']['calibration']}", "",
-             "| figure | value | goal |", "|---|---|---|"]
-    rows = [("accuracy", test["verdicts"]["accuracy"]), ("miss rate", test["verdicts"]["miss_rate"]),
-            ("overkill rate", test["verdicts"]["overkill_rate"]), ("image AUROC", test["image_auroc"]),
-            ("pixel AUROC", test["pixel_auroc"]), ("AUPRO", test["aupro"]), ("mask IoU (pooled)", test["mask_iou"]),
-            ("mean IoU per defective image", test["mean_iou_defective"]), ("class accuracy", test["class_accuracy"])]
+    lines = [
+        "# The demo's model and line (`make demo`)",
+        "",
+        "`make demo && python -m benchmarks.demo_quality demo_out`",
+        "",
+        f"{result['machine']}",
+        "",
+        "## The station on the line's stream (what the PLC received, against the ground truth)",
+        "",
+        f"{stream['parts']} parts, all received: {stream['all_received']}; confusion (truth -> verdict) "
+        f"{json.dumps(image['confusion'])}",
+        "",
+        f"- {format_goals(stream['quality'])}",
+        f"- defect class right on {pct(stream['accuracy']['class_agreement'])} of the rejected defective parts, "
+        f"'unknown' on {pct(stream['accuracy']['class_unknown'])}",
+        f"- capture -> PLC p50 {stream['latency_ms'].get('p50')} ms, p99 {stream['latency_ms'].get('p99')} ms",
+        "",
+        f"## The model on the DDQA test split ({test['images']} images, {test['defective_images']} defective)",
+        "",
+        f"Thresholds from the calibration split: {result['thresholds']['calibration']}",
+        "",
+        "| figure | value | goal |",
+        "|---|---|---|",
+    ]
+    rows = [
+        ("accuracy", test["verdicts"]["accuracy"]),
+        ("miss rate", test["verdicts"]["miss_rate"]),
+        ("overkill rate", test["verdicts"]["overkill_rate"]),
+        ("image AUROC", test["image_auroc"]),
+        ("pixel AUROC", test["pixel_auroc"]),
+        ("AUPRO", test["aupro"]),
+        ("mask IoU (pooled)", test["mask_iou"]),
+        ("mean IoU per defective image", test["mean_iou_defective"]),
+        ("class accuracy", test["class_accuracy"]),
+    ]
     goals = {"AUPRO": result["model_goals"]["aupro"], "class accuracy": result["model_goals"]["class_accuracy"]}
     for name, value in rows:
         goal = goals.get(name)
-        lines.append(f"| {name} | {value:.3f} | " + (f"{goal['goal']}: {'met' if goal['met'] else 'MISSED'}" if goal else "-")
-                     + " |")
-    lines += ["", "AUPRO per defect type: " + ", ".join(f"{k} {v:.3f}" for k, v in test["aupro_by_defect"].items()), "",
-              "| class | precision | recall | support |", "|---|---|---|---|"]
-    lines += [f"| {k} | {pct(v['precision'])} | {pct(v['recall'])} | {v['support']} |" for k, v in test["per_class"].items()]
+        lines.append(
+            f"| {name} | {value:.3f} | "
+            + (f"{goal['goal']}: {'met' if goal['met'] else 'MISSED'}" if goal else "-")
+            + " |"
+        )
+    lines += [
+        "",
+        "AUPRO per defect type: " + ", ".join(f"{k} {v:.3f}" for k, v in test["aupro_by_defect"].items()),
+        "",
+        "| class | precision | recall | support |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {k} | {pct(v['precision'])} | {pct(v['recall'])} | {v['support']} |" for k, v in test["per_class"].items()
+    ]
     pub = test["class_publishing"]
-    lines += ["", f"Classes published at confidence >= {pub['cutoff']:.3f}: {pct(pub['published_share'])} of the test "
-              f"defects, right {pct(pub['published_accuracy'])} of the time.", "", "## Steps", ""]
+    lines += [
+        "",
+        f"Classes published at confidence >= {pub['cutoff']:.3f}: {pct(pub['published_share'])} of the test "
+        f"defects, right {pct(pub['published_accuracy'])} of the time.",
+        "",
+        "## Steps",
+        "",
+    ]
     lines += [f"- {k}: {v['seconds']} s: {v['summary']}" for k, v in result["steps"].items()]
     if result["first_run_s"] is not None:
-        lines += ["", f"A first run's steps took {result['first_run_s']:.0f} s in all ({result['first_run_s'] / 60:.1f} min; "
-                  "each step's own time, from its marker)."]
+        lines += [
+            "",
+            f"A first run's steps took {result['first_run_s']:.0f} s in all ({result['first_run_s'] / 60:.1f} min; "
+            "each step's own time, from its marker).",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -6,7 +6,8 @@ checkpoint), time `run(batch)` with a warm-up and a minimum duration (device syn
 after each call), then run the evaluation images through it and compare verdicts with
 the reference (torch eager when given, else the first backend that runs: it is named in
 the report). Several artifacts of one model (fp32, int8, fp16) are measured in one run,
-configurations named by precision, all against the same reference. Evaluation images: the held-out split of a split.json, else random frames
+configurations named by precision, all against the same reference. Evaluation images: the
+test split of a split.json, else random frames
 (the report says so: agreement on noise says little about parts).
 
 With `baselines=["anomalib"]` (and a split), anomalib's own PatchCore is fitted on the
@@ -41,8 +42,8 @@ def evaluation_images(manifest: Manifest, split: Path | None, limit: int = 32, s
     """uint8 BGR NHWC at the artifact size, and where they came from."""
     spec = manifest.input
     if split is not None:
-        from export.vision.parity import load_images
         from eiad.split import load_split
+        from export.vision.parity import load_images
 
         entries = load_split(Path(split)).test[:limit]
         if not entries:
@@ -55,7 +56,7 @@ def evaluation_images(manifest: Manifest, split: Path | None, limit: int = 32, s
 
 
 def evaluation_labels(split: Path | None, limit: int = 32) -> list[str]:
-    """"OK"/"NG" of the images `evaluation_images` returns for a split (empty without one)."""
+    """ "OK"/"NG" of the images `evaluation_images` returns for a split (empty without one)."""
     if split is None:
         return []
     from eiad.split import load_split
@@ -77,8 +78,9 @@ def evaluation_masks(manifest: Manifest, split: Path | None, limit: int = 32) ->
     rows = []
     for entry in load_split(Path(split)).test[:limit]:
         mask = cv2.imread(entry.mask, cv2.IMREAD_GRAYSCALE) if entry.mask else None
-        rows.append(np.zeros((h, w), bool) if mask is None
-                    else cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST) > 127)
+        rows.append(
+            np.zeros((h, w), bool) if mask is None else cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST) > 127
+        )
     return np.stack(rows) if rows else masks
 
 
@@ -111,7 +113,9 @@ def verdicts(backend: Backend, images: np.ndarray, manifest: Manifest) -> tuple[
     return out_verdicts, np.asarray(scores)
 
 
-def agreement(reference: tuple[list[str], np.ndarray], candidate: tuple[list[str], np.ndarray], reference_name: str) -> dict:
+def agreement(
+    reference: tuple[list[str], np.ndarray], candidate: tuple[list[str], np.ndarray], reference_name: str
+) -> dict:
     ref_v, ref_s = reference
     cand_v, cand_s = candidate
     same = sum(a == b for a, b in zip(ref_v, cand_v))
@@ -122,8 +126,10 @@ def agreement(reference: tuple[list[str], np.ndarray], candidate: tuple[list[str
         "reference": reference_name,
         "images": len(ref_v),
         "verdict_agreement": same / len(ref_v) if both else None,
-        "agreement_note": None if both else f"not reported: the reference ({reference_name}) judged every image "
-                                            f"{sorted(set(ref_v)) or 'nothing'}; agreement needs both OK and NG parts",
+        "agreement_note": None
+        if both
+        else f"not reported: the reference ({reference_name}) judged every image "
+        f"{sorted(set(ref_v)) or 'nothing'}; agreement needs both OK and NG parts",
         "disagreements": len(ref_v) - same,
         "max_abs_score_diff": float(np.max(np.abs(ref_s - cand_s))) if len(ref_s) else float("nan"),
         "ng_fraction": sum(v == "NG" for v in cand_v) / len(cand_v) if cand_v else float("nan"),
@@ -135,7 +141,13 @@ def time_backend(backend: Backend, images: np.ndarray, batch: int, warmup: int, 
     reps = -(-batch // len(images))
     stacked = np.ascontiguousarray(np.concatenate([images] * reps)[:batch])
     with tqdm(desc=f"{backend.name} batch {batch}", unit="call", leave=False, mininterval=1.0) as bar:
-        timed = time_calls(lambda: backend.run(stacked), warmup=warmup, min_duration_s=min_duration_s, sync=backend.sync, progress=bar.update)
+        timed = time_calls(
+            lambda: backend.run(stacked),
+            warmup=warmup,
+            min_duration_s=min_duration_s,
+            sync=backend.sync,
+            progress=bar.update,
+        )
     latency = summarize_ns(timed.samples_ns)
     return {
         "name": f"{backend.name} b{batch}",
@@ -186,28 +198,60 @@ def bench_engine(
     """
     unknown = [b for b in baselines or [] if b != "anomalib"]
     if unknown:
-        raise DataError(f"unknown baseline(s) {', '.join(map(repr, unknown))} in --baselines: the only one is 'anomalib'")
+        raise DataError(
+            f"unknown baseline(s) {', '.join(map(repr, unknown))} in --baselines: the only one is 'anomalib'"
+        )
     artifacts = [Path(a) for a in (artifact if isinstance(artifact, (list, tuple)) else [artifact])]
     manifests = [load_manifest(a) for a in artifacts]
     manifest = manifests[0]
     images, source = evaluation_images(manifest, split, eval_images)
-    settings = {"artifact": str(artifacts[0]), "model_id": manifest.model_id, "input": f"{manifest.input.width}x{manifest.input.height}",
-                "precision": manifest.precision, "backends": backends, "batches": batches, "min_duration_s": min_duration_s,
-                "warmup_calls": warmup, "accuracy_images": source, "timing": "perf_counter_ns per call, device synced inside the timed region"}
+    settings = {
+        "artifact": str(artifacts[0]),
+        "model_id": manifest.model_id,
+        "input": f"{manifest.input.width}x{manifest.input.height}",
+        "precision": manifest.precision,
+        "backends": backends,
+        "batches": batches,
+        "min_duration_s": min_duration_s,
+        "warmup_calls": warmup,
+        "accuracy_images": source,
+        "timing": "perf_counter_ns per call, device synced inside the timed region",
+    }
     if len(artifacts) > 1:
-        settings["artifacts"] = [{"artifact": str(a), "precision": m.precision, "input": f"{m.input.width}x{m.input.height}",
-                                  "model_id": m.model_id} for a, m in zip(artifacts, manifests)]
+        settings["artifacts"] = [
+            {
+                "artifact": str(a),
+                "precision": m.precision,
+                "input": f"{m.input.width}x{m.input.height}",
+                "model_id": m.model_id,
+            }
+            for a, m in zip(artifacts, manifests)
+        ]
     result = new_result("engine", settings)
     # The reference goes first so every other backend is compared with it.
     order = sorted(backends, key=lambda b: 0 if b.startswith("torch") else 1)
     reference: list = [None, ""]
     for path, art_manifest, label in zip(artifacts, manifests, artifact_labels(manifests)):
-        art_images = images if art_manifest.input == manifest.input else evaluation_images(art_manifest, split, eval_images)[0]
+        art_images = (
+            images if art_manifest.input == manifest.input else evaluation_images(art_manifest, split, eval_images)[0]
+        )
         for name in order:
             if name.startswith("torch") and path != artifacts[0]:
                 continue  # eager torch runs the checkpoint, not the artifact: once is enough
-            _measure(result, f"{label}{name}", name, path, art_manifest, art_images, batches, warmup, min_duration_s,
-                     torch_checkpoint, intra_op_threads, reference)
+            _measure(
+                result,
+                f"{label}{name}",
+                name,
+                path,
+                art_manifest,
+                art_images,
+                batches,
+                warmup,
+                min_duration_s,
+                torch_checkpoint,
+                intra_op_threads,
+                reference,
+            )
     if not result["configurations"]:
         raise DataError("no backend could be measured on this machine: " + "; ".join(result["notes"]))
     reference_verdicts, reference_name = reference
@@ -216,13 +260,36 @@ def bench_engine(
         result["comparisons"] += precision_comparisons(result["configurations"], artifact_labels(manifests))
     if "anomalib" in (baselines or []):
         settings["baselines"] = ["anomalib"]
-        add_anomalib(result, manifest, split, images, (reference_verdicts, reference_name), batches, warmup, min_duration_s, anomalib, eval_images,
-                     artifacts[0])
+        add_anomalib(
+            result,
+            manifest,
+            split,
+            images,
+            (reference_verdicts, reference_name),
+            batches,
+            warmup,
+            min_duration_s,
+            anomalib,
+            eval_images,
+            artifacts[0],
+        )
     return result
 
 
-def _measure(result: dict, label: str, name: str, artifact: Path, manifest: Manifest, images: np.ndarray, batches: list[int],
-             warmup: int, min_duration_s: float, torch_checkpoint: Path | None, intra_op_threads: int, reference: list) -> None:
+def _measure(
+    result: dict,
+    label: str,
+    name: str,
+    artifact: Path,
+    manifest: Manifest,
+    images: np.ndarray,
+    batches: list[int],
+    warmup: int,
+    min_duration_s: float,
+    torch_checkpoint: Path | None,
+    intra_op_threads: int,
+    reference: list,
+) -> None:
     """Open one backend on one artifact, check its verdicts against `reference` (set by the
     first backend that runs), time every batch size; unavailable backends become notes."""
     try:
@@ -239,7 +306,9 @@ def _measure(result: dict, label: str, name: str, artifact: Path, manifest: Mani
         accuracy = agreement(reference[0], outcome, reference[1])
         for batch in batches:
             if backend.max_batch and batch != backend.max_batch:
-                result["notes"].append(f"{label} b{batch} not measured: the engine has a fixed batch of {backend.max_batch}")
+                result["notes"].append(
+                    f"{label} b{batch} not measured: the engine has a fixed batch of {backend.max_batch}"
+                )
                 continue
             config = time_backend(backend, images, batch, warmup, min_duration_s)
             config["accuracy"] = accuracy
@@ -255,46 +324,78 @@ def precision_comparisons(configurations: list[dict], labels: list[str]) -> list
     """For each non-first artifact: throughput ratio against the first artifact on the same
     backend and batch, beside its verdict agreement with the reference."""
     first = labels[0]
-    base = {c["name"][len(first):]: c for c in configurations if c["name"].startswith(first)}
+    base = {c["name"][len(first) :]: c for c in configurations if c["name"].startswith(first)}
     rows = []
     for label in labels[1:]:
         for config in configurations:
-            if not config["name"].startswith(label) or config["name"][len(label):] not in base:
+            if not config["name"].startswith(label) or config["name"][len(label) :] not in base:
                 continue
-            ref = base[config["name"][len(label):]]
+            ref = base[config["name"][len(label) :]]
             ratio = config["throughput_per_s"] / ref["throughput_per_s"] if ref["throughput_per_s"] else float("nan")
             agree = config["accuracy"]["verdict_agreement"]
-            rows.append({"name": f"{config['name']} / {ref['name']}", "metric": "throughput ratio", "ratio": ratio,
-                         "goal": f"verdicts agree {agree:.1%}" if agree is not None else "agreement not reported (one class only)",
-                         "goal_met": None, "verdict_agreement": agree})
+            rows.append(
+                {
+                    "name": f"{config['name']} / {ref['name']}",
+                    "metric": "throughput ratio",
+                    "ratio": ratio,
+                    "goal": f"verdicts agree {agree:.1%}"
+                    if agree is not None
+                    else "agreement not reported (one class only)",
+                    "goal_met": None,
+                    "verdict_agreement": agree,
+                }
+            )
     return rows
 
 
-def add_anomalib(result: dict, manifest: Manifest, split: Path | None, images: np.ndarray, reference: tuple[tuple, str], batches: list[int],
-                 warmup: int, min_duration_s: float, options: AnomalibOptions | None, eval_limit: int,
-                 artifact: Path | None = None) -> None:
+def add_anomalib(
+    result: dict,
+    manifest: Manifest,
+    split: Path | None,
+    images: np.ndarray,
+    reference: tuple[tuple, str],
+    batches: list[int],
+    warmup: int,
+    min_duration_s: float,
+    options: AnomalibOptions | None,
+    eval_limit: int,
+    artifact: Path | None = None,
+) -> None:
     """Measure anomalib's PatchCore on the same images and merge it into `result`;
     anything that stops it becomes a note (the engine figures stand on their own)."""
     from benchmarks.baselines import anomalib_baseline as ab
 
     if split is None:
-        result["notes"].append("anomalib not measured: it needs --split (OK training images to fit PatchCore on, labelled held-out images for AUROC)")
+        result["notes"].append(
+            "anomalib not measured: it needs --split (OK training images to fit PatchCore on, labelled held-out images "
+            "for AUROC)"
+        )
         return
     options = options or ab.AnomalibOptions()
     status = ab.availability(options.python)
     if not status.available:
         result["notes"].append(status.reason)
         return
-    from export.vision.parity import load_images
     from eiad.split import load_split
+    from export.vision.parity import load_images
 
     labels = evaluation_labels(split, eval_limit)
     masks = evaluation_masks(manifest, split, eval_limit)
     train_paths = [e.image for e in load_split(Path(split)).train if e.label == "OK"][: options.train_images]
     try:
-        train = load_images(train_paths, manifest.input.height, manifest.input.width, listed_in=f"{split} (anomalib's training images)")
-        configs, notes = ab.measure(train, images, labels, batches=batches, warmup=warmup, min_duration_s=min_duration_s, options=options,
-                                    masks=masks)
+        train = load_images(
+            train_paths, manifest.input.height, manifest.input.width, listed_in=f"{split} (anomalib's training images)"
+        )
+        configs, notes = ab.measure(
+            train,
+            images,
+            labels,
+            batches=batches,
+            warmup=warmup,
+            min_duration_s=min_duration_s,
+            options=options,
+            masks=masks,
+        )
     except ab.BaselineUnavailable as why:
         log.warning("%s", why)
         result["notes"].append(str(why))
@@ -303,10 +404,15 @@ def add_anomalib(result: dict, manifest: Manifest, split: Path | None, images: n
     ours = [c for c in result["configurations"] if c.get("group") == "engine"]
     result["configurations"] += configs
     ours_pixel = ab.pixel_auroc(engine_maps(artifact, images), masks) if artifact is not None else None
-    result["comparisons"] += ab.comparisons(ours, configs, ab.image_auroc(ref_scores, labels), f"our engine, {ref_name}",
-                                            ours_pixel)
+    result["comparisons"] += ab.comparisons(
+        ours, configs, ab.image_auroc(ref_scores, labels), f"our engine, {ref_name}", ours_pixel
+    )
     result["notes"] += notes
-    result["settings"]["anomalib"] = {"train_images": len(train_paths), "coreset_sampling_ratio": options.coreset_sampling_ratio,
-                                      "backbone": options.backbone,
-                                      "versions": configs[0]["versions"], "fit_s": configs[0]["fit_s"],
-                                      "worker_peak_rss_mb": configs[0].get("peak_rss_mb")}
+    result["settings"]["anomalib"] = {
+        "train_images": len(train_paths),
+        "coreset_sampling_ratio": options.coreset_sampling_ratio,
+        "backbone": options.backbone,
+        "versions": configs[0]["versions"],
+        "fit_s": configs[0]["fit_s"],
+        "worker_peak_rss_mb": configs[0].get("peak_rss_mb"),
+    }

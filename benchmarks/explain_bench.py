@@ -44,27 +44,41 @@ class ExplainPlan:
     reason: str = ""
 
 
-def plan_explanations(station, config_path: Path, manifest, choice: str = "config", mode: str | None = None) -> ExplainPlan:
+def plan_explanations(
+    station, config_path: Path, manifest, choice: str = "config", mode: str | None = None
+) -> ExplainPlan:
     """Decide from the station config, the artifact and the CLI choice ('config' or 'off')."""
     if choice == "off":
         return ExplainPlan(None, "explanations: not measured (--explainer off)")
     explainer = station.explainer
     if explainer is None:
-        return ExplainPlan(None, f"explanations: not measured: {config_path} has no explainer: section "
-                                 "(add 'explainer: {mode: NG, precision: int8}' to measure them)")
+        return ExplainPlan(
+            None,
+            f"explanations: not measured: {config_path} has no explainer: section "
+            "(add 'explainer: {mode: NG, precision: int8}' to measure them)",
+        )
     if not explainer.enabled:
         return ExplainPlan(None, f"explanations: not measured: explainer.enabled is false in {config_path}")
     mode = mode or explainer.mode
     if mode == "on_request":
-        return ExplainPlan(None, f"explanations: not measured: explainer.mode in {config_path} is on_request and the "
-                                 "benchmark requests nothing; pass --explain-mode NG, all or sampled")
+        return ExplainPlan(
+            None,
+            f"explanations: not measured: explainer.mode in {config_path} is on_request and the "
+            "benchmark requests nothing; pass --explain-mode NG, all or sampled",
+        )
     llm = llm_dir(station.path(station.artifact)) / LLM_CONFIG
     if not llm.is_file():
-        return ExplainPlan(None, f"explanations: not measured: {llm} not found (the artifact has no language model: "
-                                 "export it with 'eiad export llm')")
+        return ExplainPlan(
+            None,
+            f"explanations: not measured: {llm} not found (the artifact has no language model: "
+            "export it with 'eiad export llm')",
+        )
     if "vision_features" not in {o.name for o in manifest.outputs}:
-        return ExplainPlan(None, "explanations: not measured: the vision engine has no vision_features output, "
-                                 "so the explainer has nothing to explain from (re-export the vision engine)")
+        return ExplainPlan(
+            None,
+            "explanations: not measured: the vision engine has no vision_features output, "
+            "so the explainer has nothing to explain from (re-export the vision engine)",
+        )
     return ExplainPlan(explainer.model_copy(update={"mode": mode}))
 
 
@@ -79,18 +93,32 @@ def _tokens_per_s(metas: list[dict]) -> dict:
     seconds = sum(float(m["generation_ms"]) for m in metas) / 1000
     decode_s = seconds - sum(float(m.get("prefill_ms", 0.0)) for m in metas) / 1000
     per_explanation = [float(m["tokens_per_s"]) for m in metas]
-    return {"p50": float(np.median(per_explanation)) if per_explanation else None,
-            "overall": tokens / seconds if seconds > 0 else None, "decode": tokens / decode_s if decode_s > 0 else None}
+    return {
+        "p50": float(np.median(per_explanation)) if per_explanation else None,
+        "overall": tokens / seconds if seconds > 0 else None,
+        "decode": tokens / decode_s if decode_s > 0 else None,
+    }
 
 
 def _tokens(metas: list[dict]) -> dict:
     tokens = [int(m["tokens"]) for m in metas]
-    return {"total": sum(tokens), "mean": sum(tokens) / len(tokens) if tokens else None,
-            "min": min(tokens, default=None), "max": max(tokens, default=None)}
+    return {
+        "total": sum(tokens),
+        "mean": sum(tokens) / len(tokens) if tokens else None,
+        "min": min(tokens, default=None),
+        "max": max(tokens, default=None),
+    }
 
 
-def explanation_section(captured_ns: dict[str, int], stored_ns: dict[str, int], received_ns: dict[str, int],
-                        messages: dict[str, dict], stats: dict, settings: dict, loop_end_ns: int | None = None) -> dict:
+def explanation_section(
+    captured_ns: dict[str, int],
+    stored_ns: dict[str, int],
+    received_ns: dict[str, int],
+    messages: dict[str, dict],
+    stats: dict,
+    settings: dict,
+    loop_end_ns: int | None = None,
+) -> dict:
     """The report's explanation figures from the stamps (pure).
 
     captured_ns: inspection id -> capture stamp of its frame; stored_ns: -> the explanation's
@@ -101,24 +129,37 @@ def explanation_section(captured_ns: dict[str, int], stored_ns: dict[str, int], 
     ids = sorted((i for i in received_ns if i in captured_ns), key=lambda i: captured_ns[i])
     metas = [messages.get(i, {}).get("meta", {}) for i in ids]
     timed = [m for m in metas if {"tokens", "tokens_per_s", "generation_ms"} <= m.keys()]
-    counts = {"submitted": stats["submitted"], "skipped_by_mode": stats["skipped_by_mode"], "queued": stats["queued"],
-              "dropped_by_backlog": stats["dropped"], "explained": stats["explained"], "failed": stats["failed"],
-              "received": len(ids), "not_received": max(0, stats["explained"] - len(ids))}
+    counts = {
+        "submitted": stats["submitted"],
+        "skipped_by_mode": stats["skipped_by_mode"],
+        "queued": stats["queued"],
+        "dropped_by_backlog": stats["dropped"],
+        "explained": stats["explained"],
+        "failed": stats["failed"],
+        "received": len(ids),
+        "not_received": max(0, stats["explained"] - len(ids)),
+    }
     if loop_end_ns is not None:
         counts["received_after_loop"] = sum(received_ns[i] > loop_end_ns for i in ids)
     return {
-        "measured": True, "settings": settings, "counts": counts,
+        "measured": True,
+        "settings": settings,
+        "counts": counts,
         "latency_ms": _summary([(received_ns[i] - captured_ns[i]) / 1e6 for i in ids]),
         "backlog_ms": _summary([float(m["backlog_ms"]) for m in metas if "backlog_ms" in m]),
         "generation_ms": _summary([float(m["generation_ms"]) for m in timed]),
         "prefill_ms": _summary([float(m["prefill_ms"]) for m in timed if "prefill_ms" in m]),
         "publish_ms": _summary([(received_ns[i] - stored_ns[i]) / 1e6 for i in ids if i in stored_ns]),
-        "tokens": _tokens(timed), "tokens_per_s": _tokens_per_s(timed),
+        "tokens": _tokens(timed),
+        "tokens_per_s": _tokens_per_s(timed),
     }
 
 
 def explainer_settings(config) -> dict:
-    return {k: getattr(config, k) for k in ("precision", "mode", "max_new_tokens", "backlog_max", "drop_policy", "threads", "nice")}
+    return {
+        k: getattr(config, k)
+        for k in ("precision", "mode", "max_new_tokens", "backlog_max", "drop_policy", "threads", "nice")
+    }
 
 
 def warm_up(runtime, manifest) -> None:
@@ -136,7 +177,9 @@ class ExplainProbe:
     the backlog (bounded) and returns `explanation_section`; `close()` always.
     """
 
-    def __init__(self, station, plan: ExplainPlan, sinks: dict, timing: TimingSink, host: str, port: int, manifest) -> None:
+    def __init__(
+        self, station, plan: ExplainPlan, sinks: dict, timing: TimingSink, host: str, port: int, manifest
+    ) -> None:
         from edge.explainer.feed import explainer_feed
 
         self.timing = timing
@@ -159,8 +202,15 @@ class ExplainProbe:
         if missing:
             log.warning("%d explanations not received within 10 s", missing)
         captured = {i: s["captured"] for i, s in self.timing.stamps.items() if "captured" in s}
-        section = explanation_section(captured, dict(self.timing.explained), dict(self.listener.received),
-                                      dict(self.listener.messages), stats, self.settings, loop_end_ns)
+        section = explanation_section(
+            captured,
+            dict(self.timing.explained),
+            dict(self.listener.received),
+            dict(self.listener.messages),
+            stats,
+            self.settings,
+            loop_end_ns,
+        )
         section["drain_after_loop_s"] = round(drained_s, 3)
         return section
 
@@ -188,7 +238,9 @@ class _Collector:
         pass
 
 
-def explain_alone(artifact: Path, config, samples: list, count: int = ALONE_EXPLANATIONS, timeout_s: float = 60.0) -> dict:
+def explain_alone(
+    artifact: Path, config, samples: list, count: int = ALONE_EXPLANATIONS, timeout_s: float = 60.0
+) -> dict:
     """The explainer on `samples` (NG results with features), one part at a time, no loop
     running: submit -> explanation handed to the sinks, in ms, after one warm-up."""
     from edge.explainer.worker import build_explainer
@@ -209,7 +261,12 @@ def explain_alone(artifact: Path, config, samples: list, count: int = ALONE_EXPL
             if i:
                 latency.append((arrived - submitted) / 1e6)
                 metas.append(meta)
-    return {"measured": True, "explanations": len(latency), "latency_ms": _summary(latency),
-            "generation_ms": _summary([float(m["generation_ms"]) for m in metas]),
-            "prefill_ms": _summary([float(m.get("prefill_ms", 0.0)) for m in metas]),
-            "tokens": _tokens(metas), "tokens_per_s": _tokens_per_s(metas)}
+    return {
+        "measured": True,
+        "explanations": len(latency),
+        "latency_ms": _summary(latency),
+        "generation_ms": _summary([float(m["generation_ms"]) for m in metas]),
+        "prefill_ms": _summary([float(m.get("prefill_ms", 0.0)) for m in metas]),
+        "tokens": _tokens(metas),
+        "tokens_per_s": _tokens_per_s(metas),
+    }

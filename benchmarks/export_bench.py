@@ -44,21 +44,35 @@ def vision_rows(artifact: Path, engine, iters: int) -> list[dict]:
     session = ort.InferenceSession(str(artifact / "vision.onnx"), providers=["CPUExecutionProvider"])
     rows = []
     for batch in (1, 8):
-        images = np.random.default_rng(0).integers(0, 256, (batch, manifest.input.height, manifest.input.width, 3), np.uint8)
+        images = np.random.default_rng(0).integers(
+            0, 256, (batch, manifest.input.height, manifest.input.width, 3), np.uint8
+        )
         tensor = torch.from_numpy(images)
         with torch.no_grad():
             rows.append({"engine": "torch eager CPU", "batch": batch, **_percentiles(lambda: engine(tensor), 3, iters)})
-        rows.append({"engine": "onnxruntime CPU", "batch": batch,
-                     **_percentiles(lambda: session.run(None, {"image": images}), 3, iters)})
+        rows.append(
+            {
+                "engine": "onnxruntime CPU",
+                "batch": batch,
+                **_percentiles(lambda: session.run(None, {"image": images}), 3, iters),
+            }
+        )
         if torch.cuda.is_available():
             gpu = engine.cuda()
             on_gpu = tensor.cuda()
             sync = torch.cuda.synchronize
             with torch.no_grad():
-                rows.append({"engine": "torch eager CUDA", "batch": batch, **_percentiles(lambda: gpu(on_gpu), 5, iters, sync)})
+                rows.append(
+                    {"engine": "torch eager CUDA", "batch": batch, **_percentiles(lambda: gpu(on_gpu), 5, iters, sync)}
+                )
                 compiled = torch.compile(gpu, mode="reduce-overhead")  # CUDA graphs
-                rows.append({"engine": "torch.compile CUDA graphs", "batch": batch,
-                             **_percentiles(lambda: compiled(on_gpu), 5, iters, sync)})
+                rows.append(
+                    {
+                        "engine": "torch.compile CUDA graphs",
+                        "batch": batch,
+                        **_percentiles(lambda: compiled(on_gpu), 5, iters, sync),
+                    }
+                )
             engine.cpu()
     return rows
 
@@ -76,8 +90,14 @@ def llm_rows(artifact: Path, tokens: int) -> list[dict]:
         runtime.eos = set()  # time a fixed number of tokens
         generation = runtime.generate_ids(ids, tokens)
         size = sum(p.stat().st_size for p in folder.glob(LLM_DECODER.format(precision=precision) + "*"))
-        rows.append({"precision": precision, "size_mb": size / 1e6, "tokens_per_s": generation.tokens_per_s,
-                     "tokens": len(generation.token_ids)})
+        rows.append(
+            {
+                "precision": precision,
+                "size_mb": size / 1e6,
+                "tokens_per_s": generation.tokens_per_s,
+                "tokens": len(generation.token_ids),
+            }
+        )
     return rows
 
 
@@ -92,8 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     import onnxruntime
     import torch
 
-    result = {"device": platform.processor() or platform.machine(), "cuda": torch.cuda.is_available(),
-              "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__}, "vision": [], "llm": []}
+    result = {
+        "device": platform.processor() or platform.machine(),
+        "cuda": torch.cuda.is_available(),
+        "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__},
+        "vision": [],
+        "llm": [],
+    }
     if args.checkpoint:
         from eiad.modeling.checkpoint import engine_from_checkpoint
 

@@ -112,16 +112,25 @@ def _settings(config, host: str, port: int, workdir: Path):
     return mqtt, outbox
 
 
-def run_loop(config, runner, frames: list[np.ndarray], load: LineLoad, host: str, port: int, fps: float | None = None,
-             duration_s: float | None = None, explain: ExplainPlan | None = None,
-             truth: list[dict | None] | None = None) -> LoopRun:
+def run_loop(
+    config,
+    runner,
+    frames: list[np.ndarray],
+    load: LineLoad,
+    host: str,
+    port: int,
+    fps: float | None = None,
+    duration_s: float | None = None,
+    explain: ExplainPlan | None = None,
+    truth: list[dict | None] | None = None,
+) -> LoopRun:
     """One loop run with `load.cameras` paced cameras; the runner is reused across runs.
     With `explain` (a plan with a config), the station's explainer runs behind the loop and
     the run's `explanations` holds benchmarks/explain_bench.py's section. With `truth` (one
     record per frame), the verdicts the subscriber received are scored against it."""
+    from edge.pipeline import Pipeline
     from edge.sinks.log import LogSink
     from edge.sinks.mqtt.outbox.store import Outbox
-    from edge.pipeline import Pipeline
     from edge.sinks.mqtt.sink import MqttSink
     from edge.sources.watchdog import SourceSet
 
@@ -148,11 +157,24 @@ def run_loop(config, runner, frames: list[np.ndarray], load: LineLoad, host: str
             # Cameras are spread over one frame period, as unsynchronised cameras are.
             cam = PacedSource(f"cam{i}", frames, fps, duration_s, phase_s=(i / load.cameras / fps) if fps > 0 else 0.0)
             cams.append(cam)
-            sources.add(cam.source_id, lambda cam=cam: cam, load.policy, load.queue_capacity,
-                        500.0 if load.policy == "latest" else None, stall_timeout_s=max(10.0, duration_s))
-        pipeline = Pipeline(config.station_id, sources, runner, sinks, config.thresholds,
-                            max_batch=config.batching.max_batch, max_wait_ms=config.batching.max_wait_ms,
-                            wrong_size=config.frames.wrong_size)
+            sources.add(
+                cam.source_id,
+                lambda cam=cam: cam,
+                load.policy,
+                load.queue_capacity,
+                500.0 if load.policy == "latest" else None,
+                stall_timeout_s=max(10.0, duration_s),
+            )
+        pipeline = Pipeline(
+            config.station_id,
+            sources,
+            runner,
+            sinks,
+            config.thresholds,
+            max_batch=config.batching.max_batch,
+            max_wait_ms=config.batching.max_wait_ms,
+            wrong_size=config.frames.wrong_size,
+        )
         with _quiet(saturated=fps == 0):
             summary = pipeline.run(threading.Event())
             loop_end_ns = time.monotonic_ns()
@@ -185,27 +207,57 @@ def _quiet(saturated: bool):
 def bare_runner(runner, frames: list[np.ndarray], batch: int, duration_s: float) -> dict:
     stacked = np.stack([frames[i % len(frames)] for i in range(batch)])
     timed = time_calls(lambda: runner.run(stacked), warmup=10, min_duration_s=duration_s)
-    return {"name": f"bare runner b{batch}", "group": "bare", "batch": batch, "latency_ms": summarize_ns(timed.samples_ns).to_dict(),
-            "cdf_ms": cdf_points(timed.samples_ms), "throughput_per_s": timed.throughput(batch), "notes": []}
+    return {
+        "name": f"bare runner b{batch}",
+        "group": "bare",
+        "batch": batch,
+        "latency_ms": summarize_ns(timed.samples_ns).to_dict(),
+        "cdf_ms": cdf_points(timed.samples_ms),
+        "throughput_per_s": timed.throughput(batch),
+        "notes": [],
+    }
 
 
 def loop_config(name: str, run: LoopRun, load: LineLoad, fps: float, group: str = "loop") -> dict:
     total = summarize_ms(run.stages_ms["total"])
-    config = {"name": name, "group": group, "series": group, "cameras": load.cameras, "fps_per_camera": fps,
-              "latency_ms": total.to_dict(), "cdf_ms": cdf_points(run.stages_ms["total"]), "throughput_per_s": run.throughput_per_s,
-              "stages_ms": {s: {"p50_ms": summarize_ms(v).p50_ms, "p99_ms": summarize_ms(v).p99_ms} for s, v in run.stages_ms.items()},
-              "drops": run.dropped + run.lost, "frames_captured": run.frames_captured, "verdicts_received": run.verdicts_received,
-              "lost": run.lost, "late_frames": run.late, "duplicates": run.duplicates, "verdicts": run.verdicts, "notes": []}
+    config = {
+        "name": name,
+        "group": group,
+        "series": group,
+        "cameras": load.cameras,
+        "fps_per_camera": fps,
+        "latency_ms": total.to_dict(),
+        "cdf_ms": cdf_points(run.stages_ms["total"]),
+        "throughput_per_s": run.throughput_per_s,
+        "stages_ms": {
+            s: {"p50_ms": summarize_ms(v).p50_ms, "p99_ms": summarize_ms(v).p99_ms} for s, v in run.stages_ms.items()
+        },
+        "drops": run.dropped + run.lost,
+        "frames_captured": run.frames_captured,
+        "verdicts_received": run.verdicts_received,
+        "lost": run.lost,
+        "late_frames": run.late,
+        "duplicates": run.duplicates,
+        "verdicts": run.verdicts,
+        "notes": [],
+    }
     if fps > 0:
-        config["budget"] = check_budget(total.p99_ms, run.throughput_per_s, load.budget_ms, fps, load.cameras, run.dropped + run.lost).to_dict()
+        config["budget"] = check_budget(
+            total.p99_ms, run.throughput_per_s, load.budget_ms, fps, load.cameras, run.dropped + run.lost
+        ).to_dict()
     if run.accuracy is not None:
         config["accuracy"] = run.accuracy
         config["quality"] = judge(run.accuracy)
         if not config["quality"]["passed"]:
-            config["notes"].append("FAILED: the verdicts miss the line's quality goals (" + format_goals(config["quality"])
-                                   + "); its speed does not count")
+            config["notes"].append(
+                "FAILED: the verdicts miss the line's quality goals ("
+                + format_goals(config["quality"])
+                + "); its speed does not count"
+            )
     if run.late:
-        config["notes"].append(f"{run.late} frames left their camera more than one period late (the loop held the cameras back)")
+        config["notes"].append(
+            f"{run.late} frames left their camera more than one period late (the loop held the cameras back)"
+        )
     return config
 
 
@@ -213,30 +265,60 @@ def issue5_comparisons(bare: dict, saturated: dict, paced: dict, paced_label: st
     kept = ratio(saturated["throughput_per_s"], bare["throughput_per_s"])
     added = paced["latency_ms"]["p99_ms"] - bare["latency_ms"]["p99_ms"]
     return [
-        {"name": "saturated loop / bare runner", "metric": "throughput ratio", "ratio": kept, "goal": f">= {BARE_THROUGHPUT_GOAL}", "goal_met": kept >= BARE_THROUGHPUT_GOAL},
-        {"name": f"{paced_label} p99 - bare runner p99", "metric": "added ms", "ratio": added, "goal": f"<= {ADDED_P99_GOAL_MS} ms", "goal_met": added <= ADDED_P99_GOAL_MS},
+        {
+            "name": "saturated loop / bare runner",
+            "metric": "throughput ratio",
+            "ratio": kept,
+            "goal": f">= {BARE_THROUGHPUT_GOAL}",
+            "goal_met": kept >= BARE_THROUGHPUT_GOAL,
+        },
+        {
+            "name": f"{paced_label} p99 - bare runner p99",
+            "metric": "added ms",
+            "ratio": added,
+            "goal": f"<= {ADDED_P99_GOAL_MS} ms",
+            "goal_met": added <= ADDED_P99_GOAL_MS,
+        },
     ]
 
 
-def bench_line(config_path: Path, load: LineLoad, broker: str = "private", bare: bool = True, baseline: bool = True,
-               video: Path | None = None, explainer: str = "config", explain_mode: str | None = None) -> dict:
+def bench_line(
+    config_path: Path,
+    load: LineLoad,
+    broker: str = "private",
+    bare: bool = True,
+    baseline: bool = True,
+    video: Path | None = None,
+    explainer: str = "config",
+    explain_mode: str | None = None,
+) -> dict:
     """Every measurement of the module docstring; `explainer` 'config' (measure explanations
     when the station enables them) or 'off'; `explain_mode` overrides explainer.mode."""
+    from benchmarks.broker import broker_for_run
     from edge.config import load_station_config
     from edge.runners.factory import build_runner
     from eiad.manifest import load_manifest
-
-    from benchmarks.broker import broker_for_run
 
     config = load_station_config(config_path)
     artifact = config.path(config.artifact)
     manifest = load_manifest(artifact)
     frames, frames_source = load_frames(config, manifest, video)
     truth = load_truth(config, video, len(frames))
-    settings = {"config": str(config_path), "artifact": str(artifact), "model_id": manifest.model_id, "cameras": load.cameras,
-                "fps_per_camera": load.fps_per_camera, "duration_s": load.duration_s, "budget_ms": load.budget_ms,
-                "camera_policy": load.policy, "max_batch": config.batching.max_batch, "max_wait_ms": config.batching.max_wait_ms,
-                "runner": config.runner.model_dump(mode="json"), "frames": frames_source, "broker": broker}
+    settings = {
+        "config": str(config_path),
+        "artifact": str(artifact),
+        "model_id": manifest.model_id,
+        "cameras": load.cameras,
+        "fps_per_camera": load.fps_per_camera,
+        "duration_s": load.duration_s,
+        "budget_ms": load.budget_ms,
+        "camera_policy": load.policy,
+        "max_batch": config.batching.max_batch,
+        "max_wait_ms": config.batching.max_wait_ms,
+        "runner": config.runner.model_dump(mode="json"),
+        "frames": frames_source,
+        "broker": broker,
+    }
     plan = plan_explanations(config, config_path, manifest, explainer, explain_mode)
     result = new_result("line", settings)
     with ExitStack() as stack:
@@ -253,20 +335,36 @@ def bench_line(config_path: Path, load: LineLoad, broker: str = "private", bare:
         # compared with the paced loop without the explainer when there is one: like for like.
         loop_only, loop_label = paced, "paced loop"
         if bare and plan.config is not None:  # the same paced load with no explainer behind it
-            quiet = loop_config(f"loop {load.cameras}x{load.fps_per_camera:g}fps without explainer",
-                                run_loop(config, runner, frames, load, host, port, truth=truth),
-                                load, load.fps_per_camera, group="loop-no-explainer")
+            quiet = loop_config(
+                f"loop {load.cameras}x{load.fps_per_camera:g}fps without explainer",
+                run_loop(config, runner, frames, load, host, port, truth=truth),
+                load,
+                load.fps_per_camera,
+                group="loop-no-explainer",
+            )
             result["configurations"].append(quiet)
-            result["comparisons"].append({"name": "paced loop p99 with explainer - without", "metric": "added ms",
-                                          "ratio": paced["latency_ms"]["p99_ms"] - quiet["latency_ms"]["p99_ms"], "goal": "-"})
+            result["comparisons"].append(
+                {
+                    "name": "paced loop p99 with explainer - without",
+                    "metric": "added ms",
+                    "ratio": paced["latency_ms"]["p99_ms"] - quiet["latency_ms"]["p99_ms"],
+                    "goal": "-",
+                }
+            )
             loop_only, loop_label = quiet, "paced loop without explainer"
         if bare:
             batch = max(1, min(config.batching.max_batch, runner.max_batch or config.batching.max_batch))
             bare_cfg = bare_runner(runner, frames, batch, min(load.duration_s, 10.0))
-            sat_load = LineLoad(0.0, load.cameras, min(load.duration_s, 10.0), load.budget_ms, "block", load.queue_capacity)
-            saturated = loop_config(f"loop {load.cameras} cams saturated",
-                                    run_loop(config, runner, frames, sat_load, host, port, truth=truth), sat_load, 0.0,
-                                    group="saturated")
+            sat_load = LineLoad(
+                0.0, load.cameras, min(load.duration_s, 10.0), load.budget_ms, "block", load.queue_capacity
+            )
+            saturated = loop_config(
+                f"loop {load.cameras} cams saturated",
+                run_loop(config, runner, frames, sat_load, host, port, truth=truth),
+                sat_load,
+                0.0,
+                group="saturated",
+            )
             result["configurations"] += [bare_cfg, saturated]
             result["comparisons"] += issue5_comparisons(bare_cfg, saturated, loop_only, loop_label)
         if baseline:
@@ -275,10 +373,22 @@ def bench_line(config_path: Path, load: LineLoad, broker: str = "private", bare:
             naive = bench_naive(artifact, manifest, frames, load, host, port)
             result["configurations"].append(naive)
             station = "station loop" + (" without explainer" if loop_only is not paced else "")
-            result["comparisons"].append({"name": f"naive loop p99 / {station} p99", "metric": "latency ratio",
-                                          "ratio": ratio(naive["latency_ms"]["p99_ms"], loop_only["latency_ms"]["p99_ms"]), "goal": "-"})
-            result["comparisons"].append({"name": f"{station} / naive loop", "metric": "throughput ratio",
-                                          "ratio": ratio(loop_only["throughput_per_s"], naive["throughput_per_s"]), "goal": "-"})
+            result["comparisons"].append(
+                {
+                    "name": f"naive loop p99 / {station} p99",
+                    "metric": "latency ratio",
+                    "ratio": ratio(naive["latency_ms"]["p99_ms"], loop_only["latency_ms"]["p99_ms"]),
+                    "goal": "-",
+                }
+            )
+            result["comparisons"].append(
+                {
+                    "name": f"{station} / naive loop",
+                    "metric": "throughput ratio",
+                    "ratio": ratio(loop_only["throughput_per_s"], naive["throughput_per_s"]),
+                    "goal": "-",
+                }
+            )
     if plan.config is None:
         result["notes"].append(plan.reason)
     if truth is None:
@@ -292,7 +402,9 @@ def _explanations(plan: ExplainPlan, paced_run: LoopRun, artifact: Path) -> dict
         return {"measured": False, "reason": plan.reason}
     section = paced_run.explanations
     section["alone"] = explain_alone(artifact, plan.config, paced_run.samples)
-    section["notes"] = ["explanations share the CPU with the verdict path: the paced loop's verdict figures above were "
-                        "measured with the explainer running behind it ('without explainer': the same load without it, "
-                        "unless --no-bare)"]
+    section["notes"] = [
+        "explanations share the CPU with the verdict path: the paced loop's verdict figures above were "
+        "measured with the explainer running behind it ('without explainer': the same load without it, "
+        "unless --no-bare)"
+    ]
     return section

@@ -33,9 +33,16 @@ from edge.truth_scoring import score_image
 
 log = logging.getLogger(__name__)
 
-STAGE_STAMPS = (("capture", "captured", "queued"), ("queue", "queued", "dequeued"), ("preprocess", "dequeued", "preprocessed"),
-                ("inference", "preprocessed", "inferred"), ("postprocess", "inferred", "decided"), ("outbox", "decided", "outboxed"),
-                ("publish+broker", "outboxed", "received"), ("total", "captured", "received"))
+STAGE_STAMPS = (
+    ("capture", "captured", "queued"),
+    ("queue", "queued", "dequeued"),
+    ("preprocess", "dequeued", "preprocessed"),
+    ("inference", "preprocessed", "inferred"),
+    ("postprocess", "inferred", "decided"),
+    ("outbox", "decided", "outboxed"),
+    ("publish+broker", "outboxed", "received"),
+    ("total", "captured", "received"),
+)
 
 
 class PacedSource:
@@ -46,7 +53,9 @@ class PacedSource:
     Thread safety: one reader thread; `late` is read after the run.
     """
 
-    def __init__(self, source_id: str, frames: list[np.ndarray], fps: float, duration_s: float, phase_s: float = 0.0) -> None:
+    def __init__(
+        self, source_id: str, frames: list[np.ndarray], fps: float, duration_s: float, phase_s: float = 0.0
+    ) -> None:
         self.source_id = source_id
         self._frames = frames
         self._period_s = 1.0 / fps if fps > 0 else 0.0
@@ -129,7 +138,9 @@ class VerdictListener:
         self._lock = threading.Lock()
         self.ready = threading.Event()
         self._topic = topic
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"eiad-bench-plc-{time.monotonic_ns()}", protocol=mqtt.MQTTv5)
+        self._client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=f"eiad-bench-plc-{time.monotonic_ns()}", protocol=mqtt.MQTTv5
+        )
         self._client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
         self._client.on_subscribe = lambda c, u, mid, codes, p: self.ready.set()
         self._client.on_message = self._on_message
@@ -191,8 +202,14 @@ def warmup_frames(received: int) -> int:
     return min(max(3, received // 20), received // 2)
 
 
-def collect(timing: TimingSink, listener: VerdictListener, dropped: int, late: int, captured: int,
-            truth: list[dict | None] | None = None) -> LoopRun:
+def collect(
+    timing: TimingSink,
+    listener: VerdictListener,
+    dropped: int,
+    late: int,
+    captured: int,
+    truth: list[dict | None] | None = None,
+) -> LoopRun:
     """Join stamps with arrivals; throughput = received / (last arrival - first capture).
     With `truth` (one record per replayed frame; cameras replay the frames round-robin
     from their first), each received verdict is scored against its frame's record."""
@@ -204,18 +221,28 @@ def collect(timing: TimingSink, listener: VerdictListener, dropped: int, late: i
     # The first frames of a run pay one-off costs (first MQTT publish, first outbox write,
     # first inference of a fresh pipeline): not what a running line sees. They are delivered
     # and counted, but left out of the latency statistics (the warm-up of habit 13).
-    timed = sorted(rows, key=lambda r: r["captured"])[warmup_frames(len(rows)):]
+    timed = sorted(rows, key=lambda r: r["captured"])[warmup_frames(len(rows)) :]
     stages = {}
     for stage, begin, end in STAGE_STAMPS:
         values = [(r[end] - r[begin]) / 1e6 for r in timed if begin in r and end in r]
         if values:
             stages[stage] = np.asarray(values)
-    span_s = (max(r["received"] for r in rows) - min(r["captured"] for r in rows)) / 1e9 if len(rows) > 1 else float("nan")
+    span_s = (
+        (max(r["received"] for r in rows) - min(r["captured"] for r in rows)) / 1e9 if len(rows) > 1 else float("nan")
+    )
     accuracy = None
     if truth:
         pairs = [(truth[int(m["frame_id"]) % len(truth)], m["verdict"]) for m in listener.messages.values()]
         accuracy = score_image(pairs)
-    return LoopRun(stages_ms=stages, frames_captured=captured, verdicts_received=len(rows), lost=len(timing.stamps) - len(rows),
-                   dropped=dropped, late=late, duplicates=listener.duplicates,
-                   throughput_per_s=len(rows) / span_s if span_s and span_s > 0 else float("nan"), verdicts=verdicts,
-                   accuracy=accuracy)
+    return LoopRun(
+        stages_ms=stages,
+        frames_captured=captured,
+        verdicts_received=len(rows),
+        lost=len(timing.stamps) - len(rows),
+        dropped=dropped,
+        late=late,
+        duplicates=listener.duplicates,
+        throughput_per_s=len(rows) / span_s if span_s and span_s > 0 else float("nan"),
+        verdicts=verdicts,
+        accuracy=accuracy,
+    )

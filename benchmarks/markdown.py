@@ -29,14 +29,24 @@ def _latency_rows(configs: list[dict]) -> list[list[str]]:
         lat = c.get("latency_ms") or {}
         acc = c.get("accuracy") or {}
         budget = c.get("budget") or {}
-        rows.append([
-            c["name"], _f(c.get("throughput_per_s"), 1), _f(lat.get("count"), 0), _f(lat.get("p50_ms")), _f(lat.get("p90_ms")),
-            _f(lat.get("p99_ms")), _f(lat.get("p999_ms")), _f(lat.get("max_ms")),
-            f"{lat.get('outliers', '-')}" if lat else "-",
-            f"{acc['verdict_agreement'] * 100:.1f}% of {acc['images']}" if acc.get("verdict_agreement") is not None else "-",
-            truth_cell(c),
-            ("met" if budget.get("met") else "NOT met: " + "; ".join(budget.get("reasons", []))) if budget else "-",
-        ])
+        rows.append(
+            [
+                c["name"],
+                _f(c.get("throughput_per_s"), 1),
+                _f(lat.get("count"), 0),
+                _f(lat.get("p50_ms")),
+                _f(lat.get("p90_ms")),
+                _f(lat.get("p99_ms")),
+                _f(lat.get("p999_ms")),
+                _f(lat.get("max_ms")),
+                f"{lat.get('outliers', '-')}" if lat else "-",
+                f"{acc['verdict_agreement'] * 100:.1f}% of {acc['images']}"
+                if acc.get("verdict_agreement") is not None
+                else "-",
+                truth_cell(c),
+                ("met" if budget.get("met") else "NOT met: " + "; ".join(budget.get("reasons", []))) if budget else "-",
+            ]
+        )
     return rows
 
 
@@ -47,34 +57,77 @@ def truth_cell(config: dict) -> str:
         return "-"
     pct = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731
     verdict = "" if (config.get("quality") or {}).get("passed", True) else " FAILED"
-    return (f"acc {pct(acc.get('accuracy'))} miss {pct(acc.get('miss_rate'))} overkill {pct(acc.get('overkill_rate'))}"
-            f" of {acc['scored']}{verdict}")
+    return (
+        f"acc {pct(acc.get('accuracy'))} miss {pct(acc.get('miss_rate'))} overkill {pct(acc.get('overkill_rate'))}"
+        f" of {acc['scored']}{verdict}"
+    )
 
 
 def render_markdown(result: dict, plots: dict[str, str]) -> str:
     """The report: settings, the latency table, stages, comparisons, environment, plots."""
     env = result.get("environment", {})
     configs = result.get("configurations", [])
-    out = [f"# eiad bench {result.get('kind', '')}", "", f"Command: `{result.get('command', '')}`  ", f"Run at {result.get('created_at', '')} (UTC).", ""]
-    out += ["## Machine", "", f"- CPU: {env.get('cpu')} ({env.get('cpu_affinity') or env.get('cpu_count')} cores usable, "
-            f"load {_f(env.get('load_avg_1m'))} at start), {env.get('memory_gb')} GB RAM", f"- GPU: {', '.join(env.get('gpu') or []) or 'none'}",
-            f"- {env.get('system')} {env.get('machine')}; " + ", ".join(f"{k} {v}" for k, v in sorted((env.get("versions") or {}).items())), ""]
+    out = [
+        f"# eiad bench {result.get('kind', '')}",
+        "",
+        f"Command: `{result.get('command', '')}`  ",
+        f"Run at {result.get('created_at', '')} (UTC).",
+        "",
+    ]
+    out += [
+        "## Machine",
+        "",
+        f"- CPU: {env.get('cpu')} ({env.get('cpu_affinity') or env.get('cpu_count')} cores usable, "
+        f"load {_f(env.get('load_avg_1m'))} at start), {env.get('memory_gb')} GB RAM",
+        f"- GPU: {', '.join(env.get('gpu') or []) or 'none'}",
+        f"- {env.get('system')} {env.get('machine')}; "
+        + ", ".join(f"{k} {v}" for k, v in sorted((env.get("versions") or {}).items())),
+        "",
+    ]
     settings = result.get("settings", {})
     if settings:
         out += ["## Settings", ""] + [f"- {k}: `{v}`" for k, v in settings.items()] + [""]
     if configs:
         first = next((c.get("latency_ms") for c in configs if c.get("latency_ms")), {}) or {}
-        out += ["## Latency and throughput", "",
-                f"Latency per call/frame in ms; percentiles by numpy '{first.get('method', 'linear')}'; outliers: samples above "
-                f"{first.get('outlier_factor', 3)} x p50 (counted, not removed). Throughput in items (images or verdicts) per second.", ""]
-        out += _table(["configuration", "items/s", "n", "p50", "p90", "p99", "p99.9", "max", "outliers", "agreement",
-                       "verdicts vs truth", "budget"], _latency_rows(configs))
+        out += [
+            "## Latency and throughput",
+            "",
+            f"Latency per call/frame in ms; percentiles by numpy '{first.get('method', 'linear')}'; outliers: samples "
+            "above "
+            f"{first.get('outlier_factor', 3)} x p50 (counted, not removed). Throughput in items (images or verdicts) "
+            "per second.",
+            "",
+        ]
+        out += _table(
+            [
+                "configuration",
+                "items/s",
+                "n",
+                "p50",
+                "p90",
+                "p99",
+                "p99.9",
+                "max",
+                "outliers",
+                "agreement",
+                "verdicts vs truth",
+                "budget",
+            ],
+            _latency_rows(configs),
+        )
         out.append("")
     staged = [c for c in configs if c.get("stages_ms")]
     if staged:
         out += ["## Where the time goes (p50 / p99 ms per stage)", ""]
         stages = [s for s in STAGE_ORDER if any(s in c["stages_ms"] for c in staged)]
-        rows = [[c["name"]] + [f"{_f(c['stages_ms'][s]['p50_ms'])} / {_f(c['stages_ms'][s]['p99_ms'])}" if s in c["stages_ms"] else "-" for s in stages] for c in staged]
+        rows = [
+            [c["name"]]
+            + [
+                f"{_f(c['stages_ms'][s]['p50_ms'])} / {_f(c['stages_ms'][s]['p99_ms'])}" if s in c["stages_ms"] else "-"
+                for s in stages
+            ]
+            for c in staged
+        ]
         out += _table(["configuration", *stages], rows) + [""]
         drops = [(c["name"], c.get("drops")) for c in staged if c.get("drops") is not None]
         if drops:
@@ -82,16 +135,49 @@ def render_markdown(result: dict, plots: dict[str, str]) -> str:
     comparisons = result.get("comparisons", [])
     if comparisons:
         out += ["## Ratios", ""]
-        rows = [[c["name"], c.get("metric", ""), _f(c.get("ratio"), 3), c.get("goal", "-"), {True: "yes", False: "no"}.get(c.get("goal_met"), "-")] for c in comparisons]
+        rows = [
+            [
+                c["name"],
+                c.get("metric", ""),
+                _f(c.get("ratio"), 3),
+                c.get("goal", "-"),
+                {True: "yes", False: "no"}.get(c.get("goal_met"), "-"),
+            ]
+            for c in comparisons
+        ]
         out += _table(["comparison", "metric", "ratio / value", "goal", "goal met"], rows) + [""]
     if result.get("sweep"):
-        rows = [[str(r.get(k)) for k in ("artifact", "resolution", "precision", "backend", "batch", "cameras")]
-                + [_f(r.get("max_fps_per_camera"), 1), _f(r.get("p99_ms")), sweep_limit(r),
-                   truth_cell({"accuracy": r.get("accuracy"), "quality": {"passed": r.get("quality_passed") is not False}})]
-                for r in result["sweep"]]
-        out += ["## Highest sustainable fps per camera", ""] + _table(
-            ["artifact", "resolution", "precision", "backend", "batch", "cameras", "max fps/camera", "p99 ms there",
-             "what stops a higher rate", "verdicts vs truth"], rows) + [""]
+        rows = [
+            [str(r.get(k)) for k in ("artifact", "resolution", "precision", "backend", "batch", "cameras")]
+            + [
+                _f(r.get("max_fps_per_camera"), 1),
+                _f(r.get("p99_ms")),
+                sweep_limit(r),
+                truth_cell(
+                    {"accuracy": r.get("accuracy"), "quality": {"passed": r.get("quality_passed") is not False}}
+                ),
+            ]
+            for r in result["sweep"]
+        ]
+        out += (
+            ["## Highest sustainable fps per camera", ""]
+            + _table(
+                [
+                    "artifact",
+                    "resolution",
+                    "precision",
+                    "backend",
+                    "batch",
+                    "cameras",
+                    "max fps/camera",
+                    "p99 ms there",
+                    "what stops a higher rate",
+                    "verdicts vs truth",
+                ],
+                rows,
+            )
+            + [""]
+        )
     if result.get("explanations"):
         out += render_explanations(result["explanations"])
     notes = result.get("notes", []) + [f"{c['name']}: {n}" for c in configs for n in c.get("notes", [])]
@@ -115,12 +201,18 @@ def sweep_limit(row: dict) -> str:
 
 def _summary_row(name: str, summary: dict | None) -> list[str]:
     summary = summary or {}
-    return [name] + [_f(summary.get(k)) if summary else "-" for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms")] + [_f(summary.get("count"), 0)]
+    return (
+        [name]
+        + [_f(summary.get(k)) if summary else "-" for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms")]
+        + [_f(summary.get("count"), 0)]
+    )
 
 
 def _tps(tps: dict) -> str:
-    return (f"p50 {_f(tps.get('p50'), 1)} per explanation, {_f(tps.get('overall'), 1)} overall (tokens / generation time), "
-            f"{_f(tps.get('decode'), 1)} decoding only (prefill left out)")
+    return (
+        f"p50 {_f(tps.get('p50'), 1)} per explanation, {_f(tps.get('overall'), 1)} overall (tokens / generation time), "
+        f"{_f(tps.get('decode'), 1)} decoding only (prefill left out)"
+    )
 
 
 def render_explanations(section: dict) -> list[str]:
@@ -130,21 +222,33 @@ def render_explanations(section: dict) -> list[str]:
         return out + [section.get("reason", "not measured"), ""]
     settings, counts, alone = section.get("settings", {}), section.get("counts", {}), section.get("alone") or {}
     out += ["Settings: " + ", ".join(f"{k} `{v}`" for k, v in settings.items()), ""]
-    out += ["Parts: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items()) +
-            f"; backlog drained {_f(section.get('drain_after_loop_s'), 1)} s after the cameras stopped.", ""]
-    rows = [_summary_row("capture -> explanation received", section.get("latency_ms")),
-            _summary_row("waiting in the backlog", section.get("backlog_ms")),
-            _summary_row("generation (prompt + decoding)", section.get("generation_ms")),
-            _summary_row("of which prefill (prompt)", section.get("prefill_ms")),
-            _summary_row("explanation stored -> received", section.get("publish_ms"))]
+    out += [
+        "Parts: "
+        + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items())
+        + f"; backlog drained {_f(section.get('drain_after_loop_s'), 1)} s after the cameras stopped.",
+        "",
+    ]
+    rows = [
+        _summary_row("capture -> explanation received", section.get("latency_ms")),
+        _summary_row("waiting in the backlog", section.get("backlog_ms")),
+        _summary_row("generation (prompt + decoding)", section.get("generation_ms")),
+        _summary_row("of which prefill (prompt)", section.get("prefill_ms")),
+        _summary_row("explanation stored -> received", section.get("publish_ms")),
+    ]
     if alone.get("measured"):
-        rows += [_summary_row("explainer alone: submit -> explanation", alone.get("latency_ms")),
-                 _summary_row("explainer alone: generation", alone.get("generation_ms")),
-                 _summary_row("explainer alone: of which prefill", alone.get("prefill_ms"))]
+        rows += [
+            _summary_row("explainer alone: submit -> explanation", alone.get("latency_ms")),
+            _summary_row("explainer alone: generation", alone.get("generation_ms")),
+            _summary_row("explainer alone: of which prefill", alone.get("prefill_ms")),
+        ]
     out += _table(["ms", "p50", "p90", "p99", "max", "n"], rows) + [""]
     tokens, tps, alone_tps = section.get("tokens", {}), section.get("tokens_per_s", {}), alone.get("tokens_per_s", {})
-    out += [f"Tokens per explanation: mean {_f(tokens.get('mean'), 1)} (min {_f(tokens.get('min'))}, max {_f(tokens.get('max'))}). "
-            f"Tokens/s beside the loop: {_tps(tps)}; explainer alone: "
-            + (f"{_tps(alone_tps)}." if alone.get("measured") else f"not measured ({alone.get('reason', '-')})."), ""]
+    out += [
+        f"Tokens per explanation: mean {_f(tokens.get('mean'), 1)} (min {_f(tokens.get('min'))}, max "
+        f"{_f(tokens.get('max'))}). "
+        f"Tokens/s beside the loop: {_tps(tps)}; explainer alone: "
+        + (f"{_tps(alone_tps)}." if alone.get("measured") else f"not measured ({alone.get('reason', '-')})."),
+        "",
+    ]
     out += [f"- {n}" for n in section.get("notes", [])] + [""]
     return out

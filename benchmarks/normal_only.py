@@ -35,10 +35,10 @@ def parts_of_the_fusion(checkpoint: Path, split: Path) -> dict:
     import torch
     from torch.utils.data import DataLoader
 
+    from eiad.modeling.checkpoint import engine_from_checkpoint
     from eiad.split import load_split
     from train.eval.metrics import auroc
     from train.localization.data import LocalizationDataset
-    from eiad.modeling.checkpoint import engine_from_checkpoint
 
     engine, _ = engine_from_checkpoint(checkpoint)
     data = LocalizationDataset(load_split(split), "test", engine.height, engine.width)
@@ -55,10 +55,14 @@ def parts_of_the_fusion(checkpoint: Path, split: Path) -> dict:
             labels.append(batch["label"].numpy() > 0.5)
     module, head, bank, masks, labels = (np.concatenate(x) for x in (module, head, bank, masks, labels))
     peak = lambda maps: maps.reshape(len(maps), -1).max(axis=1)  # noqa: E731
-    return {"module": {"image_auroc": auroc(labels, head), "pixel_auroc": auroc(masks, module)},
-            "bank": {"image_auroc": auroc(labels, peak(bank)), "pixel_auroc": auroc(masks, bank)},
-            "fused": {"image_auroc": auroc(labels, np.maximum(head, peak(bank))),
-                      "pixel_auroc": auroc(masks, np.maximum(module, bank))}}
+    return {
+        "module": {"image_auroc": auroc(labels, head), "pixel_auroc": auroc(masks, module)},
+        "bank": {"image_auroc": auroc(labels, peak(bank)), "pixel_auroc": auroc(masks, bank)},
+        "fused": {
+            "image_auroc": auroc(labels, np.maximum(head, peak(bank))),
+            "pixel_auroc": auroc(masks, np.maximum(module, bank)),
+        },
+    }
 
 
 def run(cmd: list[str]) -> None:
@@ -80,19 +84,60 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="eiad-normal-only-") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        config = {"backbone": "tiny-minicpmv46", "ddqa_dir": str(args.ddqa.resolve()), "out_dir": str(work / "train"),
-                  "seed": 0, "device": "cpu", "dialog": None,
-                  "localization": {"unfreeze_vision": True, "epochs": 1000, "max_steps": args.max_steps, "num_workers": 1}}
+        config = {
+            "backbone": "tiny-minicpmv46",
+            "ddqa_dir": str(args.ddqa.resolve()),
+            "out_dir": str(work / "train"),
+            "seed": 0,
+            "device": "cpu",
+            "dialog": None,
+            "localization": {"unfreeze_vision": True, "epochs": 1000, "max_steps": args.max_steps, "num_workers": 1},
+        }
         (work / "train.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
         run(eiad + ["train", "--config", str(work / "train.yaml"), "--only", "localization", "--normal-only"])
         checkpoint = work / "train" / "localization" / "checkpoint"
         artifact = work / "artifact"
-        run(eiad + ["-q", "export", "onnx", "--checkpoint", str(checkpoint), "--out", str(artifact),
-                    "--split", str(args.ddqa / "split.json"), "--force"])
-        run(eiad + ["bench", "engine", str(artifact), "--backends", "ort-cpu", "--batch", "1", "--split",
-                    str(args.ddqa / "split.json"), "--eval-images", str(args.eval_images), "--baselines", "anomalib",
-                    "--anomalib-train-images", str(args.anomalib_train_images), "--anomalib-coreset-ratio",
-                    str(args.anomalib_coreset_ratio), "--min-duration-s", "5", "--out", str(work / "bench")])
+        run(
+            eiad
+            + [
+                "-q",
+                "export",
+                "onnx",
+                "--checkpoint",
+                str(checkpoint),
+                "--out",
+                str(artifact),
+                "--split",
+                str(args.ddqa / "split.json"),
+                "--force",
+            ]
+        )
+        run(
+            eiad
+            + [
+                "bench",
+                "engine",
+                str(artifact),
+                "--backends",
+                "ort-cpu",
+                "--batch",
+                "1",
+                "--split",
+                str(args.ddqa / "split.json"),
+                "--eval-images",
+                str(args.eval_images),
+                "--baselines",
+                "anomalib",
+                "--anomalib-train-images",
+                str(args.anomalib_train_images),
+                "--anomalib-coreset-ratio",
+                str(args.anomalib_coreset_ratio),
+                "--min-duration-s",
+                "5",
+                "--out",
+                str(work / "bench"),
+            ]
+        )
         metrics = json.loads((checkpoint.parent / "metrics.json").read_text())
         fusion = parts_of_the_fusion(checkpoint, args.ddqa / "split.json")
         meta = json.loads((checkpoint / "meta.json").read_text())
@@ -101,18 +146,47 @@ def main(argv: list[str] | None = None) -> int:
     bank = meta["normal_bank_spec"]
     result = {
         "command": "python -m benchmarks.normal_only " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "test_split": {k: metrics["test"][k] for k in ("images", "defective_images", "verdicts", "image_auroc", "pixel_auroc",
-                                                       "aupro", "aupro_by_defect", "mean_iou_defective")},
-        "thresholds": metrics["thresholds"], "steps": metrics["metrics"]["steps"],
+        "test_split": {
+            k: metrics["test"][k]
+            for k in (
+                "images",
+                "defective_images",
+                "verdicts",
+                "image_auroc",
+                "pixel_auroc",
+                "aupro",
+                "aupro_by_defect",
+                "mean_iou_defective",
+            )
+        },
+        "thresholds": metrics["thresholds"],
+        "steps": metrics["metrics"]["steps"],
         "fusion_parts": fusion,
-        "bank": {"entries": bank["size"], "dim": bank["dim"], "taps": bank["taps"], "bytes": bank["size"] * bank["dim"] * 4},
+        "bank": {
+            "entries": bank["size"],
+            "dim": bank["dim"],
+            "taps": bank["taps"],
+            "bytes": bank["size"] * bank["dim"] * 4,
+        },
         "export_bytes": onnx_bytes,
-        "engine": [{"name": c["name"], "latency_ms": c["latency_ms"], "throughput_per_s": c["throughput_per_s"]}
-                   for c in bench["configurations"] if c.get("group") == "engine"],
-        "anomalib": [{"name": c["name"], "latency_ms": c["latency_ms"], "throughput_per_s": c["throughput_per_s"],
-                      "accuracy": c["accuracy"]} for c in bench["configurations"] if c.get("group") == "baseline-anomalib"],
+        "engine": [
+            {"name": c["name"], "latency_ms": c["latency_ms"], "throughput_per_s": c["throughput_per_s"]}
+            for c in bench["configurations"]
+            if c.get("group") == "engine"
+        ],
+        "anomalib": [
+            {
+                "name": c["name"],
+                "latency_ms": c["latency_ms"],
+                "throughput_per_s": c["throughput_per_s"],
+                "accuracy": c["accuracy"],
+            }
+            for c in bench["configurations"]
+            if c.get("group") == "baseline-anomalib"
+        ],
         "anomalib_settings": bench["settings"].get("anomalib"),
-        "comparisons": bench["comparisons"], "notes": bench["notes"],
+        "comparisons": bench["comparisons"],
+        "notes": bench["notes"],
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "result.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
@@ -124,27 +198,49 @@ def main(argv: list[str] | None = None) -> int:
 def markdown(r: dict) -> str:
     t = r["test_split"]
     f = lambda v: "-" if v is None or v != v else f"{v:.3f}"  # noqa: E731
-    lines = ["# A line with no defect samples: normal-only model vs anomalib PatchCore", "", f"`{r['command']}`", "",
-             f"Test split: {t['images']} images ({t['defective_images']} defective); thresholds from the good calibration "
-             f"images only ({r['thresholds']['calibration']}).", "",
-             "| model | image AUROC | pixel AUROC | p50 ms (b1, CPU) | images/s |", "|---|---|---|---|---|"]
+    lines = [
+        "# A line with no defect samples: normal-only model vs anomalib PatchCore",
+        "",
+        f"`{r['command']}`",
+        "",
+        f"Test split: {t['images']} images ({t['defective_images']} defective); thresholds from the good calibration "
+        f"images only ({r['thresholds']['calibration']}).",
+        "",
+        "| model | image AUROC | pixel AUROC | p50 ms (b1, CPU) | images/s |",
+        "|---|---|---|---|---|",
+    ]
     for c in r["engine"]:
-        lines.append(f"| ours, normal-only ({c['name']}) | {f(t['image_auroc'])} | {f(t['pixel_auroc'])} | "
-                     f"{c['latency_ms']['p50_ms']:.2f} | {c['throughput_per_s']:.1f} |")
+        lines.append(
+            f"| ours, normal-only ({c['name']}) | {f(t['image_auroc'])} | {f(t['pixel_auroc'])} | "
+            f"{c['latency_ms']['p50_ms']:.2f} | {c['throughput_per_s']:.1f} |"
+        )
     for c in r["anomalib"]:
         acc = c["accuracy"]
-        lines.append(f"| {c['name']} ({acc['backbone']}) | {f(acc['image_auroc'])} | {f(acc.get('pixel_auroc'))} | "
-                     f"{c['latency_ms']['p50_ms']:.2f} | {c['throughput_per_s']:.1f} |")
+        lines.append(
+            f"| {c['name']} ({acc['backbone']}) | {f(acc['image_auroc'])} | {f(acc.get('pixel_auroc'))} | "
+            f"{c['latency_ms']['p50_ms']:.2f} | {c['throughput_per_s']:.1f} |"
+        )
     v = t["verdicts"]
     parts = r["fusion_parts"]
-    lines += ["", "What each half of ours contributes (test split): "
-              + "; ".join(f"{k}: image AUROC {f(x['image_auroc'])}, pixel AUROC {f(x['pixel_auroc'])}"
-                          for k, x in parts.items()) + "."]
-    lines += ["", f"Ours at the calibrated threshold: accuracy {f(v['accuracy'])}, miss {f(v['miss_rate'])}, overkill "
-              f"{f(v['overkill_rate'])}; AUPRO {f(t['aupro'])}.",
-              f"Bank: {r['bank']['entries']} entries x {r['bank']['dim']} (taps {r['bank']['taps']}), "
-              f"{r['bank']['bytes'] / 1e6:.2f} MB of the exported graph's {r['export_bytes'] / 1e6:.2f} MB.",
-              f"anomalib sizing: {json.dumps(r['anomalib_settings'])}", "", "Notes:", ""]
+    lines += [
+        "",
+        "What each half of ours contributes (test split): "
+        + "; ".join(
+            f"{k}: image AUROC {f(x['image_auroc'])}, pixel AUROC {f(x['pixel_auroc'])}" for k, x in parts.items()
+        )
+        + ".",
+    ]
+    lines += [
+        "",
+        f"Ours at the calibrated threshold: accuracy {f(v['accuracy'])}, miss {f(v['miss_rate'])}, overkill "
+        f"{f(v['overkill_rate'])}; AUPRO {f(t['aupro'])}.",
+        f"Bank: {r['bank']['entries']} entries x {r['bank']['dim']} (taps {r['bank']['taps']}), "
+        f"{r['bank']['bytes'] / 1e6:.2f} MB of the exported graph's {r['export_bytes'] / 1e6:.2f} MB.",
+        f"anomalib sizing: {json.dumps(r['anomalib_settings'])}",
+        "",
+        "Notes:",
+        "",
+    ]
     lines += [f"- {n}" for n in r["notes"]]
     return "\n".join(lines) + "\n"
 

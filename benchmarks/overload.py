@@ -165,21 +165,30 @@ class VerdictCounter:
         self._client.loop_stop()
 
 
-def run_overload(workdir: Path, *, duration_s: float = 20.0, cameras: int = 2, fps_per_camera: float = 150.0,
-                 infer_ms: float = 10.0, staleness_budget_ms: float = 40.0, queue_capacity: int = 4,
-                 rss_bound_mib: float = 25.0, warmup_s: float = 3.0) -> OverloadReport:
+def run_overload(
+    workdir: Path,
+    *,
+    duration_s: float = 20.0,
+    cameras: int = 2,
+    fps_per_camera: float = 150.0,
+    infer_ms: float = 10.0,
+    staleness_budget_ms: float = 40.0,
+    queue_capacity: int = 4,
+    rss_bound_mib: float = 25.0,
+    warmup_s: float = 3.0,
+) -> OverloadReport:
     """One overload run in `workdir` (artifact, outbox, broker files); returns the figures
     and, in `problems`, every check that failed."""
+    from benchmarks.stand_ins.artifact import build_tiny_artifact
+    from benchmarks.stand_ins.frames import line_frames
+    from edge.broker import Mosquitto
     from edge.health import Metrics
-    from edge.sinks.mqtt.outbox.store import Outbox
     from edge.pipeline import Pipeline
     from edge.runners.onnxruntime_runner import OnnxRuntimeRunner
-    from edge.sinks.mqtt.sink import MqttSink
     from edge.sinks.mqtt.config import MqttSettings, OutboxSettings
+    from edge.sinks.mqtt.outbox.store import Outbox
+    from edge.sinks.mqtt.sink import MqttSink
     from edge.sources.watchdog import SourceSet
-    from edge.broker import Mosquitto
-    from benchmarks.stand_ins.frames import line_frames
-    from benchmarks.stand_ins.artifact import build_tiny_artifact
 
     artifact = build_tiny_artifact(workdir / "artifact")
     runner = SlowRunner(OnnxRuntimeRunner(artifact, providers=["CPUExecutionProvider"]), infer_ms / 1000.0)
@@ -212,8 +221,17 @@ def run_overload(workdir: Path, *, duration_s: float = 20.0, cameras: int = 2, f
         counter.close()
         broker.kill()
         runner.close()
-    return _report(cams, metrics, fresh, counter, pipeline.summary.last_sequence, sampler, elapsed,
-                   staleness_budget_ms, rss_bound_mib)
+    return _report(
+        cams,
+        metrics,
+        fresh,
+        counter,
+        pipeline.summary.last_sequence,
+        sampler,
+        elapsed,
+        staleness_budget_ms,
+        rss_bound_mib,
+    )
 
 
 def _report(cams, metrics, fresh, counter, last_sequence, sampler, elapsed, budget_ms, bound_mib) -> OverloadReport:
@@ -222,14 +240,24 @@ def _report(cams, metrics, fresh, counter, last_sequence, sampler, elapsed, budg
     dropped = dict(metrics.health()["counts"].get("dropped", {}))
     totals = np.array(fresh.total_ms) if fresh.total_ms else np.zeros(1)
     report = OverloadReport(
-        duration_s=round(elapsed, 2), offered=offered, inspected=inspected, dropped=dropped,
+        duration_s=round(elapsed, 2),
+        offered=offered,
+        inspected=inspected,
+        dropped=dropped,
         verdicts_received=counter.received,
         sequences_missing=len(set(range(1, last_sequence + 1)) - counter.sequences),
-        max_dequeue_age_ms=round(max(fresh.dequeue_age_ms, default=0.0), 3), staleness_budget_ms=budget_ms,
-        latency_ms={"p50": round(float(np.percentile(totals, 50)), 2), "p99": round(float(np.percentile(totals, 99)), 2),
-                    "max": round(float(totals.max()), 2)},
-        rss_start_mib=round(sampler.start_mib, 1), rss_max_mib=round(sampler.max_mib, 1),
-        rss_growth_mib=round(sampler.max_mib - sampler.start_mib, 1), rss_bound_mib=bound_mib)
+        max_dequeue_age_ms=round(max(fresh.dequeue_age_ms, default=0.0), 3),
+        staleness_budget_ms=budget_ms,
+        latency_ms={
+            "p50": round(float(np.percentile(totals, 50)), 2),
+            "p99": round(float(np.percentile(totals, 99)), 2),
+            "max": round(float(totals.max()), 2),
+        },
+        rss_start_mib=round(sampler.start_mib, 1),
+        rss_max_mib=round(sampler.max_mib, 1),
+        rss_growth_mib=round(sampler.max_mib - sampler.start_mib, 1),
+        rss_bound_mib=bound_mib,
+    )
     for cam, n in offered.items():
         lost = sum(v for k, v in dropped.items() if k.startswith(f"{cam}/"))
         if n != inspected[cam] + lost:
@@ -239,8 +267,10 @@ def _report(cams, metrics, fresh, counter, last_sequence, sampler, elapsed, budg
     if report.max_dequeue_age_ms > budget_ms:
         report.problems.append(f"a frame {report.max_dequeue_age_ms} ms old was inspected (budget {budget_ms} ms)")
     if report.sequences_missing or counter.received < sum(inspected.values()):
-        report.problems.append(f"{report.sequences_missing} sequence numbers missing at the subscriber, "
-                               f"{counter.received} verdicts for {sum(inspected.values())} inspected frames")
+        report.problems.append(
+            f"{report.sequences_missing} sequence numbers missing at the subscriber, "
+            f"{counter.received} verdicts for {sum(inspected.values())} inspected frames"
+        )
     if not report.rss_growth_mib < bound_mib:
         report.problems.append(f"RSS grew {report.rss_growth_mib} MiB after the warm-up (bound {bound_mib} MiB)")
     return report
@@ -251,23 +281,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration-s", type=float, default=60.0, help="how long the cameras offer frames")
     parser.add_argument("--cameras", type=int, default=2, help="free-running cameras")
     parser.add_argument("--fps", type=float, default=150.0, help="frames per second offered by each camera")
-    parser.add_argument("--infer-ms", type=float, default=10.0, help="added to each inference: sets the capacity (~1000/ms fps)")
-    parser.add_argument("--staleness-budget-ms", type=float, default=40.0, help="frames older than this at dequeue are dropped")
+    parser.add_argument(
+        "--infer-ms", type=float, default=10.0, help="added to each inference: sets the capacity (~1000/ms fps)"
+    )
+    parser.add_argument(
+        "--staleness-budget-ms", type=float, default=40.0, help="frames older than this at dequeue are dropped"
+    )
     parser.add_argument("--rss-bound-mib", type=float, default=25.0, help="allowed RSS growth after the warm-up")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="eiad-overload-") as tmp:
-        report = run_overload(Path(tmp), duration_s=args.duration_s, cameras=args.cameras, fps_per_camera=args.fps,
-                              infer_ms=args.infer_ms, staleness_budget_ms=args.staleness_budget_ms,
-                              rss_bound_mib=args.rss_bound_mib)
+        report = run_overload(
+            Path(tmp),
+            duration_s=args.duration_s,
+            cameras=args.cameras,
+            fps_per_camera=args.fps,
+            infer_ms=args.infer_ms,
+            staleness_budget_ms=args.staleness_budget_ms,
+            rss_bound_mib=args.rss_bound_mib,
+        )
     offered, inspected = sum(report.offered.values()), sum(report.inspected.values())
     print(f"{report.duration_s:.0f} s: offered {offered}, inspected {inspected}, dropped {report.dropped}")
     print(f"verdicts at the subscriber {report.verdicts_received}, sequences missing {report.sequences_missing}")
-    print(f"oldest frame at dequeue {report.max_dequeue_age_ms} ms (budget {report.staleness_budget_ms} ms); "
-          f"capture -> sinks done p50 {report.latency_ms['p50']} ms, p99 {report.latency_ms['p99']} ms")
-    print(f"RSS {report.rss_start_mib} MiB after warm-up, max {report.rss_max_mib} MiB, growth {report.rss_growth_mib} MiB "
-          f"(bound {report.rss_bound_mib})")
+    print(
+        f"oldest frame at dequeue {report.max_dequeue_age_ms} ms (budget {report.staleness_budget_ms} ms); "
+        f"capture -> sinks done p50 {report.latency_ms['p50']} ms, p99 {report.latency_ms['p99']} ms"
+    )
+    print(
+        f"RSS {report.rss_start_mib} MiB after warm-up, max {report.rss_max_mib} MiB, growth {report.rss_growth_mib} "
+        "MiB "
+        f"(bound {report.rss_bound_mib})"
+    )
     print("OK" if report.ok else "FAILED: " + "; ".join(report.problems))
     if args.json:
         args.json.write_text(json.dumps({**asdict(report), "ok": report.ok}, indent=2))

@@ -53,7 +53,9 @@ def write_plots(result: dict, out_dir: Path) -> dict[str, Path]:
     series: dict[str, list[tuple[int, float]]] = {}
     for c in configs:
         if c.get("cameras") and c.get("throughput_per_s") is not None:
-            series.setdefault(c.get("series") or c.get("group", ""), []).append((int(c["cameras"]), float(c["throughput_per_s"])))
+            series.setdefault(c.get("series") or c.get("group", ""), []).append(
+                (int(c["cameras"]), float(c["throughput_per_s"]))
+            )
     if any(len(points) > 1 for points in series.values()) or result.get("kind") == "sweep" and series:
         fig, ax = plt.subplots(figsize=(7, 5))
         for name, points in sorted(series.items()):

@@ -29,7 +29,18 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 SCHEMA = "eiad-bench/1"
-_PACKAGES = ("eiad-edge", "numpy", "onnxruntime", "onnxruntime-gpu", "onnx", "torch", "opencv-python-headless", "paho-mqtt", "tensorrt", "anomalib")
+_PACKAGES = (
+    "eiad-edge",
+    "numpy",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "onnx",
+    "torch",
+    "opencv-python-headless",
+    "paho-mqtt",
+    "tensorrt",
+    "anomalib",
+)
 
 
 def new_result(kind: str, settings: dict, command: str | None = None) -> dict:
@@ -94,7 +105,9 @@ def _memory_gb() -> float | None:
 def _gpus() -> list[str]:
     if not shutil.which("nvidia-smi"):
         return []
-    text = _first_line(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"], "", all_lines=True)
+    text = _first_line(
+        ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"], "", all_lines=True
+    )
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
@@ -133,15 +146,17 @@ def load_result(path: Path) -> dict:
 
 def write_report(result: dict, out_dir: Path) -> dict[str, Path]:
     """result.json + report.md + the plots that have data; returns {name: path}."""
-    from benchmarks.plots import write_plots
     from benchmarks.markdown import render_markdown
+    from benchmarks.plots import write_plots
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {"json": write_json(result, out_dir / "result.json")}
     written.update(write_plots(result, out_dir))
     md = out_dir / "report.md"
-    md.write_text(render_markdown(result, {k: p.name for k, p in written.items() if p.suffix == ".png"}), encoding="utf-8")
+    md.write_text(
+        render_markdown(result, {k: p.name for k, p in written.items() if p.suffix == ".png"}), encoding="utf-8"
+    )
     written["markdown"] = md
     log.info("report written to %s", out_dir)
     return written

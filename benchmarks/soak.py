@@ -28,9 +28,9 @@ import time
 from pathlib import Path
 
 from benchmarks.stand_ins.delivery import check_delivery
-from edge.broker import Mosquitto
-from benchmarks.stand_ins.subscriber import Subscriber
 from benchmarks.stand_ins.results import make_result
+from benchmarks.stand_ins.subscriber import Subscriber
+from edge.broker import Mosquitto
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -49,9 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)  # paho's reconnect chatter during outages is expected
 
+    from edge.sinks.mqtt.config import MqttSettings, OutboxSettings
     from edge.sinks.mqtt.outbox.store import Outbox
     from edge.sinks.mqtt.sink import MqttSink
-    from edge.sinks.mqtt.config import MqttSettings, OutboxSettings
 
     work = Path(tempfile.mkdtemp(prefix="eiad-soak-"))
     broker = Mosquitto(work / "broker", persistence=True).start()
@@ -65,8 +65,14 @@ def main(argv: list[str] | None = None) -> int:
         original(client, userdata, msg)
 
     sub.client.on_message = on_message
-    settings = MqttSettings(port=broker.port, line="l1", station="st1", reconnect_min_delay_s=0.2,
-                            reconnect_max_delay_s=1.0, close_timeout_s=30.0)
+    settings = MqttSettings(
+        port=broker.port,
+        line="l1",
+        station="st1",
+        reconnect_min_delay_s=0.2,
+        reconnect_max_delay_s=1.0,
+        close_timeout_s=30.0,
+    )
     sink = MqttSink(settings, Outbox(OutboxSettings(path=work / "outbox.db")))
     outages: list[tuple[float, float]] = []
     stop = threading.Event()
@@ -108,21 +114,33 @@ def main(argv: list[str] | None = None) -> int:
     for at, v in list(received):
         first_arrival.setdefault(v["inspection_id"], at)
     latency = {i: (first_arrival[i] - captured[i]) * 1e3 for i in first_arrival if i in captured}
-    up = [ms for i, ms in latency.items()
-          if not any(a - 1.0 <= captured[i] <= b + 2.0 for a, b in outages)]  # margin: reconnect time
+    up = [
+        ms for i, ms in latency.items() if not any(a - 1.0 <= captured[i] <= b + 2.0 for a, b in outages)
+    ]  # margin: reconnect time
     figures = {
-        "duration_s": args.duration_s, "rate_hz": args.rate_hz, "outages": len(outages),
-        "outage_s": args.outage_s, "broker_fault": "SIGKILL" if args.kill else "stop",
-        "frames_in": len(ids), "verdicts_delivered": report.delivered, "duplicates": report.duplicates,
-        "missing": len(report.missing), "in_order": report.in_order, "flushed": flushed,
-        "verdicts_as_decided": round(sum(v["verdict"] == decided.get(v["inspection_id"]) for _, v in received)
-                                     / max(1, len(received)), 4),
+        "duration_s": args.duration_s,
+        "rate_hz": args.rate_hz,
+        "outages": len(outages),
+        "outage_s": args.outage_s,
+        "broker_fault": "SIGKILL" if args.kill else "stop",
+        "frames_in": len(ids),
+        "verdicts_delivered": report.delivered,
+        "duplicates": report.duplicates,
+        "missing": len(report.missing),
+        "in_order": report.in_order,
+        "flushed": flushed,
+        "verdicts_as_decided": round(
+            sum(v["verdict"] == decided.get(v["inspection_id"]) for _, v in received) / max(1, len(received)), 4
+        ),
         "max_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "latency_ms_p50": round(percentile(list(latency.values()), 0.5), 2),
         "latency_ms_p99": round(percentile(list(latency.values()), 0.99), 2),
         "latency_ms_p99_broker_up": round(percentile(up, 0.99), 2),
-        "sink": {k: v for k, v in sink.stats().items() if k in ("disconnects", "acked", "replayed",
-                                                                 "resent_after_reconnect", "dropped_by_reason")},
+        "sink": {
+            k: v
+            for k, v in sink.stats().items()
+            if k in ("disconnects", "acked", "replayed", "resent_after_reconnect", "dropped_by_reason")
+        },
     }
     sink.close()
     sub.close()

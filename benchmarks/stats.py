@@ -23,7 +23,9 @@ log = logging.getLogger(__name__)
 PERCENTILE_METHOD = "linear"
 OUTLIER_FACTOR = 3.0
 # Quantiles kept in result JSON so the latency CDF can be re-plotted without raw samples.
-CDF_QUANTILES = tuple(float(q) for q in np.concatenate([np.arange(0, 99, 1.0), np.arange(99, 100, 0.1), [99.9, 99.99, 100.0]]))
+CDF_QUANTILES = tuple(
+    float(q) for q in np.concatenate([np.arange(0, 99, 1.0), np.arange(99, 100, 0.1), [99.9, 99.99, 100.0]])
+)
 
 
 @dataclass(frozen=True)
@@ -51,9 +53,13 @@ class LatencySummary:
 def _as_array(samples_ms) -> np.ndarray:
     values = np.asarray(samples_ms, dtype=np.float64).ravel()
     if values.size == 0:
-        raise DataError("no latency samples were recorded: the run produced no result (check the source and the duration)")
+        raise DataError(
+            "no latency samples were recorded: the run produced no result (check the source and the duration)"
+        )
     if not np.all(np.isfinite(values)):
-        raise DataError(f"{int(np.sum(~np.isfinite(values)))} latency samples are not finite: the clock or the stamps are broken")
+        raise DataError(
+            f"{int(np.sum(~np.isfinite(values)))} latency samples are not finite: the clock or the stamps are broken"
+        )
     return values
 
 
@@ -89,7 +95,9 @@ def summarize_ns(samples_ns, outlier_factor: float = OUTLIER_FACTOR) -> LatencyS
 def cdf_points(samples_ms) -> list[list[float]]:
     """[[quantile 0..100, latency ms], ...] at CDF_QUANTILES: enough to plot a CDF later."""
     values = _as_array(samples_ms)
-    return [[q, float(v)] for q, v in zip(CDF_QUANTILES, np.percentile(values, CDF_QUANTILES, method=PERCENTILE_METHOD))]
+    return [
+        [q, float(v)] for q, v in zip(CDF_QUANTILES, np.percentile(values, CDF_QUANTILES, method=PERCENTILE_METHOD))
+    ]
 
 
 @dataclass(frozen=True)
@@ -134,7 +142,10 @@ def check_budget(
     if not latency_ok:
         reasons.append(f"p99 {p99_ms:.2f} ms exceeds the {budget_ms:g} ms budget")
     if not throughput_ok:
-        reasons.append(f"{achieved_fps:.1f} verdicts/s is below the required {required:g}/s ({fps_per_camera:g} fps x {cameras} cameras)")
+        reasons.append(
+            f"{achieved_fps:.1f} verdicts/s is below the required {required:g}/s ({fps_per_camera:g} fps x {cameras} "
+            "cameras)"
+        )
     if dropped:
         reasons.append(f"{dropped} frames were dropped")
     return BudgetCheck(
@@ -153,7 +164,12 @@ def check_budget(
 
 def ratio(new: float, old: float) -> float:
     """new / old; inf when old is 0 and new is not, nan when both are 0 or either is missing."""
-    if new is None or old is None or (isinstance(new, float) and math.isnan(new)) or (isinstance(old, float) and math.isnan(old)):
+    if (
+        new is None
+        or old is None
+        or (isinstance(new, float) and math.isnan(new))
+        or (isinstance(old, float) and math.isnan(old))
+    ):
         return float("nan")
     if old == 0:
         return float("nan") if new == 0 else float("inf")

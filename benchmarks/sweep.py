@@ -16,7 +16,6 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from benchmarks.backends import ORT_CHAINS
 from benchmarks.line_bench import LineLoad, load_frames, load_truth, loop_config, run_loop
 from benchmarks.report import new_result
@@ -38,7 +37,9 @@ class SweepGrid:
     steps: int = 6
 
 
-def highest_sustainable(probe, fps_min: float, fps_max: float, steps: int) -> tuple[float, list[tuple[float, bool, dict]]]:
+def highest_sustainable(
+    probe, fps_min: float, fps_max: float, steps: int
+) -> tuple[float, list[tuple[float, bool, dict]]]:
     """Highest fps where `probe(fps) -> (passed, config)` passes and every lower rate tried
     passed too; 0 when the lowest rate fails.
 
@@ -89,21 +90,31 @@ def runner_settings(config) -> dict:
 
 
 def run_sweep(config_path: Path, grid: SweepGrid, broker: str = "private") -> dict:
+    from benchmarks.broker import broker_for_run
     from edge.config import load_station_config
     from edge.runners.onnxruntime_runner import OnnxRuntimeRunner
     from eiad.manifest import load_manifest
-
-    from benchmarks.broker import broker_for_run
 
     base = load_station_config(config_path)
     artifacts = [Path(a) for a in grid.artifacts] or [base.path(base.artifact)]
     unknown = [b for b in grid.backends if b not in ORT_CHAINS]
     if unknown:
-        raise ConfigError(f"sweep backends {unknown} are not ONNX Runtime backends; choose from {', '.join(ORT_CHAINS)}")
+        raise ConfigError(
+            f"sweep backends {unknown} are not ONNX Runtime backends; choose from {', '.join(ORT_CHAINS)}"
+        )
     station_runner = runner_settings(base)
-    result = new_result("sweep", {"config": str(config_path), "artifacts": [str(a) for a in artifacts],
-                                  **{k: v for k, v in grid.__dict__.items() if k != "artifacts"},
-                                  "runner": {"kind": "onnxruntime", **{k: str(v) if isinstance(v, Path) else v for k, v in station_runner.items()}}})
+    result = new_result(
+        "sweep",
+        {
+            "config": str(config_path),
+            "artifacts": [str(a) for a in artifacts],
+            **{k: v for k, v in grid.__dict__.items() if k != "artifacts"},
+            "runner": {
+                "kind": "onnxruntime",
+                **{k: str(v) if isinstance(v, Path) else v for k, v in station_runner.items()},
+            },
+        },
+    )
     result["sweep"] = []
     with ExitStack() as stack:
         host, port = broker_for_run(stack, broker, base.mqtt, config_path)
@@ -113,7 +124,9 @@ def run_sweep(config_path: Path, grid: SweepGrid, broker: str = "private") -> di
             truth = load_truth(base, None, len(frames))
             for backend in grid.backends:
                 try:
-                    runner = OnnxRuntimeRunner(artifact, providers=ORT_CHAINS[backend], manifest=manifest, **station_runner)
+                    runner = OnnxRuntimeRunner(
+                        artifact, providers=ORT_CHAINS[backend], manifest=manifest, **station_runner
+                    )
                 except Exception as error:  # a backend this machine lacks: say so, go on with the grid
                     result["notes"].append(f"{artifact.name} {backend}: not measured ({error})")
                     continue
@@ -123,11 +136,25 @@ def run_sweep(config_path: Path, grid: SweepGrid, broker: str = "private") -> di
                     continue
                 try:
                     for batch in grid.batches:
-                        config = base.model_copy(update={"batching": base.batching.model_copy(update={"max_batch": batch})})
+                        config = base.model_copy(
+                            update={"batching": base.batching.model_copy(update={"max_batch": batch})}
+                        )
                         config._base_dir = base._base_dir
                         for cameras in grid.cameras:
-                            _point(result, config, runner, (frames, truth), manifest, artifact, backend, batch, cameras,
-                                   grid, host, port)
+                            _point(
+                                result,
+                                config,
+                                runner,
+                                (frames, truth),
+                                manifest,
+                                artifact,
+                                backend,
+                                batch,
+                                cameras,
+                                grid,
+                                host,
+                                port,
+                            )
                 finally:
                     runner.close()
     if not result["sweep"]:
@@ -135,16 +162,23 @@ def run_sweep(config_path: Path, grid: SweepGrid, broker: str = "private") -> di
     return result
 
 
-def _point(result, config, runner, replay, manifest, artifact, backend, batch, cameras, grid: SweepGrid, host, port) -> None:
+def _point(
+    result, config, runner, replay, manifest, artifact, backend, batch, cameras, grid: SweepGrid, host, port
+) -> None:
     frames, truth = replay
-    label = f"{artifact.name} {manifest.input.width}x{manifest.input.height} {manifest.precision} {backend} b{batch} {cameras}cam"
+    label = (
+        f"{artifact.name} {manifest.input.width}x{manifest.input.height} {manifest.precision} {backend} b{batch} "
+        f"{cameras}cam"
+    )
 
     def probe(fps: float):
         # >= 40 frames per camera: a p99 over fewer samples is the maximum of a handful
         load = LineLoad(fps, cameras, max(grid.probe_s, 40.0 / fps), grid.budget_ms)
         run = run_loop(config, runner, frames, load, host, port, truth=truth)
         cfg = loop_config(f"{label} @{fps:.1f}fps", run, load, fps)
-        log.info("%s @ %.1f fps: %s", label, fps, "met" if cfg["budget"]["met"] else "; ".join(cfg["budget"]["reasons"]))
+        log.info(
+            "%s @ %.1f fps: %s", label, fps, "met" if cfg["budget"]["met"] else "; ".join(cfg["budget"]["reasons"])
+        )
         return cfg["budget"]["met"], cfg
 
     best, history = highest_sustainable(probe, grid.fps_min, grid.fps_max, grid.steps)
@@ -152,12 +186,23 @@ def _point(result, config, runner, replay, manifest, artifact, backend, batch, c
     if at_best is not None:
         at_best = {**at_best, "name": label, "series": f"{artifact.name} {backend} b{batch}", "group": "sweep"}
         result["configurations"].append(at_best)
-    result["sweep"].append({
-        "artifact": artifact.name, "resolution": f"{manifest.input.width}x{manifest.input.height}", "precision": manifest.precision,
-        "backend": backend, "batch": batch, "cameras": cameras, "max_fps_per_camera": best,
-        "p99_ms": at_best["latency_ms"]["p99_ms"] if at_best else None,
-        # the verdicts' quality at the best rate (None: no ground truth); a failed one fails the row, whatever its speed
-        "accuracy": at_best.get("accuracy") if at_best else None,
-        "quality_passed": at_best["quality"]["passed"] if at_best and "quality" in at_best else None,
-        "probes": [{"fps": f, "met": ok, "p99_ms": c["latency_ms"]["p99_ms"], "reasons": c["budget"]["reasons"]} for f, ok, c in history],
-    })
+    result["sweep"].append(
+        {
+            "artifact": artifact.name,
+            "resolution": f"{manifest.input.width}x{manifest.input.height}",
+            "precision": manifest.precision,
+            "backend": backend,
+            "batch": batch,
+            "cameras": cameras,
+            "max_fps_per_camera": best,
+            "p99_ms": at_best["latency_ms"]["p99_ms"] if at_best else None,
+            # the verdicts' quality at the best rate (None: no ground truth);
+            # a failed one fails the row, whatever its speed
+            "accuracy": at_best.get("accuracy") if at_best else None,
+            "quality_passed": at_best["quality"]["passed"] if at_best and "quality" in at_best else None,
+            "probes": [
+                {"fps": f, "met": ok, "p99_ms": c["latency_ms"]["p99_ms"], "reasons": c["budget"]["reasons"]}
+                for f, ok, c in history
+            ],
+        }
+    )

@@ -48,12 +48,26 @@ class Profile:
 PROFILES = {
     # The README's demo: a line big enough that one miss is not 8 % (300 parts), and a
     # model trained by measurement to the line's goals (docs/training.md, "Ablation").
-    "full": Profile(ok_per_part=60, ng_per_defect=24, stream_frames=300, max_steps=2000, time_budget_s=480,
-                    dialog_steps=60, stream_fps=30.0),
+    "full": Profile(
+        ok_per_part=60,
+        ng_per_defect=24,
+        stream_frames=300,
+        max_steps=2000,
+        time_budget_s=480,
+        dialog_steps=60,
+        stream_fps=30.0,
+    ),
     # CI and a first look: the same steps on a small line, a short training; the quality
     # goals are reported but not expected.
-    "quick": Profile(ok_per_part=8, ng_per_defect=3, stream_frames=60, max_steps=150, time_budget_s=120,
-                     dialog_steps=60, stream_fps=30.0),
+    "quick": Profile(
+        ok_per_part=8,
+        ng_per_defect=3,
+        stream_frames=60,
+        max_steps=150,
+        time_budget_s=120,
+        dialog_steps=60,
+        stream_fps=30.0,
+    ),
 }
 
 TRAIN_YAML = """\
@@ -86,14 +100,21 @@ def register(commands) -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="output directory (default: demo_out)")
     parser.add_argument("--seed", type=int, default=0, help="random seed for every step (default: 0)")
-    parser.add_argument("--preset", default=DEFAULT_PRESET,
-                        help=f"tiny model preset to train (default: {DEFAULT_PRESET}; or tiny-llava-siglip)")
+    parser.add_argument(
+        "--preset",
+        default=DEFAULT_PRESET,
+        help=f"tiny model preset to train (default: {DEFAULT_PRESET}; or tiny-llava-siglip)",
+    )
     parser.add_argument("--fresh", action="store_true", help="redo every step, ignoring earlier results")
-    parser.add_argument("--until", metavar="STEP", default=None,
-                        help="stop after this step: line, ddqa, train, merge, export or edge")
-    parser.add_argument("--quick", action="store_true",
-                        help="a small line and a short training (about 3 minutes; what CI runs): the same steps, "
-                        "but the quality goals are not expected to be met")
+    parser.add_argument(
+        "--until", metavar="STEP", default=None, help="stop after this step: line, ddqa, train, merge, export or edge"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a small line and a short training (about 3 minutes; what CI runs): the same steps, "
+        "but the quality goals are not expected to be met",
+    )
     parser.set_defaults(func=run_demo)
 
 
@@ -116,14 +137,36 @@ def _eiad(*argv: str) -> None:
 
 def _steps(out: Path, seed: int, preset: str, profile: Profile) -> list[Step]:
     line, ddqa, train, merged, artifact = (out / name for name in ("line", "ddqa", "train", "merged", "artifact"))
-    train_yaml = TRAIN_YAML.format(path=out / "train.yaml", preset=preset, ddqa=ddqa.resolve(), out=train.resolve(),
-                                   seed=seed, max_steps=profile.max_steps, time_budget_s=profile.time_budget_s,
-                                   dialog_steps=profile.dialog_steps)
+    train_yaml = TRAIN_YAML.format(
+        path=out / "train.yaml",
+        preset=preset,
+        ddqa=ddqa.resolve(),
+        out=train.resolve(),
+        seed=seed,
+        max_steps=profile.max_steps,
+        time_budget_s=profile.time_budget_s,
+        dialog_steps=profile.dialog_steps,
+    )
 
     def make_line(folder: Path) -> str:
-        _eiad("-q", "data", "synth", "--out", str(folder), "--seed", str(seed), "--size", "224", "--force",
-              "--ok-per-part", str(profile.ok_per_part), "--ng-per-defect", str(profile.ng_per_defect),
-              "--stream-frames", str(profile.stream_frames))
+        _eiad(
+            "-q",
+            "data",
+            "synth",
+            "--out",
+            str(folder),
+            "--seed",
+            str(seed),
+            "--size",
+            "224",
+            "--force",
+            "--ok-per-part",
+            str(profile.ok_per_part),
+            "--ng-per-defect",
+            str(profile.ng_per_defect),
+            "--stream-frames",
+            str(profile.stream_frames),
+        )
         report = json.loads((folder / "synth_report.json").read_text(encoding="utf-8"))
         return f"{report['totals']['images']} images, contact sheet {folder / 'contact_sheet.png'}"
 
@@ -137,8 +180,9 @@ def _steps(out: Path, seed: int, preset: str, profile: Profile) -> list[Step]:
         shutil.rmtree(folder, ignore_errors=True)
         _eiad("train", "--config", str(out / "train.yaml"))
         metrics = json.loads((folder / "localization" / "metrics.json").read_text(encoding="utf-8"))["metrics"]
-        shown = {k: metrics[k] for k in ("accuracy", "image_auroc", "pixel_auroc", "aupro", "class_accuracy")
-                 if k in metrics}
+        shown = {
+            k: metrics[k] for k in ("accuracy", "image_auroc", "pixel_auroc", "aupro", "class_accuracy") if k in metrics
+        }
         return "test split: " + ", ".join(f"{k} {v:.3f}" for k, v in shown.items())
 
     def make_merged(folder: Path) -> str:
@@ -146,15 +190,36 @@ def _steps(out: Path, seed: int, preset: str, profile: Profile) -> list[Step]:
         return f"merged model in {folder}"
 
     def make_artifact(folder: Path) -> str:
-        _eiad("-q", "export", "onnx", "--checkpoint", str(train / "localization" / "checkpoint"),
-              "--out", str(folder), "--split", str(ddqa / "split.json"), "--force")
+        _eiad(
+            "-q",
+            "export",
+            "onnx",
+            "--checkpoint",
+            str(train / "localization" / "checkpoint"),
+            "--out",
+            str(folder),
+            "--split",
+            str(ddqa / "split.json"),
+            "--force",
+        )
         _eiad("-q", "export", "llm", str(folder), "--model", str(merged), "--ddqa", str(ddqa))
         _eiad("-q", "export", "verify", str(folder))
         return f"artifact {folder} verified"
 
     def run_edge(folder: Path) -> str:
-        _eiad("edge", "demo", "--artifact", str(artifact), "--line", str(line), "--out", str(folder), "--explain",
-              "--fps", f"{profile.stream_fps:g}")
+        _eiad(
+            "edge",
+            "demo",
+            "--artifact",
+            str(artifact),
+            "--line",
+            str(line),
+            "--out",
+            str(folder),
+            "--explain",
+            "--fps",
+            f"{profile.stream_fps:g}",
+        )
         return f"summary {folder / 'summary.json'}, overlays in {folder / 'overlays'}"
 
     digest = hashlib.sha256(train_yaml.encode()).hexdigest()[:12]
@@ -165,8 +230,12 @@ def _steps(out: Path, seed: int, preset: str, profile: Profile) -> list[Step]:
         Step("training (tiny preset)", "train", {**base, "preset": preset, "config": digest}, make_train),
         Step("LoRA merge", "merged", {**base, "preset": preset, "config": digest}, make_merged),
         Step("export", "artifact", {**base, "preset": preset, "config": digest}, make_artifact),
-        Step("inspection station", "edge", {**base, "preset": preset, "config": digest, "fps": profile.stream_fps},
-             run_edge),
+        Step(
+            "inspection station",
+            "edge",
+            {**base, "preset": preset, "config": digest, "fps": profile.stream_fps},
+            run_edge,
+        ),
     ]
 
 
@@ -206,8 +275,9 @@ def run_demo(args: argparse.Namespace) -> int:
         folder.mkdir(parents=True, exist_ok=True)
         summary = step.run(folder)
         seconds = round(time.perf_counter() - started, 1)
-        (folder / DONE_MARKER).write_text(json.dumps({"settings": step.settings, "summary": summary, "seconds": seconds}),
-                                          encoding="utf-8")
+        (folder / DONE_MARKER).write_text(
+            json.dumps({"settings": step.settings, "summary": summary, "seconds": seconds}), encoding="utf-8"
+        )
         print(f"      done in {seconds:.1f} s: {summary}")
     print(f"demo finished: everything is under {out.resolve()}")
     return 0

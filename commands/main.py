@@ -64,8 +64,10 @@ def missing_extra_message(command: str, error: ModuleNotFoundError) -> str | Non
     if not missing or missing in _PROJECT:
         return None
     extra = _EXTRA_OF.get(command, "all")
-    return (f"'eiad {command}' needs {missing!r}, which this install does not have (an edge-only install has no "
-            f"training or export stack): pip install '.[{extra}]'")
+    return (
+        f"'eiad {command}' needs {missing!r}, which this install does not have (an edge-only install has no "
+        f"training or export stack): pip install '.[{extra}]'"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -57,8 +57,9 @@ class Station:
             self.health.close()
 
 
-def build_station(config: StationConfig, extra_sinks: dict[str, Sink] | None = None,
-                  sources: SourceSet | None = None) -> Station:
+def build_station(
+    config: StationConfig, extra_sinks: dict[str, Sink] | None = None, sources: SourceSet | None = None
+) -> Station:
     """Load the artifact and build the station; opens no camera yet (the pipeline starts them).
 
     `sources`: a SourceSet built by the caller (a demo or test camera) instead of the
@@ -78,9 +79,19 @@ def build_station(config: StationConfig, extra_sinks: dict[str, Sink] | None = N
     except BaseException:
         runner.close()
         raise
-    pipeline = Pipeline(config.station_id, sources, runner, sinks, config.thresholds, metrics,
-                        config.batching.max_batch, config.batching.max_wait_ms, config.frames.wrong_size, first_sequence,
-                        blank_max_std=config.frames.blank_max_std)
+    pipeline = Pipeline(
+        config.station_id,
+        sources,
+        runner,
+        sinks,
+        config.thresholds,
+        metrics,
+        config.batching.max_batch,
+        config.batching.max_wait_ms,
+        config.frames.wrong_size,
+        first_sequence,
+        blank_max_std=config.frames.blank_max_std,
+    )
     watch_sink_stats(metrics, sinks)
     stats_publisher = None
     if "mqtt" in sinks and config.mqtt is not None and config.mqtt.stats_interval_s > 0:
@@ -97,8 +108,16 @@ def _sources_from_config(config: StationConfig, metrics: Metrics) -> SourceSet:
     for source in config.sources:
         staleness = source.staleness_budget_ms if source.policy == "free_running" else None
         policy = "latest" if source.policy == "free_running" else "block"
-        sources.add(source.id, source_maker(source, config.path), policy, source.queue_capacity, staleness,
-                    source.stall_timeout_s, source.restart_backoff_s, source.restart_backoff_max_s)
+        sources.add(
+            source.id,
+            source_maker(source, config.path),
+            policy,
+            source.queue_capacity,
+            staleness,
+            source.stall_timeout_s,
+            source.restart_backoff_s,
+            source.restart_backoff_max_s,
+        )
     return sources
 
 
@@ -121,7 +140,9 @@ def _build_sinks(config: StationConfig, extra: dict[str, Sink], model_id: str) -
     if config.archive is not None:
         from edge.sinks.archive import ArchiveSink
 
-        sinks["archive"] = ArchiveSink(config.archive.model_copy(update={"directory": config.path(config.archive.directory)}))
+        sinks["archive"] = ArchiveSink(
+            config.archive.model_copy(update={"directory": config.path(config.archive.directory)})
+        )
     sinks.update(extra)
     if config.sequence_file is not None:
         # After the MQTT sink: the file may lag the outbox by one after a kill, never lead it.
@@ -135,14 +156,22 @@ def _build_sinks(config: StationConfig, extra: dict[str, Sink], model_id: str) -
     return sinks, last_sequence + 1
 
 
-def run_station(config: StationConfig, stop: threading.Event | None = None, extra_sinks: dict[str, Sink] | None = None) -> PipelineSummary:
+def run_station(
+    config: StationConfig, stop: threading.Event | None = None, extra_sinks: dict[str, Sink] | None = None
+) -> PipelineSummary:
     """Build, run until stopped (signal or `stop`) or until finite sources end, shut down cleanly."""
     stop = stop or threading.Event()
     station = build_station(config, extra_sinks)
     restore = _install_signal_handlers(stop)
     try:
-        log.info("station %s/%s running: %d source(s), model %s on %s", config.line_id, config.station_id,
-                 len(config.sources), station.runner.manifest.model_id, station.runner.provider)
+        log.info(
+            "station %s/%s running: %d source(s), model %s on %s",
+            config.line_id,
+            config.station_id,
+            len(config.sources),
+            station.runner.manifest.model_id,
+            station.runner.provider,
+        )
         summary = station.pipeline.run(stop)
     finally:
         station.close()

@@ -29,9 +29,10 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 
 from eiad.errors import ConfigError
 
@@ -81,14 +82,29 @@ class Mosquitto:
     (SIGTERM: saves the persistence database) and `restart()` keep the port; `kill()` is
     SIGKILL (nothing saved since the last autosave). Drive it from one thread."""
 
-    def __init__(self, workdir: Path, *, host: str = "127.0.0.1", port: int | None = None, persistence: bool = True,
-                 users: dict[str, str] | None = None, tls: TlsFiles | None = None, extra_conf: str = "",
-                 log_all: bool = True) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        persistence: bool = True,
+        users: dict[str, str] | None = None,
+        tls: TlsFiles | None = None,
+        extra_conf: str = "",
+        log_all: bool = True,
+    ) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.host = host
         self.port = port or free_port(host)
-        self.persistence, self.users, self.tls, self.extra_conf, self.log_all = persistence, users or {}, tls, extra_conf, log_all
+        self.persistence, self.users, self.tls, self.extra_conf, self.log_all = (
+            persistence,
+            users or {},
+            tls,
+            extra_conf,
+            log_all,
+        )
         self.binary = mosquitto_binary()
         self.proc: subprocess.Popen | None = None
         self.conf_path = self.workdir / "mosquitto.conf"
@@ -98,27 +114,41 @@ class Mosquitto:
         lines = ["user root"] if os.geteuid() == 0 else []
         lines.append(f"listener {self.port} {self.host}")
         if self.tls is not None:
-            lines += [f"cafile {self.tls.ca_file}", f"certfile {self.tls.server_cert}", f"keyfile {self.tls.server_key}"]
-        lines += [f"allow_anonymous {'false' if self.users else 'true'}", f"log_dest file {self.log_path}",
-                  "max_queued_messages 100000", "max_inflight_messages 100"]
+            lines += [
+                f"cafile {self.tls.ca_file}",
+                f"certfile {self.tls.server_cert}",
+                f"keyfile {self.tls.server_key}",
+            ]
+        lines += [
+            f"allow_anonymous {'false' if self.users else 'true'}",
+            f"log_dest file {self.log_path}",
+            "max_queued_messages 100000",
+            "max_inflight_messages 100",
+        ]
         if self.log_all:
             lines.append("log_type all")
         if self.users:
             passwords = self.workdir / "passwd"
             passwords.write_text("")
             for user, password in self.users.items():
-                subprocess.run(["mosquitto_passwd", "-b", str(passwords), user, password], check=True, capture_output=True)
+                subprocess.run(
+                    ["mosquitto_passwd", "-b", str(passwords), user, password], check=True, capture_output=True
+                )
             lines.append(f"password_file {passwords}")
-        lines += (["persistence true", f"persistence_location {self.workdir}/", "autosave_interval 1"] if self.persistence
-                  else ["persistence false"])
+        lines += (
+            ["persistence true", f"persistence_location {self.workdir}/", "autosave_interval 1"]
+            if self.persistence
+            else ["persistence false"]
+        )
         self.conf_path.write_text("\n".join(lines) + "\n" + self.extra_conf)
 
-    def start(self, timeout_s: float = _START_TIMEOUT_S) -> "Mosquitto":
+    def start(self, timeout_s: float = _START_TIMEOUT_S) -> Mosquitto:
         if self.binary is None:
             raise ConfigError("Mosquitto is not installed: apt-get install mosquitto")
         self._write_conf()
-        self.proc = subprocess.Popen([self.binary, "-c", str(self.conf_path)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [self.binary, "-c", str(self.conf_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
 
         def alive() -> str:
             if self.proc.poll() is None:
@@ -159,7 +189,7 @@ class Mosquitto:
         """Hard stop (SIGKILL): nothing saved since the last autosave."""
         self._signal(signal.SIGKILL)
 
-    def restart(self) -> "Mosquitto":
+    def restart(self) -> Mosquitto:
         self.stop()
         return self.start()
 
@@ -216,8 +246,10 @@ def _embedded(host: str) -> Iterator[LocalBroker]:
     try:
         from amqtt.broker import Broker
     except ImportError as error:
-        raise ConfigError("no broker available: install Mosquitto (apt-get install mosquitto) "
-                          "or the pure-Python broker (pip install amqtt)") from error
+        raise ConfigError(
+            "no broker available: install Mosquitto (apt-get install mosquitto) "
+            "or the pure-Python broker (pip install amqtt)"
+        ) from error
     import amqtt
 
     port = free_port(host)

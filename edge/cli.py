@@ -34,33 +34,85 @@ See docs/edge_demo.md."""
 
 
 def register(commands) -> None:
-    parser = commands.add_parser("edge", help="run an inspection station: camera -> verdict + mask over MQTT",
-                                 description="run an inspection station: camera -> verdict + mask over MQTT.")
+    parser = commands.add_parser(
+        "edge",
+        help="run an inspection station: camera -> verdict + mask over MQTT",
+        description="run an inspection station: camera -> verdict + mask over MQTT.",
+    )
     sub = parser.add_subparsers(dest="edge_command", metavar="COMMAND")
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
     run = sub.add_parser("run", help="run a station from its YAML", description=_RUN_HELP)
-    run.add_argument("--config", type=Path, required=True, metavar="STATION.yaml", help="the station config (start from configs/station.yaml)")
-    run.add_argument("--duration-s", type=float, default=None, help="stop after this many seconds (default: run until stopped)")
+    run.add_argument(
+        "--config",
+        type=Path,
+        required=True,
+        metavar="STATION.yaml",
+        help="the station config (start from configs/station.yaml)",
+    )
+    run.add_argument(
+        "--duration-s", type=float, default=None, help="stop after this many seconds (default: run until stopped)"
+    )
     run.set_defaults(func=_run)
 
-    demo = sub.add_parser("demo", help="synthetic line -> artifact -> local broker -> PLC view, with accuracy and latency",
-                          description=_DEMO_HELP)
-    demo.add_argument("--artifact", type=Path, required=True, metavar="DIR", help="export artifact folder (eiad export onnx --out DIR)")
-    demo.add_argument("--line", type=Path, required=True, metavar="DIR",
-                      help="synthetic line folder (eiad data synth --out DIR): DIR/stream/line.avi + ground_truth.jsonl")
-    demo.add_argument("--frames", type=int, default=None, metavar="N", help="parts to inspect (default: the video's length; more loops it)")
-    demo.add_argument("--fps", type=float, default=None, metavar="F",
-                      help="camera trigger rate in parts/s (default: the video's own rate; 0: as fast as the station takes them)")
-    demo.add_argument("--out", type=Path, default=Path("runs/edge_demo"), metavar="DIR", help="summary.json and overlays/ go here (default runs/edge_demo)")
-    demo.add_argument("--explain", action="store_true", help="also explain NG parts with the artifact's language model (needs ARTIFACT/llm)")
-    demo.add_argument("--broker", choices=("auto", "mosquitto", "embedded"), default="auto",
-                      help="auto: Mosquitto if installed, else embedded amqtt (default auto)")
+    demo = sub.add_parser(
+        "demo",
+        help="synthetic line -> artifact -> local broker -> PLC view, with accuracy and latency",
+        description=_DEMO_HELP,
+    )
+    demo.add_argument(
+        "--artifact",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="export artifact folder (eiad export onnx --out DIR)",
+    )
+    demo.add_argument(
+        "--line",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="synthetic line folder (eiad data synth --out DIR): DIR/stream/line.avi + ground_truth.jsonl",
+    )
+    demo.add_argument(
+        "--frames",
+        type=int,
+        default=None,
+        metavar="N",
+        help="parts to inspect (default: the video's length; more loops it)",
+    )
+    demo.add_argument(
+        "--fps",
+        type=float,
+        default=None,
+        metavar="F",
+        help="camera trigger rate in parts/s (default: the video's own rate; 0: as fast as the station takes them)",
+    )
+    demo.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/edge_demo"),
+        metavar="DIR",
+        help="summary.json and overlays/ go here (default runs/edge_demo)",
+    )
+    demo.add_argument(
+        "--explain",
+        action="store_true",
+        help="also explain NG parts with the artifact's language model (needs ARTIFACT/llm)",
+    )
+    demo.add_argument(
+        "--broker",
+        choices=("auto", "mosquitto", "embedded"),
+        default="auto",
+        help="auto: Mosquitto if installed, else embedded amqtt (default auto)",
+    )
     demo.add_argument("--overlays", type=int, default=6, metavar="N", help="NG overlays to save (default 6)")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar or NG lines (for logs and CI)")
     demo.set_defaults(func=_demo)
 
-    check = sub.add_parser("validate-config", help="check a station YAML and print every error with its line", description=_VALIDATE_HELP)
+    check = sub.add_parser(
+        "validate-config", help="check a station YAML and print every error with its line", description=_VALIDATE_HELP
+    )
     check.add_argument("config", type=Path, metavar="STATION.yaml")
     check.add_argument("--schema-only", action="store_true", help="do not open the artifact")
     check.set_defaults(func=_validate)
@@ -80,7 +132,10 @@ def _run(args: argparse.Namespace) -> int:
         timer.start()
     summary = run_station(config, stop)
     verdicts = ", ".join(f"{k} {v}" for k, v in sorted(summary.verdicts.items())) or "none"
-    print(f"{summary.frames} results ({verdicts}); sink failures {summary.sink_failures}; last sequence {summary.last_sequence}")
+    print(
+        f"{summary.frames} results ({verdicts}); sink failures {summary.sink_failures}; last sequence "
+        f"{summary.last_sequence}"
+    )
     return 0
 
 
@@ -89,8 +144,19 @@ def _demo(args: argparse.Namespace) -> int:
     from edge.demo.report import format_summary
     from edge.demo.run import run_demo
 
-    summary = run_demo(DemoOptions(artifact=args.artifact, line=args.line, out=args.out, frames=args.frames, fps=args.fps,
-                                   explain=args.explain, broker=args.broker, overlays=args.overlays, progress=not args.no_progress))
+    summary = run_demo(
+        DemoOptions(
+            artifact=args.artifact,
+            line=args.line,
+            out=args.out,
+            frames=args.frames,
+            fps=args.fps,
+            explain=args.explain,
+            broker=args.broker,
+            overlays=args.overlays,
+            progress=not args.no_progress,
+        )
+    )
     print(format_summary(summary))
     print(f"summary: {args.out / 'summary.json'}")
     if not summary["all_received"]:
@@ -108,8 +174,13 @@ def _validate(args: argparse.Namespace) -> int:
         from eiad.manifest import load_manifest
 
         manifest = load_manifest(config.path(config.artifact))
-        artifact_note = f"artifact {manifest.model_id} ({manifest.input.width}x{manifest.input.height}, {len(manifest.files)} file(s) verified)"
+        artifact_note = (
+            f"artifact {manifest.model_id} ({manifest.input.width}x{manifest.input.height}, "
+            f"{len(manifest.files)} file(s) verified)"
+        )
     sources = ", ".join(f"{s.id} ({s.kind}, {s.policy})" for s in config.sources)
     mqtt = f"mqtt {config.mqtt.host}:{config.mqtt.port}" if config.mqtt else "no mqtt"
-    print(f"OK: {args.config}: station {config.line_id}/{config.station_id}; sources: {sources}; {artifact_note}; {mqtt}")
+    print(
+        f"OK: {args.config}: station {config.line_id}/{config.station_id}; sources: {sources}; {artifact_note}; {mqtt}"
+    )
     return 0

@@ -9,7 +9,7 @@ Relative paths are relative to the YAML file's folder. Config objects do no I/O.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
@@ -34,7 +34,9 @@ class _SourceBase(_Strict):
         default="triggered", description="triggered: never drop (block + alarm); free_running: keep the newest"
     )
     queue_capacity: int = Field(default=4, ge=1, le=1024, description="frames waiting for inference")
-    staleness_budget_ms: float | None = Field(default=500.0, gt=0, description="free_running: drop frames older than this at dequeue")
+    staleness_budget_ms: float | None = Field(
+        default=500.0, gt=0, description="free_running: drop frames older than this at dequeue"
+    )
     stall_timeout_s: float = Field(default=10.0, gt=0, description="no frame for this long -> restart the source")
     restart_backoff_s: float = Field(default=1.0, gt=0, description="first wait before reopening; doubles")
     restart_backoff_max_s: float = Field(default=30.0, gt=0)
@@ -59,7 +61,9 @@ class RtspSourceConfig(_SourceBase):
     kind: Literal["rtsp"]
     policy: Literal["triggered", "free_running"] = "free_running"
     url: str = Field(min_length=1, description="rtsp://..., or any URL FFmpeg reads (tcp://, http://)")
-    ffmpeg_options: str = Field(default=RTSP_LOW_LATENCY, description="OPENCV_FFMPEG_CAPTURE_OPTIONS set before opening")
+    ffmpeg_options: str = Field(
+        default=RTSP_LOW_LATENCY, description="OPENCV_FFMPEG_CAPTURE_OPTIONS set before opening"
+    )
 
 
 class FolderSourceConfig(_SourceBase):
@@ -67,7 +71,9 @@ class FolderSourceConfig(_SourceBase):
     path: Path
     patterns: list[str] = Field(default_factory=lambda: ["*.png", "*.jpg", "*.jpeg", "*.bmp", "*.tif", "*.tiff"])
     watch: bool = Field(default=False, description="keep watching for new files instead of ending")
-    settle_ms: float = Field(default=500.0, ge=0, description="watch: a file must be unchanged this long before it is read")
+    settle_ms: float = Field(
+        default=500.0, ge=0, description="watch: a file must be unchanged this long before it is read"
+    )
     poll_interval_ms: float = Field(default=200.0, gt=0)
     move_done_to: Path | None = Field(default=None, description="move each read file here (else left in place)")
 
@@ -75,7 +81,9 @@ class FolderSourceConfig(_SourceBase):
 class SyntheticSourceConfig(_SourceBase):
     kind: Literal["synthetic"]
     path: Path = Field(description="the synthetic line's video file")
-    truth: Path | None = Field(default=None, description="ground-truth JSONL sidecar; default: ground_truth.jsonl beside the video")
+    truth: Path | None = Field(
+        default=None, description="ground-truth JSONL sidecar; default: ground_truth.jsonl beside the video"
+    )
     loop: bool = False
 
 
@@ -90,21 +98,33 @@ class GenicamSourceConfig(_SourceBase):
 
 
 SourceConfig = Annotated[
-    Union[VideoSourceConfig, UsbSourceConfig, RtspSourceConfig, FolderSourceConfig, SyntheticSourceConfig, GenicamSourceConfig],
+    VideoSourceConfig
+    | UsbSourceConfig
+    | RtspSourceConfig
+    | FolderSourceConfig
+    | SyntheticSourceConfig
+    | GenicamSourceConfig,
     Field(discriminator="kind"),
 ]
 
 
 class OnnxRuntimeRunnerConfig(_Strict):
     kind: Literal["onnxruntime"] = "onnxruntime"
-    providers: Literal["auto"] | list[str] = Field(default="auto", description="auto: TensorRT EP -> CUDA EP -> CPU, those installed")
-    engine_cache_dir: Path | None = Field(default=None, description="TensorRT EP engine + timing cache; default <artifact>/trt_cache")
+    providers: Literal["auto"] | list[str] = Field(
+        default="auto", description="auto: TensorRT EP -> CUDA EP -> CPU, those installed"
+    )
+    engine_cache_dir: Path | None = Field(
+        default=None, description="TensorRT EP engine + timing cache; default <artifact>/trt_cache"
+    )
     intra_op_threads: int = Field(default=0, ge=0, description="0: ONNX Runtime decides")
 
 
 class TensorRtRunnerConfig(_Strict):
     kind: Literal["tensorrt"]
-    engine: Path | None = Field(default=None, description="default: the artifact's one engine from 'eiad export tensorrt' (several engines: required)")
+    engine: Path | None = Field(
+        default=None,
+        description="default: the artifact's one engine from 'eiad export tensorrt' (several engines: required)",
+    )
 
 
 class BatchingConfig(_Strict):
@@ -113,17 +133,24 @@ class BatchingConfig(_Strict):
 
 
 class FramesConfig(_Strict):
-    wrong_size: Literal["reject", "resize"] = Field(default="reject", description="frame size differs from the model input")
+    wrong_size: Literal["reject", "resize"] = Field(
+        default="reject", description="frame size differs from the model input"
+    )
     blank_max_std: float = Field(
-        default=2.0, ge=0, le=128,
+        default=2.0,
+        ge=0,
+        le=128,
         description="REJECT frames whose pixel standard deviation (grey levels, 0-255) is below this: covered lens, "
-                    "lights off, dead sensor; the default 2.0 suits lit scenes; 0 = off (e.g. a deliberately uniform target)")
+        "lights off, dead sensor; the default 2.0 suits lit scenes; 0 = off (e.g. a deliberately uniform target)",
+    )
 
 
 class MetricsConfig(_Strict):
     enabled: bool = True
     host: str = "0.0.0.0"
-    port: int = Field(default=9108, ge=0, le=65535, description="GET /metrics (Prometheus) and /health (JSON); 0 = any free port")
+    port: int = Field(
+        default=9108, ge=0, le=65535, description="GET /metrics (Prometheus) and /health (JSON); 0 = any free port"
+    )
 
 
 class StationConfig(_Strict):
@@ -131,17 +158,24 @@ class StationConfig(_Strict):
     line_id: str = Field(pattern=_ID)
     artifact: Path = Field(description="export artifact folder (holds manifest.json)")
     sources: list[SourceConfig] = Field(min_length=1)
-    runner: Annotated[Union[OnnxRuntimeRunnerConfig, TensorRtRunnerConfig], Field(discriminator="kind")] = OnnxRuntimeRunnerConfig()
+    runner: Annotated[OnnxRuntimeRunnerConfig | TensorRtRunnerConfig, Field(discriminator="kind")] = (
+        OnnxRuntimeRunnerConfig()
+    )
     batching: BatchingConfig = BatchingConfig()
     frames: FramesConfig = FramesConfig()
     thresholds: ThresholdOverrides = ThresholdOverrides()
     metrics: MetricsConfig = MetricsConfig()
     mqtt: MqttSettings | None = Field(default=None, description="omit to run without MQTT (log only)")
     outbox: OutboxSettings = OutboxSettings()
-    archive: ArchiveSettings | None = Field(default=None, description="NG images + masks + JSON on disk; omit to keep none")
-    explainer: ExplainerConfig | None = Field(default=None, description="language-model explanations; needs the artifact's llm/ folder")
+    archive: ArchiveSettings | None = Field(
+        default=None, description="NG images + masks + JSON on disk; omit to keep none"
+    )
+    explainer: ExplainerConfig | None = Field(
+        default=None, description="language-model explanations; needs the artifact's llm/ folder"
+    )
     sequence_file: Path | None = Field(
-        default=Path("sequence.state"), description="last sequence number, so numbering continues after a restart; null: restart at 1"
+        default=Path("sequence.state"),
+        description="last sequence number, so numbering continues after a restart; null: restart at 1",
     )
     _base_dir: Path = PrivateAttr(default=Path("."))
 
@@ -158,7 +192,7 @@ class StationConfig(_Strict):
         return data
 
     @model_validator(mode="after")
-    def _unique_ids(self) -> "StationConfig":
+    def _unique_ids(self) -> StationConfig:
         ids = [s.id for s in self.sources]
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:

@@ -25,6 +25,6 @@ class Frame:
     stamps_ns: dict[str, int] = field(default_factory=dict)
     truth: dict | None = None
 
-    def stamped(self, stage: str, when_ns: int) -> "Frame":
+    def stamped(self, stage: str, when_ns: int) -> Frame:
         """A copy with one more stage time (frames are shared across threads: never mutate)."""
         return replace(self, stamps_ns={**self.stamps_ns, stage: when_ns})

@@ -27,8 +27,8 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -38,7 +38,12 @@ from edge.results import InspectionResult
 log = logging.getLogger(__name__)
 
 _BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
-_STAGES = (("queue_wait", "captured", "dequeued"), ("verdict", "inferred", "decided"), ("sinks", "decided", None), ("total", "captured", None))
+_STAGES = (
+    ("queue_wait", "captured", "dequeued"),
+    ("verdict", "inferred", "decided"),
+    ("sinks", "decided", None),
+    ("total", "captured", None),
+)
 
 
 class Metrics:
@@ -48,13 +53,21 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self._captured = Counter("eiad_edge_frames_captured", "frames read", ["source"], registry=r)
-        self._dropped = Counter("eiad_edge_frames_dropped", "frames dropped by policy", ["source", "reason"], registry=r)
-        self._blocked = Counter("eiad_edge_source_blocked", "triggered source waited on a full queue", ["source"], registry=r)
-        self._stalls = Counter("eiad_edge_source_stalls", "sources that produced nothing in time", ["source"], registry=r)
+        self._dropped = Counter(
+            "eiad_edge_frames_dropped", "frames dropped by policy", ["source", "reason"], registry=r
+        )
+        self._blocked = Counter(
+            "eiad_edge_source_blocked", "triggered source waited on a full queue", ["source"], registry=r
+        )
+        self._stalls = Counter(
+            "eiad_edge_source_stalls", "sources that produced nothing in time", ["source"], registry=r
+        )
         self._restarts = Counter("eiad_edge_source_restarts", "source reopened", ["source", "reason"], registry=r)
         self._results = Counter("eiad_edge_results", "inspection results", ["verdict"], registry=r)
         self._sink_failures = Counter("eiad_edge_sink_failures", "sink calls that raised", ["sink"], registry=r)
-        self._latency = Histogram("eiad_edge_stage_latency_seconds", "per-stage latency", ["stage"], buckets=_BUCKETS_S, registry=r)
+        self._latency = Histogram(
+            "eiad_edge_stage_latency_seconds", "per-stage latency", ["stage"], buckets=_BUCKETS_S, registry=r
+        )
         self._depth = Gauge("eiad_edge_queue_depth", "frames waiting", ["source"], registry=r)
         self._fps = Gauge("eiad_edge_source_fps", "frames per second", ["source"], registry=r)
         self._queue_depth = queue_depth  # callable(source_id) -> int, set by the app
@@ -160,9 +173,14 @@ class Metrics:
         age = None if self.last_result_unix_s is None else round(time.time() - self.last_result_unix_s, 3)
         components = self.component_stats()
         problems = problems_of(components)
-        return {"status": "degraded" if problems else "ok", "problems": problems,
-                "uptime_s": round(time.time() - self.started_unix_s, 3), "last_result_age_s": age,
-                "counts": counts, "components": components}
+        return {
+            "status": "degraded" if problems else "ok",
+            "problems": problems,
+            "uptime_s": round(time.time() - self.started_unix_s, 3),
+            "last_result_age_s": age,
+            "counts": counts,
+            "components": components,
+        }
 
 
 def watch_sink_stats(metrics: Metrics, sinks: dict) -> None:

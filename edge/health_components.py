@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -102,20 +102,26 @@ def _mqtt(s: dict) -> Iterator[Metric]:
     yield _gauge("eiad_mqtt_connected", "1 while connected to the broker", s.get("connected"))
     yield _counter("eiad_mqtt_connects_total", "accepted connections", s.get("connects"))
     yield _counter("eiad_mqtt_connect_refusals_total", "connections refused by the broker", s.get("connect_refusals"))
-    yield _gauge("eiad_mqtt_last_refusal_code", "CONNACK reason code of the last refusal (0: none)", s.get("last_refusal_code"))
+    yield _gauge(
+        "eiad_mqtt_last_refusal_code", "CONNACK reason code of the last refusal (0: none)", s.get("last_refusal_code")
+    )
     yield _gauge("eiad_mqtt_inflight_messages", "published, not yet acknowledged", s.get("inflight"))
     yield _counter("eiad_mqtt_published_total", "outbox messages handed to the network", s.get("published"))
     yield _gauge("eiad_outbox_depth_rows", "messages waiting in the outbox", s.get("outbox_depth_rows"))
     yield _gauge("eiad_outbox_depth_bytes", "bytes waiting in the outbox", s.get("outbox_depth_bytes"))
     yield _gauge("eiad_outbox_full_alarm", "1 while the outbox is at a bound", s.get("outbox_full_alarm"))
     yield _gauge("eiad_outbox_disk_full", "1 while the outbox's disk refuses writes", s.get("outbox_disk_full"))
-    yield _gauge("eiad_outbox_corrupt_quarantined", "corrupt outbox files set aside at start",
-                 s.get("outbox_corrupt_quarantined"))
+    yield _gauge(
+        "eiad_outbox_corrupt_quarantined",
+        "corrupt outbox files set aside at start",
+        s.get("outbox_corrupt_quarantined"),
+    )
     yield _by_reason("eiad_outbox_dropped_total", "messages dropped, by reason", s.get("dropped_by_reason"))
     yield _counter("eiad_outbox_acked_total", "messages acknowledged and deleted", s.get("acked"))
     yield _counter("eiad_outbox_replayed_total", "messages of an earlier run published again", s.get("replayed"))
-    latency = GaugeMetricFamily("eiad_publish_latency_seconds", "outbox write -> PUBACK over recent messages",
-                                labels=["quantile"])
+    latency = GaugeMetricFamily(
+        "eiad_publish_latency_seconds", "outbox write -> PUBACK over recent messages", labels=["quantile"]
+    )
     for key, quantile in _QUANTILES:
         value_ms = (s.get("publish_latency_ms") or {}).get(key)
         if value_ms is not None:
@@ -125,23 +131,34 @@ def _mqtt(s: dict) -> Iterator[Metric]:
 
 def _explainer(s: dict) -> Iterator[Metric]:
     yield _gauge("eiad_explainer_backlog_parts", "parts waiting for an explanation", s.get("backlog"))
-    yield _counter("eiad_explainer_produced_total", "explanations produced",
-                   s.get("produced", s.get("explained")))
-    yield _counter("eiad_explainer_dropped_total", "parts dropped from the backlog (policy or shutdown)", s.get("dropped"))
+    yield _counter("eiad_explainer_produced_total", "explanations produced", s.get("produced", s.get("explained")))
+    yield _counter(
+        "eiad_explainer_dropped_total", "parts dropped from the backlog (policy or shutdown)", s.get("dropped")
+    )
     yield _counter("eiad_explainer_failed_total", "explanations that failed", s.get("failed"))
     if "explain_requests_accepted" in s:  # only when explainer.mqtt_requests is set
-        yield _counter("eiad_explain_requests_accepted_total", "MQTT explanation requests queued",
-                       s.get("explain_requests_accepted"))
-        yield _by_reason("eiad_explain_requests_rejected_total", "MQTT explanation requests refused, by reason",
-                         s.get("explain_requests_rejected"))
+        yield _counter(
+            "eiad_explain_requests_accepted_total",
+            "MQTT explanation requests queued",
+            s.get("explain_requests_accepted"),
+        )
+        yield _by_reason(
+            "eiad_explain_requests_rejected_total",
+            "MQTT explanation requests refused, by reason",
+            s.get("explain_requests_rejected"),
+        )
 
 
 def _sparkplug(s: dict) -> Iterator[Metric]:
     yield _gauge("eiad_sparkplug_connected", "1 while the Sparkplug client is connected", s.get("connected"))
     yield _counter("eiad_sparkplug_published_total", "Sparkplug messages published (QoS 0)", s.get("published"))
-    yield _by_reason("eiad_sparkplug_dropped_total", "NDATA not published (at most once), by reason",
-                     s.get("dropped_by_reason"))
+    yield _by_reason(
+        "eiad_sparkplug_dropped_total", "NDATA not published (at most once), by reason", s.get("dropped_by_reason")
+    )
 
 
-_EXPORTERS: dict[str, Callable[[dict], Iterator[Metric]]] = {"mqtt": _mqtt, "explainer": _explainer,
-                                                             "sparkplug": _sparkplug}
+_EXPORTERS: dict[str, Callable[[dict], Iterator[Metric]]] = {
+    "mqtt": _mqtt,
+    "explainer": _explainer,
+    "sparkplug": _sparkplug,
+}

@@ -135,11 +135,17 @@ class Pipeline:
         if self._blank_max_std > 0:
             std = _blank_std(image, self._blank_max_std)
             if std < self._blank_max_std:
-                return None, (f"frame is blank (std {std:.2f} < {self._blank_max_std:g}): "
-                              "lens covered, lights off or camera fault?")
+                return None, (
+                    f"frame is blank (std {std:.2f} < {self._blank_max_std:g}): "
+                    "lens covered, lights off or camera fault?"
+                )
         if image.shape[:2] != (spec.height, spec.width):
             if self._wrong_size == "reject":
-                return None, f"frame is {image.shape[1]}x{image.shape[0]} px, the model takes {spec.width}x{spec.height} (set frames.wrong_size: resize to accept)"
+                return (
+                    None,
+                    f"frame is {image.shape[1]}x{image.shape[0]} px, the model takes {spec.width}x{spec.height} (set "
+                    "frames.wrong_size: resize to accept)",
+                )
             image = cv2.resize(image, (spec.width, spec.height), interpolation=cv2.INTER_AREA)
         return image, ""
 
@@ -147,8 +153,11 @@ class Pipeline:
         for start in range(0, len(ready), self._max_batch):
             chunk = ready[start : start + self._max_batch]
             # one frame: a view (no copy) unless the image is not contiguous
-            stacked = (np.ascontiguousarray(chunk[0][2][None]) if len(chunk) == 1
-                       else np.stack([image for _, _, image in chunk]))
+            stacked = (
+                np.ascontiguousarray(chunk[0][2][None])
+                if len(chunk) == 1
+                else np.stack([image for _, _, image in chunk])
+            )
             if self._runner.fixed_batch and len(chunk) < self._runner.max_batch:  # fixed batch: pad
                 pad = np.zeros((self._runner.max_batch - len(chunk), *stacked.shape[1:]), np.uint8)
                 stacked = np.concatenate([stacked, pad])
@@ -158,14 +167,24 @@ class Pipeline:
             except Exception as error:  # an engine failure rejects these frames, the loop goes on
                 log.exception("inference failed on a batch of %d", len(chunk))
                 for index, frame, _ in chunk:
-                    yield index, self._result_for(frame.stamped("preprocessed", began), rejected(f"inference failed: {error}"))
+                    yield (
+                        index,
+                        self._result_for(frame.stamped("preprocessed", began), rejected(f"inference failed: {error}")),
+                    )
                 continue
             done = time.monotonic_ns()
             self.metrics.stage("inference", (done - began) / 1e9)
             for row, (index, frame, _) in enumerate(chunk):
                 frame = frame.stamped("preprocessed", began).stamped("inferred", done)
                 sequence, inspection_id = self._identity(frame)
-                result = decide({k: v[row] for k, v in outputs.items()}, self._manifest, self._overrides, frame, inspection_id, sequence)
+                result = decide(
+                    {k: v[row] for k, v in outputs.items()},
+                    self._manifest,
+                    self._overrides,
+                    frame,
+                    inspection_id,
+                    sequence,
+                )
                 yield index, result
 
     def _result_for(self, frame: Frame, decision) -> InspectionResult:

@@ -65,9 +65,15 @@ def from_confusion(confusion: dict[str, dict[str, int]], unscored: int = 0) -> d
     ok, ng = confusion["OK"], confusion["NG"]
     scored = sum(ok.values()) + sum(ng.values())
     ratio = lambda a, b: round(a / b, 4) if b else None  # noqa: E731
-    return {"scored": scored, "unscored": unscored, "confusion": confusion,
-            "accuracy": ratio(ok["OK"] + ng["NG"], scored), "miss_rate": ratio(ng["OK"], sum(ng.values())),
-            "overkill_rate": ratio(ok["NG"], sum(ok.values())), "rejected": ok["REJECTED"] + ng["REJECTED"]}
+    return {
+        "scored": scored,
+        "unscored": unscored,
+        "confusion": confusion,
+        "accuracy": ratio(ok["OK"] + ng["NG"], scored),
+        "miss_rate": ratio(ng["OK"], sum(ng.values())),
+        "overkill_rate": ratio(ok["NG"], sum(ok.values())),
+        "rejected": ok["REJECTED"] + ng["REJECTED"],
+    }
 
 
 def pooled(a: dict | None, b: dict | None) -> dict | None:
@@ -90,7 +96,13 @@ def judge(scores: dict) -> dict:
 
 def format_goals(judged: dict) -> str:
     """One line: every judged goal with its value and OK/MISSED."""
-    parts = [f"{g['goal']}: {g['value']:.4g} {'ok' if g['met'] else 'MISSED'}"
-             for g in judged["goals"].values() if g["met"] is not None]
-    return ("quality goals " + ("met" if judged["passed"] else "MISSED") + ": " + "; ".join(parts)) if parts else \
-        "quality goals: no ground truth to judge"
+    parts = [
+        f"{g['goal']}: {g['value']:.4g} {'ok' if g['met'] else 'MISSED'}"
+        for g in judged["goals"].values()
+        if g["met"] is not None
+    ]
+    return (
+        ("quality goals " + ("met" if judged["passed"] else "MISSED") + ": " + "; ".join(parts))
+        if parts
+        else "quality goals: no ground truth to judge"
+    )

@@ -54,8 +54,9 @@ class ThresholdOverrides(BaseModel):
     image_score: float | None = Field(default=None, ge=0.0, le=1.0)
     pixel: float | None = Field(default=None, ge=0.0, le=1.0)
     min_defect_area_px: int | None = Field(default=None, ge=0)
-    class_confidence: float | None = Field(default=None, ge=0.0, le=1.0,
-                                           description="publish the class at or above this confidence, else 'unknown'")
+    class_confidence: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="publish the class at or above this confidence, else 'unknown'"
+    )
     classes: dict[str, ClassRule] = Field(default_factory=dict, description="per-class rule table, keyed by class name")
 
 
@@ -75,7 +76,12 @@ def rejected(reason: str, score: float = 0.0) -> Decision:
     return Decision("REJECTED", score, None, 0.0, (), None, reason)
 
 
-def decide_outputs(outputs: dict[str, np.ndarray], manifest: Manifest, overrides: ThresholdOverrides, frame_hw: tuple[int, int] | None = None) -> Decision:
+def decide_outputs(
+    outputs: dict[str, np.ndarray],
+    manifest: Manifest,
+    overrides: ThresholdOverrides,
+    frame_hw: tuple[int, int] | None = None,
+) -> Decision:
     """Judge one frame's outputs (batch axis already removed). `frame_hw` is the original size."""
     problem = _check_outputs(outputs, manifest)
     if problem:
@@ -134,10 +140,24 @@ def decide(
 ) -> InspectionResult:
     """`decide_outputs` plus the frame's identity: the full result for the sinks."""
     frame_hw = frame.image.shape[:2] if frame.image is not None and frame.image.ndim >= 2 else None
-    return to_result(decide_outputs(outputs, manifest, overrides, frame_hw), frame, manifest, inspection_id, sequence, outputs.get(VISION_FEATURES))
+    return to_result(
+        decide_outputs(outputs, manifest, overrides, frame_hw),
+        frame,
+        manifest,
+        inspection_id,
+        sequence,
+        outputs.get(VISION_FEATURES),
+    )
 
 
-def to_result(decision: Decision, frame: Frame, manifest: Manifest, inspection_id: str, sequence: int, features: np.ndarray | None = None) -> InspectionResult:
+def to_result(
+    decision: Decision,
+    frame: Frame,
+    manifest: Manifest,
+    inspection_id: str,
+    sequence: int,
+    features: np.ndarray | None = None,
+) -> InspectionResult:
     return InspectionResult(
         inspection_id=inspection_id,
         sequence=sequence,

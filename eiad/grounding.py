@@ -39,8 +39,10 @@ def grounded_prompt(
     if box_xyxy_norm is not None:
         box = tuple(float(v) for v in box_xyxy_norm)
         if len(box) != 4 or not all(0.0 <= v <= 1.0 for v in box) or box[0] > box[2] or box[1] > box[3]:
-            raise DataError(f"grounded_prompt: box_xyxy_norm must be (x1, y1, x2, y2) in 0..1 with x1<=x2, y1<=y2, "
-                            f"got {box_xyxy_norm}")
+            raise DataError(
+                f"grounded_prompt: box_xyxy_norm must be (x1, y1, x2, y2) in 0..1 with x1<=x2, y1<=y2, "
+                f"got {box_xyxy_norm}"
+            )
         quadrant = quadrant or quadrant_of_box(box)  # type: ignore[arg-type]
     if quadrant is not None and quadrant not in QUADRANTS:
         raise DataError(f"grounded_prompt: quadrant must be one of {QUADRANTS}, got {quadrant!r}")
@@ -51,6 +53,7 @@ def grounded_prompt(
     if quadrant is not None:
         facts.append(f"in the {quadrant} of the image")
     if box_xyxy_norm is not None:
-        facts.append("inside the box [" + ", ".join(f"{v:.3f}" for v in box_xyxy_norm) + "] (x1, y1, x2, y2, "
-                     "normalised to 0..1)")
+        facts.append(
+            "inside the box [" + ", ".join(f"{v:.3f}" for v in box_xyxy_norm) + "] (x1, y1, x2, y2, normalised to 0..1)"
+        )
     return " ".join(facts) + ".\n" + (question or DEFAULT_QUESTION) + " Refer to this defect and this location."

@@ -88,7 +88,7 @@ class Manifest(_Frozen):
     created_at: str = ""
 
     @model_validator(mode="after")
-    def _check(self) -> "Manifest":
+    def _check(self) -> Manifest:
         if self.schema_version != SCHEMA_VERSION:
             raise ValueError(
                 f"manifest schema version {self.schema_version} is not supported "

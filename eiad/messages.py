@@ -71,8 +71,12 @@ class VerdictMessage(_Payload):
         description="Predicted class for NG, else null. 'unknown' when the model's confidence in its best class is "
         "below the calibrated cut-off (the artifact's thresholds.class_confidence): act on the verdict, not on a guess"
     )
-    class_confidence: float = Field(ge=0.0, le=1.0, description="The model's probability of its best class (also "
-                                    "when the class is 'unknown'); 0 for OK and REJECTED")
+    class_confidence: float = Field(
+        ge=0.0,
+        le=1.0,
+        description="The model's probability of its best class (also "
+        "when the class is 'unknown'); 0 for OK and REJECTED",
+    )
     regions: list[RegionPayload]
     model_id: str = Field(description="Export artifact id that produced the verdict")
     captured_at: str = Field(description="Capture time, ISO 8601 UTC")
@@ -147,10 +151,14 @@ class ExplainRequestMessage(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     schema_version: Literal[1] = Field(description="Required: a request names the version it was written for")
-    inspection_id: str = Field(min_length=1, max_length=INSPECTION_ID_MAX_CHARS,
-                               description="Id of a recent verdict of this station")
-    requested_by: str | None = Field(default=None, pattern=REQUESTED_BY_PATTERN,
-                                     description="Who asked (operator, HMI name); copied into the explanation's meta")
+    inspection_id: str = Field(
+        min_length=1, max_length=INSPECTION_ID_MAX_CHARS, description="Id of a recent verdict of this station"
+    )
+    requested_by: str | None = Field(
+        default=None,
+        pattern=REQUESTED_BY_PATTERN,
+        description="Who asked (operator, HMI name); copied into the explanation's meta",
+    )
 
     def to_json_bytes(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode("utf-8")
@@ -161,12 +169,16 @@ class ExplainResponseMessage(_Payload):
     (accepted: the explanation follows on `.../explanation`; rejected: `reason` says why)."""
 
     schema_version: Literal[1] = SCHEMA_VERSION
-    inspection_id: str | None = Field(description="The requested id when it could be read and is well formed, else null")
+    inspection_id: str | None = Field(
+        description="The requested id when it could be read and is well formed, else null"
+    )
     status: Literal["accepted", "rejected"]
-    reason: str = Field(description="Empty when accepted; else too_large, not_utf8, malformed_json, not_object, "
-                                    "unsupported_version, unknown_field, missing_field, wrong_type, bad_inspection_id, "
-                                    "other_station, unknown_inspection, not_explainable, duplicate, rate_limited, "
-                                    "backlog_full, stopped")
+    reason: str = Field(
+        description="Empty when accepted; else too_large, not_utf8, malformed_json, not_object, "
+        "unsupported_version, unknown_field, missing_field, wrong_type, bad_inspection_id, "
+        "other_station, unknown_inspection, not_explainable, duplicate, rate_limited, "
+        "backlog_full, stopped"
+    )
     station: str
     line: str
     published_at: str

@@ -49,7 +49,7 @@ class PreprocessSpec:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PreprocessSpec":
+    def from_dict(cls, data: dict[str, Any]) -> PreprocessSpec:
         """Inverse of `to_dict`; raises ConfigError naming the missing or unknown key."""
         known = {"height", "width", "mean", "std", "resize", "channel_order"}
         unknown = set(data) - known

@@ -85,9 +85,11 @@ def load_split(path: Path) -> SplitIndex:
     except json.JSONDecodeError as error:
         raise DataError(f"{path} is not valid JSON ({error}); rebuild it with 'eiad data ddqa'") from error
     if isinstance(raw, dict) and "val" in raw and "test" not in raw:
-        raise DataError(f"{path} has the old two-part layout (train/val): thresholds would be fitted and scored on "
-                        "the same images. Rebuild it with 'eiad data ddqa ROOT --out DIR --force', which writes "
-                        "train / calibration / test")
+        raise DataError(
+            f"{path} has the old two-part layout (train/val): thresholds would be fitted and scored on "
+            "the same images. Rebuild it with 'eiad data ddqa ROOT --out DIR --force', which writes "
+            "train / calibration / test"
+        )
     try:
         entries = {split: [ImageEntry(**item) for item in raw[split]] for split in SPLITS}
         return SplitIndex(

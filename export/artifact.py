@@ -46,7 +46,9 @@ def check_output_dir(out_dir: Path, force: bool) -> Path:
                 "so it is left alone even with --force; choose an empty or new --out directory"
             )
         if not force:
-            raise ArtifactError(f"{out_dir} already holds an artifact: pass --force to replace it, or choose another --out")
+            raise ArtifactError(
+                f"{out_dir} already holds an artifact: pass --force to replace it, or choose another --out"
+            )
     return out_dir
 
 

@@ -36,8 +36,11 @@ def verify_artifact(directory: Path) -> list[str]:
             if names != expected:
                 raise ArtifactError(f"{path} outputs {names} differ from the manifest's {expected}")
         lines.append(f"loaded {relative} ({entry.role})")
-    llm_decoders = sorted(e.role.rsplit("_", 1)[-1] for e in manifest.files.values() if e.role.startswith("llm_decoder_")
-                          and not e.role.endswith("_data"))
+    llm_decoders = sorted(
+        e.role.rsplit("_", 1)[-1]
+        for e in manifest.files.values()
+        if e.role.startswith("llm_decoder_") and not e.role.endswith("_data")
+    )
     if llm_decoders:
         from edge.explainer.runtime import LlmRuntime
 

@@ -36,22 +36,36 @@ beside the supervised module (both maps fused in the graph).
 
 def register(commands) -> None:
     parser = commands.add_parser(
-        "train", help="fine-tune the EIAD model (localization module and dialog LoRA)",
-        description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "train",
+        help="fine-tune the EIAD model (localization module and dialog LoRA)",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", help="training config YAML (see configs/train.yaml)")
-    parser.add_argument("--only", choices=("localization", "dialog"), help="train one path only (default: both configured)")
-    parser.add_argument("--resume", action="store_true", help="continue each selected path from its last checkpoint in the output folder "
-                        "(same config and data; the result equals an uninterrupted run)")
+    parser.add_argument(
+        "--only", choices=("localization", "dialog"), help="train one path only (default: both configured)"
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue each selected path from its last checkpoint in the output folder "
+        "(same config and data; the result equals an uninterrupted run)",
+    )
     parser.add_argument("--out", help="output folder (overrides out_dir in the config)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (overrides device in the config; default auto)")
-    parser.add_argument("--normal-only", action="store_true",
-                        help="localization from good images only (same as localization.normal_only: true)")
+    parser.add_argument(
+        "--normal-only",
+        action="store_true",
+        help="localization from good images only (same as localization.normal_only: true)",
+    )
     parser.set_defaults(func=_train, train_command=None)
     sub = parser.add_subparsers(dest="train_command", metavar="COMMAND")
-    merge = sub.add_parser("merge", help="merge a trained LoRA adapter into the base model (for export)",
-                           description="Merge the dialog path's LoRA adapter into its base model and save a "
-                                       "plain transformers checkpoint that 'eiad export' can quantize.")
+    merge = sub.add_parser(
+        "merge",
+        help="merge a trained LoRA adapter into the base model (for export)",
+        description="Merge the dialog path's LoRA adapter into its base model and save a "
+        "plain transformers checkpoint that 'eiad export' can quantize.",
+    )
     merge.add_argument("--adapter", required=True, help="LoRA adapter folder written by 'eiad train' (peft format)")
     merge.add_argument("--out", required=True, help="folder for the merged model")
     merge.add_argument("--backbone", help="base model (preset or folder); default: the one the dialog run used")
@@ -100,11 +114,14 @@ def _train_dialog(config, args) -> None:
     ddqa = Path(config.ddqa_dir)
     test = ddqa / "test" / "test.jsonl"
     out = Path(config.out_dir) / "dialog"
-    report = train_dialog(config.dialog, config.backbone, ddqa / "train.jsonl", test if test.is_file() else None,
-                          out, resume=args.resume)
+    report = train_dialog(
+        config.dialog, config.backbone, ddqa / "train.jsonl", test if test.is_file() else None, out, resume=args.resume
+    )
     resumed = f", resumed from step {report.resumed_from_step}" if args.resume else ""
-    print(f"dialog adapter: {report.adapter_dir}  ({report.steps} steps{resumed}, held-out answer loss "
-          f"{report.loss_before:.4f} -> {report.loss_after:.4f}); loss curve and metrics.json in {out}")
+    print(
+        f"dialog adapter: {report.adapter_dir}  ({report.steps} steps{resumed}, held-out answer loss "
+        f"{report.loss_before:.4f} -> {report.loss_after:.4f}); loss curve and metrics.json in {out}"
+    )
 
 
 def _merge(args) -> int:

@@ -68,7 +68,9 @@ class LocalizationConfig(_Strict):
     max_grad_norm: float = Field(1.0, gt=0)
     hflip: bool = True
     vflip: bool = True
-    camera_jitter: bool = True  # shift/rotation/scale, exposure, white balance, noise, blur (train/localization/data.py)
+    camera_jitter: bool = (
+        True  # shift/rotation/scale, exposure, white balance, noise, blur (train/localization/data.py)
+    )
     focal_weight: float = Field(2.0, ge=0)
     dice_weight: float = Field(2.0, ge=0)
     image_weight: float = Field(1.0, ge=0)
@@ -117,7 +119,7 @@ class TrainConfig(_Strict):
     dialog: DialogConfig | None = None
 
     @model_validator(mode="after")
-    def _some_path(self) -> "TrainConfig":
+    def _some_path(self) -> TrainConfig:
         if self.localization is None and self.dialog is None:
             raise ValueError("configure at least one of 'localization' and 'dialog'")
         if self.split is None and self.ddqa_dir is None:

@@ -29,8 +29,11 @@ def refuse_renamed(data):
     if isinstance(data, dict):
         old = [key for key in data if key in RENAMED]
         if old:
-            raise ValueError("renamed key(s): " + ", ".join(f"{key} -> {RENAMED[key]}" for key in old)
-                             + " (both training paths share one vocabulary; see docs/training.md)")
+            raise ValueError(
+                "renamed key(s): "
+                + ", ".join(f"{key} -> {RENAMED[key]}" for key in old)
+                + " (both training paths share one vocabulary; see docs/training.md)"
+            )
     return data
 
 

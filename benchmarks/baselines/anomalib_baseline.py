@@ -45,9 +45,11 @@ WORKER = Path(__file__).resolve().with_name("anomalib_worker.py")
 JOB_SCHEMA = "eiad-anomalib-job/1"
 WORKER_SCHEMA = "eiad-anomalib-worker/1"
 GROUP = "baseline-anomalib"
-INSTALL_HINT = ("create .venv-anomalib with: python3.11 -m venv .venv-anomalib && .venv-anomalib/bin/pip install "
-                "torch==2.14.1 torchvision==0.29.1 anomalib onnx onnxruntime (a separate venv: anomalib needs torchvision, "
-                "which needs torch 2.14.1; the project pins 2.13)")
+INSTALL_HINT = (
+    "create .venv-anomalib with: python3.11 -m venv .venv-anomalib && .venv-anomalib/bin/pip install "
+    "torch==2.14.1 torchvision==0.29.1 anomalib onnx onnxruntime (a separate venv: anomalib needs torchvision, "
+    "which needs torch 2.14.1; the project pins 2.13)"
+)
 
 
 class BaselineUnavailable(Exception):
@@ -112,7 +114,9 @@ def run_worker(job: AnomalibJob, python: Path | None = None, worker: Path = WORK
     job_path.write_text(json.dumps(asdict(job), indent=1), encoding="utf-8")
     log.info("running the anomalib worker: %s %s %s", python, worker, job_path)
     try:
-        done = subprocess.run([str(python), str(worker), str(job_path)], capture_output=True, text=True, timeout=timeout_s)
+        done = subprocess.run(
+            [str(python), str(worker), str(job_path)], capture_output=True, text=True, timeout=timeout_s
+        )
     except subprocess.TimeoutExpired:
         raise BaselineUnavailable(f"anomalib not measured: the worker ran past {timeout_s:g} s") from None
     except OSError as error:
@@ -127,11 +131,15 @@ def parse_worker_output(stdout: str) -> dict:
     """The last non-empty stdout line as the worker's JSON, checked against WORKER_SCHEMA."""
     lines = [line for line in stdout.splitlines() if line.strip()]
     if not lines:
-        raise BaselineUnavailable("anomalib not measured: the worker printed nothing on stdout (expected one JSON line)")
+        raise BaselineUnavailable(
+            "anomalib not measured: the worker printed nothing on stdout (expected one JSON line)"
+        )
     try:
         doc = json.loads(lines[-1])
     except json.JSONDecodeError as error:
-        raise BaselineUnavailable(f"anomalib not measured: the worker's last stdout line is not JSON ({error}): {lines[-1][:200]!r}") from None
+        raise BaselineUnavailable(
+            f"anomalib not measured: the worker's last stdout line is not JSON ({error}): {lines[-1][:200]!r}"
+        ) from None
     if not isinstance(doc, dict) or doc.get("schema") != WORKER_SCHEMA:
         raise BaselineUnavailable(f"anomalib not measured: the worker's JSON lacks schema {WORKER_SCHEMA!r}")
     for key in ("runs", "scores", "versions"):
@@ -176,51 +184,103 @@ def configurations(doc: dict, labels: list[str], pixel: dict[str, float] | None 
         samples = np.asarray(run["samples_ns"], dtype=np.int64)
         batch = int(run["batch"])
         scores = doc["scores"].get(run["path"], [])
-        configs.append({
-            "name": f"anomalib {model} {run['path']} b{batch}", "group": GROUP, "series": f"anomalib-{run['path']}",
-            "backend": f"anomalib {run['path']}", "device": run.get("device", doc.get("device", "cpu")), "batch": batch,
-            "latency_ms": summarize_ns(samples).to_dict(), "cdf_ms": cdf_points(samples / 1e6),
-            "throughput_per_s": len(samples) * batch / run["wall_s"] if run["wall_s"] > 0 else float("nan"),
-            "iterations": int(samples.size), "wall_s": run["wall_s"], "warmup": run.get("warmup"),
-            "accuracy": {"image_auroc": image_auroc(scores, labels), "images": len(scores), "backbone": backbone,
-                         "ng_images": sum(label == "NG" for label in labels),
-                         "pixel_auroc": (pixel or {}).get(run["path"], float("nan"))},
-            "notes": list(run.get("notes", [])),
-        })
+        configs.append(
+            {
+                "name": f"anomalib {model} {run['path']} b{batch}",
+                "group": GROUP,
+                "series": f"anomalib-{run['path']}",
+                "backend": f"anomalib {run['path']}",
+                "device": run.get("device", doc.get("device", "cpu")),
+                "batch": batch,
+                "latency_ms": summarize_ns(samples).to_dict(),
+                "cdf_ms": cdf_points(samples / 1e6),
+                "throughput_per_s": len(samples) * batch / run["wall_s"] if run["wall_s"] > 0 else float("nan"),
+                "iterations": int(samples.size),
+                "wall_s": run["wall_s"],
+                "warmup": run.get("warmup"),
+                "accuracy": {
+                    "image_auroc": image_auroc(scores, labels),
+                    "images": len(scores),
+                    "backbone": backbone,
+                    "ng_images": sum(label == "NG" for label in labels),
+                    "pixel_auroc": (pixel or {}).get(run["path"], float("nan")),
+                },
+                "notes": list(run.get("notes", [])),
+            }
+        )
     return configs
 
 
-def comparisons(engine_configs: list[dict], anomalib_configs: list[dict], engine_auroc: float | None, engine_name: str = "our engine",
-                engine_pixel_auroc: float | None = None) -> list[dict]:
+def comparisons(
+    engine_configs: list[dict],
+    anomalib_configs: list[dict],
+    engine_auroc: float | None,
+    engine_name: str = "our engine",
+    engine_pixel_auroc: float | None = None,
+) -> list[dict]:
     """Engine vs anomalib at the same batch: throughput ratio (> 1: ours does more per
     second), p99 ratio (> 1: anomalib is slower), and the image and pixel AUROC of each."""
     rows = []
     for theirs in anomalib_configs:
         for ours in (c for c in engine_configs if c.get("batch") == theirs["batch"]):
-            rows.append({"name": f"{ours['name']} / {theirs['name']}", "metric": "throughput ratio",
-                         "ratio": ratio(ours["throughput_per_s"], theirs["throughput_per_s"]), "goal": "-"})
-            rows.append({"name": f"{theirs['name']} p99 / {ours['name']} p99", "metric": "latency ratio",
-                         "ratio": ratio(theirs["latency_ms"]["p99_ms"], ours["latency_ms"]["p99_ms"]), "goal": "-"})
+            rows.append(
+                {
+                    "name": f"{ours['name']} / {theirs['name']}",
+                    "metric": "throughput ratio",
+                    "ratio": ratio(ours["throughput_per_s"], theirs["throughput_per_s"]),
+                    "goal": "-",
+                }
+            )
+            rows.append(
+                {
+                    "name": f"{theirs['name']} p99 / {ours['name']} p99",
+                    "metric": "latency ratio",
+                    "ratio": ratio(theirs["latency_ms"]["p99_ms"], ours["latency_ms"]["p99_ms"]),
+                    "goal": "-",
+                }
+            )
     seen = set()
     for theirs in anomalib_configs:
         series = theirs["series"]
         if series not in seen:
             seen.add(series)
-            rows.append({"name": f"image AUROC: {theirs['backend']} ({theirs['accuracy']['backbone']})", "metric": "AUROC",
-                         "ratio": theirs["accuracy"]["image_auroc"], "goal": "-"})
+            rows.append(
+                {
+                    "name": f"image AUROC: {theirs['backend']} ({theirs['accuracy']['backbone']})",
+                    "metric": "AUROC",
+                    "ratio": theirs["accuracy"]["image_auroc"],
+                    "goal": "-",
+                }
+            )
             if np.isfinite(theirs["accuracy"].get("pixel_auroc", float("nan"))):
-                rows.append({"name": f"pixel AUROC: {theirs['backend']} ({theirs['accuracy']['backbone']})",
-                             "metric": "AUROC", "ratio": theirs["accuracy"]["pixel_auroc"], "goal": "-"})
+                rows.append(
+                    {
+                        "name": f"pixel AUROC: {theirs['backend']} ({theirs['accuracy']['backbone']})",
+                        "metric": "AUROC",
+                        "ratio": theirs["accuracy"]["pixel_auroc"],
+                        "goal": "-",
+                    }
+                )
     if engine_auroc is not None:
         rows.append({"name": f"image AUROC: {engine_name}", "metric": "AUROC", "ratio": engine_auroc, "goal": "-"})
     if engine_pixel_auroc is not None and np.isfinite(engine_pixel_auroc):
-        rows.append({"name": f"pixel AUROC: {engine_name}", "metric": "AUROC", "ratio": engine_pixel_auroc, "goal": "-"})
+        rows.append(
+            {"name": f"pixel AUROC: {engine_name}", "metric": "AUROC", "ratio": engine_pixel_auroc, "goal": "-"}
+        )
     return rows
 
 
-def measure(train_images: np.ndarray, eval_images: np.ndarray, labels: list[str], *, batches: list[int], warmup: int,
-            min_duration_s: float, options: AnomalibOptions = AnomalibOptions(),
-            masks: np.ndarray | None = None) -> tuple[list[dict], list[str]]:
+def measure(
+    train_images: np.ndarray,
+    eval_images: np.ndarray,
+    labels: list[str],
+    *,
+    batches: list[int],
+    warmup: int,
+    min_duration_s: float,
+    options: AnomalibOptions = AnomalibOptions(),
+    masks: np.ndarray | None = None,
+) -> tuple[list[dict], list[str]]:
     """Fit, export and time anomalib PatchCore in the side venv on these exact images;
     returns its bench configurations and the worker's notes (with `masks`, (N, H, W) bool
     for the evaluation images, the pixel AUROC of its maps too). Raises BaselineUnavailable
@@ -230,12 +290,22 @@ def measure(train_images: np.ndarray, eval_images: np.ndarray, labels: list[str]
     with tempfile.TemporaryDirectory(prefix="eiad-anomalib-") as tmp:
         np.save(Path(tmp) / "train.npy", train_images)
         np.save(Path(tmp) / "eval.npy", eval_images)
-        job = AnomalibJob(train_images=str(Path(tmp) / "train.npy"), eval_images=str(Path(tmp) / "eval.npy"),
-                          height=int(eval_images.shape[1]), width=int(eval_images.shape[2]), work_dir=tmp,
-                          backbone=options.backbone, batches=list(batches), warmup=warmup, min_duration_s=min_duration_s,
-                          coreset_sampling_ratio=options.coreset_sampling_ratio)
+        job = AnomalibJob(
+            train_images=str(Path(tmp) / "train.npy"),
+            eval_images=str(Path(tmp) / "eval.npy"),
+            height=int(eval_images.shape[1]),
+            width=int(eval_images.shape[2]),
+            work_dir=tmp,
+            backbone=options.backbone,
+            batches=list(batches),
+            warmup=warmup,
+            min_duration_s=min_duration_s,
+            coreset_sampling_ratio=options.coreset_sampling_ratio,
+        )
         doc = run_worker(job, options.python, options.worker, options.timeout_s)
-        pixel = {path: pixel_auroc(np.load(maps) if maps else None, masks) for path, maps in doc.get("maps", {}).items()}
+        pixel = {
+            path: pixel_auroc(np.load(maps) if maps else None, masks) for path, maps in doc.get("maps", {}).items()
+        }
     configs = configurations(doc, labels, pixel)
     for config in configs:
         config["versions"] = doc["versions"]

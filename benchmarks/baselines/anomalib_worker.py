@@ -53,14 +53,33 @@ def _fit(job: dict, train_bgr, work: Path):
         cv2.imwrite(str(good / f"{i:05d}.png"), image)
     size = (int(job["height"]), int(job["width"]))
     # pre_trained=False: the ImageNet weights cannot be downloaded here (offline).
-    model = Patchcore(backbone=job["backbone"], layers=("layer2", "layer3"), pre_trained=False,
-                      coreset_sampling_ratio=float(job.get("coreset_sampling_ratio", 0.1)),
-                      pre_processor=Patchcore.configure_pre_processor(image_size=size), evaluator=False, visualizer=False)
-    datamodule = Folder(name="line", root=str(work / "train"), normal_dir="good", test_split_mode="none", val_split_mode="none",
-                        train_batch_size=8, eval_batch_size=8, num_workers=0)
+    model = Patchcore(
+        backbone=job["backbone"],
+        layers=("layer2", "layer3"),
+        pre_trained=False,
+        coreset_sampling_ratio=float(job.get("coreset_sampling_ratio", 0.1)),
+        pre_processor=Patchcore.configure_pre_processor(image_size=size),
+        evaluator=False,
+        visualizer=False,
+    )
+    datamodule = Folder(
+        name="line",
+        root=str(work / "train"),
+        normal_dir="good",
+        test_split_mode="none",
+        val_split_mode="none",
+        train_batch_size=8,
+        eval_batch_size=8,
+        num_workers=0,
+    )
     datamodule.setup()
-    engine = Engine(default_root_dir=str(work / "results"), logger=False, accelerator=job.get("device", "cpu"), devices=1,
-                    enable_progress_bar=False)
+    engine = Engine(
+        default_root_dir=str(work / "results"),
+        logger=False,
+        accelerator=job.get("device", "cpu"),
+        devices=1,
+        enable_progress_bar=False,
+    )
     started = time.perf_counter()
     # Training loader only: OK images alone cannot calibrate a threshold, and anomalib's
     # Folder with val_split_mode="none" has no validation loader for Lightning to ask for.
@@ -125,7 +144,9 @@ def _onnx_path(engine, model, work: Path, size: tuple[int, int], device: str):
     import onnxruntime as ort
 
     path = engine.export(model=model, export_type="onnx", export_root=str(work / "export"), input_size=size)
-    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]
+    providers = (
+        ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]
+    )
     session = ort.InferenceSession(str(path), providers=providers)
     spec = session.get_inputs()[0]
     outputs = [o.name for o in session.get_outputs()]
@@ -136,8 +157,10 @@ def _onnx_path(engine, model, work: Path, size: tuple[int, int], device: str):
     if fixed:
         # anomalib asks for a dynamic batch, but torch.export specialises PatchCore's graph
         # to its example batch: run it as shipped, padding/chunking to that batch.
-        notes.append(f"anomalib's ONNX export came out with a fixed batch of {fixed} (input {spec.shape}): "
-                     f"smaller batches are padded to {fixed}, larger ones run in chunks of {fixed}")
+        notes.append(
+            f"anomalib's ONNX export came out with a fixed batch of {fixed} (input {spec.shape}): "
+            f"smaller batches are padded to {fixed}, larger ones run in chunks of {fixed}"
+        )
 
     def run(bgr):
         x = np.ascontiguousarray(bgr[..., ::-1].transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
@@ -162,7 +185,9 @@ def _onnx_path(engine, model, work: Path, size: tuple[int, int], device: str):
     return run, with_map, session.get_providers()[0], notes
 
 
-def _measure(job: dict, run, with_map, eval_bgr, name: str, device: str, sync) -> tuple[list[dict], list[float], str | None]:
+def _measure(
+    job: dict, run, with_map, eval_bgr, name: str, device: str, sync
+) -> tuple[list[dict], list[float], str | None]:
     """Scores and anomaly maps one image at a time (every evaluation image; maps saved to
     WORK/maps_<path>.npy for pixel AUROC), then the timed runs per batch."""
     import numpy as np
@@ -178,22 +203,32 @@ def _measure(job: dict, run, with_map, eval_bgr, name: str, device: str, sync) -
         stacked = _batch(eval_bgr, int(batch))
         notes = []
         try:
-            samples, wall_s = _time(lambda: run(stacked), int(job["warmup"]), float(job["min_duration_s"]), int(job["min_iterations"]), sync)
+            samples, wall_s = _time(
+                lambda: run(stacked), int(job["warmup"]), float(job["min_duration_s"]), int(job["min_iterations"]), sync
+            )
         except Exception as error:  # noqa: BLE001 - a batch size the export cannot take is a note, not the end
             _log(f"{name} b{batch} failed: {error!r}")
             continue
         if name == "torch":
             notes.append("TorchInferencer.predict as shipped (no torch.inference_mode around it)")
-        runs.append({"path": name, "batch": int(batch), "samples_ns": samples, "wall_s": wall_s, "warmup": int(job["warmup"]),
-                     "device": device, "notes": notes})
+        runs.append(
+            {
+                "path": name,
+                "batch": int(batch),
+                "samples_ns": samples,
+                "wall_s": wall_s,
+                "warmup": int(job["warmup"]),
+                "device": device,
+                "notes": notes,
+            }
+        )
     return runs, scores, maps_path
 
 
 def work(job: dict) -> dict:
+    import anomalib
     import numpy as np
     import torch
-
-    import anomalib
 
     work_dir = Path(job["work_dir"])
     train_bgr = np.load(job["train_images"])
@@ -202,22 +237,38 @@ def work(job: dict) -> dict:
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     engine, model, fit_s = _fit(job, train_bgr, work_dir)
     _log(f"fitted PatchCore on {len(train_bgr)} images in {fit_s:.1f} s")
-    doc = {"schema": WORKER_SCHEMA, "model": "patchcore", "backbone": job["backbone"], "pre_trained": False, "device": device,
-           "fit_s": fit_s, "train_images": int(len(train_bgr)), "runs": [], "scores": {}, "maps": {}, "notes": [],
-           "versions": {"anomalib": anomalib.__version__, "torch": torch.__version__}}
-    doc["notes"].append(f"anomalib PatchCore: {job['backbone']} backbone with RANDOM weights (pre_trained=False: no download "
-                        "offline), so its AUROC is far below a pretrained PatchCore's; its speed is representative")
+    doc = {
+        "schema": WORKER_SCHEMA,
+        "model": "patchcore",
+        "backbone": job["backbone"],
+        "pre_trained": False,
+        "device": device,
+        "fit_s": fit_s,
+        "train_images": int(len(train_bgr)),
+        "runs": [],
+        "scores": {},
+        "maps": {},
+        "notes": [],
+        "versions": {"anomalib": anomalib.__version__, "torch": torch.__version__},
+    }
+    doc["notes"].append(
+        f"anomalib PatchCore: {job['backbone']} backbone with RANDOM weights (pre_trained=False: no download "
+        "offline), so its AUROC is far below a pretrained PatchCore's; its speed is representative"
+    )
     if "torch" in job["paths"]:
         run, with_map = _torch_path(engine, model, work_dir, device)
-        runs, doc["scores"]["torch"], doc["maps"]["torch"] = _measure(job, run, with_map, eval_bgr, "torch", device, sync)
+        runs, doc["scores"]["torch"], doc["maps"]["torch"] = _measure(
+            job, run, with_map, eval_bgr, "torch", device, sync
+        )
         doc["runs"] += runs
     if "onnx" in job["paths"]:
         try:
             import onnxruntime
 
             doc["versions"]["onnxruntime"] = onnxruntime.__version__
-            run, with_map, provider, notes = _onnx_path(engine, model, work_dir, (int(job["height"]), int(job["width"])),
-                                                        device)
+            run, with_map, provider, notes = _onnx_path(
+                engine, model, work_dir, (int(job["height"]), int(job["width"])), device
+            )
             runs, scores, maps = _measure(job, run, with_map, eval_bgr, "onnx", provider, sync)
         except Exception as error:  # noqa: BLE001 - report why the ONNX path is missing, keep the torch figures
             doc["notes"].append(f"anomalib onnx path not measured: {type(error).__name__}: {str(error)[:300]}")

@@ -59,7 +59,10 @@ def bench_naive(artifact: Path, manifest, frames: list[np.ndarray], load, host: 
     with tempfile.TemporaryDirectory(prefix="eiad-bench-naive-") as tmp:
         try:
             listener.ready.wait(10.0)
-            captures = [cv2.VideoCapture(str(_write_video(frames, Path(tmp) / f"cam{i}.avi", load.fps_per_camera))) for i in range(load.cameras)]
+            captures = [
+                cv2.VideoCapture(str(_write_video(frames, Path(tmp) / f"cam{i}.avi", load.fps_per_camera)))
+                for i in range(load.cameras)
+            ]
             period_ns = int(1e9 / load.fps_per_camera) if load.fps_per_camera > 0 else 0
             start = time.monotonic_ns()
             n = 0
@@ -81,7 +84,11 @@ def bench_naive(artifact: Path, manifest, frames: list[np.ndarray], load, host: 
                     score = float(named["image_score"][0])
                     inspection_id = f"naive-{cam}-{n}"
                     ticks[inspection_id] = tick if period_ns else time.monotonic_ns()
-                    payload = {"inspection_id": inspection_id, "verdict": "NG" if score >= manifest.thresholds.image_score else "OK", "score": score}
+                    payload = {
+                        "inspection_id": inspection_id,
+                        "verdict": "NG" if score >= manifest.thresholds.image_score else "OK",
+                        "score": score,
+                    }
                     client.publish(topic, json.dumps(payload), qos=1).wait_for_publish()
                 n += 1
             listener.wait_for(set(ticks), 10.0)
@@ -97,9 +104,20 @@ def bench_naive(artifact: Path, manifest, frames: list[np.ndarray], load, host: 
     summary = summarize_ms(latencies)
     lost = len(ticks) - len(latencies)
     throughput = len(latencies) / span_s if span_s > 0 else float("nan")
-    config = {"name": f"naive loop {load.cameras}x{load.fps_per_camera:g}fps", "group": "baseline", "series": "naive", "cameras": load.cameras,
-              "fps_per_camera": load.fps_per_camera, "latency_ms": summary.to_dict(), "cdf_ms": cdf_points(latencies),
-              "throughput_per_s": throughput, "drops": lost, "notes": ["OpenCV read + ONNX Runtime session + paho publish QoS 1, one thread, per frame"]}
+    config = {
+        "name": f"naive loop {load.cameras}x{load.fps_per_camera:g}fps",
+        "group": "baseline",
+        "series": "naive",
+        "cameras": load.cameras,
+        "fps_per_camera": load.fps_per_camera,
+        "latency_ms": summary.to_dict(),
+        "cdf_ms": cdf_points(latencies),
+        "throughput_per_s": throughput,
+        "drops": lost,
+        "notes": ["OpenCV read + ONNX Runtime session + paho publish QoS 1, one thread, per frame"],
+    }
     if load.fps_per_camera > 0:
-        config["budget"] = check_budget(summary.p99_ms, throughput, load.budget_ms, load.fps_per_camera, load.cameras, lost).to_dict()
+        config["budget"] = check_budget(
+            summary.p99_ms, throughput, load.budget_ms, load.fps_per_camera, load.cameras, lost
+        ).to_dict()
     return config

@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from eiad.manifest import Manifest, InputSpec, TensorSpec, Thresholds, file_entry, write_manifest
+from eiad.manifest import InputSpec, Manifest, TensorSpec, Thresholds, file_entry, write_manifest
 
 CLASS_NAMES = ["bright_spot", "dark_spot"]
 GREY = 128  # the pixel value the tiny model calls perfect
@@ -67,7 +67,9 @@ def build_graph(height: int, width: int, poison: str | None = None, batch: int |
         helper.make_node("Add", ["logits0", "class_b"], ["logits"]),
         helper.make_node("Softmax", ["logits"], ["class_probs"], axis=1),
         helper.make_node("Transpose", ["x"], ["x_nchw"], perm=[0, 3, 1, 2]),
-        helper.make_node("AveragePool", ["x_nchw"], ["pooled"], kernel_shape=[pool_h, pool_w], strides=[pool_h, pool_w]),
+        helper.make_node(
+            "AveragePool", ["x_nchw"], ["pooled"], kernel_shape=[pool_h, pool_w], strides=[pool_h, pool_w]
+        ),
         helper.make_node("Reshape", ["pooled", "tok_shape"], ["tokens_ct"]),
         helper.make_node("Transpose", ["tokens_ct"], ["vision_features"], perm=[0, 2, 1]),
     ]
@@ -148,7 +150,9 @@ def grey_frame(height: int = 64, width: int = 64) -> np.ndarray:
     return np.repeat((GREY + texture.reshape(height, width, 1)).astype(np.uint8), 3, axis=2)
 
 
-def frame_with_patch(box_xyxy: tuple[int, int, int, int], value: int = 255, height: int = 64, width: int = 64) -> np.ndarray:
+def frame_with_patch(
+    box_xyxy: tuple[int, int, int, int], value: int = 255, height: int = 64, width: int = 64
+) -> np.ndarray:
     """A grey frame with a white (or `value`) rectangle: the tiny model's 'defect'."""
     image = grey_frame(height, width)
     x1, y1, x2, y2 = box_xyxy

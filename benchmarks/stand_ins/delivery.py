@@ -22,9 +22,11 @@ class DeliveryReport:
         return not self.missing and not self.unexpected and self.in_order
 
     def __str__(self) -> str:
-        return (f"expected {self.expected}, delivered {self.delivered}, duplicates {self.duplicates}, "
-                f"missing {len(self.missing)} {self.missing[:5]}, unexpected {self.unexpected[:5]}, "
-                f"in order {self.in_order}")
+        return (
+            f"expected {self.expected}, delivered {self.delivered}, duplicates {self.duplicates}, "
+            f"missing {len(self.missing)} {self.missing[:5]}, unexpected {self.unexpected[:5]}, "
+            f"in order {self.in_order}"
+        )
 
 
 def verdicts(payloads: list[bytes]) -> list[dict]:
@@ -44,6 +46,10 @@ def check_delivery(received: list[dict], expected_ids: list[str]) -> DeliveryRep
         first_seen.setdefault(v["station"], []).append(int(v["sequence"]))
     in_order = all(seqs == sorted(seqs) for seqs in first_seen.values())
     return DeliveryReport(
-        expected=len(expected), delivered=len(expected & set(counts)),
+        expected=len(expected),
+        delivered=len(expected & set(counts)),
         duplicates=sum(n - 1 for n in counts.values()),
-        missing=sorted(expected - set(counts)), unexpected=sorted(set(counts) - expected), in_order=in_order)
+        missing=sorted(expected - set(counts)),
+        unexpected=sorted(set(counts) - expected),
+        in_order=in_order,
+    )

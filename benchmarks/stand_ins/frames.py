@@ -11,7 +11,9 @@ import numpy as np
 from benchmarks.stand_ins.artifact import frame_with_patch, grey_frame
 
 
-def line_frames(count: int, every_ng: int = 3, height: int = 64, width: int = 64) -> tuple[list[np.ndarray], list[dict]]:
+def line_frames(
+    count: int, every_ng: int = 3, height: int = 64, width: int = 64
+) -> tuple[list[np.ndarray], list[dict]]:
     """Frames of a synthetic line for the tiny model: every `every_ng`-th has a white patch."""
     images, truths = [], []
     for i in range(count):

@@ -28,16 +28,22 @@ class Subscriber:
     With `username`/`password` (and `ca_file` for TLS) it logs in, for brokers with a
     password file and an ACL; `granted` holds the SUBACK's reason codes (0x80+ = refused)."""
 
-    def __init__(self, port: int, topic_filter: str, client_id: str = "test-sub",
-                 host: str = "127.0.0.1", username: str | None = None, password: str | None = None,
-                 ca_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        topic_filter: str,
+        client_id: str = "test-sub",
+        host: str = "127.0.0.1",
+        username: str | None = None,
+        password: str | None = None,
+        ca_file: Path | None = None,
+    ) -> None:
         self.topic_filter = topic_filter
         self._lock = threading.Lock()
         self._messages: list[Received] = []
         self.subscribed = threading.Event()
         self.granted: list[int] = []
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                                  protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         if username is not None:
             self.client.username_pw_set(username, password)
         if ca_file is not None:

@@ -40,8 +40,10 @@ def find_line(line: Path) -> LineFiles:
         if video is not None and (folder / SIDECAR_NAME).is_file():
             break
     else:
-        raise DataError(f"no synthetic line at {line} (expected {line / 'stream' / 'line.avi'} and "
-                        f"{SIDECAR_NAME} beside it): generate one with 'eiad data synth --out {line}'")
+        raise DataError(
+            f"no synthetic line at {line} (expected {line / 'stream' / 'line.avi'} and "
+            f"{SIDECAR_NAME} beside it): generate one with 'eiad data synth --out {line}'"
+        )
     truth = read_truth(folder / SIDECAR_NAME)
     capture = cv2.VideoCapture(str(video))
     try:
@@ -50,10 +52,16 @@ def find_line(line: Path) -> LineFiles:
     finally:
         capture.release()
     if not ok or image is None:
-        raise DataError(f"OpenCV cannot read a frame from {video}: regenerate it with 'eiad data synth --out {line} --force'")
+        raise DataError(
+            f"OpenCV cannot read a frame from {video}: regenerate it with 'eiad data synth --out {line} --force'"
+        )
     if not truth:
-        raise DataError(f"{folder / SIDECAR_NAME} is empty: regenerate the line with 'eiad data synth --out {line} --force'")
-    return LineFiles(folder, video, folder / SIDECAR_NAME, truth, fps if fps > 0 else 10.0, (image.shape[1], image.shape[0]))
+        raise DataError(
+            f"{folder / SIDECAR_NAME} is empty: regenerate the line with 'eiad data synth --out {line} --force'"
+        )
+    return LineFiles(
+        folder, video, folder / SIDECAR_NAME, truth, fps if fps > 0 else 10.0, (image.shape[1], image.shape[0])
+    )
 
 
 class Shots:
@@ -121,7 +129,9 @@ def truth_mask(truth: dict | None, line: LineFiles) -> np.ndarray | None:
     if truth.get("mask"):
         mask = cv2.imread(str(line.folder / truth["mask"]), cv2.IMREAD_GRAYSCALE)
         if mask is None:
-            raise DataError(f"ground-truth mask {line.folder / truth['mask']} is missing or unreadable: regenerate the line")
+            raise DataError(
+                f"ground-truth mask {line.folder / truth['mask']} is missing or unreadable: regenerate the line"
+            )
         return mask > 0
     box = truth.get("bbox_xyxy") or truth.get("box_xyxy")  # sidecars without masks: the box is the truth
     if not box:

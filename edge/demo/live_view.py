@@ -21,8 +21,9 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, TextIO
+from typing import TextIO
 
 import cv2
 import numpy as np
@@ -54,8 +55,15 @@ class Received:
 class PlcSubscriber:
     """Subscribes to a station's verdict, mask and explanation topics (QoS 1, persistent session)."""
 
-    def __init__(self, host: str, port: int, protocol: str, topics: Topics, client_id: str = "eiad-demo-plc",
-                 on_verdict: Callable[[dict, int], None] | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        protocol: str,
+        topics: Topics,
+        client_id: str = "eiad-demo-plc",
+        on_verdict: Callable[[dict, int], None] | None = None,
+    ) -> None:
         self._topics = topics
         self._v5 = protocol == "5"
         self._on_verdict = on_verdict
@@ -63,14 +71,18 @@ class PlcSubscriber:
         self._data = Received()
         self.ready = threading.Event()
         kwargs = {} if self._v5 else {"clean_session": False}
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                                   protocol=mqtt.MQTTv5 if self._v5 else mqtt.MQTTv311, **kwargs)
+        self._client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5 if self._v5 else mqtt.MQTTv311,
+            **kwargs,
+        )
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = lambda *args: self.ready.set()
         self._client.on_message = self._on_message
         self._host, self._port = host, port
 
-    def start(self, timeout_s: float = 10.0) -> "PlcSubscriber":
+    def start(self, timeout_s: float = 10.0) -> PlcSubscriber:
         """Connect and subscribe; PublishError when not subscribed within `timeout_s`."""
         if self._v5:
             props = Properties(PacketTypes.CONNECT)
@@ -81,7 +93,9 @@ class PlcSubscriber:
         self._client.loop_start()
         if not self.ready.wait(timeout_s):
             self.close()
-            raise PublishError(f"the demo's PLC subscriber could not subscribe at {self._host}:{self._port} within {timeout_s:.0f} s")
+            raise PublishError(
+                f"the demo's PLC subscriber could not subscribe at {self._host}:{self._port} within {timeout_s:.0f} s"
+            )
         return self
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -98,7 +112,9 @@ class PlcSubscriber:
                 self._data.undecodable += 1
             return
         with self._lock:
-            store = {"verdict": self._data.verdicts, "mask": self._data.masks, "explanation": self._data.explanations}[kind]
+            store = {"verdict": self._data.verdicts, "mask": self._data.masks, "explanation": self._data.explanations}[
+                kind
+            ]
             if key in store:  # at-least-once delivery: a consumer de-duplicates
                 self._data.duplicates += 1
                 return
@@ -112,7 +128,7 @@ class PlcSubscriber:
         base = self._topics.of("mask")
         if msg.topic == base or msg.topic.startswith(base + "/"):
             if msg.topic != base:
-                inspection_id = msg.topic[len(base) + 1:]  # MQTT 3.1.1: the id is in the topic
+                inspection_id = msg.topic[len(base) + 1 :]  # MQTT 3.1.1: the id is in the topic
             else:
                 user = dict(getattr(msg.properties, "UserProperty", None) or [])
                 inspection_id = user["inspection_id"]
@@ -147,7 +163,9 @@ class PlcSubscriber:
     def snapshot(self) -> Received:
         with self._lock:
             d = self._data
-            return Received(dict(d.verdicts), dict(d.verdict_ns), dict(d.masks), dict(d.explanations), d.duplicates, d.undecodable)
+            return Received(
+                dict(d.verdicts), dict(d.verdict_ns), dict(d.masks), dict(d.explanations), d.duplicates, d.undecodable
+            )
 
     def close(self) -> None:
         self._client.disconnect()
@@ -157,9 +175,18 @@ class PlcSubscriber:
 class LiveView:
     """A progress bar of verdicts received plus throttled NG lines, on `stream` (stderr by default)."""
 
-    def __init__(self, total: int, stream: TextIO | None = None, max_ng_lines_per_s: float = 4.0, enabled: bool = True) -> None:
-        self._bar = tqdm(total=total, desc="verdicts received", unit="part", file=stream, disable=not enabled,
-                         dynamic_ncols=True, leave=True)
+    def __init__(
+        self, total: int, stream: TextIO | None = None, max_ng_lines_per_s: float = 4.0, enabled: bool = True
+    ) -> None:
+        self._bar = tqdm(
+            total=total,
+            desc="verdicts received",
+            unit="part",
+            file=stream,
+            disable=not enabled,
+            dynamic_ncols=True,
+            leave=True,
+        )
         self._stream = stream
         self._enabled = enabled
         self._min_gap_s = 1.0 / max_ng_lines_per_s if max_ng_lines_per_s > 0 else float("inf")

@@ -15,13 +15,18 @@ if TYPE_CHECKING:  # demo.py imports this module: its types only for annotations
     from edge.demo.recorder import Recorder
 
 
-def write_overlays(folder: Path, line: LineFiles, shots: Shots, recorder: Recorder, received: Received, limit: int) -> list[str]:
+def write_overlays(
+    folder: Path, line: LineFiles, shots: Shots, recorder: Recorder, received: Received, limit: int
+) -> list[str]:
     """PNGs of the first `limit` NG verdicts the PLC received: the frame, the published mask in
     red, the ground-truth outline in green, the verdict and the truth as text."""
     import cv2
 
-    chosen = [(i, r) for i, r in sorted(recorder.results.items(), key=lambda kv: kv[1]["sequence"])
-              if received.verdicts.get(i, {}).get("verdict") == "NG"][:max(0, limit)]
+    chosen = [
+        (i, r)
+        for i, r in sorted(recorder.results.items(), key=lambda kv: kv[1]["sequence"])
+        if received.verdicts.get(i, {}).get("verdict") == "NG"
+    ][: max(0, limit)]
     if not chosen:
         return []
     folder.mkdir(parents=True, exist_ok=True)
@@ -34,13 +39,23 @@ def write_overlays(folder: Path, line: LineFiles, shots: Shots, recorder: Record
         if image is None:
             continue
         path = folder / f"ng_{record['sequence']:06d}.png"
-        cv2.imwrite(str(path), overlay(image, received.masks.get(inspection_id), truth_mask(truth, line),
-                                       received.verdicts[inspection_id], truth))
+        cv2.imwrite(
+            str(path),
+            overlay(
+                image,
+                received.masks.get(inspection_id),
+                truth_mask(truth, line),
+                received.verdicts[inspection_id],
+                truth,
+            ),
+        )
         written.append(str(path))
     return written
 
 
-def overlay(image: np.ndarray, mask: np.ndarray | None, truth: np.ndarray | None, payload: dict, record: dict | None) -> np.ndarray:
+def overlay(
+    image: np.ndarray, mask: np.ndarray | None, truth: np.ndarray | None, payload: dict, record: dict | None
+) -> np.ndarray:
     """One overlay picture (BGR), scaled up so that small frames stay readable."""
     import cv2
 
@@ -55,8 +70,11 @@ def overlay(image: np.ndarray, mask: np.ndarray | None, truth: np.ndarray | None
         contours, _ = cv2.findContours(t, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(big, contours, -1, (0, 255, 0), 2)
     said = f"truth {record.get('label', '?')} {record.get('defect') or ''}" if record else "no ground truth"
-    lines = [f"#{payload.get('sequence')} {payload.get('verdict')} score {float(payload.get('score', 0)):.3f} "
-             f"{payload.get('defect_class') or ''}", f"{said}   red: published mask, green: truth"]
+    lines = [
+        f"#{payload.get('sequence')} {payload.get('verdict')} score {float(payload.get('score', 0)):.3f} "
+        f"{payload.get('defect_class') or ''}",
+        f"{said}   red: published mask, green: truth",
+    ]
     band = np.zeros((22 * len(lines) + 6, big.shape[1], 3), np.uint8)
     for k, text in enumerate(lines):
         cv2.putText(band, text, (4, 18 + 22 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)

@@ -20,8 +20,12 @@ class Recorder:
     def handle(self, result, image=None) -> None:
         stamps = {**result.stamps_ns, "outboxed": time.monotonic_ns()}
         with self._lock:
-            self.results[result.inspection_id] = {"frame_id": result.frame_id, "sequence": result.sequence,
-                                                  "verdict": result.verdict, "stamps": stamps}
+            self.results[result.inspection_id] = {
+                "frame_id": result.frame_id,
+                "sequence": result.sequence,
+                "verdict": result.verdict,
+                "stamps": stamps,
+            }
 
     def handle_explanation(self, inspection_id: str, text: str, meta: dict) -> None:
         with self._lock:

@@ -25,14 +25,25 @@ if TYPE_CHECKING:  # demo.py imports this module: its types only for annotations
     from edge.demo.recorder import Recorder
 
 # (stage, stamp it starts at, stamp it ends at): they add up to capture -> PLC.
-STAGES = (("capture", "captured", "queued"), ("queue", "queued", "dequeued"), ("preprocess", "dequeued", "preprocessed"),
-          ("inference", "preprocessed", "inferred"), ("postprocess", "inferred", "decided"),
-          ("sinks+outbox", "decided", "outboxed"), ("broker->PLC", "outboxed", "received"))
+STAGES = (
+    ("capture", "captured", "queued"),
+    ("queue", "queued", "dequeued"),
+    ("preprocess", "dequeued", "preprocessed"),
+    ("inference", "preprocessed", "inferred"),
+    ("postprocess", "inferred", "decided"),
+    ("sinks+outbox", "decided", "outboxed"),
+    ("broker->PLC", "outboxed", "received"),
+)
 
 
 def received_summary(received: Received) -> dict:
-    return {"verdicts": len(received.verdicts), "masks": len(received.masks), "explanations": len(received.explanations),
-            "duplicates_dropped": received.duplicates, "undecodable": received.undecodable}
+    return {
+        "verdicts": len(received.verdicts),
+        "masks": len(received.masks),
+        "explanations": len(received.explanations),
+        "duplicates_dropped": received.duplicates,
+        "undecodable": received.undecodable,
+    }
 
 
 def percentiles_ms(values_ms: list[float]) -> dict[str, float]:
@@ -40,8 +51,14 @@ def percentiles_ms(values_ms: list[float]) -> dict[str, float]:
         return {}
     a = np.asarray(values_ms, float)
     p50, p95, p99 = np.percentile(a, [50, 95, 99])
-    return {"count": int(a.size), "p50": round(float(p50), 3), "p95": round(float(p95), 3), "p99": round(float(p99), 3),
-            "max": round(float(a.max()), 3), "mean": round(float(a.mean()), 3)}
+    return {
+        "count": int(a.size),
+        "p50": round(float(p50), 3),
+        "p95": round(float(p95), 3),
+        "p99": round(float(p99), 3),
+        "max": round(float(a.max()), 3),
+        "mean": round(float(a.mean()), 3),
+    }
 
 
 def latency_summary(recorder: Recorder, received: Received) -> dict:
@@ -76,15 +93,28 @@ def score_pixels(items: list[tuple[np.ndarray | None, np.ndarray]]) -> dict:
     """Mean IoU over the NG parts (a part with no published mask scores 0) and over those with one."""
     values = [iou(p, t) for p, t in items]
     detected = [iou(p, t) for p, t in items if p is not None]
-    return {"ng_parts": len(items), "with_mask": len(detected),
-            "mean_iou": round(float(np.mean(values)), 4) if values else None,
-            "mean_iou_with_mask": round(float(np.mean(detected)), 4) if detected else None}
+    return {
+        "ng_parts": len(items),
+        "with_mask": len(detected),
+        "mean_iou": round(float(np.mean(values)), 4) if values else None,
+        "mean_iou_with_mask": round(float(np.mean(detected)), 4) if detected else None,
+    }
 
 
-def build_summary(opts: DemoOptions, manifest: Manifest, line: LineFiles, broker: LocalBroker, frames: int, fps: float,
-                  shots: Shots, recorder: Recorder, received: Received, elapsed_s: float) -> dict:
+def build_summary(
+    opts: DemoOptions,
+    manifest: Manifest,
+    line: LineFiles,
+    broker: LocalBroker,
+    frames: int,
+    fps: float,
+    shots: Shots,
+    recorder: Recorder,
+    received: Received,
+    elapsed_s: float,
+) -> dict:
     ordered = sorted(recorder.results.items(), key=lambda kv: kv[1]["sequence"])
-    pairs, pixel_items, classes = [], [], [0, 0, 0]  # NG parts called NG with a class truth, right, 'unknown' 
+    pairs, pixel_items, classes = [], [], [0, 0, 0]  # NG parts called NG with a class truth, right, 'unknown'
     for inspection_id, record in ordered:
         payload = received.verdicts.get(inspection_id)
         if payload is None:
@@ -106,22 +136,45 @@ def build_summary(opts: DemoOptions, manifest: Manifest, line: LineFiles, broker
         by_verdict[payload["verdict"]] = by_verdict.get(payload["verdict"], 0) + 1
     explained = [{"inspection_id": i, "text": e.get("text", "")} for i, e in list(received.explanations.items())[:3]]
     ratio = lambda a, b: round(a / b, 4) if b else None  # noqa: E731
-    accuracy = {"image": score_image(pairs), "pixel": score_pixels(pixel_items),
-                # among defective parts rejected as NG: class named right, and published as 'unknown'
-                "class_agreement": ratio(classes[1], classes[0]), "class_unknown": ratio(classes[2], classes[0])}
+    accuracy = {
+        "image": score_image(pairs),
+        "pixel": score_pixels(pixel_items),
+        # among defective parts rejected as NG: class named right, and published as 'unknown'
+        "class_agreement": ratio(classes[1], classes[0]),
+        "class_unknown": ratio(classes[2], classes[0]),
+    }
     return {
-        "artifact": {"path": str(opts.artifact), "model_id": manifest.model_id, "input_px": [manifest.input.width, manifest.input.height]},
-        "line": {"path": str(line.folder), "video": str(line.video), "frames_in_video": len(line.truth), "frame_px": list(line.size_wh)},
+        "artifact": {
+            "path": str(opts.artifact),
+            "model_id": manifest.model_id,
+            "input_px": [manifest.input.width, manifest.input.height],
+        },
+        "line": {
+            "path": str(line.folder),
+            "video": str(line.video),
+            "frames_in_video": len(line.truth),
+            "frame_px": list(line.size_wh),
+        },
         "broker": {"kind": broker.kind, "detail": broker.detail, "mqtt": broker.protocol},
-        "frames": recorder.count(), "frames_requested": frames, "fps_target": fps, "late_triggers": shots.late,
-        "verdicts_received": len(received.verdicts), "verdicts_by_kind": by_verdict, "received": received_summary(received),
+        "frames": recorder.count(),
+        "frames_requested": frames,
+        "fps_target": fps,
+        "late_triggers": shots.late,
+        "verdicts_received": len(received.verdicts),
+        "verdicts_by_kind": by_verdict,
+        "received": received_summary(received),
         "all_received": len(received.verdicts) == recorder.count() == frames,
-        "elapsed_s": round(elapsed_s, 3), "throughput_fps": round(len(arrivals) / span_s, 2) if span_s > 0 else None,
+        "elapsed_s": round(elapsed_s, 3),
+        "throughput_fps": round(len(arrivals) / span_s, 2) if span_s > 0 else None,
         "latency_ms": latency_summary(recorder, received),
         "accuracy": accuracy,
         "quality": judge({**accuracy["image"], "mean_iou": accuracy["pixel"]["mean_iou"]}),
-        "explanations": {"enabled": opts.explain, "produced": len(recorder.explained),
-                         "received": len(received.explanations), "examples": explained},
+        "explanations": {
+            "enabled": opts.explain,
+            "produced": len(recorder.explained),
+            "received": len(received.explanations),
+            "examples": explained,
+        },
     }
 
 
@@ -130,22 +183,32 @@ def format_summary(s: dict) -> str:
     img, pix = s["accuracy"]["image"], s["accuracy"]["pixel"]
     pct = lambda v: "n/a" if v is None else f"{100 * v:.1f} %"  # noqa: E731
     lat = s["latency_ms"]
-    row = lambda name, p: f"  {name:<22}{p.get('p50', float('nan')):>9.2f}{p.get('p95', float('nan')):>9.2f}{p.get('p99', float('nan')):>9.2f}"  # noqa: E731
+
+    def row(name, p):
+        nan = float("nan")
+        return f"  {name:<22}{p.get('p50', nan):>9.2f}{p.get('p95', nan):>9.2f}{p.get('p99', nan):>9.2f}"
+
     c = img["confusion"]
     lines = [
-        f"model {s['artifact']['model_id']} on {s['line']['frames_in_video']}-frame line {s['line']['path']}; broker {s['broker']['kind']} ({s['broker']['detail']}, MQTT {s['broker']['mqtt']})",
-        f"frames {s['frames']} / requested {s['frames_requested']}; verdicts received by the PLC {s['verdicts_received']} "
+        f"model {s['artifact']['model_id']} on {s['line']['frames_in_video']}-frame line {s['line']['path']}; broker "
+        f"{s['broker']['kind']} ({s['broker']['detail']}, MQTT {s['broker']['mqtt']})",
+        f"frames {s['frames']} / requested {s['frames_requested']}; verdicts received by the PLC "
+        f"{s['verdicts_received']} "
         f"({'all' if s['all_received'] else 'MISSING SOME'}); duplicates dropped {s['received']['duplicates_dropped']}",
-        f"throughput {s['throughput_fps'] or 0:.1f} frames/s (camera target {s['fps_target']:g} fps, {s['late_triggers']} late triggers); run {s['elapsed_s']:.1f} s",
-        f"latency ms                 p50      p95      p99",
+        f"throughput {s['throughput_fps'] or 0:.1f} frames/s (camera target {s['fps_target']:g} fps, "
+        f"{s['late_triggers']} late triggers); run {s['elapsed_s']:.1f} s",
+        "latency ms                 p50      p95      p99",
         row("capture -> PLC", lat["capture_to_plc"]),
         *[row(f"  {name}", p) for name, p in lat["stages"].items() if p],
-        f"accuracy {pct(img['accuracy'])}  miss rate {pct(img['miss_rate'])}  overkill rate {pct(img['overkill_rate'])}  (scored {img['scored']}, rejected {img['rejected']})",
-        f"  truth \\ verdict    OK     NG    REJ",
+        f"accuracy {pct(img['accuracy'])}  miss rate {pct(img['miss_rate'])}  overkill rate "
+        f"{pct(img['overkill_rate'])}  (scored {img['scored']}, rejected {img['rejected']})",
+        "  truth \\ verdict    OK     NG    REJ",
         f"  OK             {c['OK']['OK']:>6} {c['OK']['NG']:>6} {c['OK']['REJECTED']:>6}",
         f"  NG             {c['NG']['OK']:>6} {c['NG']['NG']:>6} {c['NG']['REJECTED']:>6}",
-        f"mask IoU on NG parts: mean {pix['mean_iou'] if pix['mean_iou'] is not None else 'n/a'} over {pix['ng_parts']} "
-        f"(with a mask: {pix['mean_iou_with_mask'] if pix['mean_iou_with_mask'] is not None else 'n/a'} over {pix['with_mask']})",
+        f"mask IoU on NG parts: mean {pix['mean_iou'] if pix['mean_iou'] is not None else 'n/a'} over "
+        f"{pix['ng_parts']} "
+        f"(with a mask: {pix['mean_iou_with_mask'] if pix['mean_iou_with_mask'] is not None else 'n/a'} over "
+        f"{pix['with_mask']})",
         f"defect class right on {pct(s['accuracy']['class_agreement'])} of the rejected defective parts "
         f"('unknown' on {pct(s['accuracy']['class_unknown'])})",
         format_goals(s["quality"]),
@@ -154,5 +217,9 @@ def format_summary(s: dict) -> str:
         e = s["explanations"]
         lines.append(f"explanations produced {e['produced']}, received {e['received']}")
         lines += [f"  {x['inspection_id']}: {x['text']}" for x in e["examples"]]
-    lines.append(f"overlays: {len(s['overlays'])} PNG in {Path(s['overlays'][0]).parent}" if s["overlays"] else "overlays: none (no NG verdict)")
+    lines.append(
+        f"overlays: {len(s['overlays'])} PNG in {Path(s['overlays'][0]).parent}"
+        if s["overlays"]
+        else "overlays: none (no NG verdict)"
+    )
     return "\n".join(lines)

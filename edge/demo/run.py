@@ -44,16 +44,22 @@ def check_artifact(artifact: Path, explain: bool) -> Manifest:
     """The artifact's manifest (files verified); ArtifactError saying what to run otherwise."""
     artifact = Path(artifact)
     if not (artifact / "manifest.json").is_file():
-        raise ArtifactError(f"no export artifact at {artifact} (no manifest.json): export the trained model with "
-                            f"'eiad export onnx --checkpoint CHECKPOINT --out {artifact}'")
+        raise ArtifactError(
+            f"no export artifact at {artifact} (no manifest.json): export the trained model with "
+            f"'eiad export onnx --checkpoint CHECKPOINT --out {artifact}'"
+        )
     manifest = load_manifest(artifact)
     if explain and not has_llm(artifact):
-        raise ArtifactError(f"--explain needs the artifact's language model part {llm_dir(artifact)}: add it with "
-                            f"'eiad export llm ... --out {artifact}', or run the demo without --explain")
+        raise ArtifactError(
+            f"--explain needs the artifact's language model part {llm_dir(artifact)}: add it with "
+            f"'eiad export llm ... --out {artifact}', or run the demo without --explain"
+        )
     return manifest
 
 
-def station_config(opts: DemoOptions, line: LineFiles, broker: LocalBroker, workdir: Path, frames: int) -> StationConfig:
+def station_config(
+    opts: DemoOptions, line: LineFiles, broker: LocalBroker, workdir: Path, frames: int
+) -> StationConfig:
     """The demo station: one synthetic camera, MQTT to the local broker, a throw-away outbox."""
     explainer = None
     if opts.explain:
@@ -62,16 +68,36 @@ def station_config(opts: DemoOptions, line: LineFiles, broker: LocalBroker, work
         precision = next((p for p in ("int8", "int4", "fp32") if p in have), "int8")
         # Backlog as long as the run: the demo shows every NG part explained, none dropped.
         explainer = {"mode": "NG", "precision": precision, "backlog_max": max(1, frames)}
-    return StationConfig.model_validate({
-        "station_id": "demo", "line_id": "synthline", "artifact": str(Path(opts.artifact).resolve()),
-        "sources": [{"kind": "synthetic", "id": "cam0", "path": str(line.video), "truth": str(line.truth_path), "loop": True}],
-        "frames": {"wrong_size": "resize"}, "metrics": {"enabled": False}, "sequence_file": None,
-        "mqtt": {"host": broker.host, "port": broker.port, "protocol": broker.protocol, "client_id": "eiad-demo-station",
-                 "publish_masks": "ng", "close_timeout_s": 15.0},
-        # A fresh outbox: one left by an earlier demo would replay its verdicts to this PLC.
-        "outbox": {"path": str(workdir / "outbox.sqlite3")},
-        "explainer": explainer,
-    })
+    return StationConfig.model_validate(
+        {
+            "station_id": "demo",
+            "line_id": "synthline",
+            "artifact": str(Path(opts.artifact).resolve()),
+            "sources": [
+                {
+                    "kind": "synthetic",
+                    "id": "cam0",
+                    "path": str(line.video),
+                    "truth": str(line.truth_path),
+                    "loop": True,
+                }
+            ],
+            "frames": {"wrong_size": "resize"},
+            "metrics": {"enabled": False},
+            "sequence_file": None,
+            "mqtt": {
+                "host": broker.host,
+                "port": broker.port,
+                "protocol": broker.protocol,
+                "client_id": "eiad-demo-station",
+                "publish_masks": "ng",
+                "close_timeout_s": 15.0,
+            },
+            # A fresh outbox: one left by an earlier demo would replay its verdicts to this PLC.
+            "outbox": {"path": str(workdir / "outbox.sqlite3")},
+            "explainer": explainer,
+        }
+    )
 
 
 def run_demo(opts: DemoOptions) -> dict:
@@ -88,13 +114,21 @@ def run_demo(opts: DemoOptions) -> dict:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     # Log lines go through tqdm.write so they do not tear the progress bar.
-    with logging_redirect_tqdm(), tempfile.TemporaryDirectory(prefix="eiad-demo-") as work, \
-            start_broker(opts.broker) as broker:  # type: ignore[arg-type]
+    with (
+        logging_redirect_tqdm(),
+        tempfile.TemporaryDirectory(prefix="eiad-demo-") as work,
+        start_broker(opts.broker) as broker,
+    ):  # type: ignore[arg-type]
         config = station_config(opts, line, broker, Path(work), frames)
         topics = Topics(config.mqtt.topic_prefix, config.line_id, config.station_id)
         view = LiveView(frames, enabled=opts.progress)
-        plc = PlcSubscriber(broker.host, broker.port, broker.protocol, topics,
-                            on_verdict=lambda payload, ns: view.verdict(payload.get("verdict", "?"), _ng_line(payload, shots))).start()
+        plc = PlcSubscriber(
+            broker.host,
+            broker.port,
+            broker.protocol,
+            topics,
+            on_verdict=lambda payload, ns: view.verdict(payload.get("verdict", "?"), _ng_line(payload, shots)),
+        ).start()
         try:
             elapsed_s = _run_station(config, recorder, shots, line)
             verdict_ids = set(recorder.results)
@@ -131,7 +165,11 @@ def _run_station(config: StationConfig, recorder: Recorder, shots: Shots, line: 
     try:
         station.pipeline.run(stop)
         if config.explainer is not None:  # closing the explainer drops its backlog: let it finish first
-            _wait(lambda: len(recorder.explained) >= recorder.count("NG"), timeout_s=30.0 + 5.0 * recorder.count("NG"), stop=stop)
+            _wait(
+                lambda: len(recorder.explained) >= recorder.count("NG"),
+                timeout_s=30.0 + 5.0 * recorder.count("NG"),
+                stop=stop,
+            )
     finally:
         station.close()  # flushes the outbox, publishes 'offline'
         app_log.setLevel(level)
@@ -160,5 +198,7 @@ def _ng_line(payload: dict, shots: Shots) -> str | None:
     frame_id = int(payload.get("frame_id", -1))
     truth = truth_of(shots, frame_id)
     said = f"truth {truth.get('label', '?')} {truth.get('defect') or ''}".rstrip() if truth else "no truth"
-    return (f"#{payload.get('sequence')} frame {frame_id}: NG score {float(payload.get('score', 0)):.3f} "
-            f"{payload.get('defect_class') or '-'} ({len(payload.get('regions', []))} region(s))  [{said}]")
+    return (
+        f"#{payload.get('sequence')} frame {frame_id}: NG score {float(payload.get('score', 0)):.3f} "
+        f"{payload.get('defect_class') or '-'} ({len(payload.get('regions', []))} region(s))  [{said}]"
+    )

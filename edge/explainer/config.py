@@ -36,15 +36,28 @@ class ExplainerConfig(BaseModel):
     remember_recent: int = Field(64, ge=0, description="recent parts kept so 'on_request' can still explain them")
     # One thread by default: explanations come later, the verdict path must keep its cores; with one
     # thread ONNX Runtime also runs on the (lower-priority, see nice) explainer thread itself.
-    threads: int | None = Field(1, ge=1, description="ONNX Runtime intra-op threads of the language model "
-                                "(default 1; null: ONNX Runtime's default, one per core)")
-    nice: int = Field(10, ge=0, le=19, description="Linux niceness of the explainer thread (0 = same as the verdict path, 19 = lowest): when both want a core, the verdicts get it first")
+    threads: int | None = Field(
+        1,
+        ge=1,
+        description="ONNX Runtime intra-op threads of the language model "
+        "(default 1; null: ONNX Runtime's default, one per core)",
+    )
+    nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="Linux niceness of the explainer thread (0 = same as the verdict path, 19 = lowest): when both "
+        "want a core, the verdicts get it first",
+    )
     mqtt_requests: MqttRequestSettings | None = Field(
-        None, description="accept explanation requests over MQTT (needs mqtt:); absent: no subscription")
+        None, description="accept explanation requests over MQTT (needs mqtt:); absent: no subscription"
+    )
 
     @model_validator(mode="after")
-    def _requests_need_memory(self) -> "ExplainerConfig":
+    def _requests_need_memory(self) -> ExplainerConfig:
         if self.mqtt_requests is not None and self.remember_recent == 0:
-            raise ValueError("explainer.mqtt_requests needs explainer.remember_recent >= 1 "
-                             "(requests can only name parts the explainer still remembers)")
+            raise ValueError(
+                "explainer.mqtt_requests needs explainer.remember_recent >= 1 "
+                "(requests can only name parts the explainer still remembers)"
+            )
         return self

@@ -49,11 +49,15 @@ def explainer_feed(config: StationConfig, sinks: dict[str, Sink]) -> ExplainerFe
 
     settings = config.explainer.mqtt_requests
     if settings is not None and "mqtt" not in sinks:
-        raise ConfigError("explainer.mqtt_requests is set but the station has no mqtt: section: "
-                          "add mqtt: (broker, line, station) or remove explainer.mqtt_requests")
+        raise ConfigError(
+            "explainer.mqtt_requests is set but the station has no mqtt: section: "
+            "add mqtt: (broker, line, station) or remove explainer.mqtt_requests"
+        )
     if settings is None and config.explainer.mode == "on_request":
-        log.warning("explainer.mode is on_request but explainer.mqtt_requests is not set: "
-                    "nothing can request an explanation; add explainer.mqtt_requests: {}")
+        log.warning(
+            "explainer.mode is on_request but explainer.mqtt_requests is not set: "
+            "nothing can request an explanation; add explainer.mqtt_requests: {}"
+        )
     publishers = explanation_sinks(sinks.values())
     explainer = build_explainer(config.path(config.artifact), publishers, config.explainer).start()
     if settings is None:

@@ -37,12 +37,12 @@ import re
 import threading
 import time
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 from pydantic import ValidationError
 
-from edge.explainer.worker import Explainer
 from edge.explainer.config import MqttRequestSettings
+from edge.explainer.worker import Explainer
 from eiad.messages import ExplainRequestMessage, ExplainResponseMessage, Topics, iso_utc
 
 log = logging.getLogger(__name__)
@@ -114,14 +114,15 @@ def parse_request(payload: bytes, max_bytes: int, station_id: str) -> tuple[Expl
         message = ExplainRequestMessage.model_validate(data)
     except ValidationError as error:
         kinds = {e["type"] for e in error.errors()}
-        reason = ("unknown_field" if "extra_forbidden" in kinds else "missing_field" if "missing" in kinds
-                  else "wrong_type")
+        reason = (
+            "unknown_field" if "extra_forbidden" in kinds else "missing_field" if "missing" in kinds else "wrong_type"
+        )
         return None, reason, "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['type']}" for e in error.errors())[:200]
     inspection_id = message.inspection_id
     if not _ID_FORM.fullmatch(inspection_id):
         return None, "bad_inspection_id", "not <station>-<source>-<capture ns>-<frame id>"
     prefix = f"{station_id}-"
-    if not (inspection_id.startswith(prefix) and re.fullmatch(_ID_TAIL, inspection_id[len(prefix):])):
+    if not (inspection_id.startswith(prefix) and re.fullmatch(_ID_TAIL, inspection_id[len(prefix) :])):
         return message, "other_station", f"not an id of station {station_id}"
     return message, "", ""
 
@@ -137,8 +138,15 @@ class ExplainRequests:
     publish); it must not block.
     """
 
-    def __init__(self, explainer: Explainer, station_id: str, topics: Topics, settings: MqttRequestSettings,
-                 publish: Callable[[str, bytes], bool], clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        explainer: Explainer,
+        station_id: str,
+        topics: Topics,
+        settings: MqttRequestSettings,
+        publish: Callable[[str, bytes], bool],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._explainer, self._station_id, self._topics, self._s = explainer, station_id, topics, settings
         self._publish = publish
         self._bucket = TokenBucket(settings.rate_per_s, settings.burst, clock)
@@ -161,21 +169,25 @@ class ExplainRequests:
         try:
             message, reason, detail = parse_request(payload, self._s.max_payload_bytes, self._station_id)
             if not reason and message is not None:
-                outcome = self._explainer.request_outcome(message.inspection_id, message.requested_by,
-                                                          admit=self._bucket.take)
+                outcome = self._explainer.request_outcome(
+                    message.inspection_id, message.requested_by, admit=self._bucket.take
+                )
                 reason, detail = ("", "") if outcome == "queued" else (outcome, "")
         except Exception:  # noqa: BLE001 - an input must never break paho's network thread
             log.exception("explanation request handling failed")
             message, reason, detail = None, "internal_error", ""
-        inspection_id = message.inspection_id if message is not None and _ID_FORM.fullmatch(message.inspection_id) else None
+        inspection_id = (
+            message.inspection_id if message is not None and _ID_FORM.fullmatch(message.inspection_id) else None
+        )
         with self._lock:
             if reason:
                 self._rejected[reason] += 1
             else:
                 self._accepted += 1
         if reason:
-            self._log.warn(reason, "explanation request rejected (%s): %s; inspection_id=%s", reason, detail,
-                           inspection_id)
+            self._log.warn(
+                reason, "explanation request rejected (%s): %s; inspection_id=%s", reason, detail, inspection_id
+            )
         else:
             log.info("explanation requested for %s by %s", inspection_id, message.requested_by or "?")
         self._respond(inspection_id, reason)
@@ -184,13 +196,21 @@ class ExplainRequests:
     def stats(self) -> dict:
         """`explain_requests_accepted`, `explain_requests_rejected` {reason: n}, `explain_responses_failed`."""
         with self._lock:
-            return {"explain_requests_accepted": self._accepted, "explain_requests_rejected": dict(self._rejected),
-                    "explain_responses_failed": self._response_failures}
+            return {
+                "explain_requests_accepted": self._accepted,
+                "explain_requests_rejected": dict(self._rejected),
+                "explain_responses_failed": self._response_failures,
+            }
 
     def _respond(self, inspection_id: str | None, reason: str) -> None:
-        response = ExplainResponseMessage(inspection_id=inspection_id, status="rejected" if reason else "accepted",
-                                          reason=reason, station=self._topics.station, line=self._topics.line,
-                                          published_at=iso_utc(time.time()))
+        response = ExplainResponseMessage(
+            inspection_id=inspection_id,
+            status="rejected" if reason else "accepted",
+            reason=reason,
+            station=self._topics.station,
+            line=self._topics.line,
+            published_at=iso_utc(time.time()),
+        )
         try:
             sent = self._publish(self.response_topic, response.to_json_bytes())
         except Exception:  # noqa: BLE001 - a response is advisory
@@ -198,4 +218,3 @@ class ExplainRequests:
         if not sent:
             with self._lock:
                 self._response_failures += 1
-

@@ -18,9 +18,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -76,8 +76,10 @@ class LlmRuntime:
         self._inputs = {i.name for i in self.decoder.get_inputs()}
         missing = [s["input"] for s in self._states if s["input"] not in self._inputs]
         if missing:
-            raise ArtifactError(f"{llm_dir / LLM_DECODER.format(precision=precision)} lacks the state inputs {missing[:4]} that "
-                                "llm_config.json lists: re-run 'eiad export llm'")
+            raise ArtifactError(
+                f"{llm_dir / LLM_DECODER.format(precision=precision)} lacks the state inputs {missing[:4]} that "
+                "llm_config.json lists: re-run 'eiad export llm'"
+            )
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
@@ -107,8 +109,9 @@ class LlmRuntime:
         parts.append(self.embed_ids(self.encode(suffix)))
         return np.concatenate(parts, axis=1)
 
-    def generate(self, embeds: np.ndarray, max_new_tokens: int = 48,
-                 on_text: Callable[[str], None] | None = None) -> Generation:
+    def generate(
+        self, embeds: np.ndarray, max_new_tokens: int = 48, on_text: Callable[[str], None] | None = None
+    ) -> Generation:
         """Greedy decoding from prompt embeddings; `on_text` receives each new piece of text."""
         started = time.perf_counter()
         ids: list[int] = []
@@ -123,14 +126,14 @@ class LlmRuntime:
             if on_text is not None:
                 text = self.tokenizer.decode(ids)
                 if not text.endswith("\ufffd") and len(text) > len(emitted):  # wait for whole UTF-8 chars
-                    on_text(text[len(emitted):])
+                    on_text(text[len(emitted) :])
                     emitted = text
             if len(ids) == max_new_tokens:
                 break
             logits, state = self._step(token, state)
         text = self.tokenizer.decode(ids)
         if on_text is not None and len(text) > len(emitted):
-            on_text(text[len(emitted):])
+            on_text(text[len(emitted) :])
         return Generation(tuple(ids), text, int(embeds.shape[1]), time.perf_counter() - started, prefill_s)
 
     def generate_ids(self, prompt_ids: list[int], max_new_tokens: int = 16) -> Generation:

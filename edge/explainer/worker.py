@@ -23,8 +23,9 @@ import os
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -79,8 +80,14 @@ def prompt_for(result: InspectionResult) -> str:
 class Explainer:
     """One worker thread turning results into explanations; see the module docstring."""
 
-    def __init__(self, runtime: Runtime, sinks: Sequence[ExplanationSink], config: ExplainerConfig,
-                 template: tuple[str, str] = ("", "{prompt}"), on_text: Callable[[str, str], None] | None = None) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        sinks: Sequence[ExplanationSink],
+        config: ExplainerConfig,
+        template: tuple[str, str] = ("", "{prompt}"),
+        on_text: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.runtime, self.sinks, self.config = runtime, list(sinks), config
         self.before_image, self.after_image = template
         self.on_text = on_text  # (inspection_id, piece of text), called on the worker thread
@@ -95,7 +102,7 @@ class Explainer:
         self.native_id: int | None = None  # the worker thread's OS id, once it runs
         self._thread = threading.Thread(target=self._work, name="explainer", daemon=True)
 
-    def start(self) -> "Explainer":
+    def start(self) -> Explainer:
         self._thread.start()
         return self
 
@@ -118,8 +125,9 @@ class Explainer:
         already queued/explained, or the backlog is full."""
         return self.request_outcome(inspection_id) == "queued"
 
-    def request_outcome(self, inspection_id: str, requested_by: str | None = None,
-                        admit: Callable[[], bool] | None = None) -> str:
+    def request_outcome(
+        self, inspection_id: str, requested_by: str | None = None, admit: Callable[[], bool] | None = None
+    ) -> str:
         """Queue an explanation of a remembered part; returns 'queued' or why not: 'unknown_inspection'
         (never seen or forgotten), 'not_explainable' (REJECTED frame or no vision features),
         'duplicate' (already queued or explained), 'rate_limited' (`admit()` said no: called
@@ -170,7 +178,7 @@ class Explainer:
         if self._thread.is_alive():
             self._thread.join(timeout_s)
 
-    def __enter__(self) -> "Explainer":
+    def __enter__(self) -> Explainer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -234,7 +242,9 @@ class Explainer:
         started_ns = time.monotonic_ns()
         try:
             prompt = prompt_for(result)
-            embeds = self.runtime.prompt_embeds(self.before_image, result.features, self.after_image.format(prompt=prompt))
+            embeds = self.runtime.prompt_embeds(
+                self.before_image, result.features, self.after_image.format(prompt=prompt)
+            )
             stream = (lambda piece: self.on_text(result.inspection_id, piece)) if self.on_text else None
             generation = self.runtime.generate(embeds, self.config.max_new_tokens, stream)
         except Exception:  # noqa: BLE001 - one bad part must not stop the worker
@@ -244,9 +254,14 @@ class Explainer:
             return
         done_ns = time.monotonic_ns()
         meta = {
-            "verdict": result.verdict, "defect_class": result.defect_class, "score": result.score,
-            "prompt": prompt, "model_id": result.model_id, "tokens": len(generation.token_ids),
-            "tokens_per_s": round(generation.tokens_per_s, 2), "requested": job.requested,
+            "verdict": result.verdict,
+            "defect_class": result.defect_class,
+            "score": result.score,
+            "prompt": prompt,
+            "model_id": result.model_id,
+            "tokens": len(generation.token_ids),
+            "tokens_per_s": round(generation.tokens_per_s, 2),
+            "requested": job.requested,
             # waited = backlog (queued -> taken by the worker) + generation (prompt, projection, decoding)
             "waited_ms": round((done_ns - job.queued_ns) / 1e6, 1),
             "backlog_ms": round((started_ns - job.queued_ns) / 1e6, 1),
@@ -278,15 +293,20 @@ def _lower_priority(nice: int) -> None:
         tid = threading.get_native_id()
         os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
     except OSError as error:
-        log.warning("could not lower the explainer's priority (nice %d): %s; it competes with the verdict path", nice, error)
+        log.warning(
+            "could not lower the explainer's priority (nice %d): %s; it competes with the verdict path", nice, error
+        )
 
 
-def build_explainer(artifact_dir, sinks: Sequence[ExplanationSink], config: ExplainerConfig,
-                    on_text: Callable[[str, str], None] | None = None) -> Explainer:
+def build_explainer(
+    artifact_dir,
+    sinks: Sequence[ExplanationSink],
+    config: ExplainerConfig,
+    on_text: Callable[[str, str], None] | None = None,
+) -> Explainer:
     """Wire an Explainer to the artifact's exported LLM (not started: call start())."""
 
     from edge.explainer.runtime import LlmRuntime
-
     from eiad.manifest import llm_dir, read_llm_config
 
     runtime = LlmRuntime(llm_dir(artifact_dir), config.precision, config.threads)

@@ -37,7 +37,9 @@ def vision_file(manifest: Manifest, role: str = "vision_onnx") -> str:
         if entry.role == role:
             return relative
     roles = sorted({entry.role for entry in manifest.files.values()})
-    raise ArtifactError(f"the artifact lists no file with role {role!r} (it has {roles}); re-export it with that format")
+    raise ArtifactError(
+        f"the artifact lists no file with role {role!r} (it has {roles}); re-export it with that format"
+    )
 
 
 def check_input_shape(where: str, manifest: Manifest, name: str, shape: list, dtype: str) -> int | None:
@@ -47,19 +49,26 @@ def check_input_shape(where: str, manifest: Manifest, name: str, shape: list, dt
     """
     spec = manifest.input
     if name != spec.name:
-        raise ArtifactError(f"{where}: engine input is named {name!r}, the manifest says {spec.name!r}; re-export the artifact")
+        raise ArtifactError(
+            f"{where}: engine input is named {name!r}, the manifest says {spec.name!r}; re-export the artifact"
+        )
     if dtype != spec.dtype:
         raise ArtifactError(f"{where}: engine input {name!r} takes {dtype}, the manifest says {spec.dtype}")
     expected = [spec.height, spec.width, spec.channels]
     if len(shape) != 4 or [int(d) if _fixed(d) else d for d in shape[1:]] != expected:
-        raise ArtifactError(f"{where}: engine input {name!r} has shape {shape}, the manifest says [batch, {spec.height}, {spec.width}, {spec.channels}] (NHWC)")
+        raise ArtifactError(
+            f"{where}: engine input {name!r} has shape {shape}, the manifest says [batch, {spec.height}, {spec.width}, "
+            f"{spec.channels}] (NHWC)"
+        )
     return int(shape[0]) if _fixed(shape[0]) else None
 
 
 def check_output_names(where: str, manifest: Manifest, names: list[str]) -> None:
     missing = [o.name for o in manifest.outputs if o.name not in names]
     if missing:
-        raise ArtifactError(f"{where}: engine lacks outputs {missing} listed in the manifest (it has {names}); re-export the artifact")
+        raise ArtifactError(
+            f"{where}: engine lacks outputs {missing} listed in the manifest (it has {names}); re-export the artifact"
+        )
 
 
 def _fixed(dim) -> bool:

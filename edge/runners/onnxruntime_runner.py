@@ -29,18 +29,26 @@ def provider_list(providers: str | list[str], available: list[str], engine_cache
     names = [p for p in PROVIDER_CHAIN if p in available] if providers == "auto" else list(providers)
     unknown = [p for p in names if p not in available]
     if unknown:
-        raise ArtifactError(f"runner.providers {unknown} are not offered by this onnxruntime build (it has {available}); use 'auto' or install onnxruntime-gpu")
+        raise ArtifactError(
+            f"runner.providers {unknown} are not offered by this onnxruntime build (it has {available}); use 'auto' or "
+            "install onnxruntime-gpu"
+        )
     resolved: list = []
     for name in names:
         if name == "TensorrtExecutionProvider":
             engine_cache_dir.mkdir(parents=True, exist_ok=True)
-            resolved.append((name, {
-                "trt_engine_cache_enable": True,
-                "trt_engine_cache_path": str(engine_cache_dir),
-                "trt_timing_cache_enable": True,
-                "trt_timing_cache_path": str(engine_cache_dir),
-                "trt_fp16_enable": fp16,
-            }))
+            resolved.append(
+                (
+                    name,
+                    {
+                        "trt_engine_cache_enable": True,
+                        "trt_engine_cache_path": str(engine_cache_dir),
+                        "trt_timing_cache_enable": True,
+                        "trt_timing_cache_path": str(engine_cache_dir),
+                        "trt_fp16_enable": fp16,
+                    },
+                )
+            )
         else:
             resolved.append(name)
     return resolved
@@ -79,7 +87,13 @@ class OnnxRuntimeRunner:
         # builds or loads the engine; doing it here keeps that time out of the first part.
         spec = self.manifest.input
         self.run(np.zeros((self.max_batch or 1, spec.height, spec.width, spec.channels), np.uint8))
-        log.info("loaded %s on %s in %.2f s (max batch %s)", model_path, self._session.get_providers(), time.perf_counter() - started, self.max_batch or "any")
+        log.info(
+            "loaded %s on %s in %.2f s (max batch %s)",
+            model_path,
+            self._session.get_providers(),
+            time.perf_counter() - started,
+            self.max_batch or "any",
+        )
 
     def _validate(self, where: str) -> int | None:
         inputs = self._session.get_inputs()

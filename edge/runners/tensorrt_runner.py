@@ -56,10 +56,14 @@ def engine_file(manifest: Manifest) -> str:
     if len(engines) == 1:
         return engines[0]
     if not engines:
-        raise ArtifactError("the artifact has no TensorRT engine: build one on this box with "
-                            "'eiad export tensorrt ARTIFACT' (engines only run on the GPU and TensorRT version that built them)")
-    raise ArtifactError(f"the artifact has {len(engines)} TensorRT engines ({', '.join(engines)}): "
-                        "set runner.engine in station.yaml to the one built for this box")
+        raise ArtifactError(
+            "the artifact has no TensorRT engine: build one on this box with "
+            "'eiad export tensorrt ARTIFACT' (engines only run on the GPU and TensorRT version that built them)"
+        )
+    raise ArtifactError(
+        f"the artifact has {len(engines)} TensorRT engines ({', '.join(engines)}): "
+        "set runner.engine in station.yaml to the one built for this box"
+    )
 
 
 class TensorRtRunner:
@@ -76,7 +80,10 @@ class TensorRtRunner:
         self._runtime = trt.Runtime(self._logger)
         self._engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if self._engine is None:
-            raise ArtifactError(f"TensorRT cannot load {path}: built for another TensorRT version or GPU? Rebuild it with 'eiad export tensorrt'")
+            raise ArtifactError(
+                f"TensorRT cannot load {path}: built for another TensorRT version or GPU? Rebuild it with 'eiad export "
+                "tensorrt'"
+            )
         self._context = self._engine.create_execution_context()
         self._stream = _check(cudart, cudart.cudaStreamCreate())
         self._buffers: dict[str, int] = {}
@@ -85,7 +92,9 @@ class TensorRtRunner:
         self._allocate()
         # One warm-up: the first execution loads kernels and sets up tactics lazily.
         spec = self.manifest.input
-        self.run(np.zeros((self.max_batch if self.fixed_batch else 1, spec.height, spec.width, spec.channels), np.uint8))
+        self.run(
+            np.zeros((self.max_batch if self.fixed_batch else 1, spec.height, spec.width, spec.channels), np.uint8)
+        )
 
     def _validate(self, where: str) -> int | None:
         trt, engine = self._trt, self._engine
@@ -117,14 +126,20 @@ class TensorRtRunner:
         batch = np.ascontiguousarray(batch)
         copy_in, copy_out = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
         self._context.set_input_shape(self._input, batch.shape)
-        _check(cudart, cudart.cudaMemcpyAsync(self._buffers[self._input], batch.ctypes.data, batch.nbytes, copy_in, self._stream))
+        _check(
+            cudart,
+            cudart.cudaMemcpyAsync(self._buffers[self._input], batch.ctypes.data, batch.nbytes, copy_in, self._stream),
+        )
         if not self._context.execute_async_v3(self._stream):
             raise ArtifactError("TensorRT execute_async_v3 failed; see the TensorRT log above")
         results = {}
         for name in self._outputs:
             shape = tuple(self._context.get_tensor_shape(name))
             host = np.empty(shape, trt.nptype(self._engine.get_tensor_dtype(name)))
-            _check(cudart, cudart.cudaMemcpyAsync(host.ctypes.data, self._buffers[name], host.nbytes, copy_out, self._stream))
+            _check(
+                cudart,
+                cudart.cudaMemcpyAsync(host.ctypes.data, self._buffers[name], host.nbytes, copy_out, self._stream),
+            )
             results[name] = host
         _check(cudart, cudart.cudaStreamSynchronize(self._stream))
         return {k: v.astype(np.float32, copy=False) for k, v in results.items()}

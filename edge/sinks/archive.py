@@ -61,8 +61,11 @@ class ArchiveSink:
         self._worker.start()
 
     def _wanted(self, result: InspectionResult) -> bool:
-        return (self._s.save == "all" or result.verdict == "NG"
-                or (self._s.save == "ng_and_rejected" and result.verdict == "REJECTED"))
+        return (
+            self._s.save == "all"
+            or result.verdict == "NG"
+            or (self._s.save == "ng_and_rejected" and result.verdict == "REJECTED")
+        )
 
     def handle(self, result: InspectionResult, image: np.ndarray | None = None) -> None:
         """Queue one result (and the frame's BGR image if the caller has it). Never blocks."""
@@ -109,8 +112,9 @@ class ArchiveSink:
         folder.mkdir(exist_ok=True)
         stem = f"{result.sequence:09d}_{result.inspection_id}"
         paths: list[Path] = []
-        verdict = build_verdict(result, self._s.station, self._s.line, time.time(), result.stamps_ns,
-                                result.mask is not None)
+        verdict = build_verdict(
+            result, self._s.station, self._s.line, time.time(), result.stamps_ns, result.mask is not None
+        )
         meta = folder / f"{stem}.json"
         meta.write_text(json.dumps(verdict.model_dump(), indent=1))
         paths.append(meta)

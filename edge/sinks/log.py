@@ -14,8 +14,17 @@ class LogSink:
 
     def handle(self, result: InspectionResult, image=None) -> None:
         level = logging.DEBUG if result.verdict == "OK" else logging.INFO
-        log.log(level, "#%d %s %s score=%.3f class=%s regions=%d %s", result.sequence, result.source_id, result.verdict,
-                result.score, result.defect_class, len(result.regions), result.reason)
+        log.log(
+            level,
+            "#%d %s %s score=%.3f class=%s regions=%d %s",
+            result.sequence,
+            result.source_id,
+            result.verdict,
+            result.score,
+            result.defect_class,
+            len(result.regions),
+            result.reason,
+        )
 
     def handle_explanation(self, inspection_id: str, text: str, meta: dict) -> None:
         log.info("explanation %s: %s", inspection_id, text)

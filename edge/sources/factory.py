@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from edge.sources.base import Source
 
@@ -19,14 +19,30 @@ def source_maker(config, resolve) -> Callable[[], Source]:
         if kind == "video":
             return lambda: OpenCvSource(config.id, str(resolve(config.path)), kind="video", loop=config.loop)
         if kind == "usb":
-            return lambda: OpenCvSource(config.id, config.device, kind="usb", width_px=config.width_px, height_px=config.height_px, fps=config.fps)
+            return lambda: OpenCvSource(
+                config.id,
+                config.device,
+                kind="usb",
+                width_px=config.width_px,
+                height_px=config.height_px,
+                fps=config.fps,
+            )
         return lambda: OpenCvSource(config.id, config.url, kind="rtsp", ffmpeg_options=config.ffmpeg_options)
     if kind == "folder":
         from edge.sources.folder import FolderSource
 
         move_to = resolve(config.move_done_to) if config.move_done_to else None
         seen: set[str] = set()  # a restarted folder source does not inspect a file twice
-        return lambda: FolderSource(config.id, resolve(config.path), config.patterns, config.watch, config.settle_ms, config.poll_interval_ms, move_to, seen)
+        return lambda: FolderSource(
+            config.id,
+            resolve(config.path),
+            config.patterns,
+            config.watch,
+            config.settle_ms,
+            config.poll_interval_ms,
+            move_to,
+            seen,
+        )
     if kind == "synthetic":
         from edge.sources.synthetic import SyntheticLineSource
 
@@ -35,5 +51,13 @@ def source_maker(config, resolve) -> Callable[[], Source]:
     if kind == "genicam":
         from edge.sources.genicam import GenicamSource
 
-        return lambda: GenicamSource(config.id, resolve(config.cti), config.serial, config.trigger, config.trigger_source, config.exposure_us, config.fetch_timeout_s)
+        return lambda: GenicamSource(
+            config.id,
+            resolve(config.cti),
+            config.serial,
+            config.trigger,
+            config.trigger_source,
+            config.exposure_us,
+            config.fetch_timeout_s,
+        )
     raise ValueError(f"unknown source kind {kind!r}")

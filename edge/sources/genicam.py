@@ -20,7 +20,12 @@ from eiad.errors import SourceError
 
 log = logging.getLogger(__name__)
 
-_BAYER = {"BayerRG8": cv2.COLOR_BayerRG2BGR, "BayerGR8": cv2.COLOR_BayerGR2BGR, "BayerBG8": cv2.COLOR_BayerBG2BGR, "BayerGB8": cv2.COLOR_BayerGB2BGR}
+_BAYER = {
+    "BayerRG8": cv2.COLOR_BayerRG2BGR,
+    "BayerGR8": cv2.COLOR_BayerGR2BGR,
+    "BayerBG8": cv2.COLOR_BayerBG2BGR,
+    "BayerGB8": cv2.COLOR_BayerGB2BGR,
+}
 
 
 def harvester_class():
@@ -28,7 +33,9 @@ def harvester_class():
     try:
         from harvesters.core import Harvester
     except ImportError as error:
-        raise SourceError("GenICam sources need the 'harvesters' package: pip install harvesters (and the vendor's GenTL .cti)") from error
+        raise SourceError(
+            "GenICam sources need the 'harvesters' package: pip install harvesters (and the vendor's GenTL .cti)"
+        ) from error
     return Harvester
 
 
@@ -74,7 +81,9 @@ class GenicamSource:
         harvester.update()
         if not harvester.device_info_list:
             harvester.reset()
-            raise SourceError(f"source {self.source_id}: no GenICam camera found through {self._cti}; check cabling and network")
+            raise SourceError(
+                f"source {self.source_id}: no GenICam camera found through {self._cti}; check cabling and network"
+            )
         self._harvester = harvester
         self._acquirer = harvester.create({"serial_number": self._serial} if self._serial else 0)
         self._configure(self._acquirer.remote_device.node_map)

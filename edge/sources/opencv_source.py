@@ -62,7 +62,10 @@ class OpenCvSource:
         capture = self._open_capture()
         if not capture.isOpened():
             capture.release()
-            raise SourceError(f"source {self.source_id}: OpenCV cannot open {self._kind} {self._target!r}; check the path/URL/device index and that the camera is connected")
+            raise SourceError(
+                f"source {self.source_id}: OpenCV cannot open {self._kind} {self._target!r}; check the path/URL/device "
+                "index and that the camera is connected"
+            )
         for prop, value in self._props.items():
             if value is not None:
                 capture.set(prop, float(value))
@@ -107,7 +110,9 @@ class OpenCvSource:
             ok, image = capture.read()
             if ok:
                 return Capture(image=image)
-        raise SourceError(f"source {self.source_id}: no frame from {self._kind} {self._target!r} (camera gone or stream ended)")
+        raise SourceError(
+            f"source {self.source_id}: no frame from {self._kind} {self._target!r} (camera gone or stream ended)"
+        )
 
     def close(self) -> None:
         self._closed = True

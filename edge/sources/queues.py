@@ -23,8 +23,9 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Literal
 
 from edge.frames import Frame
 
@@ -57,7 +58,9 @@ class SourceQueues:
         self.blocked: dict[str, int] = {}
         self._last_alarm: dict[str, float] = {}
 
-    def add_source(self, source_id: str, policy: Policy, capacity: int, staleness_budget_ms: float | None = None) -> None:
+    def add_source(
+        self, source_id: str, policy: Policy, capacity: int, staleness_budget_ms: float | None = None
+    ) -> None:
         if capacity < 1:
             raise ValueError("queue capacity must be at least 1")
         staleness_ns = None if staleness_budget_ms is None else int(staleness_budget_ms * 1e6)
@@ -79,8 +82,12 @@ class SourceQueues:
                 now = time.monotonic()
                 if now - self._last_alarm.get(frame.source_id, -1e9) >= ALARM_EVERY_S:  # an alarm, not a flood
                     self._last_alarm[frame.source_id] = now
-                    log.warning("queue of triggered source %s is full (%d): capture waits for inference (%d waits so far)",
-                                frame.source_id, lane.capacity, self.blocked[frame.source_id])
+                    log.warning(
+                        "queue of triggered source %s is full (%d): capture waits for inference (%d waits so far)",
+                        frame.source_id,
+                        lane.capacity,
+                        self.blocked[frame.source_id],
+                    )
                 while len(lane.frames) >= lane.capacity:
                     if stop.is_set():
                         self._count_drop(frame.source_id, "shutdown")  # capture stopped while full

@@ -31,7 +31,9 @@ def read_truth(path: Path) -> dict[int, dict]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as error:
-            raise SourceError(f"{path}:{number + 1}: not valid JSON ({error}); fix or regenerate the sidecar") from error
+            raise SourceError(
+                f"{path}:{number + 1}: not valid JSON ({error}); fix or regenerate the sidecar"
+            ) from error
         if not isinstance(record, dict):
             raise SourceError(f"{path}:{number + 1}: expected a JSON object per line")
         index = next((record[k] for k in _INDEX_KEYS if k in record), len(truth))
@@ -51,7 +53,9 @@ class SyntheticLineSource:
 
     def open(self) -> None:
         if not self._truth_path.is_file():
-            raise SourceError(f"source {self.source_id}: ground-truth sidecar {self._truth_path} not found; set sources[].truth")
+            raise SourceError(
+                f"source {self.source_id}: ground-truth sidecar {self._truth_path} not found; set sources[].truth"
+            )
         self._truth = read_truth(self._truth_path)
         self._reader.open()
         self._index = 0

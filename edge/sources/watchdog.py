@@ -19,7 +19,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from edge.frames import Frame
 from edge.sources.base import IDLE, Capture, Source
@@ -251,7 +252,14 @@ class SourceSet:
             raise ValueError(f"two sources are named {source_id!r}")
         self.queues.add_source(source_id, policy, queue_capacity, staleness_budget_ms)
         worker = SourceWorker(
-            source_id, make_source, self.queues, self.capture_stop, stall_timeout_s, backoff_initial_s, backoff_max_s, self.events
+            source_id,
+            make_source,
+            self.queues,
+            self.capture_stop,
+            stall_timeout_s,
+            backoff_initial_s,
+            backoff_max_s,
+            self.events,
         )
         self.workers.append(worker)
         return worker

@@ -162,8 +162,10 @@ def load_checkpoint(directory: Path) -> Checkpoint:
     weights = directory / "localization.safetensors"
     bank = directory / "normal_bank.safetensors"
     if not meta_path.is_file() or not (weights.is_file() or bank.is_file()):
-        raise ModelError(f"{directory} is not a localization checkpoint (needs meta.json and localization.safetensors "
-                         "or normal_bank.safetensors); train one with 'eiad train --only localization'")
+        raise ModelError(
+            f"{directory} is not a localization checkpoint (needs meta.json and localization.safetensors "
+            "or normal_bank.safetensors); train one with 'eiad train --only localization'"
+        )
     meta = json.loads(meta_path.read_text())
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise ModelError(f"{meta_path}: format {meta.get('format')} v{meta.get('version')} is not {FORMAT} v{VERSION}")
@@ -184,7 +186,9 @@ def load_trainer_state(directory: Path) -> tuple[dict[str, torch.Tensor], dict] 
     directory = Path(directory)
     if not (directory / "optimizer.safetensors").is_file():
         return None
-    return load_file(str(directory / "optimizer.safetensors")), json.loads((directory / "trainer_state.json").read_text())
+    return load_file(str(directory / "optimizer.safetensors")), json.loads(
+        (directory / "trainer_state.json").read_text()
+    )
 
 
 def update_meta(directory: Path, **fields) -> None:
@@ -207,7 +211,9 @@ def engine_from_checkpoint(path: Path, *, backbone=None, device="cpu") -> tuple[
     if saved.vision_state:
         missing = set(saved.vision_state) - set(dict(backbone.named_parameters()))
         if missing:
-            raise ModelError(f"{path}: vision weights {sorted(missing)[:3]}... do not fit backbone {saved.meta['backbone']}")
+            raise ModelError(
+                f"{path}: vision weights {sorted(missing)[:3]}... do not fit backbone {saved.meta['backbone']}"
+            )
         backbone.load_state_dict(saved.vision_state, strict=False)
     engine = EiadVisionEngine(backbone, saved.build_localizer(), saved.build_bank()).to(device).eval()
     return engine, saved

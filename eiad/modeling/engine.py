@@ -27,7 +27,12 @@ class VisionEngineOutput(NamedTuple):
 
 
 # The exported tensor names are the NamedTuple's field names; keep them equal to the manifest's.
-if VisionEngineOutput._fields != (manifest.ANOMALY_MAP, manifest.IMAGE_SCORE, manifest.CLASS_PROBS, manifest.VISION_FEATURES):
+if VisionEngineOutput._fields != (
+    manifest.ANOMALY_MAP,
+    manifest.IMAGE_SCORE,
+    manifest.CLASS_PROBS,
+    manifest.VISION_FEATURES,
+):
     raise ImportError("VisionEngineOutput fields must match the output names in eiad/manifest.py")
 
 
@@ -69,7 +74,9 @@ class EiadVisionEngine(nn.Module):
         self.backbone = backbone
         self.localizer = localizer
         self.bank = bank
-        wanted = set(localizer.spec.taps if localizer is not None else ()) | set(bank.spec.taps if bank is not None else ())
+        wanted = set(localizer.spec.taps if localizer is not None else ()) | set(
+            bank.spec.taps if bank is not None else ()
+        )
         self.taps = tuple(sorted(wanted))
         self._localizer_taps = [self.taps.index(t) for t in localizer.spec.taps] if localizer is not None else []
         self._bank_taps = [self.taps.index(t) for t in bank.spec.taps] if bank is not None else []
@@ -92,15 +99,23 @@ class EiadVisionEngine(nn.Module):
         if self.bank is not None:
             normal = torch.sigmoid(self.bank([feats.layer_features[i] for i in self._bank_taps]))
         if self.localizer is None:
-            return VisionEngineOutput(anomaly_map=normal, image_score=normal.flatten(1).amax(dim=1),
-                                      class_probs=torch.ones_like(normal[:, 0, 0, :1]), vision_features=tokens)
+            return VisionEngineOutput(
+                anomaly_map=normal,
+                image_score=normal.flatten(1).amax(dim=1),
+                class_probs=torch.ones_like(normal[:, 0, 0, :1]),
+                vision_features=tokens,
+            )
         out = self.localizer([feats.layer_features[i] for i in self._localizer_taps], pixels)
         anomaly, score = torch.sigmoid(out.mask_logits), torch.sigmoid(out.image_logit)
         if normal is not None:
             anomaly = torch.maximum(anomaly, normal)
             score = torch.maximum(score, normal.flatten(1).amax(dim=1))
-        return VisionEngineOutput(anomaly_map=anomaly, image_score=score,
-                                  class_probs=torch.softmax(out.class_logits, dim=-1), vision_features=tokens)
+        return VisionEngineOutput(
+            anomaly_map=anomaly,
+            image_score=score,
+            class_probs=torch.softmax(out.class_logits, dim=-1),
+            vision_features=tokens,
+        )
 
 
 def export_onnx(engine: EiadVisionEngine, path, batch: int = 2, opset: int | None = None) -> None:

@@ -34,8 +34,9 @@ Thread safety: a module instance is not safe to call from several threads while 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +48,9 @@ DEFECT_PROMPT = "a photo of a damaged part"
 
 def default_prompts(class_names: Sequence[str]) -> list[str]:
     """Prompt texts: index 0 is the normal prompt, 1 a generic defect, then one per class."""
-    return [NORMAL_PROMPT, DEFECT_PROMPT] + [f"a photo of a part with a {name.replace('_', ' ')}" for name in class_names]
+    return [NORMAL_PROMPT, DEFECT_PROMPT] + [
+        f"a photo of a part with a {name.replace('_', ' ')}" for name in class_names
+    ]
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,7 @@ class LocalizerSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "LocalizerSpec":
+    def from_dict(cls, data: dict) -> LocalizerSpec:
         data = dict(data)
         for key in ("grid", "image_size", "taps", "class_names", "prompts"):
             data[key] = tuple(data[key])
@@ -95,8 +98,9 @@ class LocalizationOutput(NamedTuple):
 
 
 def _conv(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation),
-                         nn.GroupNorm(1, cout), nn.GELU())
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation), nn.GroupNorm(1, cout), nn.GELU()
+    )
 
 
 class DefectLocalizer(nn.Module):
@@ -118,7 +122,8 @@ class DefectLocalizer(nn.Module):
         self.text_proj = nn.Linear(spec.text_hidden_size, p)
         self.prompt_delta = nn.Parameter(torch.zeros(n_prompts, p))
         self.patch_proj = nn.ModuleList(
-            nn.Sequential(nn.LayerNorm(spec.vision_hidden_size), nn.Linear(spec.vision_hidden_size, p)) for _ in spec.taps
+            nn.Sequential(nn.LayerNorm(spec.vision_hidden_size), nn.Linear(spec.vision_hidden_size, p))
+            for _ in spec.taps
         )
         self.logit_scale = nn.Parameter(torch.tensor(math.log(10.0)))
         self.squeeze = nn.Linear(taps * p, spec.feature_channels)
@@ -138,19 +143,28 @@ class DefectLocalizer(nn.Module):
         self.refine_in = nn.Conv2d(c, c // 4, 1) if spec.fine else None
         # Its input: G narrowed, the H/2 stem features and the coarse logits as a channel (not
         # added to the output: a confident H/4 blob would then outvote the thin structure).
-        self.refine = nn.Sequential(nn.Conv2d(c // 4 + c // 2 + 1, c // 4, 3, padding=1), nn.GELU(),
-                                    nn.Conv2d(c // 4, 1, 3, padding=1)) if spec.fine else None
+        self.refine = (
+            nn.Sequential(
+                nn.Conv2d(c // 4 + c // 2 + 1, c // 4, 3, padding=1), nn.GELU(), nn.Conv2d(c // 4, 1, 3, padding=1)
+            )
+            if spec.fine
+            else None
+        )
         # mask pooling adds G and the H/4 stem features under the mask, the image's colour
         # there relative to the whole image (3), and the mask's area share (1).
         pooled = 2 * c + (2 * c + 4 if spec.mask_pooling else 0)
         self.image_head = nn.Sequential(nn.Linear(pooled + 1, c), nn.GELU(), nn.Linear(c, 1))
         n_classes = max(len(spec.class_names), 1)
-        self.class_head = (nn.Sequential(nn.Linear(pooled, c), nn.GELU(), nn.Linear(c, n_classes))
-                           if spec.mask_pooling else nn.Linear(pooled, n_classes))
+        self.class_head = (
+            nn.Sequential(nn.Linear(pooled, c), nn.GELU(), nn.Linear(c, n_classes))
+            if spec.mask_pooling
+            else nn.Linear(pooled, n_classes)
+        )
         if spec.class_maps and not spec.stem:
             raise ValueError("class maps need the image stem (stem: true)")
-        self.class_pixels = (nn.Sequential(nn.Conv2d(2 * c, c, 1), nn.GELU(), nn.Conv2d(c, n_classes, 1))
-                             if spec.class_maps else None)
+        self.class_pixels = (
+            nn.Sequential(nn.Conv2d(2 * c, c, 1), nn.GELU(), nn.Conv2d(c, n_classes, 1)) if spec.class_maps else None
+        )
         for tap in range(taps):
             self.register_buffer(f"reference_bank_{tap}", torch.zeros(0, spec.vision_hidden_size), persistent=True)
 
@@ -233,8 +247,12 @@ class DefectLocalizer(nn.Module):
         total = weight.sum(dim=(2, 3)) + 1e-3
         pixels = F.adaptive_avg_pool2d(pixel_values.float(), (weight.shape[-2], weight.shape[-1]))
         colour = (pixels * weight).sum(dim=(2, 3)) / total - pixels.mean(dim=(2, 3))
-        return [(fused * weight).sum(dim=(2, 3)) / total, (edge * weight).sum(dim=(2, 3)) / total, colour,
-                weight.mean(dim=(2, 3))]
+        return [
+            (fused * weight).sum(dim=(2, 3)) / total,
+            (edge * weight).sum(dim=(2, 3)) / total,
+            colour,
+            weight.mean(dim=(2, 3)),
+        ]
 
     def _reference_distance(self, tap: int, proj: Tensor, reference_features: Sequence[Tensor] | None) -> Tensor:
         if reference_features is not None:
@@ -271,6 +289,9 @@ def resolve_taps(taps: Sequence[int], num_vision_layers: int) -> tuple[int, ...]
     for tap in taps:
         index = num_vision_layers + tap if tap < 0 else tap
         if not 0 <= index < num_vision_layers:
-            raise ValueError(f"tap {tap} is outside the vision tower's layers 0..{num_vision_layers - 1} (or -1..-{num_vision_layers})")
+            raise ValueError(
+                f"tap {tap} is outside the vision tower's layers 0..{num_vision_layers - 1} (or "
+                f"-1..-{num_vision_layers})"
+            )
         resolved.append(index)
     return tuple(resolved)

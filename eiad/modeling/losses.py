@@ -108,7 +108,12 @@ def localization_loss(
     else:
         cls = class_logits.float().sum() * 0.0  # keeps the graph whole for DDP
     total = weights.focal * focal + weights.dice * dice + weights.image * image + weights.cls * cls
-    parts = {"focal": float(focal.detach()), "dice": float(dice.detach()), "image": float(image.detach()), "cls": float(cls.detach())}
+    parts = {
+        "focal": float(focal.detach()),
+        "dice": float(dice.detach()),
+        "image": float(image.detach()),
+        "cls": float(cls.detach()),
+    }
     if weights.skeleton > 0:
         if skeleton is None:
             raise ValueError("the skeleton loss weight is > 0 but no skeleton was given")

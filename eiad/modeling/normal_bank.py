@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -54,7 +54,7 @@ class NormalBankSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "NormalBankSpec":
+    def from_dict(cls, data: dict) -> NormalBankSpec:
         data = dict(data)
         for key in ("taps", "grid", "image_size"):
             data[key] = tuple(data[key])
@@ -80,7 +80,9 @@ class NormalBank(nn.Module):
         self.register_buffer("bank", torch.zeros(spec.size, spec.dim))
         self.register_buffer("centre", torch.tensor(0.0))
         self.register_buffer("spread", torch.tensor(1.0))
-        self.register_buffer("blur", gaussian_kernel(spec.blur_sigma_px) if spec.blur_sigma_px > 0 else torch.ones(1, 1, 1, 1))
+        self.register_buffer(
+            "blur", gaussian_kernel(spec.blur_sigma_px) if spec.blur_sigma_px > 0 else torch.ones(1, 1, 1, 1)
+        )
 
     def embed(self, layer_features: Sequence[Tensor]) -> Tensor:
         """(N, L, dim) unit-length patch embeddings with 3x3 local context."""
@@ -145,14 +147,17 @@ def greedy_coreset(points: Tensor, size: int, seed: int = 0, sketch_dim: int = 1
     count = points.shape[0]
     if count <= size:
         return torch.arange(count)
-    sketch = points @ random_projection(points.shape[1], min(sketch_dim, points.shape[1]), seed) \
-        if points.shape[1] > sketch_dim else points
+    sketch = (
+        points @ random_projection(points.shape[1], min(sketch_dim, points.shape[1]), seed)
+        if points.shape[1] > sketch_dim
+        else points
+    )
     generator = torch.Generator().manual_seed(seed)
     first = int(torch.randint(count, (1,), generator=generator))
     chosen = [first]
-    nearest = torch.cdist(sketch, sketch[first:first + 1]).squeeze(1)
+    nearest = torch.cdist(sketch, sketch[first : first + 1]).squeeze(1)
     for _ in range(size - 1):
         pick = int(torch.argmax(nearest))
         chosen.append(pick)
-        nearest = torch.minimum(nearest, torch.cdist(sketch, sketch[pick:pick + 1]).squeeze(1))
+        nearest = torch.minimum(nearest, torch.cdist(sketch, sketch[pick : pick + 1]).squeeze(1))
     return torch.tensor(chosen)

@@ -53,15 +53,21 @@ PRESETS: dict[str, Preset] = {
     "tiny-minicpmv46": Preset("tiny-minicpmv46", "minicpmv4_6", builder="minicpmv4_6"),
     "tiny-llava-siglip": Preset("tiny-llava-siglip", "llava_siglip", builder="llava_siglip"),
     "base-minicpmv46": Preset(
-        "base-minicpmv46", "minicpmv4_6", hub_id="openbmb/MiniCPM-V-4.6",
+        "base-minicpmv46",
+        "minicpmv4_6",
+        hub_id="openbmb/MiniCPM-V-4.6",
         note="SigLIP2 tower + 0.8B Qwen3.5 LLM; recommended edge default; 448 px slices",
     ),
     "base-llava-siglip": Preset(
-        "base-llava-siglip", "llava_siglip", hub_id="llava-hf/llava-interleave-qwen-0.5b-hf",
+        "base-llava-siglip",
+        "llava_siglip",
+        hub_id="llava-hf/llava-interleave-qwen-0.5b-hf",
         note="SigLIP-so400m (384 px, patch 14) + Qwen1.5-0.5B in transformers' LLaVA class",
     ),
     "base-minicpmv26": Preset(
-        "base-minicpmv26", "minicpmv2_6", hub_id="openbmb/MiniCPM-V-2_6",
+        "base-minicpmv26",
+        "minicpmv2_6",
+        hub_id="openbmb/MiniCPM-V-2_6",
         note="upstream EIAD base; no transformers 5 class: see eiad/modeling/backbone/minicpmv26.py",
     ),
 }
@@ -106,7 +112,9 @@ def train_tokenizer(special_tokens: list[str], vocab_size: int = 600, **tokenize
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=special_tokens, show_progress=False,
+        vocab_size=vocab_size,
+        special_tokens=special_tokens,
+        show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tok.train_from_iterator(_corpus(), trainer=trainer)
@@ -129,22 +137,28 @@ def build_tiny_preset(name: str, out_dir: Path, seed: int = 0) -> Path:
             meta = json.loads(marker.read_text())
         except json.JSONDecodeError:
             meta = {}
-        if meta == {"name": name, "family": preset.family, "seed": seed, "version": _BUILD_VERSION} and any(out_dir.glob("*.safetensors")):
+        if meta == {"name": name, "family": preset.family, "seed": seed, "version": _BUILD_VERSION} and any(
+            out_dir.glob("*.safetensors")
+        ):
             log.debug("tiny preset %s already built in %s", name, out_dir)
             return out_dir
-    import torch
-
     import importlib
 
+    import torch
+
     torch.manual_seed(seed)
-    module = importlib.import_module({"minicpmv4_6": "eiad.modeling.backbone.minicpmv46",
-                                      "llava_siglip": "eiad.modeling.backbone.llava"}[preset.builder])
+    module = importlib.import_module(
+        {"minicpmv4_6": "eiad.modeling.backbone.minicpmv46", "llava_siglip": "eiad.modeling.backbone.llava"}[
+            preset.builder
+        ]
+    )
     model, processor = module.build_tiny()
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
-    marker.write_text(json.dumps({"name": name, "family": preset.family, "seed": seed, "version": _BUILD_VERSION},
-                                 indent=2))
+    marker.write_text(
+        json.dumps({"name": name, "family": preset.family, "seed": seed, "version": _BUILD_VERSION}, indent=2)
+    )
     log.info("built tiny preset %s (%.1f MB) in %s", name, _size_mb(out_dir), out_dir)
     return out_dir
 

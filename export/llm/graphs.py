@@ -73,8 +73,10 @@ def cache_mode(config) -> str:
         return "kv"
     if is_hybrid(config):
         return "recurrent"
-    raise ModelError(f"decoder layer types {sorted(set(layer_types))} are not exportable here "
-                     "(supported: attention layers with a KV cache; Qwen3.5 linear + full attention)")
+    raise ModelError(
+        f"decoder layer types {sorted(set(layer_types))} are not exportable here "
+        "(supported: attention layers with a KV cache; Qwen3.5 linear + full attention)"
+    )
 
 
 def _dims(config) -> tuple[int, int, int, int]:
@@ -101,8 +103,11 @@ def decoder_wrapper(lm: LanguageModel):
             for i in range(layers):
                 cache.update(past[2 * i], past[2 * i + 1], i)
             out = self.decoder(
-                inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
-                past_key_values=cache, use_cache=True,
+                inputs_embeds=inputs_embeds,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                past_key_values=cache,
+                use_cache=True,
             )
             present = []
             for layer in out.past_key_values.layers[:layers]:
@@ -114,8 +119,11 @@ def decoder_wrapper(lm: LanguageModel):
 
 def kv_state_specs(config) -> list[dict]:
     layers, kv_heads, head_dim, _ = _dims(config)
-    return [{"input": f"past_{part}.{i}", "output": f"present_{part}.{i}", "shape": [kv_heads, 0, head_dim], "grows": 1}
-            for i in range(layers) for part in ("key", "value")]
+    return [
+        {"input": f"past_{part}.{i}", "output": f"present_{part}.{i}", "shape": [kv_heads, 0, head_dim], "grows": 1}
+        for i in range(layers)
+        for part in ("key", "value")
+    ]
 
 
 def _export_spec(lm: LanguageModel, mode: str):
@@ -143,8 +151,12 @@ def _export_spec(lm: LanguageModel, mode: str):
         mask = torch.ones(batch, past_len + seq, dtype=torch.int64)
         args = (embeds, mask, positions, *states)
         names = ["inputs_embeds", "attention_mask", "position_ids"]
-        shapes = {"inputs_embeds": {0: b, 1: s}, "attention_mask": {0: b, 1: t}, "position_ids": {0: b, 1: s},
-                  "past": tuple(state_shapes)}
+        shapes = {
+            "inputs_embeds": {0: b, 1: s},
+            "attention_mask": {0: b, 1: t},
+            "position_ids": {0: b, 1: s},
+            "past": tuple(state_shapes),
+        }
         return decoder_wrapper(lm), args, names, shapes, specs
     names = ["inputs_embeds", "position_ids"]  # one token per run: no mask needed (nothing is padded)
     shapes = {"inputs_embeds": {0: b}, "position_ids": {0: b}, "states": tuple(state_shapes)}
@@ -162,15 +174,31 @@ def export_decoder(lm: LanguageModel, path: Path, opset: int = 18) -> dict:
     try:
         with torch.no_grad():
             torch.onnx.export(
-                module, args, str(path), dynamo=True, opset_version=opset,
-                input_names=names + [s["input"] for s in specs], output_names=["logits"] + [s["output"] for s in specs],
-                dynamic_shapes=shapes, external_data=True, verbose=False,
+                module,
+                args,
+                str(path),
+                dynamo=True,
+                opset_version=opset,
+                input_names=names + [s["input"] for s in specs],
+                output_names=["logits"] + [s["output"] for s in specs],
+                dynamic_shapes=shapes,
+                external_data=True,
+                verbose=False,
             )
     except Exception as error:  # noqa: BLE001 - name the step, keep the cause
-        raise ArtifactError(f"ONNX export of the language model failed ({mode} mode): {type(error).__name__}: {error}") from error
+        raise ArtifactError(
+            f"ONNX export of the language model failed ({mode} mode): {type(error).__name__}: {error}"
+        ) from error
     log.info("decoder exported in %.1f s (%s cache, %d layers)", time.perf_counter() - started, mode, layers)
-    return {"cache": mode, "prefill": "full" if mode == "kv" else "stepwise", "states": specs, "num_layers": layers,
-            "num_kv_heads": kv_heads, "head_dim": head_dim, "hidden_size": hidden}
+    return {
+        "cache": mode,
+        "prefill": "full" if mode == "kv" else "stepwise",
+        "states": specs,
+        "num_layers": layers,
+        "num_kv_heads": kv_heads,
+        "head_dim": head_dim,
+        "hidden_size": hidden,
+    }
 
 
 def export_projector(lm: LanguageModel, path: Path, opset: int = 18, vision_tokens: int | None = None) -> None:
@@ -185,9 +213,16 @@ def export_projector(lm: LanguageModel, path: Path, opset: int = 18, vision_toke
     try:
         with torch.no_grad():
             torch.onnx.export(
-                lm.projector.eval(), (example,), str(path), dynamo=True, opset_version=opset,
-                input_names=["vision_features"], output_names=["vision_embeds"],
-                dynamic_shapes=shapes, external_data=False, verbose=False,
+                lm.projector.eval(),
+                (example,),
+                str(path),
+                dynamo=True,
+                opset_version=opset,
+                input_names=["vision_features"],
+                output_names=["vision_embeds"],
+                dynamic_shapes=shapes,
+                external_data=False,
+                verbose=False,
             )
     except Exception as error:  # noqa: BLE001
         raise ArtifactError(f"ONNX export of the projector failed: {type(error).__name__}: {error}") from error
@@ -217,9 +252,16 @@ def prompt_template(tokenizer_json: Path) -> list[str]:
     return ["", "\n{prompt}\n"]
 
 
-def export_language_model(hf_model, tokenizer_json: Path, llm_dir: Path, opset: int = 18, projector=None,
-                          vision_dim: int | None = None, vision_tokens: int | None = None,
-                          template: tuple[str, str] | None = None) -> dict[str, str]:
+def export_language_model(
+    hf_model,
+    tokenizer_json: Path,
+    llm_dir: Path,
+    opset: int = 18,
+    projector=None,
+    vision_dim: int | None = None,
+    vision_tokens: int | None = None,
+    template: tuple[str, str] | None = None,
+) -> dict[str, str]:
     """Write the fp32 LLM parts into `llm_dir`; returns `{file name: role}` for the manifest."""
     import shutil
 
@@ -243,9 +285,13 @@ def export_language_model(hf_model, tokenizer_json: Path, llm_dir: Path, opset: 
     text_config = lm.decoder.config
     eos = getattr(text_config, "eos_token_id", None) or getattr(hf_model.config, "eos_token_id", None)
     config.update(
-        vocab_size=int(lm.embed.weight.shape[0]), vision_dim=lm.vision_dim, has_projector=lm.projector is not None,
-        eos_token_ids=[eos] if isinstance(eos, int) else list(eos or []), precisions=["fp32"],
-        prompt_template=list(template) if template else prompt_template(tokenizer_json), vision_tokens=vision_tokens,
+        vocab_size=int(lm.embed.weight.shape[0]),
+        vision_dim=lm.vision_dim,
+        has_projector=lm.projector is not None,
+        eos_token_ids=[eos] if isinstance(eos, int) else list(eos or []),
+        precisions=["fp32"],
+        prompt_template=list(template) if template else prompt_template(tokenizer_json),
+        vision_tokens=vision_tokens,
     )
     (llm_dir / LLM_CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     roles[LLM_CONFIG] = "llm_config"

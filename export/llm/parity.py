@@ -26,8 +26,12 @@ PARITY_FILE = "parity_llm.json"
 DEFAULT_PROMPTS = tuple(
     f"Inspection of part {i}: verdict {v}, defect {d} at the {loc}. Explain the defect."
     for i, (v, d, loc) in enumerate(
-        [(v, d, loc) for v in ("NG", "OK") for d in ("crack", "hole", "scratch", "stain", "none")
-         for loc in ("top left", "centre", "bottom right")]
+        [
+            (v, d, loc)
+            for v in ("NG", "OK")
+            for d in ("crack", "hole", "scratch", "stain", "none")
+            for loc in ("top left", "centre", "bottom right")
+        ]
     )
 )[:20]
 
@@ -57,8 +61,10 @@ def ddqa_prompts(path: Path, limit: int) -> list[ParityPrompt]:
 
     path = Path(path)
     if path.is_dir():
-        path = next((c for c in (path / "test" / "test.jsonl", path / "test.jsonl") if c.is_file()),
-                    path / "test" / "test.jsonl")
+        path = next(
+            (c for c in (path / "test" / "test.jsonl", path / "test.jsonl") if c.is_file()),
+            path / "test" / "test.jsonl",
+        )
     records = read_ddqa(path)[:limit]
     return [ParityPrompt(r.where, r.question.replace("<image>", "").strip(), r.image) for r in records]
 
@@ -136,8 +142,16 @@ def _prompt_pairs(lm, runtime, prompts: list[ParityPrompt], backbone, artifact_d
     return pairs
 
 
-def run_parity(hf_model, llm_dir: Path, precisions: list[str], prompts: list[ParityPrompt | str],
-               max_new_tokens: int = 16, min_margin: float = 0.0, backbone=None, artifact_dir: Path | None = None) -> dict:
+def run_parity(
+    hf_model,
+    llm_dir: Path,
+    precisions: list[str],
+    prompts: list[ParityPrompt | str],
+    max_new_tokens: int = 16,
+    min_margin: float = 0.0,
+    backbone=None,
+    artifact_dir: Path | None = None,
+) -> dict:
     """Compare every exported precision with PyTorch; raise ArtifactError past MIN_MATCH.
 
     `artifact_dir` holds the vision.onnx whose features image prompts use (default: the
@@ -157,9 +171,15 @@ def run_parity(hf_model, llm_dir: Path, precisions: list[str], prompts: list[Par
     pairs = _prompt_pairs(lm, first, prompts, backbone, artifact_dir or llm_dir.parent)
     refs, margins = zip(*(torch_greedy_embeds(lm, ref, max_new_tokens, first.eos) for ref, _ in pairs))
     keep = [i for i, m in enumerate(margins) if m >= min_margin]
-    excluded = [{"prompt": prompts[i].label, "fp32_margin": margins[i],
-                 "reason": f"fp32 top-1 logit margin {margins[i]:.3g} < --parity-min-margin {min_margin}"}
-                for i in range(len(prompts)) if i not in keep]
+    excluded = [
+        {
+            "prompt": prompts[i].label,
+            "fp32_margin": margins[i],
+            "reason": f"fp32 top-1 logit margin {margins[i]:.3g} < --parity-min-margin {min_margin}",
+        }
+        for i in range(len(prompts))
+        if i not in keep
+    ]
     if not keep:
         raise ArtifactError(f"no parity prompt has an fp32 top-1 margin >= {min_margin}: lower --parity-min-margin")
     reports, answers = [], {}
@@ -172,22 +192,43 @@ def run_parity(hf_model, llm_dir: Path, precisions: list[str], prompts: list[Par
             prefill += generation.prefill_s
             answers.setdefault(prompts[i].label, {})[precision] = generation.text
         size = sum(p.stat().st_size for p in llm_dir.glob(f"decoder_{precision}.onnx*"))
-        reports.append(PrecisionReport(precision, matches / len(keep), len(keep), size, tokens / seconds if seconds else 0.0,
-                                       1e3 * prefill / len(keep)))
-        log.info("LLM %s: %.0f%% of %d prompts match torch, %.2f MB, %.0f tokens/s", precision,
-                 100 * reports[-1].match_rate, len(keep), size / 1e6, reports[-1].tokens_per_s)
+        reports.append(
+            PrecisionReport(
+                precision,
+                matches / len(keep),
+                len(keep),
+                size,
+                tokens / seconds if seconds else 0.0,
+                1e3 * prefill / len(keep),
+            )
+        )
+        log.info(
+            "LLM %s: %.0f%% of %d prompts match torch, %.2f MB, %.0f tokens/s",
+            precision,
+            100 * reports[-1].match_rate,
+            len(keep),
+            size / 1e6,
+            reports[-1].tokens_per_s,
+        )
     result = {
-        "prompts": len(prompts), "evaluated": len(keep), "min_margin": min_margin, "max_new_tokens": max_new_tokens,
-        "image_prompts": sum(1 for p in prompts if p.image), "margins": list(margins),
-        "prompt_labels": [p.label for p in prompts], "excluded": excluded, "min_match": MIN_MATCH,
-        "precisions": [asdict(r) for r in reports], "answers": answers,
+        "prompts": len(prompts),
+        "evaluated": len(keep),
+        "min_margin": min_margin,
+        "max_new_tokens": max_new_tokens,
+        "image_prompts": sum(1 for p in prompts if p.image),
+        "margins": list(margins),
+        "prompt_labels": [p.label for p in prompts],
+        "excluded": excluded,
+        "min_match": MIN_MATCH,
+        "precisions": [asdict(r) for r in reports],
+        "answers": answers,
     }
     (llm_dir / PARITY_FILE).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     failed = [r for r in reports if r.precision in ("fp32", "int8") and r.match_rate < MIN_MATCH]
     if failed:
         raise ArtifactError(
-            "LLM parity failed: " + "; ".join(f"{r.precision} matches torch on {r.match_rate:.0%} of {r.evaluated} prompts"
-                                             for r in failed)
+            "LLM parity failed: "
+            + "; ".join(f"{r.precision} matches torch on {r.match_rate:.0%} of {r.evaluated} prompts" for r in failed)
             + f" (needs {MIN_MATCH:.0%}). See {llm_dir / PARITY_FILE}"
         )
     return result

@@ -24,7 +24,10 @@ def quantize_int8(src: Path, dst: Path) -> Path:
 
     try:
         quantize_dynamic(
-            str(src), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
+            str(src),
+            str(dst),
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["MatMul"],
             extra_options={"MatMulConstBOnly": True},
         )
     except Exception as error:  # noqa: BLE001

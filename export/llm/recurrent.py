@@ -86,17 +86,34 @@ def state_specs(config) -> list[dict]:
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     for i, kind in enumerate(config.layer_types[: config.num_hidden_layers]):
         if kind == "linear_attention":
-            conv_dim = 2 * config.linear_key_head_dim * config.linear_num_key_heads + \
-                config.linear_value_head_dim * config.linear_num_value_heads
-            specs.append({"input": f"conv_state.{i}", "output": f"present_conv_state.{i}",
-                          "shape": [conv_dim, config.linear_conv_kernel_dim - 1]})
-            specs.append({"input": f"recurrent_state.{i}", "output": f"present_recurrent_state.{i}",
-                          "shape": [config.linear_num_value_heads, config.linear_key_head_dim,
-                                    config.linear_value_head_dim]})
+            conv_dim = (
+                2 * config.linear_key_head_dim * config.linear_num_key_heads
+                + config.linear_value_head_dim * config.linear_num_value_heads
+            )
+            specs.append(
+                {
+                    "input": f"conv_state.{i}",
+                    "output": f"present_conv_state.{i}",
+                    "shape": [conv_dim, config.linear_conv_kernel_dim - 1],
+                }
+            )
+            specs.append(
+                {
+                    "input": f"recurrent_state.{i}",
+                    "output": f"present_recurrent_state.{i}",
+                    "shape": [config.linear_num_value_heads, config.linear_key_head_dim, config.linear_value_head_dim],
+                }
+            )
         else:
             for part in ("key", "value"):
-                specs.append({"input": f"past_{part}.{i}", "output": f"present_{part}.{i}",
-                              "shape": [kv_heads, 0, head_dim], "grows": 1})
+                specs.append(
+                    {
+                        "input": f"past_{part}.{i}",
+                        "output": f"present_{part}.{i}",
+                        "shape": [kv_heads, 0, head_dim],
+                        "grows": 1,
+                    }
+                )
     return specs
 
 
@@ -121,8 +138,13 @@ class RecurrentStep(torch.nn.Module):
                 x, first, second = delta_step(layer.linear_attn, x, first, second)
             else:
                 cache = _PastKV(first, second)
-                x, _ = layer.self_attn(hidden_states=x, position_embeddings=position_embeddings, attention_mask=None,
-                                       position_ids=position_ids, past_key_values=cache)
+                x, _ = layer.self_attn(
+                    hidden_states=x,
+                    position_embeddings=position_embeddings,
+                    attention_mask=None,
+                    position_ids=position_ids,
+                    past_key_values=cache,
+                )
                 first, second = cache.keys, cache.values
             new_states += [first, second]
             h = h + x

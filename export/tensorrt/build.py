@@ -10,7 +10,8 @@ TensorRT 11 drops both flags: precision must come from the ONNX. An artifact mad
 built from that graph, with the matching flag where the builder still has it (TensorRT
 10: INT8 without a calibrator, the Q/DQ scales rule) and none on TensorRT 11. That path
 is untested here (no TensorRT on the development machine): only the refusal of an
-asymmetric (uint8 zero point) Q/DQ graph, which TensorRT cannot take, is tested. Engines run only with the TensorRT version and GPU that built them,
+asymmetric (uint8 zero point) Q/DQ graph, which TensorRT cannot take, is tested. Engines
+run only with the TensorRT version and GPU that built them,
 so the file name is a key over all of those. Needs a CUDA GPU and torch (device buffers
 for calibration); where `tensorrt` is missing, formats.py stops with a clear message.
 """
@@ -32,13 +33,20 @@ TRT_DIR = "tensorrt"
 TIMING_CACHE = "timing.cache"
 
 
-def engine_key(onnx_sha256: str, trt_version: str, gpu_name: str, capability: tuple[int, int], precision: str,
-               profile: tuple[int, int, int]) -> str:
+def engine_key(
+    onnx_sha256: str,
+    trt_version: str,
+    gpu_name: str,
+    capability: tuple[int, int],
+    precision: str,
+    profile: tuple[int, int, int],
+) -> str:
     """Deterministic engine file stem: ONNX hash + TensorRT version + GPU + precision + batch profile."""
     gpu = re.sub(r"[^A-Za-z0-9]+", "-", gpu_name).strip("-").lower()
     raw = f"{onnx_sha256}|{trt_version}|{gpu}|sm{capability[0]}{capability[1]}|{precision}|{profile}"
     digest = hashlib.sha256(raw.encode()).hexdigest()[:12]
-    return f"vision_{precision}_trt{trt_version}_{gpu}_sm{capability[0]}{capability[1]}_b{profile[0]}-{profile[1]}-{profile[2]}_{digest}"
+    batches = f"b{profile[0]}-{profile[1]}-{profile[2]}"
+    return f"vision_{precision}_trt{trt_version}_{gpu}_sm{capability[0]}{capability[1]}_{batches}_{digest}"
 
 
 def _logger(trt):
@@ -49,8 +57,12 @@ def _logger(trt):
             trt.ILogger.__init__(self)
 
         def log(self, severity, msg):
-            level = {trt.ILogger.INTERNAL_ERROR: logging.ERROR, trt.ILogger.ERROR: logging.ERROR,
-                     trt.ILogger.WARNING: logging.WARNING, trt.ILogger.INFO: logging.DEBUG}.get(severity, logging.DEBUG)
+            level = {
+                trt.ILogger.INTERNAL_ERROR: logging.ERROR,
+                trt.ILogger.ERROR: logging.ERROR,
+                trt.ILogger.WARNING: logging.WARNING,
+                trt.ILogger.INFO: logging.DEBUG,
+            }.get(severity, logging.DEBUG)
             logging.getLogger("tensorrt").log(level, msg)
 
     return _Bridge()
@@ -79,9 +91,18 @@ def _progress_monitor(trt):
     return _Progress()
 
 
-def build_engine(onnx_path: Path, engine_path: Path, timing_cache: Path, precision: str, input_name: str,
-                 shape_hw: tuple[int, int], profile: tuple[int, int, int], workspace_mib: int, calibrator=None,
-                 graph_precision: bool = False) -> Path:
+def build_engine(
+    onnx_path: Path,
+    engine_path: Path,
+    timing_cache: Path,
+    precision: str,
+    input_name: str,
+    shape_hw: tuple[int, int],
+    profile: tuple[int, int, int],
+    workspace_mib: int,
+    calibrator=None,
+    graph_precision: bool = False,
+) -> Path:
     """Parse, configure and build; the serialized engine is written to `engine_path`."""
     import tensorrt as trt
 
@@ -119,7 +140,9 @@ def build_engine(onnx_path: Path, engine_path: Path, timing_cache: Path, precisi
     monitor = _progress_monitor(trt)
     if monitor is not None:
         config.progress_monitor = monitor
-    log.warning("building the TensorRT engine: this can take several minutes (about 10 on a Jetson Orin) the first time")
+    log.warning(
+        "building the TensorRT engine: this can take several minutes (about 10 on a Jetson Orin) the first time"
+    )
     started = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -130,8 +153,9 @@ def build_engine(onnx_path: Path, engine_path: Path, timing_cache: Path, precisi
     return engine_path
 
 
-def build_engine_for_artifact(artifact: Path, precision: str, calib_dir: Path | None, max_batch: int,
-                              workspace_mib: int) -> Path:
+def build_engine_for_artifact(
+    artifact: Path, precision: str, calib_dir: Path | None, max_batch: int, workspace_mib: int
+) -> Path:
     """Build (or reuse) the keyed engine for this GPU, check parity with ONNX Runtime, add it to the manifest."""
     import tensorrt as trt
     import torch
@@ -149,8 +173,14 @@ def build_engine_for_artifact(artifact: Path, precision: str, calib_dir: Path | 
     graph_precision = check_graph_precision(artifact / onnx_rel, manifest.precision, precision)
     profile = (1, max(1, max_batch // 2), max_batch)
     major, minor = torch.cuda.get_device_capability()
-    key = engine_key(manifest.files[onnx_rel].sha256, trt.__version__, torch.cuda.get_device_name(), (major, minor),
-                     precision, profile)
+    key = engine_key(
+        manifest.files[onnx_rel].sha256,
+        trt.__version__,
+        torch.cuda.get_device_name(),
+        (major, minor),
+        precision,
+        profile,
+    )
     engine_path = inside(artifact, f"{TRT_DIR}/{key}.engine")
     engine_path.parent.mkdir(exist_ok=True)
     shape = (manifest.input.height, manifest.input.width)
@@ -159,8 +189,18 @@ def build_engine_for_artifact(artifact: Path, precision: str, calib_dir: Path | 
     else:
         calib = precision == "int8" and not graph_precision
         calibrator = int8_calibrator(trt, calib_dir, shape, engine_path.with_suffix(".calib")) if calib else None
-        build_engine(artifact / onnx_rel, engine_path, inside(artifact, f"{TRT_DIR}/{TIMING_CACHE}"), precision,
-                     manifest.input.name, shape, profile, workspace_mib, calibrator, graph_precision)
+        build_engine(
+            artifact / onnx_rel,
+            engine_path,
+            inside(artifact, f"{TRT_DIR}/{TIMING_CACHE}"),
+            precision,
+            manifest.input.name,
+            shape,
+            profile,
+            workspace_mib,
+            calibrator,
+            graph_precision,
+        )
     check_trt_parity(engine_path, artifact / onnx_rel, manifest, precision, calib_dir)
     # The timing cache is not listed: it is a build-time helper rewritten by every build.
     add_files(artifact, {f"{TRT_DIR}/{engine_path.name}": f"tensorrt_engine_{precision}"})
@@ -173,12 +213,16 @@ def check_graph_precision(onnx_path: Path, artifact_precision: str, requested: s
     if artifact_precision == "fp32":
         return False
     if requested != artifact_precision:
-        raise ArtifactError(f"{onnx_path.parent} is a {artifact_precision} artifact: build it with --precision "
-                            f"{artifact_precision}, or build {requested} from the fp32 artifact")
+        raise ArtifactError(
+            f"{onnx_path.parent} is a {artifact_precision} artifact: build it with --precision "
+            f"{artifact_precision}, or build {requested} from the fp32 artifact"
+        )
     if artifact_precision == "int8":
         from export.vision.quantize_graph import asymmetric_quantization
 
         if asymmetric_quantization(onnx_path):
-            raise ArtifactError(f"{onnx_path} has uint8 (asymmetric) Q/DQ, which TensorRT cannot build: re-quantize "
-                                "with 'eiad export quantize --precision int8 --symmetric'")
+            raise ArtifactError(
+                f"{onnx_path} has uint8 (asymmetric) Q/DQ, which TensorRT cannot build: re-quantize "
+                "with 'eiad export quantize --precision int8 --symmetric'"
+            )
     return True

@@ -104,7 +104,9 @@ def check_graph(onnx_path: Path) -> None:
         raise ArtifactError(f"{onnx_path} outputs are {outputs}, expected {list(OUTPUT_NAMES)}")
     dim0 = model.graph.input[0].type.tensor_type.shape.dim[0]
     if not dim0.dim_param:
-        raise ArtifactError(f"{onnx_path}: the batch axis of input {INPUT_NAME!r} is fixed at {dim0.dim_value}; expected dynamic")
+        raise ArtifactError(
+            f"{onnx_path}: the batch axis of input {INPUT_NAME!r} is fixed at {dim0.dim_value}; expected dynamic"
+        )
 
 
 def run_onnx(session, images: np.ndarray, batch_size: int = 4) -> dict[str, np.ndarray]:
@@ -153,8 +155,15 @@ PARITY_REPORT = "parity_vision.json"
 
 
 def export_vision_artifact(
-    engine, meta, out_dir: Path, images: np.ndarray, image_source: str, opset: int = 18,
-    force: bool = False, external_data: bool | None = None, tolerances=None,
+    engine,
+    meta,
+    out_dir: Path,
+    images: np.ndarray,
+    image_source: str,
+    opset: int = 18,
+    force: bool = False,
+    external_data: bool | None = None,
+    tolerances=None,
 ) -> Path:
     """The whole `eiad export onnx`: staging dir -> ONNX -> batch-4 check -> parity -> manifest -> out_dir.
 
@@ -165,19 +174,20 @@ def export_vision_artifact(
     artifact in `out_dir` stays byte-identical.
     """
     from eiad.manifest import InputSpec, Manifest, TensorSpec
-
     from export.artifact import inside, staged_artifact, write_new_manifest
     from export.vision.parity import VisionTolerances, check_vision_parity, write_report
 
     tolerances = tolerances or VisionTolerances()
     with staged_artifact(out_dir, force) as staging:
-        onnx_path = export_vision_onnx(engine, meta.height, meta.width, inside(staging, VISION_ONNX), opset,
-                                       external_data)
+        onnx_path = export_vision_onnx(
+            engine, meta.height, meta.width, inside(staging, VISION_ONNX), opset, external_data
+        )
         session = cpu_session(onnx_path)
         batch4 = session.run(list(OUTPUT_NAMES), {INPUT_NAME: np.repeat(images[:1], 4, axis=0)})
         if batch4[0].shape[0] != 4:
-            raise ArtifactError(f"{onnx_path.name} returned batch {batch4[0].shape[0]} for an input batch of 4: "
-                                "the batch axis is fixed")
+            raise ArtifactError(
+                f"{onnx_path.name} returned batch {batch4[0].shape[0]} for an input batch of 4: the batch axis is fixed"
+            )
         onnx_out = run_onnx(session, images)
         torch_out = run_torch(engine, images)
         report = check_vision_parity(

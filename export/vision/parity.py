@@ -48,8 +48,10 @@ class VisionTolerances:
 
     def bands(self) -> tuple[float, float]:
         """(verdict band, mask band) around the image and pixel thresholds."""
-        return (self.score_abs if self.verdict_band is None else self.verdict_band,
-                self.map_abs if self.mask_band is None else self.mask_band)
+        return (
+            self.score_abs if self.verdict_band is None else self.verdict_band,
+            self.map_abs if self.mask_band is None else self.mask_band,
+        )
 
 
 @dataclass(frozen=True)
@@ -74,11 +76,18 @@ class VisionParity:
     def failures(self, tol: VisionTolerances, features_scale: float = 1.0) -> list[str]:
         checks = [
             (self.map_max_abs <= tol.map_abs, f"anomaly map max abs diff {self.map_max_abs:.2e} > {tol.map_abs:.3g}"),
-            (self.score_max_abs <= tol.score_abs, f"image score max abs diff {self.score_max_abs:.2e} > {tol.score_abs:.3g}"),
-            (self.probs_max_abs <= tol.probs_abs, f"class probs max abs diff {self.probs_max_abs:.2e} > {tol.probs_abs:.3g}"),
+            (
+                self.score_max_abs <= tol.score_abs,
+                f"image score max abs diff {self.score_max_abs:.2e} > {tol.score_abs:.3g}",
+            ),
+            (
+                self.probs_max_abs <= tol.probs_abs,
+                f"class probs max abs diff {self.probs_max_abs:.2e} > {tol.probs_abs:.3g}",
+            ),
             (
                 self.features_max_abs <= tol.features_rel * max(1.0, features_scale),
-                f"vision features max abs diff {self.features_max_abs:.2e} > {tol.features_rel:.3g} x {max(1.0, features_scale):.3g}",
+                f"vision features max abs diff {self.features_max_abs:.2e} > {tol.features_rel:.3g} x "
+                f"{max(1.0, features_scale):.3g}",
             ),
             (self.mask_iou_mean >= tol.min_mask_iou, f"mean mask IoU {self.mask_iou_mean:.4f} < {tol.min_mask_iou}"),
             (
@@ -109,8 +118,14 @@ def _margin(reference: np.ndarray, candidate: np.ndarray, threshold: float, wher
     return float(np.maximum(np.abs(reference[where] - threshold), np.abs(candidate[where] - threshold)).max())
 
 
-def compare(torch_out: dict, onnx_out: dict, image_threshold: float, pixel_threshold: float, source: str,
-            tol: VisionTolerances = VisionTolerances()) -> VisionParity:
+def compare(
+    torch_out: dict,
+    onnx_out: dict,
+    image_threshold: float,
+    pixel_threshold: float,
+    source: str,
+    tol: VisionTolerances = VisionTolerances(),
+) -> VisionParity:
     """Compare two output dicts (names from eiad/manifest.py) over the same images; `tol` gives the bands."""
     verdict_band, mask_band = tol.bands()
     maps_t, maps_o = torch_out[ANOMALY_MAP], onnx_out[ANOMALY_MAP]
@@ -146,7 +161,11 @@ def compare(torch_out: dict, onnx_out: dict, image_threshold: float, pixel_thres
 
 
 def check_vision_parity(
-    torch_out: dict, onnx_out: dict, image_threshold: float, pixel_threshold: float, source: str,
+    torch_out: dict,
+    onnx_out: dict,
+    image_threshold: float,
+    pixel_threshold: float,
+    source: str,
     tol: VisionTolerances = VisionTolerances(),
 ) -> VisionParity:
     """Compare and raise ArtifactError listing every tolerance that was exceeded."""
@@ -155,14 +174,20 @@ def check_vision_parity(
     failures = report.failures(tol, features_scale=scale)
     if failures:
         raise ArtifactError(
-            f"ONNX parity with PyTorch failed on {report.images} images from {source}: " + "; ".join(failures)
+            f"ONNX parity with PyTorch failed on {report.images} images from {source}: "
+            + "; ".join(failures)
             + ". The exported graph does not reproduce the model: do not deploy it"
         )
     log.info(
         "parity on %d images: map %.1e, score %.1e, IoU %.4f, verdicts %.0f%%; within the float-noise band: "
         "%d verdict flip(s), %d pixel flip(s)",
-        report.images, report.map_max_abs, report.score_max_abs, report.mask_iou_mean, 100 * report.verdict_agreement,
-        report.verdict_flips_in_band, report.mask_flips_in_band,
+        report.images,
+        report.map_max_abs,
+        report.score_max_abs,
+        report.mask_iou_mean,
+        100 * report.verdict_agreement,
+        report.verdict_flips_in_band,
+        report.mask_flips_in_band,
     )
     return report
 
@@ -183,7 +208,11 @@ def image_paths(split: Path | None, images: Path | None, limit: int) -> tuple[li
         source = f"test split of {split}"
     elif images is not None:
         images = Path(images)
-        paths = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit] if images.is_dir() else [images]
+        paths = (
+            sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
+            if images.is_dir()
+            else [images]
+        )
         source = str(images)
     else:
         raise DataError("parity needs real images: pass --split split.json (held-out images) or --images DIR")

@@ -44,10 +44,26 @@ PRECISIONS = ("int8", "fp16")
 # steep part moves a lot): the mask IoU, score and verdicts are what the line sees. The
 # float-noise bands stay at fp32's 1e-3: a quantization's own error is what the rates judge.
 TOLERANCES = {
-    "int8": VisionTolerances(map_abs=1.0, score_abs=0.15, probs_abs=0.15, features_rel=1.0, min_mask_iou=0.90,
-                             min_verdict_agreement=0.95, verdict_band=1e-3, mask_band=1e-3),
-    "fp16": VisionTolerances(map_abs=5e-2, score_abs=1e-2, probs_abs=1e-2, features_rel=1e-2, min_mask_iou=0.98,
-                             min_verdict_agreement=0.95, verdict_band=1e-3, mask_band=1e-3),
+    "int8": VisionTolerances(
+        map_abs=1.0,
+        score_abs=0.15,
+        probs_abs=0.15,
+        features_rel=1.0,
+        min_mask_iou=0.90,
+        min_verdict_agreement=0.95,
+        verdict_band=1e-3,
+        mask_band=1e-3,
+    ),
+    "fp16": VisionTolerances(
+        map_abs=5e-2,
+        score_abs=1e-2,
+        probs_abs=1e-2,
+        features_rel=1e-2,
+        min_mask_iou=0.98,
+        min_verdict_agreement=0.95,
+        verdict_band=1e-3,
+        mask_band=1e-3,
+    ),
 }
 # Files of the source that describe its fp32 graph: replaced, not copied.
 _REPLACED_ROLES = ("vision_onnx", "vision_onnx_data", "parity_report")
@@ -83,8 +99,10 @@ def source_artifact(src: Path):
     src = Path(src).expanduser().resolve()
     manifest = load_manifest(src, verify_files=True)  # missing / corrupt files: ArtifactError naming the file
     if manifest.precision != "fp32":
-        raise ArtifactError(f"{src} is already a {manifest.precision} artifact: quantize the fp32 artifact "
-                            "'eiad export onnx' made, not a derived one")
+        raise ArtifactError(
+            f"{src} is already a {manifest.precision} artifact: quantize the fp32 artifact "
+            "'eiad export onnx' made, not a derived one"
+        )
     onnx_rel = next((k for k, e in manifest.files.items() if e.role == "vision_onnx"), None)
     if onnx_rel is None:
         raise ArtifactError(f"{src}/{MANIFEST_NAME} lists no vision_onnx: export the vision engine first")
@@ -101,9 +119,17 @@ def check_destination(dst: Path, src: Path, force: bool) -> Path:
     return check_output_dir(dst, force)
 
 
-def quantize_artifact(src: Path, dst: Path, precision: str, calibration: np.ndarray, parity_images: np.ndarray,
-                      parity_source: str, force: bool = False, symmetric: bool = False,
-                      tolerances: VisionTolerances | None = None) -> QuantizeSummary:
+def quantize_artifact(
+    src: Path,
+    dst: Path,
+    precision: str,
+    calibration: np.ndarray,
+    parity_images: np.ndarray,
+    parity_source: str,
+    force: bool = False,
+    symmetric: bool = False,
+    tolerances: VisionTolerances | None = None,
+) -> QuantizeSummary:
     """The whole `eiad export quantize`: verified fp32 source -> candidate graph -> checks ->
     parity gate on `parity_images` (uint8 BGR NHWC, held out from `calibration`) -> DST.
 
@@ -129,8 +155,14 @@ def quantize_artifact(src: Path, dst: Path, precision: str, calibration: np.ndar
         scale = float(np.abs(reference[VISION_FEATURES]).max())
 
         def gate(path: Path):
-            report = compare(reference, run_onnx(cpu_session(path), parity_images), manifest.thresholds.image_score,
-                             manifest.thresholds.pixel, parity_source, tolerances)
+            report = compare(
+                reference,
+                run_onnx(cpu_session(path), parity_images),
+                manifest.thresholds.image_score,
+                manifest.thresholds.pixel,
+                parity_source,
+                tolerances,
+            )
             return report.failures(tolerances, features_scale=scale)
 
         excluded: list[str] = []
@@ -139,39 +171,79 @@ def quantize_artifact(src: Path, dst: Path, precision: str, calibration: np.ndar
             from export.vision.quantize_search import pick_and_search
 
             with tempfile.TemporaryDirectory(prefix="search.", dir=work) as scratch:
-                method, found = pick_and_search(src / onnx_rel, candidate, calibration, name, symmetric, gate,
-                                                manifest.thresholds, tolerances, Path(scratch))
+                method, found = pick_and_search(
+                    src / onnx_rel,
+                    candidate,
+                    calibration,
+                    name,
+                    symmetric,
+                    gate,
+                    manifest.thresholds,
+                    tolerances,
+                    Path(scratch),
+                )
             excluded = activation_matmuls(onnx_model(src / onnx_rel)) + list(found.kept_float)
         else:
             convert_fp16(src / onnx_rel, candidate)
         check_same_io(src / onnx_rel, candidate)
         log.info("%s graph written in %.1f s", precision, time.perf_counter() - started)
         candidate_session = cpu_session(candidate)
-        report = compare(reference, run_onnx(candidate_session, parity_images), manifest.thresholds.image_score,
-                         manifest.thresholds.pixel, parity_source, tolerances)
+        report = compare(
+            reference,
+            run_onnx(candidate_session, parity_images),
+            manifest.thresholds.image_score,
+            manifest.thresholds.pixel,
+            parity_source,
+            tolerances,
+        )
         failures = report.failures(tolerances, features_scale=scale)
         if failures:
             raise ArtifactError(
                 f"{precision} parity with the fp32 source failed on {report.images} images from {parity_source}: "
-                + "; ".join(failures) + f". {dst} was not written: do not deploy this quantization"
-                + (" (try without --symmetric, or fp16)" if symmetric else " (try more --calibration-images, or fp16)"))
+                + "; ".join(failures)
+                + f". {dst} was not written: do not deploy this quantization"
+                + (" (try without --symmetric, or fp16)" if symmetric else " (try more --calibration-images, or fp16)")
+            )
         timings = [ms_per_image(s, parity_images[:1], name) for s in (source_session, candidate_session)]
         roles = _copy_rest(src, work, manifest)
         roles[onnx_rel] = "vision_onnx"
-        _write_parity(work / PARITY_REPORT, report, tolerances, precision, src, len(calibration), excluded, symmetric,
-                      found, method)
+        _write_parity(
+            work / PARITY_REPORT,
+            report,
+            tolerances,
+            precision,
+            src,
+            len(calibration),
+            excluded,
+            symmetric,
+            found,
+            method,
+        )
         roles[PARITY_REPORT] = "parity_report"
         write_new_manifest(work, manifest.model_copy(update={"precision": precision}), roles)
     log.info("%s artifact written: %s", precision, dst)
-    return QuantizeSummary(dst, precision, (src / onnx_rel).stat().st_size, (dst / onnx_rel).stat().st_size, report,
-                           timings[0], timings[1], len(calibration) if precision == "int8" else 0, tuple(excluded))
+    return QuantizeSummary(
+        dst,
+        precision,
+        (src / onnx_rel).stat().st_size,
+        (dst / onnx_rel).stat().st_size,
+        report,
+        timings[0],
+        timings[1],
+        len(calibration) if precision == "int8" else 0,
+        tuple(excluded),
+    )
 
 
 def _copy_rest(src: Path, work: Path, manifest) -> dict[str, str]:
     """Copy every listed file except the fp32 graph, its parity report and engines; return their roles."""
     roles = {}
     for relative, entry in manifest.files.items():
-        if entry.role in _REPLACED_ROLES or entry.role.startswith("tensorrt_engine") or relative.split("/")[0] in _DROPPED_DIRS:
+        if (
+            entry.role in _REPLACED_ROLES
+            or entry.role.startswith("tensorrt_engine")
+            or relative.split("/")[0] in _DROPPED_DIRS
+        ):
             continue
         target = work / relative
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -180,27 +252,51 @@ def _copy_rest(src: Path, work: Path, manifest) -> dict[str, str]:
     return roles
 
 
-def _write_parity(path: Path, report: VisionParity, tolerances: VisionTolerances, precision: str, src: Path,
-                  calibration_images: int, excluded: list[str], symmetric: bool, found=None, method=None) -> None:
+def _write_parity(
+    path: Path,
+    report: VisionParity,
+    tolerances: VisionTolerances,
+    precision: str,
+    src: Path,
+    calibration_images: int,
+    excluded: list[str],
+    symmetric: bool,
+    found=None,
+    method=None,
+) -> None:
     import json
 
-    payload = {"result": asdict(report), "tolerances": asdict(tolerances),  # the same keys as 'eiad export onnx' writes
-               "reference": f"fp32 source artifact {src} on ONNX Runtime CPU", "precision": precision,
-               "calibration_images": calibration_images if precision == "int8" else 0,
-               "int8_recipe": {"format": "QDQ", "weights": "int8 per-channel symmetric",
-                               "activations": "int8 symmetric" if symmetric else "uint8 asymmetric",
-                               "quantized_ops": list(QUANTIZED_OPS), "kept_float": excluded, "calibration_method": method,
-                               "sensitive_kept_float": list(found.kept_float) if found else [],
-                               "why": "activation x activation MatMuls always; the others ranked most sensitive "
-                                      "(node quantized alone: worst gate metric / tolerance on probe images)",
-                               "sensitivity": {k: round(v, 4) for k, v in found.sensitivity.items()} if found else {},
-                               "tries": [{"kept_float": k, "failures": list(f)} for k, f in found.tries] if found else [],
-                               } if precision == "int8" else None}
+    payload = {
+        "result": asdict(report),
+        "tolerances": asdict(tolerances),  # the same keys as 'eiad export onnx' writes
+        "reference": f"fp32 source artifact {src} on ONNX Runtime CPU",
+        "precision": precision,
+        "calibration_images": calibration_images if precision == "int8" else 0,
+        "int8_recipe": {
+            "format": "QDQ",
+            "weights": "int8 per-channel symmetric",
+            "activations": "int8 symmetric" if symmetric else "uint8 asymmetric",
+            "quantized_ops": list(QUANTIZED_OPS),
+            "kept_float": excluded,
+            "calibration_method": method,
+            "sensitive_kept_float": list(found.kept_float) if found else [],
+            "why": "activation x activation MatMuls always; the others ranked most sensitive "
+            "(node quantized alone: worst gate metric / tolerance on probe images)",
+            "sensitivity": {k: round(v, 4) for k, v in found.sensitivity.items()} if found else {},
+            "tries": [{"kept_float": k, "failures": list(f)} for k, f in found.tries] if found else [],
+        }
+        if precision == "int8"
+        else None,
+    }
     path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
 
 
-def image_sets(split: Path | None, images: Path | None, max_images: int, calibration_limit: int,
-               ) -> tuple[list[Path], list[Path], str]:
+def image_sets(
+    split: Path | None,
+    images: Path | None,
+    max_images: int,
+    calibration_limit: int,
+) -> tuple[list[Path], list[Path], str]:
     """(calibration paths, held-out parity paths, parity source).
 
     A split calibrates on its 'train' images and checks parity on its 'test'

@@ -29,7 +29,9 @@ def onnx_model(path: Path):
 def activation_matmuls(model) -> list[str]:
     """MatMul/Gemm nodes with no constant input (attention's q.k and p.v): kept in float."""
     weights = _weight_names(model)
-    return [n.name for n in model.graph.node if n.op_type in ("MatMul", "Gemm") and not any(i in weights for i in n.input)]
+    return [
+        n.name for n in model.graph.node if n.op_type in ("MatMul", "Gemm") and not any(i in weights for i in n.input)
+    ]
 
 
 def asymmetric_quantization(onnx_path: Path) -> bool:
@@ -77,9 +79,17 @@ class _QuietAdvice(logging.Filter):
         return "pre-processing" not in record.getMessage()
 
 
-def quantize_int8(src_onnx: Path, dst_onnx: Path, calibration: np.ndarray, input_name: str, symmetric: bool,
-                  keep_float: tuple[str, ...] = (), only: list[str] | None = None, cache: Path | None = None,
-                  method: str = "minmax") -> list[str]:
+def quantize_int8(
+    src_onnx: Path,
+    dst_onnx: Path,
+    calibration: np.ndarray,
+    input_name: str,
+    symmetric: bool,
+    keep_float: tuple[str, ...] = (),
+    only: list[str] | None = None,
+    cache: Path | None = None,
+    method: str = "minmax",
+) -> list[str]:
     """Static QDQ int8 of `src_onnx` into `dst_onnx`; returns the nodes kept in float.
 
     `keep_float` adds nodes to the float ones, `only` quantizes just those nodes, `cache`
@@ -87,8 +97,13 @@ def quantize_int8(src_onnx: Path, dst_onnx: Path, calibration: np.ndarray, input
     search re-quantizes in about a second; `method` is "minmax" or "percentile" (99.99).
     """
     import onnx
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     excluded = [*activation_matmuls(onnx.load(str(src_onnx), load_external_data=False)), *keep_float]
     reader = type("Reader", (_Reader, CalibrationDataReader), {})(calibration, input_name)
@@ -99,11 +114,21 @@ def quantize_int8(src_onnx: Path, dst_onnx: Path, calibration: np.ndarray, input
     quiet = _QuietAdvice()
     logging.getLogger().addFilter(quiet)
     try:
-        quantize_static(str(src_onnx), str(dst_onnx), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=activation, weight_type=QuantType.QInt8, op_types_to_quantize=list(QUANTIZED_OPS),
-                        nodes_to_quantize=only, nodes_to_exclude=excluded, extra_options=extra,
-                        calibrate_method=CalibrationMethod.Percentile if method == "percentile" else CalibrationMethod.MinMax,
-                        calibration_cache_path=str(cache) if cache else None)
+        quantize_static(
+            str(src_onnx),
+            str(dst_onnx),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=activation,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=list(QUANTIZED_OPS),
+            nodes_to_quantize=only,
+            nodes_to_exclude=excluded,
+            extra_options=extra,
+            calibrate_method=CalibrationMethod.Percentile if method == "percentile" else CalibrationMethod.MinMax,
+            calibration_cache_path=str(cache) if cache else None,
+        )
     except Exception as error:  # noqa: BLE001 - the quantizer raises many types; name the step
         raise ArtifactError(f"int8 quantization of {src_onnx} failed: {type(error).__name__}: {error}") from error
     finally:

@@ -6,8 +6,8 @@
    the worst ratio of the gate's metrics to their tolerances (score, class probs, 1 - mask
    IoU, 1 - verdict agreement). A node whose int8 alone moves the outputs most ranks first.
 3. Search: keep the k most sensitive nodes float for k in SCHEDULE (never more than half
-   of them) until the parity gate passes; at most len(SCHEDULE) tries, so the held-out gate is consulted a bounded number
-   of times and the node ranking never sees it.
+   of them) until the parity gate passes; at most len(SCHEDULE) tries, so the held-out gate
+   is consulted a bounded number of times and the node ranking never sees it.
 
 Measured on the demo artifact (docs/export.md): one node (the localizer stem's second conv)
 alone costs 4x the score tolerance; keeping the 16 most sensitive of 50 nodes float passes
@@ -18,9 +18,9 @@ Not thread-safe: one search per destination.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -49,13 +49,17 @@ def badness(reference: dict, candidate: dict, thresholds, tolerances) -> float:
     from export.vision.parity import compare
 
     r = compare(reference, candidate, thresholds.image_score, thresholds.pixel, "probe", tolerances)
-    return max(r.score_max_abs / max(1e-9, tolerances.score_abs), r.probs_max_abs / max(1e-9, tolerances.probs_abs),
-               (1 - r.mask_iou_mean) / max(1e-9, 1 - tolerances.min_mask_iou),
-               (1 - r.verdict_agreement) / max(1e-9, 1 - tolerances.min_verdict_agreement))
+    return max(
+        r.score_max_abs / max(1e-9, tolerances.score_abs),
+        r.probs_max_abs / max(1e-9, tolerances.probs_abs),
+        (1 - r.mask_iou_mean) / max(1e-9, 1 - tolerances.min_mask_iou),
+        (1 - r.verdict_agreement) / max(1e-9, 1 - tolerances.min_verdict_agreement),
+    )
 
 
-def node_sensitivity(src_onnx: Path, quantize: Callable, probe: np.ndarray, thresholds, tolerances,
-                     work: Path) -> dict[str, float]:
+def node_sensitivity(
+    src_onnx: Path, quantize: Callable, probe: np.ndarray, thresholds, tolerances, work: Path
+) -> dict[str, float]:
     """Damage of each node quantized alone on `probe` images; `quantize(dst, only=[node])` writes a graph."""
     import onnx
     from tqdm import tqdm
@@ -72,8 +76,17 @@ def node_sensitivity(src_onnx: Path, quantize: Callable, probe: np.ndarray, thre
     return dict(sorted(scores.items(), key=lambda item: -item[1]))
 
 
-def search(src_onnx: Path, dst_onnx: Path, quantize: Callable, probe: np.ndarray, gate: Callable, thresholds,
-           tolerances, work: Path, schedule: tuple[int, ...] = SCHEDULE) -> SearchResult:
+def search(
+    src_onnx: Path,
+    dst_onnx: Path,
+    quantize: Callable,
+    probe: np.ndarray,
+    gate: Callable,
+    thresholds,
+    tolerances,
+    work: Path,
+    schedule: tuple[int, ...] = SCHEDULE,
+) -> SearchResult:
     """Keep the most sensitive nodes float, fewest first, until `gate(dst_onnx)` returns no failures.
 
     `quantize(dst, only=None, keep_float=())` writes a graph from cached ranges; `gate(path)`
@@ -95,8 +108,17 @@ def search(src_onnx: Path, dst_onnx: Path, quantize: Callable, probe: np.ndarray
     return SearchResult(kept, sensitivity, tuple(tries))
 
 
-def pick_and_search(src_onnx: Path, dst_onnx: Path, calibration: np.ndarray, input_name: str, symmetric: bool,
-                    gate: Callable, thresholds, tolerances, work: Path) -> tuple[str, SearchResult]:
+def pick_and_search(
+    src_onnx: Path,
+    dst_onnx: Path,
+    calibration: np.ndarray,
+    input_name: str,
+    symmetric: bool,
+    gate: Callable,
+    thresholds,
+    tolerances,
+    work: Path,
+) -> tuple[str, SearchResult]:
     """(calibration method, search result): every 4th calibration image probes, the rest set ranges;
     MinMax and Percentile 99.99 are both calibrated and the one with less probe damage is searched."""
     from export.vision.exporter import cpu_session, run_onnx
@@ -108,13 +130,24 @@ def pick_and_search(src_onnx: Path, dst_onnx: Path, calibration: np.ndarray, inp
     damage = {}
     for method in ("minmax", "percentile"):
         full = work / f"full_{method}.onnx"
-        quantize_int8(src_onnx, full, ranges, input_name, symmetric, cache=work / f"ranges_{method}.json", method=method)
+        quantize_int8(
+            src_onnx, full, ranges, input_name, symmetric, cache=work / f"ranges_{method}.json", method=method
+        )
         damage[method] = badness(reference, run_onnx(cpu_session(full), probe), thresholds, tolerances)
     method = min(damage, key=damage.get)
     log.info("calibration probe damage %s: using %s", {k: round(v, 3) for k, v in damage.items()}, method)
 
     def quantize(dst: Path, only=None, keep_float=()):
-        return quantize_int8(src_onnx, dst, ranges, input_name, symmetric, tuple(keep_float), only,
-                             work / f"ranges_{method}.json", method)
+        return quantize_int8(
+            src_onnx,
+            dst,
+            ranges,
+            input_name,
+            symmetric,
+            tuple(keep_float),
+            only,
+            work / f"ranges_{method}.json",
+            method,
+        )
 
     return method, search(src_onnx, dst_onnx, quantize, probe, gate, thresholds, tolerances, work)

@@ -33,17 +33,19 @@ def test_missing_tensorrt_gives_clear_error():
         FORMATS["tensorrt"].check("fp16")
 
 
-@pytest.mark.skipif(not HAS_TRT, reason="TensorRT is not installed (no package for this machine; it runs on the edge box)")
+@pytest.mark.skipif(
+    not HAS_TRT, reason="TensorRT is not installed (no package for this machine; it runs on the edge box)"
+)
 def test_fp16_engine_builds_and_matches_onnxruntime(tmp_path):
     import torch
 
     if not torch.cuda.is_available():
         pytest.skip("no CUDA GPU visible")
-    from tests.unit.test_llm_fixtures import TinyEngine, meta, real_images
-    from export.vision.exporter import export_vision_artifact
-    from export.vision.parity import load_images
     from export.tensorrt.build import build_engine_for_artifact
     from export.verify import verify_artifact
+    from export.vision.exporter import export_vision_artifact
+    from export.vision.parity import load_images
+    from tests.unit.test_llm_fixtures import TinyEngine, meta, real_images
 
     folder = real_images(tmp_path / "img", 8)
     images = load_images(sorted(folder.glob("*.png")), 64, 64)

@@ -1,7 +1,5 @@
 """`eiad demo` (the README's main command) runs its steps and reuses finished ones."""
 
-from pathlib import Path
-
 from commands.main import main
 
 

@@ -15,8 +15,13 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_quick_demo_runs_every_step_and_the_plc_gets_every_verdict(tmp_path):
     out = tmp_path / "demo"
     # when the whole chain runs (synthetic line, DDQA, training, merge, export, station)
-    proc = subprocess.run([sys.executable, "-m", "commands.main", "demo", "--out", str(out), "--quick"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-m", "commands.main", "demo", "--out", str(out), "--quick"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     # then the station inspected every part of the stream and the PLC received every verdict
     summary = json.loads((out / "edge" / "summary.json").read_text())

@@ -10,10 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.broker import mosquitto_binary, start_broker
-from commands.main import main
-from benchmarks.stand_ins.frames import line_frames, write_ffv1
 from benchmarks.stand_ins.artifact import build_tiny_artifact
+from benchmarks.stand_ins.frames import line_frames, write_ffv1
+from commands.main import main
+from edge.broker import mosquitto_binary, start_broker
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +32,16 @@ def patch_line(tmp_path_factory) -> tuple[Path, list[dict]]:
     write_ffv1(stream / "line.avi", images, fps=10.0)
     records = []
     for i, box in enumerate(boxes):
-        record = {"frame_index": i, "time_s": i / 10, "part": "grey", "label": box["label"],
-                  "defect": box.get("defect"), "bbox_xyxy": box.get("box_xyxy"), "defect_area_px": 0, "mask": None}
+        record = {
+            "frame_index": i,
+            "time_s": i / 10,
+            "part": "grey",
+            "label": box["label"],
+            "defect": box.get("defect"),
+            "bbox_xyxy": box.get("box_xyxy"),
+            "defect_area_px": 0,
+            "mask": None,
+        }
         if box["label"] == "NG":
             x1, y1, x2, y2 = box["box_xyxy"]
             mask = np.zeros((64, 64), np.uint8)
@@ -52,15 +60,29 @@ def synth_line(tmp_path_factory) -> Path:
     from train.data.synth.generate import generate_line
 
     out = tmp_path_factory.mktemp("synth") / "line"
-    config = SynthConfig(image_size_px=64, ok_per_part=0, ng_per_defect=0, stream_frames=12,
-                         stream_ng_fraction=0.5, sheet_examples=0)
+    config = SynthConfig(
+        image_size_px=64, ok_per_part=0, ng_per_defect=0, stream_frames=12, stream_ng_fraction=0.5, sheet_examples=0
+    )
     generate_line(config, out, progress=False)
     return out
 
 
 def _demo(artifact: Path, line: Path, out: Path, *extra: str) -> tuple[int, dict | None]:
-    code = main(["-q", "edge", "demo", "--artifact", str(artifact), "--line", str(line), "--out", str(out),
-                 "--no-progress", *extra])
+    code = main(
+        [
+            "-q",
+            "edge",
+            "demo",
+            "--artifact",
+            str(artifact),
+            "--line",
+            str(line),
+            "--out",
+            str(out),
+            "--no-progress",
+            *extra,
+        ]
+    )
     summary = out / "summary.json"
     return code, json.loads(summary.read_text()) if summary.is_file() else None
 
@@ -97,7 +119,10 @@ def test_demo_with_mosquitto_scores_a_line_the_model_sees_exactly(artifact, patc
     assert summary["frames"] == summary["verdicts_received"] == 12 and summary["all_received"]
     ng = sum(r["label"] == "NG" for r in records)
     image = summary["accuracy"]["image"]
-    assert image["confusion"] == {"OK": {"OK": 12 - ng, "NG": 0, "REJECTED": 0}, "NG": {"OK": 0, "NG": ng, "REJECTED": 0}}
+    assert image["confusion"] == {
+        "OK": {"OK": 12 - ng, "NG": 0, "REJECTED": 0},
+        "NG": {"OK": 0, "NG": ng, "REJECTED": 0},
+    }
     assert (image["accuracy"], image["miss_rate"], image["overkill_rate"]) == (1.0, 0.0, 0.0)
     assert summary["accuracy"]["pixel"] == {"ng_parts": ng, "with_mask": ng, "mean_iou": 1.0, "mean_iou_with_mask": 1.0}
     assert summary["received"]["masks"] == ng
@@ -114,7 +139,9 @@ def test_demo_with_mosquitto_scores_a_line_the_model_sees_exactly(artifact, patc
 def test_demo_with_the_embedded_broker_loops_a_generated_line(artifact, synth_line, tmp_path):
     # given a real generated line of 12 frames, when 20 parts are asked for at 100 fps
     # through the embedded (pure-Python) broker
-    code, summary = _demo(artifact, synth_line, tmp_path / "out", "--broker", "embedded", "--frames", "20", "--fps", "100")
+    code, summary = _demo(
+        artifact, synth_line, tmp_path / "out", "--broker", "embedded", "--frames", "20", "--fps", "100"
+    )
     # then the video looped, the PLC received all 20 verdicts over MQTT 3.1.1
     assert code == 0
     assert summary["broker"]["kind"] == "embedded" and summary["broker"]["mqtt"] == "3.1.1"

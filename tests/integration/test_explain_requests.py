@@ -8,14 +8,14 @@ import threading
 
 import pytest
 
+from benchmarks.stand_ins.artifact import grey_frame
+from benchmarks.stand_ins.subscriber import Subscriber
 from edge.app import build_station
 from edge.config import load_station_config
 from edge.sources.watchdog import SourceSet
 from eiad.messages import SCHEMA_DIR
 from tests.support.json_schema import validate
-from benchmarks.stand_ins.subscriber import Subscriber
 from tests.support_edge.fakes import ListSource
-from benchmarks.stand_ins.artifact import grey_frame
 from tests.unit.test_llm_fixtures import llm_artifact, parity_images, vision_artifact  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.mqtt
@@ -62,7 +62,10 @@ def test_a_requested_ok_part_is_explained_with_its_inspection_id(llm_artifact, m
         response = json.loads(plc.snapshot("/explain/response")[0].payload)
         assert validate(response, schema("explain_response")) == []
         assert (response["status"], response["reason"], response["inspection_id"]) == (
-            "accepted", "", verdict["inspection_id"])
+            "accepted",
+            "",
+            verdict["inspection_id"],
+        )
         assert plc.wait_for(lambda msgs: any(m.topic.endswith("/explanation") for m in msgs), 30)
     finally:
         stop.set()

@@ -14,19 +14,20 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from benchmarks.stand_ins.results import make_result
+from benchmarks.stand_ins.subscriber import Subscriber
+from edge.sinks.mqtt.config import MqttSettings, OutboxSettings
 from edge.sinks.mqtt.outbox.store import Outbox
 from edge.sinks.mqtt.sink import MqttSink
-from edge.sinks.mqtt.config import MqttSettings, OutboxSettings
-from benchmarks.stand_ins.subscriber import Subscriber
-from benchmarks.stand_ins.results import make_result
 
 pytestmark = pytest.mark.mqtt
 REPO = Path(__file__).resolve().parents[2]
 
 
 def settings_for(port: int, **overrides) -> MqttSettings:
-    base = dict(port=port, line="l1", station="st1", reconnect_min_delay_s=0.2, reconnect_max_delay_s=0.5,
-                close_timeout_s=3.0)
+    base = dict(
+        port=port, line="l1", station="st1", reconnect_min_delay_s=0.2, reconnect_max_delay_s=0.5, close_timeout_s=3.0
+    )
     return MqttSettings(**{**base, **overrides})
 
 
@@ -78,9 +79,23 @@ def test_every_verdict_once_in_order_with_masks_and_explanations(mosquitto, subs
 
 def test_status_is_retained_online_and_the_will_says_offline_when_killed(mosquitto, tmp_path):
     # given a station process that connected and published
-    proc = subprocess.Popen([sys.executable, "-m", "tests.support.station_process", "--port", str(mosquitto.port),
-                             "--outbox", str(tmp_path / "o.db"), "--count", "3", "--wait-connected"],
-                            cwd=REPO, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.support.station_process",
+            "--port",
+            str(mosquitto.port),
+            "--outbox",
+            str(tmp_path / "o.db"),
+            "--count",
+            "3",
+            "--wait-connected",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout.readline().strip() == "stored"
         assert proc.stdout.readline().strip() == "flushed"
@@ -120,8 +135,10 @@ def test_broker_stopped_mid_run_loses_no_verdict(mosquitto, subscriber, tmp_path
     for i in range(51, 61):
         sink.handle(make_result(i, "OK"))
     assert sink.flush(15), sink.stats()
-    assert subscriber.wait_for(lambda m: set(range(1, 61)) <= {json.loads(x.payload)["sequence"]
-                                                                  for x in m if x.topic.endswith("/verdict")}, 15)
+    assert subscriber.wait_for(
+        lambda m: set(range(1, 61)) <= {json.loads(x.payload)["sequence"] for x in m if x.topic.endswith("/verdict")},
+        15,
+    )
     # then nothing is missing and the order of first arrivals is kept; duplicates are counted
     seqs = sequences(subscriber)
     first_seen = list(dict.fromkeys(seqs))
@@ -158,9 +175,22 @@ def test_sigkilled_station_loses_no_stored_verdict(mosquitto, subscriber, tmp_pa
     outbox_path = tmp_path / "o.db"
     # given a station process killed with results stored while the broker was down
     mosquitto.stop()
-    proc = subprocess.Popen([sys.executable, "-m", "tests.support.station_process", "--port", str(mosquitto.port),
-                             "--outbox", str(outbox_path), "--count", "15"],
-                            cwd=REPO, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.support.station_process",
+            "--port",
+            str(mosquitto.port),
+            "--outbox",
+            str(outbox_path),
+            "--count",
+            "15",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout.readline().strip() == "stored"
     proc.kill()
     proc.wait(5)
@@ -198,10 +228,10 @@ def test_credentials_need_tls_unless_plaintext_is_allowed(mosquitto_factory, tmp
     with pytest.raises(ValidationError, match="clear text"):
         settings_for(broker.port, username="station", password_env="EIAD_MQTT_PASSWORD")
     # when plaintext is explicitly allowed, the password comes from the environment and works
-    allowed = settings_for(broker.port, username="station", password_env="EIAD_MQTT_PASSWORD",
-                           allow_plaintext_credentials=True)
-    sink = MqttSink(allowed, Outbox(OutboxSettings(path=tmp_path / "o.db")),
-                    environ={"EIAD_MQTT_PASSWORD": "s3cret"})
+    allowed = settings_for(
+        broker.port, username="station", password_env="EIAD_MQTT_PASSWORD", allow_plaintext_credentials=True
+    )
+    sink = MqttSink(allowed, Outbox(OutboxSettings(path=tmp_path / "o.db")), environ={"EIAD_MQTT_PASSWORD": "s3cret"})
     sink.handle(make_result(1, "OK"))
     assert sink.flush(10), sink.stats()
     assert sink.stats()["acked"] == 1
@@ -210,8 +240,9 @@ def test_credentials_need_tls_unless_plaintext_is_allowed(mosquitto_factory, tmp
 
 def test_wrong_password_is_reported_with_the_connack_code(mosquitto_factory, tmp_path, caplog):
     broker = mosquitto_factory(users={"station": "s3cret"})
-    settings = settings_for(broker.port, username="station", password_env="PW", allow_plaintext_credentials=True,
-                            close_timeout_s=0.3)
+    settings = settings_for(
+        broker.port, username="station", password_env="PW", allow_plaintext_credentials=True, close_timeout_s=0.3
+    )
     sink = MqttSink(settings, Outbox(OutboxSettings(path=tmp_path / "o.db")), environ={"PW": "wrong-pw"})
     # when the broker refuses, handle() still stores and nothing raises
     sink.handle(make_result(1, "OK"))
@@ -231,8 +262,7 @@ def test_tls_with_credentials_delivers_and_a_wrong_ca_is_refused(mosquitto_facto
     # given a TLS-only broker with a password
     tls = make_tls_files(tmp_path / "pki")
     broker = mosquitto_factory(users={"station": "s3cret"}, tls=tls)
-    settings = settings_for(broker.port, username="station", password_env="PW",
-                            tls=TlsSettings(ca_file=tls.ca_file))
+    settings = settings_for(broker.port, username="station", password_env="PW", tls=TlsSettings(ca_file=tls.ca_file))
     # when the station connects with the CA that signed the broker
     sink = MqttSink(settings, Outbox(OutboxSettings(path=tmp_path / "o.db")), environ={"PW": "s3cret"})
     sink.handle(make_result(1, "NG"))
@@ -242,8 +272,9 @@ def test_tls_with_credentials_delivers_and_a_wrong_ca_is_refused(mosquitto_facto
     sink.close()
     # and a station trusting another CA never connects (and does not crash)
     other = make_tls_files(tmp_path / "other")
-    bad = settings_for(broker.port, username="station", password_env="PW", tls=TlsSettings(ca_file=other.ca_file),
-                       close_timeout_s=0.3)
+    bad = settings_for(
+        broker.port, username="station", password_env="PW", tls=TlsSettings(ca_file=other.ca_file), close_timeout_s=0.3
+    )
     sink = MqttSink(bad, Outbox(OutboxSettings(path=tmp_path / "o2.db")), environ={"PW": "s3cret"})
     sink.handle(make_result(2, "OK"))
     assert not sink.flush(1.5)

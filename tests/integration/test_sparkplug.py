@@ -12,29 +12,45 @@ import urllib.request
 import pytest
 from pydantic import ValidationError
 
+from benchmarks.stand_ins.results import make_result
+from benchmarks.stand_ins.subscriber import Subscriber
 from edge.app import build_station
 from edge.sinks.mqtt.config import MqttSettings, SparkplugSettings
+from edge.sinks.sparkplug.payload import (
+    BOOLEAN,
+    DOUBLE,
+    FLOAT,
+    INT32,
+    INT64,
+    STRING,
+    UINT32,
+    UINT64,
+    Metric,
+    Payload,
+    decode_payload,
+    encode_payload,
+)
 from edge.sinks.sparkplug.sink import SparkplugSink
-from edge.sinks.sparkplug.payload import (BOOLEAN, DOUBLE, FLOAT, INT32, INT64, STRING, UINT32, UINT64, Metric,
-                                        Payload, decode_payload, encode_payload)
 from tests.integration.test_station_mqtt import make_station
 from tests.support.mosquitto import free_port
-from benchmarks.stand_ins.subscriber import Subscriber
-from benchmarks.stand_ins.results import make_result
 from tests.support_edge.fixtures import tiny_artifact  # noqa: F401 (fixture)
 
-ALL_KINDS = Payload(1_700_000_000_123, (
-    Metric("bdSeq", None, UINT64, 7),
-    Metric("Inspection/Verdict", 1, STRING, "NG", 1_700_000_000_100),
-    Metric("Inspection/Score", 2, DOUBLE, 0.912345678901),
-    Metric("Inspection/DefectClass", 3, STRING, None),
-    Metric("Temp", 4, FLOAT, 21.5),
-    Metric("Offset", 5, INT32, -3),
-    Metric("Big", 6, INT64, -(2 ** 40)),
-    Metric("Count", 7, UINT32, 4_000_000_000),
-    Metric("Node Control/Rebirth", None, BOOLEAN, False),
-    Metric("Name/ünïcode", 8, STRING, "Ölfleck"),
-), seq=255)
+ALL_KINDS = Payload(
+    1_700_000_000_123,
+    (
+        Metric("bdSeq", None, UINT64, 7),
+        Metric("Inspection/Verdict", 1, STRING, "NG", 1_700_000_000_100),
+        Metric("Inspection/Score", 2, DOUBLE, 0.912345678901),
+        Metric("Inspection/DefectClass", 3, STRING, None),
+        Metric("Temp", 4, FLOAT, 21.5),
+        Metric("Offset", 5, INT32, -3),
+        Metric("Big", 6, INT64, -(2**40)),
+        Metric("Count", 7, UINT32, 4_000_000_000),
+        Metric("Node Control/Rebirth", None, BOOLEAN, False),
+        Metric("Name/ünïcode", 8, STRING, "Ölfleck"),
+    ),
+    seq=255,
+)
 
 
 def test_codec_round_trips_every_value_kind():
@@ -54,7 +70,7 @@ def test_codec_matches_the_protobuf_runtime():
     assert by_name["Inspection/Score"].double_value == 0.912345678901
     assert by_name["Inspection/DefectClass"].is_null and not by_name["Inspection/DefectClass"].HasField("string_value")
     assert by_name["Temp"].float_value == 21.5 and by_name["Count"].int_value == 4_000_000_000
-    assert by_name["Offset"].int_value == 2 ** 32 - 3  # two's complement in uint32, as Sparkplug says
+    assert by_name["Offset"].int_value == 2**32 - 3  # two's complement in uint32, as Sparkplug says
     assert by_name["Node Control/Rebirth"].HasField("boolean_value") and by_name["bdSeq"].long_value == 7
     assert back == ALL_KINDS
 
@@ -72,8 +88,14 @@ def test_birth_data_with_wrapping_seq_and_death_on_an_unclean_disconnect(mosquit
     # given a SCADA host listening to the Sparkplug namespace and a station's Sparkplug sink
     host = Subscriber(mosquitto.port, "spBv1.0/#", client_id="scada-host")
     assert host.subscribed.wait(5)
-    settings = MqttSettings(port=mosquitto.port, line="l1", station="s1", reconnect_min_delay_s=0.2,
-                            reconnect_max_delay_s=0.5, sparkplug=SparkplugSettings(group_id="plant1", queue_max=1024))
+    settings = MqttSettings(
+        port=mosquitto.port,
+        line="l1",
+        station="s1",
+        reconnect_min_delay_s=0.2,
+        reconnect_max_delay_s=0.5,
+        sparkplug=SparkplugSettings(group_id="plant1", queue_max=1024),
+    )
     sink = SparkplugSink(settings, "tiny-v1")
     try:
         assert host.wait_for(lambda msgs: _of(msgs, "NBIRTH"), 10)
@@ -102,19 +124,31 @@ def test_birth_data_with_wrapping_seq_and_death_on_an_unclean_disconnect(mosquit
     assert birth.seq == 0 and defs["bdSeq"].value == 0 and defs["Node Control/Rebirth"].value is False
     assert defs["Model/Id"].value == "tiny-v1"
     assert {n: (m.alias, m.datatype) for n, m in defs.items() if m.alias} == {
-        "Inspection/Verdict": (1, STRING), "Inspection/Score": (2, DOUBLE), "Inspection/DefectClass": (3, STRING),
-        "Inspection/Sequence": (4, UINT64), "Inspection/Id": (5, STRING), "Model/Id": (6, STRING)}
+        "Inspection/Verdict": (1, STRING),
+        "Inspection/Score": (2, DOUBLE),
+        "Inspection/DefectClass": (3, STRING),
+        "Inspection/Sequence": (4, UINT64),
+        "Inspection/Id": (5, STRING),
+        "Model/Id": (6, STRING),
+    }
     names = {m.alias: n for n, m in defs.items() if m.alias}
     # and one NDATA per inspection, in order, seq 1..255 then 0, 1, ... (by alias only)
     data = _of(messages, "NDATA")
     assert [p.seq for p in data[:300]] == [i % 256 for i in range(1, 301)]
     first = {names[m.alias]: m.value for m in data[0].metrics}
     assert all(m.name is None for m in data[0].metrics)
-    assert first == {"Inspection/Verdict": "OK", "Inspection/Score": 0.1, "Inspection/DefectClass": None,
-                     "Inspection/Sequence": 1, "Inspection/Id": "st1-000001"}
+    assert first == {
+        "Inspection/Verdict": "OK",
+        "Inspection/Score": 0.1,
+        "Inspection/DefectClass": None,
+        "Inspection/Sequence": 1,
+        "Inspection/Id": "st1-000001",
+    }
     third = {names[m.alias]: m.value for m in data[2].metrics}
     assert third["Inspection/Verdict"] == "NG" and third["Inspection/DefectClass"] == "scratch"
-    assert [{names[m.alias]: m.value for m in p.metrics}["Inspection/Sequence"] for p in data[:300]] == list(range(1, 301))
+    assert [{names[m.alias]: m.value for m in p.metrics}["Inspection/Sequence"] for p in data[:300]] == list(
+        range(1, 301)
+    )
     # and the broker published the will: NDEATH with the first session's bdSeq, then a rebirth
     assert [d.metrics[0].name for d in deaths] == ["bdSeq"] * len(deaths)
     assert deaths[0].metrics[0].value == 0 and deaths[0].seq is None
@@ -139,17 +173,27 @@ def _protobuf_payload_class():
     payload = proto.message_type.add(name="Payload")
     metric = payload.nested_type.add(name="Metric")
     metric.oneof_decl.add(name="value")
-    for name, number, kind in (("name", 1, field.TYPE_STRING), ("alias", 2, field.TYPE_UINT64),
-                               ("timestamp", 3, field.TYPE_UINT64), ("datatype", 4, field.TYPE_UINT32),
-                               ("is_null", 7, field.TYPE_BOOL)):
+    for name, number, kind in (
+        ("name", 1, field.TYPE_STRING),
+        ("alias", 2, field.TYPE_UINT64),
+        ("timestamp", 3, field.TYPE_UINT64),
+        ("datatype", 4, field.TYPE_UINT32),
+        ("is_null", 7, field.TYPE_BOOL),
+    ):
         metric.field.add(name=name, number=number, type=kind, label=field.LABEL_OPTIONAL)
-    for name, number, kind in (("int_value", 10, field.TYPE_UINT32), ("long_value", 11, field.TYPE_UINT64),
-                               ("float_value", 12, field.TYPE_FLOAT), ("double_value", 13, field.TYPE_DOUBLE),
-                               ("boolean_value", 14, field.TYPE_BOOL), ("string_value", 15, field.TYPE_STRING)):
+    for name, number, kind in (
+        ("int_value", 10, field.TYPE_UINT32),
+        ("long_value", 11, field.TYPE_UINT64),
+        ("float_value", 12, field.TYPE_FLOAT),
+        ("double_value", 13, field.TYPE_DOUBLE),
+        ("boolean_value", 14, field.TYPE_BOOL),
+        ("string_value", 15, field.TYPE_STRING),
+    ):
         metric.field.add(name=name, number=number, type=kind, label=field.LABEL_OPTIONAL, oneof_index=0)
     payload.field.add(name="timestamp", number=1, type=field.TYPE_UINT64, label=field.LABEL_OPTIONAL)
-    payload.field.add(name="metrics", number=2, type=field.TYPE_MESSAGE, label=field.LABEL_REPEATED,
-                      type_name=".tahu.Payload.Metric")
+    payload.field.add(
+        name="metrics", number=2, type=field.TYPE_MESSAGE, label=field.LABEL_REPEATED, type_name=".tahu.Payload.Metric"
+    )
     payload.field.add(name="seq", number=3, type=field.TYPE_UINT64, label=field.LABEL_OPTIONAL)
     pool = descriptor_pool.DescriptorPool()
     pool.AddSerializedFile(proto.SerializeToString())
@@ -158,8 +202,9 @@ def _protobuf_payload_class():
 
 def test_without_a_broker_inspections_are_dropped_and_counted_at_most_once():
     # given a Sparkplug sink whose broker is down
-    sink = SparkplugSink(MqttSettings(port=free_port(), line="l1", station="s1",
-                                      sparkplug=SparkplugSettings(group_id="plant1")), "m")
+    sink = SparkplugSink(
+        MqttSettings(port=free_port(), line="l1", station="s1", sparkplug=SparkplugSettings(group_id="plant1")), "m"
+    )
     try:
         # when three inspections arrive
         for i in range(1, 4):
@@ -201,6 +246,8 @@ def test_a_station_with_mqtt_sparkplug_publishes_one_ndata_per_part(tmp_path, ti
     birth = _of(host.snapshot(), "NBIRTH")[0]
     names = {m.alias: m.name for m in birth.metrics if m.alias}
     assert {m.name: m.value for m in birth.metrics}["Model/Id"] == "tiny-eiad-test"
-    verdicts = [{names[m.alias]: m.value for m in p.metrics}["Inspection/Verdict"] for p in _of(host.snapshot(), "NDATA")]
+    verdicts = [
+        {names[m.alias]: m.value for m in p.metrics}["Inspection/Verdict"] for p in _of(host.snapshot(), "NDATA")
+    ]
     assert verdicts == [t["label"] for t in truths]
     assert "eiad_sparkplug_published_total 7.0" in metrics  # NBIRTH + 6 NDATA

@@ -11,13 +11,13 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from benchmarks.stand_ins.subscriber import Subscriber
 from edge.app import build_station
 from edge.health import HealthServer, Metrics, watch_sink_stats
+from edge.sinks.mqtt.config import MqttSettings, OutboxSettings
 from edge.sinks.mqtt.outbox.store import Outbox
 from edge.sinks.mqtt.sink import MqttSink
-from edge.sinks.mqtt.config import MqttSettings, OutboxSettings
 from tests.integration.test_station_mqtt import make_station
-from benchmarks.stand_ins.subscriber import Subscriber
 from tests.support_edge.fixtures import tiny_artifact  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.mqtt
@@ -26,7 +26,11 @@ pytestmark = pytest.mark.mqtt
 def scrape(port: int) -> tuple[dict, dict]:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).read())
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
     return samples, health
 
 
@@ -44,7 +48,10 @@ def test_stats_topic_and_health_report_a_running_station(tmp_path, tiny_artifact
 
         def final_stats(msgs):
             stats = [json.loads(m.payload) for m in msgs if m.topic.endswith("/stats")]
-            return stats and stats[-1]["pipeline"].get("results.OK", 0) + stats[-1]["pipeline"].get("results.NG", 0) == 9
+            return (
+                stats and stats[-1]["pipeline"].get("results.OK", 0) + stats[-1]["pipeline"].get("results.NG", 0) == 9
+            )
+
         # then the stats topic (QoS 0, from the stats thread) carries the pipeline counters
         assert subscriber.wait_for(final_stats, 5)
         last = json.loads(subscriber.snapshot("/stats")[-1].payload)
@@ -69,8 +76,16 @@ def test_stats_topic_and_health_report_a_running_station(tmp_path, tiny_artifact
 def test_a_refused_connection_shows_its_reason_code(tmp_path, mosquitto_factory):
     # given a broker that knows another password
     broker = mosquitto_factory(users={"st1": "right"})
-    settings = MqttSettings(port=broker.port, line="l1", station="s1", username="st1", password_env="PW",
-                            allow_plaintext_credentials=True, stats_interval_s=0, close_timeout_s=0)
+    settings = MqttSettings(
+        port=broker.port,
+        line="l1",
+        station="s1",
+        username="st1",
+        password_env="PW",
+        allow_plaintext_credentials=True,
+        stats_interval_s=0,
+        close_timeout_s=0,
+    )
     sink = MqttSink(settings, Outbox(OutboxSettings(path=tmp_path / "outbox.sqlite3")), environ={"PW": "wrong"})
     metrics = Metrics()
     watch_sink_stats(metrics, {"mqtt": sink})

@@ -10,11 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
+from benchmarks.stand_ins.frames import write_synthetic_line
+from benchmarks.stand_ins.subscriber import Subscriber
 from edge.app import run_station
 from edge.config import load_station_config
-from benchmarks.stand_ins.subscriber import Subscriber
 from tests.support_edge.fixtures import tiny_artifact  # noqa: F401 (fixture)
-from benchmarks.stand_ins.frames import write_synthetic_line
 
 pytestmark = pytest.mark.mqtt
 

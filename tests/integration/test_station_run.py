@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.stand_ins.frames import write_synthetic_line
 from edge.health import Metrics
 from edge.pipeline import Pipeline
 from edge.runners.onnxruntime_runner import OnnxRuntimeRunner
@@ -21,7 +22,6 @@ from edge.sources.watchdog import SourceSet
 from tests.support.mosquitto import free_port
 from tests.support_edge.fakes import CollectingSink
 from tests.support_edge.fixtures import tiny_artifact  # noqa: F401 (fixture)
-from benchmarks.stand_ins.frames import write_synthetic_line
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,7 +51,9 @@ def eiad(*args: str) -> list[str]:
 
 def test_edge_run_processes_a_finite_source_and_exits_0(tmp_path, tiny_artifact):
     config = station_dir(tmp_path, tiny_artifact, loop=False)
-    done = subprocess.run(eiad("edge", "run", "--config", str(config)), capture_output=True, text=True, cwd=REPO, timeout=120)
+    done = subprocess.run(
+        eiad("edge", "run", "--config", str(config)), capture_output=True, text=True, cwd=REPO, timeout=120
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "9 results (NG 3, OK 6)" in done.stdout and "last sequence 9" in done.stdout
     # the archive sink got the NG frames' images: 3 items of json + image + mask
@@ -62,7 +64,13 @@ def test_edge_run_processes_a_finite_source_and_exits_0(tmp_path, tiny_artifact)
 
 def test_sigterm_finishes_in_flight_frames_and_exits_cleanly(tmp_path, tiny_artifact):
     config = station_dir(tmp_path, tiny_artifact, loop=True)
-    process = subprocess.Popen(eiad("edge", "run", "--config", str(config)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    process = subprocess.Popen(
+        eiad("edge", "run", "--config", str(config)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
     try:
         deadline = time.monotonic() + 60
         seen = ""
@@ -83,9 +91,25 @@ def test_sigterm_finishes_in_flight_frames_and_exits_cleanly(tmp_path, tiny_arti
 
 def _ffmpeg_stream(port: int) -> subprocess.Popen:
     return subprocess.Popen(
-        ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc=size=64x64:rate=25", "-c:v", "mpeg2video",
-         "-f", "mpegts", f"tcp://127.0.0.1:{port}?listen=1"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=64x64:rate=25",
+            "-c:v",
+            "mpeg2video",
+            "-f",
+            "mpegts",
+            f"tcp://127.0.0.1:{port}?listen=1",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 
@@ -100,8 +124,16 @@ def test_a_stream_that_disappears_is_restarted_by_the_watchdog(tiny_artifact):
     time.sleep(1.0)
     metrics = Metrics()
     sources = SourceSet(events=metrics, check_interval_s=0.1)
-    sources.add("live", lambda: OpenCvSource("live", f"tcp://127.0.0.1:{port}", kind="rtsp"), policy="latest",
-                queue_capacity=2, staleness_budget_ms=1000, stall_timeout_s=3.0, backoff_initial_s=0.3, backoff_max_s=1.0)
+    sources.add(
+        "live",
+        lambda: OpenCvSource("live", f"tcp://127.0.0.1:{port}", kind="rtsp"),
+        policy="latest",
+        queue_capacity=2,
+        staleness_budget_ms=1000,
+        stall_timeout_s=3.0,
+        backoff_initial_s=0.3,
+        backoff_max_s=1.0,
+    )
     sink = CollectingSink()
     pipeline = Pipeline("st", sources, OnnxRuntimeRunner(tiny_artifact), {"c": sink}, wrong_size="resize")
     stop = threading.Event()

@@ -24,8 +24,27 @@ QUADRANTS = ("top left", "top right", "bottom left", "bottom right")
 def built(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("line")
     raw, out = root / "raw", root / "ddqa"
-    assert main(["-q", "data", "synth", "--out", str(raw), "--size", "128", "--ok-per-part", "3",
-                 "--ng-per-defect", "2", "--stream-frames", "6", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "data",
+                "synth",
+                "--out",
+                str(raw),
+                "--size",
+                "128",
+                "--ok-per-part",
+                "3",
+                "--ng-per-defect",
+                "2",
+                "--stream-frames",
+                "6",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert main(["-q", "data", "ddqa", str(raw), "--out", str(out), "--seed", "3", "--no-progress", "--strict"]) == 0
     return raw, out
 
@@ -55,8 +74,12 @@ def _options(query: str) -> dict[str, str]:
 
 def _quadrant_areas(defect: np.ndarray) -> list[int]:
     h, w = defect.shape  # the synthetic images have even sizes: no pixel on a mid line
-    return [int(defect[: h // 2, : w // 2].sum()), int(defect[: h // 2, w // 2 :].sum()),
-            int(defect[h // 2 :, : w // 2].sum()), int(defect[h // 2 :, w // 2 :].sum())]
+    return [
+        int(defect[: h // 2, : w // 2].sum()),
+        int(defect[: h // 2, w // 2 :].sum()),
+        int(defect[h // 2 :, : w // 2].sum()),
+        int(defect[h // 2 :, w // 2 :].sum()),
+    ]
 
 
 def test_every_record_points_to_an_existing_image_and_all_tasks_are_present(built):
@@ -91,7 +114,9 @@ def test_answers_agree_with_the_masks(built):
             ys, xs = np.nonzero(defect)
             h, w = defect.shape
             expected = [xs.min() / w, ys.min() / h, (xs.max() + 1) / w, (ys.max() + 1) / h]
-            assert json.loads(answer) == pytest.approx(expected, abs=0.0005 + 1e-9)  # 3 decimals: at most half a unit off
+            assert json.loads(answer) == pytest.approx(
+                expected, abs=0.0005 + 1e-9
+            )  # 3 decimals: at most half a unit off
         checked[task] += 1
     assert all(count > 0 for count in checked.values()), checked
 

@@ -8,14 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from edge.sinks.mqtt.config import MqttSettings
 from benchmarks.stand_ins.subscriber import Subscriber
+from edge.sinks.mqtt.config import MqttSettings
 
 
 def sink_settings(port: int, **overrides) -> MqttSettings:
     """Station st1 on line l1, reconnecting fast (faults last seconds here, not minutes)."""
-    base = dict(port=port, line="l1", station="st1", reconnect_min_delay_s=0.1, reconnect_max_delay_s=0.5,
-                close_timeout_s=3.0)
+    base = dict(
+        port=port, line="l1", station="st1", reconnect_min_delay_s=0.1, reconnect_max_delay_s=0.5, close_timeout_s=3.0
+    )
     return MqttSettings(**{**base, **overrides})
 
 
@@ -43,16 +44,55 @@ def openssl(cwd: Path, *args: str) -> None:
 
 def make_client_cert(tls_dir: Path, name: str) -> tuple[Path, Path]:
     """A client certificate (CN=`name`) signed by the CA in `tls_dir` (from make_tls_files)."""
-    openssl(tls_dir, "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", f"{name}.key",
-            "-out", f"{name}.csr")
-    openssl(tls_dir, "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-            "-days", "2", "-out", f"{name}.crt")
+    openssl(
+        tls_dir,
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        f"/CN={name}",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.csr",
+    )
+    openssl(
+        tls_dir,
+        "x509",
+        "-req",
+        "-in",
+        f"{name}.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-out",
+        f"{name}.crt",
+    )
     return tls_dir / f"{name}.crt", tls_dir / f"{name}.key"
 
 
 def make_other_ca(directory: Path) -> Path:
     """A CA that signed nothing the broker uses (a station pointed at the wrong trust root)."""
     directory.mkdir(parents=True, exist_ok=True)
-    openssl(directory, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=impostor-ca",
-            "-keyout", "other.key", "-out", "other.crt")
+    openssl(
+        directory,
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=impostor-ca",
+        "-keyout",
+        "other.key",
+        "-out",
+        "other.crt",
+    )
     return directory / "other.crt"

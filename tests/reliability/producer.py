@@ -21,7 +21,7 @@ class Producer:
         self.handle_s: list[float] = []  # how long each handle() took: the camera loop's cost
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def start(self) -> "Producer":
+    def start(self) -> Producer:
         self._thread.start()
         return self
 

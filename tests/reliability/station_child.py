@@ -18,11 +18,11 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.stand_ins.results import make_result
+from edge.sinks.mqtt.config import OutboxSettings
 from edge.sinks.mqtt.outbox.store import Outbox
 from edge.sinks.mqtt.sink import MqttSink
-from edge.sinks.mqtt.config import OutboxSettings
 from tests.reliability.conftest import sink_settings
-from benchmarks.stand_ins.results import make_result
 
 
 def main() -> int:

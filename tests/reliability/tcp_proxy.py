@@ -43,7 +43,7 @@ class TcpProxy:
         self.port = int(self._listener.getsockname()[1])
         self._acceptor = threading.Thread(target=self._accept_loop, name="proxy-accept", daemon=True)
 
-    def start(self) -> "TcpProxy":
+    def start(self) -> TcpProxy:
         self._listener.listen(16)
         self._acceptor.start()
         return self

@@ -21,7 +21,9 @@ from tests.unit.test_ddqa_tree import make_tree, write
 from train.data.ddqa import DdqaOptions, build_ddqa
 
 BASE = {
-    "station_id": "st1", "line_id": "l1", "artifact": "artifact",
+    "station_id": "st1",
+    "line_id": "l1",
+    "artifact": "artifact",
     "sources": [{"kind": "video", "id": "cam0", "path": "line.mkv", "policy": "triggered", "queue_capacity": 4}],
     "batching": {"max_batch": 1, "max_wait_ms": 2.0},
     "metrics": {"enabled": False, "port": 9108},
@@ -29,8 +31,14 @@ BASE = {
     "outbox": {"path": "o.db", "max_rows": 1000, "policy": "drop_oldest"},
 }
 MAPPINGS = [(), ("batching",), ("metrics",), ("mqtt",), ("outbox",), ("sources", 0)]
-NUMERIC_LEAVES = [("batching", "max_batch"), ("metrics", "port"), ("mqtt", "port"), ("mqtt", "keepalive_s"),
-                  ("outbox", "max_rows"), ("sources", 0, "queue_capacity")]
+NUMERIC_LEAVES = [
+    ("batching", "max_batch"),
+    ("metrics", "port"),
+    ("mqtt", "port"),
+    ("mqtt", "keepalive_s"),
+    ("outbox", "max_rows"),
+    ("sources", 0, "queue_capacity"),
+]
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -69,9 +77,15 @@ def test_an_unknown_key_anywhere_is_rejected_naming_it_and_its_line(tmp_path, wh
 
 
 @FUZZ
-@given(leaf=st.sampled_from(NUMERIC_LEAVES),
-       bad=st.one_of(st.text(alphabet="abcxyz ", min_size=1, max_size=8), st.lists(st.integers(), max_size=2),
-                     st.integers(max_value=-1), st.dictionaries(st.just("k"), st.integers(), min_size=1)))
+@given(
+    leaf=st.sampled_from(NUMERIC_LEAVES),
+    bad=st.one_of(
+        st.text(alphabet="abcxyz ", min_size=1, max_size=8),
+        st.lists(st.integers(), max_size=2),
+        st.integers(max_value=-1),
+        st.dictionaries(st.just("k"), st.integers(), min_size=1),
+    ),
+)
 def test_a_wrong_type_or_range_names_the_dotted_key_and_its_line(tmp_path, leaf, bad):
     data = json.loads(json.dumps(BASE))
     at(data, leaf[:-1])[leaf[-1]] = bad
@@ -111,7 +125,7 @@ def test_hostile_file_names_in_a_ddqa_tree_are_used_as_data_never_interpreted(tm
     # given a tree whose images carry unicode, spaces, leading dashes, shell syntax and 200-char names
     root = make_tree(tmp_path / "raw", {("D", "S", "crack"): 2}, ok_per_sub=2)
     ng = root / "D" / "S" / "NG" / "crack"
-    for i, name in enumerate(HOSTILE_NAMES):
+    for _i, name in enumerate(HOSTILE_NAMES):
         write(ng / "image" / f"{name}.png", np.full((20, 30, 3), 120, np.uint8))
         mask = np.zeros((20, 30), np.uint8)
         mask[5:10, 5:15] = 255

@@ -9,11 +9,11 @@ import time
 
 import pytest
 
+from benchmarks.stand_ins.delivery import check_delivery, verdicts
+from edge.sinks.mqtt.config import OutboxSettings
 from edge.sinks.mqtt.outbox.store import Outbox
 from edge.sinks.mqtt.sink import MqttSink
-from edge.sinks.mqtt.config import OutboxSettings
 from tests.reliability.conftest import sink_settings
-from benchmarks.stand_ins.delivery import check_delivery, verdicts
 from tests.reliability.producer import Producer
 from tests.reliability.tcp_proxy import TcpProxy
 
@@ -26,18 +26,24 @@ def received_verdicts(sub) -> list[dict]:
 
 def wait_all(sub, ids: list[str], timeout_s: float = 20.0) -> None:
     wanted = set(ids)
-    sub.wait_for(lambda msgs: wanted <= {v["inspection_id"] for v in
-                                         verdicts([m.payload for m in msgs if m.topic.endswith("/verdict")])},
-                 timeout_s)
+    sub.wait_for(
+        lambda msgs: (
+            wanted <= {v["inspection_id"] for v in verdicts([m.payload for m in msgs if m.topic.endswith("/verdict")])}
+        ),
+        timeout_s,
+    )
 
 
 def test_repeated_outages_of_a_persistent_broker_lose_no_verdict_for_two_stations(
-        mosquitto_factory, subscriber_factory, tmp_path):
+    mosquitto_factory, subscriber_factory, tmp_path
+):
     # given two stations publishing through a persistent broker, and a persistent-session PLC subscriber
     broker = mosquitto_factory(persistence=True)
     sub = subscriber_factory(broker.port, "eiad/l1/+/verdict")
-    sinks = {st: MqttSink(sink_settings(broker.port, station=st), Outbox(OutboxSettings(path=tmp_path / f"{st}.db")))
-             for st in ("st1", "st2")}
+    sinks = {
+        st: MqttSink(sink_settings(broker.port, station=st), Outbox(OutboxSettings(path=tmp_path / f"{st}.db")))
+        for st in ("st1", "st2")
+    }
     producers = [Producer(sink, 240, interval_s=0.008, station=st).start() for st, sink in sinks.items()]
     # when the broker is stopped three times mid-run (down 0.4-0.8 s each)
     outages = 0
@@ -72,7 +78,8 @@ def test_repeated_outages_of_a_persistent_broker_lose_no_verdict_for_two_station
 
 
 def test_results_made_while_a_non_persistent_broker_is_down_are_all_delivered(
-        mosquitto_factory, subscriber_factory, tmp_path):
+    mosquitto_factory, subscriber_factory, tmp_path
+):
     # given a broker without persistence: a restart forgets every session and queued message,
     # so the station's outbox is the only copy of what is produced while it is down
     broker = mosquitto_factory(persistence=False)
@@ -103,14 +110,16 @@ def test_results_made_while_a_non_persistent_broker_is_down_are_all_delivered(
 
 
 def test_a_broker_refusing_the_credentials_loses_nothing_once_they_are_fixed(
-        mosquitto_factory, subscriber_factory, tmp_path, caplog):
+    mosquitto_factory, subscriber_factory, tmp_path, caplog
+):
     # given a broker that knows st1 with another password than the station has
     broker = mosquitto_factory(persistence=True, users={"st1": "right-pw", "plc": "plc-pw"})
     sub = subscriber_factory(broker.port, "eiad/l1/st1/verdict", username="plc", password="plc-pw", client_id="plc")
     wrong = dict(username="st1", password_env="PW", allow_plaintext_credentials=True)
     box_path = tmp_path / "o.db"
-    sink = MqttSink(sink_settings(broker.port, **wrong), Outbox(OutboxSettings(path=box_path)),
-                    environ={"PW": "wrong-pw"})
+    sink = MqttSink(
+        sink_settings(broker.port, **wrong), Outbox(OutboxSettings(path=box_path)), environ={"PW": "wrong-pw"}
+    )
     # when 25 parts are inspected while the broker keeps refusing the station
     producer = Producer(sink, 25, interval_s=0.002).start()
     producer.join()
@@ -125,8 +134,9 @@ def test_a_broker_refusing_the_credentials_loses_nothing_once_they_are_fixed(
     assert "refused the connection" in caplog.text and "wrong-pw" not in caplog.text
     sink.close()
     # and after the password is fixed and the station restarted, every verdict arrives in order
-    sink = MqttSink(sink_settings(broker.port, **wrong), Outbox(OutboxSettings(path=box_path)),
-                    environ={"PW": "right-pw"})
+    sink = MqttSink(
+        sink_settings(broker.port, **wrong), Outbox(OutboxSettings(path=box_path)), environ={"PW": "right-pw"}
+    )
     assert sink.flush(10), sink.stats()
     wait_all(sub, producer.ids)
     report = check_delivery(received_verdicts(sub), producer.ids)

@@ -11,19 +11,19 @@ import threading
 import numpy as np
 import pytest
 
+from benchmarks.stand_ins.artifact import frame_with_patch, grey_frame
 from edge.health import Metrics
-from edge.sinks.mqtt.outbox.store import Outbox
 from edge.pipeline import Pipeline
 from edge.runners.onnxruntime_runner import OnnxRuntimeRunner
-from edge.sinks.mqtt.sink import MqttSink
 from edge.sinks.mqtt.config import OutboxSettings
+from edge.sinks.mqtt.outbox.store import Outbox
+from edge.sinks.mqtt.sink import MqttSink
 from edge.sources.base import Capture
 from edge.sources.watchdog import SourceSet
 from eiad.errors import SourceError
 from tests.reliability.conftest import sink_settings
 from tests.support_edge.fakes import CollectingSink, HangingSource, ListSource
 from tests.support_edge.fixtures import tiny_artifact  # noqa: F401 (fixture)
-from benchmarks.stand_ins.artifact import frame_with_patch, grey_frame
 
 GOOD = grey_frame()
 NG = frame_with_patch((10, 10, 20, 20))
@@ -65,12 +65,13 @@ class VanishingSource(ListSource):
 
 @pytest.mark.mqtt
 def test_hostile_frames_are_rejected_with_reasons_published_and_the_loop_goes_on(
-        runner, mosquitto_factory, subscriber_factory, tmp_path):
+    runner, mosquitto_factory, subscriber_factory, tmp_path
+):
     # given a camera interleaving every kind of corrupt frame with good ones, into a real MQTT sink
     broker = mosquitto_factory(persistence=False)
     sub = subscriber_factory(broker.port, "eiad/l1/st1/verdict")
     images, expect = [], []
-    for name, (image, hint) in HOSTILE.items():
+    for _name, (image, hint) in HOSTILE.items():
         images += [image, GOOD, NG]
         expect += [("REJECTED", hint), ("OK", ""), ("NG", "")]
     sources = SourceSet(check_interval_s=0.05)

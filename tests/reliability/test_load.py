@@ -20,8 +20,15 @@ def test_overload_keeps_memory_bounded_drops_counted_exactly_and_processed_frame
     if not mosquitto_available():
         pytest.fail("mosquitto is not installed: apt-get install mosquitto (.ci/run does this)")
     # given cameras offering ~3x what the station can inspect, with a 40 ms staleness budget
-    report = run_overload(tmp_path, duration_s=20.0, cameras=2, fps_per_camera=150.0, infer_ms=10.0,
-                          staleness_budget_ms=40.0, rss_bound_mib=25.0)
+    report = run_overload(
+        tmp_path,
+        duration_s=20.0,
+        cameras=2,
+        fps_per_camera=150.0,
+        infer_ms=10.0,
+        staleness_budget_ms=40.0,
+        rss_bound_mib=25.0,
+    )
     offered, inspected = sum(report.offered.values()), sum(report.inspected.values())
     # then it really was overloaded, and every frame offered was inspected or counted as dropped
     assert inspected < offered / 2, report

@@ -15,6 +15,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
+from benchmarks.stand_ins.artifact import build_graph, build_tiny_artifact, frame_with_patch, grey_frame
 from edge.pipeline import Pipeline
 from edge.runners.onnxruntime_runner import OnnxRuntimeRunner
 from edge.sources.watchdog import SourceSet
@@ -22,7 +23,6 @@ from eiad.errors import ArtifactError
 from eiad.manifest import MANIFEST_NAME, file_entry, load_manifest, write_manifest
 from tests.support_edge.fakes import CollectingSink, ListSource
 from tests.support_edge.fixtures import nan_artifact, tiny_artifact  # noqa: F401 (fixtures)
-from benchmarks.stand_ins.artifact import build_graph, build_tiny_artifact, frame_with_patch, grey_frame
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -63,8 +63,13 @@ def manifest_gone(d: Path) -> None:
     (d / MANIFEST_NAME).unlink()
 
 
-SPOILS = {missing: "is missing", truncated: "truncated", tampered: "sha256", manifest_garbage: "not a valid manifest",
-          manifest_gone: "not found"}
+SPOILS = {
+    missing: "is missing",
+    truncated: "truncated",
+    tampered: "sha256",
+    manifest_garbage: "not a valid manifest",
+    manifest_gone: "not found",
+}
 
 
 @pytest.mark.parametrize("spoil", SPOILS, ids=[f.__name__ for f in SPOILS])
@@ -82,12 +87,19 @@ def test_a_tampered_artifact_stops_eiad_edge_run_with_exit_2_and_the_reason(arti
     images = tmp_path / "images"
     images.mkdir()
     config = tmp_path / "station.yaml"
-    config.write_text(f"station_id: st1\nline_id: l1\nartifact: {artifact}\n"
-                      f"sources:\n  - {{kind: folder, id: cam, path: {images}}}\n"
-                      "metrics: {enabled: false}\nsequence_file: null\n")
+    config.write_text(
+        f"station_id: st1\nline_id: l1\nartifact: {artifact}\n"
+        f"sources:\n  - {{kind: folder, id: cam, path: {images}}}\n"
+        "metrics: {enabled: false}\nsequence_file: null\n"
+    )
     # when the station starts, then it refuses with a clear one-line reason, no traceback
-    done = subprocess.run([sys.executable, "-m", "commands.main", "edge", "run", "--config", str(config)],
-                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "commands.main", "edge", "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert done.returncode == 2, done.stderr[-2000:]
     assert "error:" in done.stderr and "sha256" in done.stderr and "Traceback" not in done.stderr
 

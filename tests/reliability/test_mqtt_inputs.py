@@ -23,14 +23,14 @@ import paho.mqtt.client as mqtt
 import pytest
 
 import edge.explainer.worker as explainer_module
+from benchmarks.stand_ins.artifact import grey_frame
+from benchmarks.stand_ins.subscriber import Subscriber
 from edge.app import build_station
 from edge.config import load_station_config
 from edge.explainer.worker import Explainer
 from edge.sources.watchdog import SourceSet
-from benchmarks.stand_ins.subscriber import Subscriber
 from tests.support_edge.fakes import ListSource
 from tests.support_edge.fixtures import tiny_artifact  # noqa: F401 (fixture)
-from benchmarks.stand_ins.artifact import grey_frame
 
 pytestmark = pytest.mark.mqtt
 
@@ -68,8 +68,11 @@ def station(tmp_path, tiny_artifact, mosquitto_factory, monkeypatch):  # noqa: F
     explanation requests on; yields (station, broker, runtime, verdicts subscriber, done)."""
     broker = mosquitto_factory(persistence=False)
     runtime = RecordingRuntime()
-    monkeypatch.setattr(explainer_module, "build_explainer",
-                        lambda artifact, sinks, config, on_text=None: Explainer(runtime, sinks, config))
+    monkeypatch.setattr(
+        explainer_module,
+        "build_explainer",
+        lambda artifact, sinks, config, on_text=None: Explainer(runtime, sinks, config),
+    )
     path = tmp_path / "station.yaml"
     path.write_text(STATION.format(artifact=tiny_artifact, port=broker.port))
     sources = SourceSet(check_interval_s=0.05)
@@ -135,7 +138,7 @@ def test_hostile_requests_are_rejected_counted_logged_once_and_change_nothing(st
         # when each hostile payload is sent, one at a time, waiting for the station's answer
         for n, (payload, _) in enumerate(catalogue, start=1):
             client.publish("eiad/l1/st1/explain/request", payload, qos=1).wait_for_publish(5)
-            assert station.sub.wait_for(lambda msgs: len(responses(station.sub)) >= n, 5), catalogue[n - 1][1]
+            assert station.sub.wait_for(lambda msgs, n=n: len(responses(station.sub)) >= n, 5), catalogue[n - 1][1]
         # then each was answered "rejected" with the expected reason, in order
         answers = responses(station.sub)
         assert [(a["status"], a["reason"]) for a in answers] == [("rejected", r) for _, r in catalogue]
@@ -155,7 +158,7 @@ def test_hostile_requests_are_rejected_counted_logged_once_and_change_nothing(st
         client.loop_stop()
         client.disconnect()
 
-    flood = responses(station.sub)[len(catalogue):]
+    flood = responses(station.sub)[len(catalogue) :]
     accepted = [a["inspection_id"] for a in flood if a["status"] == "accepted"]
     # then only the token bucket's burst (3, +1 per 2 s) was accepted, each id at most once
     assert 3 <= len(accepted) <= 3 + int(flood_s * 0.5) + 1 and len(set(accepted)) == len(accepted)
@@ -174,13 +177,17 @@ def test_hostile_requests_are_rejected_counted_logged_once_and_change_nothing(st
     assert 'eiad_explain_requests_rejected_total{reason="unknown_inspection"} 1.0' in metrics
     assert f"eiad_explain_requests_accepted_total {float(len(accepted))}" in metrics
     # and each reason was logged once (log_every_s: 60), never once per request
-    logged = Counter(r.getMessage().split("(")[1].split(")")[0] for r in caplog.records
-                     if "explanation request rejected" in r.getMessage())
+    logged = Counter(
+        r.getMessage().split("(")[1].split(")")[0]
+        for r in caplog.records
+        if "explanation request rejected" in r.getMessage()
+    )
     assert logged == Counter({reason: 1 for reason in expected})
     # and nothing else happened: only the accepted ids were explained, and the loop gave
     # every one of its 120 frames exactly one verdict, numbered 1..120
-    assert station.sub.wait_for(lambda msgs: len(msgs) and len(
-        station.sub.snapshot("/explanation")) >= len(accepted), 10)
+    assert station.sub.wait_for(
+        lambda msgs: len(msgs) and len(station.sub.snapshot("/explanation")) >= len(accepted), 10
+    )
     time.sleep(0.3)
     explained = [json.loads(m.payload)["inspection_id"] for m in station.sub.snapshot("/explanation")]
     assert sorted(explained) == sorted(accepted) and station.runtime.calls == len(accepted)
@@ -204,9 +211,11 @@ def test_the_subscription_is_renewed_after_the_broker_restarts(station):
     # when a request arrives on the new connection
     client = attacker(station.broker.port)
     try:
-        client.publish("eiad/l1/st1/explain/request",
-                       json.dumps({"schema_version": 1, "inspection_id": known, "requested_by": "hmi-2"}).encode(),
-                       qos=1).wait_for_publish(5)
+        client.publish(
+            "eiad/l1/st1/explain/request",
+            json.dumps({"schema_version": 1, "inspection_id": known, "requested_by": "hmi-2"}).encode(),
+            qos=1,
+        ).wait_for_publish(5)
         # then it is accepted and explained, with who asked in the explanation's meta
         assert station.sub.wait_for(lambda msgs: any(m.topic.endswith("/explanation") for m in msgs), 10)
     finally:

@@ -8,11 +8,11 @@ import time
 
 import pytest
 
+from benchmarks.stand_ins.delivery import check_delivery, verdicts
+from edge.sinks.mqtt.config import OutboxSettings
 from edge.sinks.mqtt.outbox.store import Outbox
 from edge.sinks.mqtt.sink import MqttSink
-from edge.sinks.mqtt.config import OutboxSettings
 from tests.reliability.conftest import sink_settings
-from benchmarks.stand_ins.delivery import check_delivery, verdicts
 from tests.reliability.producer import Producer
 from tests.reliability.tcp_proxy import TcpProxy
 

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.stand_ins.delivery import check_delivery, verdicts
+from edge.sinks.mqtt.config import OutboxSettings
 from edge.sinks.mqtt.outbox.store import Outbox, OutgoingMessage
 from edge.sinks.mqtt.sink import MqttSink
-from edge.sinks.mqtt.config import OutboxSettings
 from tests.reliability.conftest import sink_settings
-from benchmarks.stand_ins.delivery import check_delivery, verdicts
 from tests.support.mosquitto import free_port
 from tests.support_edge.fixtures import tiny_artifact  # noqa: F401 (fixture)
 
@@ -36,8 +36,13 @@ class Child:
     def __init__(self, *args: str) -> None:
         # stderr to a file: a child logging many tracebacks must never block on a full pipe
         self.stderr = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.reliability.station_child", *args], cwd=REPO,
-                                     stdout=subprocess.PIPE, stderr=self.stderr, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.reliability.station_child", *args],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            text=True,
+        )
         self.stored: list[int] = []
         self.lines: list[str] = []
         assert self.readline() == "ready", self.error_text()
@@ -73,8 +78,10 @@ class Child:
 
 
 def wait_ids(sub, ids: set[str], timeout_s: float = 20.0) -> list[dict]:
-    sub.wait_for(lambda m: ids <= {v["inspection_id"] for v in verdicts([x.payload for x in m if x.topic.endswith("/verdict")])},
-                 timeout_s)
+    sub.wait_for(
+        lambda m: ids <= {v["inspection_id"] for v in verdicts([x.payload for x in m if x.topic.endswith("/verdict")])},
+        timeout_s,
+    )
     return verdicts([m.payload for m in sub.snapshot("/verdict")])
 
 
@@ -91,8 +98,18 @@ def test_sigkill_at_random_points_loses_no_committed_verdict(mosquitto_factory, 
             broker.stop()
         elif not broker.running:
             broker.start()
-        child = Child("--port", str(broker.port), "--outbox", str(box), "--first", str(next_seq), "--count", "5000",
-                      "--interval-s", "0.001")
+        child = Child(
+            "--port",
+            str(broker.port),
+            "--outbox",
+            str(box),
+            "--first",
+            str(next_seq),
+            "--count",
+            "5000",
+            "--interval-s",
+            "0.001",
+        )
         time.sleep(rng.uniform(0.05, 0.4))  # before, during or after a commit: wherever it lands
         child.kill_and_collect()
         assert child.stored, f"round {round_index}: nothing stored before the kill"
@@ -103,8 +120,9 @@ def test_sigkill_at_random_points_loses_no_committed_verdict(mosquitto_factory, 
     if not broker.running:
         broker.start()
     # when the station restarts one last time and flushes
-    final = Child("--port", str(broker.port), "--outbox", str(box), "--first", str(next_seq), "--count", "3",
-                  "--interval-s", "0")
+    final = Child(
+        "--port", str(broker.port), "--outbox", str(box), "--first", str(next_seq), "--count", "3", "--interval-s", "0"
+    )
     while final.readline() != "done":
         pass
     ids = [f"st1-{seq:06d}" for seq in committed + final.stored]
@@ -129,7 +147,8 @@ def _killed_station_with_backlog(tmp_path: Path, count: int) -> tuple[Path, list
 
 @pytest.mark.parametrize("keep_fraction", [0.7, 0.3, 0.05])
 def test_a_torn_wal_after_power_loss_keeps_a_gapless_prefix_and_the_station_starts(
-        mosquitto_factory, subscriber_factory, tmp_path, keep_fraction, caplog):
+    mosquitto_factory, subscriber_factory, tmp_path, keep_fraction, caplog
+):
     # given a killed station's outbox whose WAL lost its tail (the page cache never reached
     # the disk: power cut with synchronous=NORMAL)
     box, stored = _killed_station_with_backlog(tmp_path, 400)
@@ -168,7 +187,9 @@ def test_a_corrupt_outbox_file_is_quarantined_and_the_station_starts_fresh(tmp_p
     stats = outbox.stats()
     assert stats.corrupt_quarantined == 1 and stats.depth_rows == 1
     # and the damaged file is kept, byte for byte, under a name the log gives beside the path
-    kept = [p for p in tmp_path.iterdir() if p.name.startswith("o.db.corrupt-") and not p.name.endswith(("-wal", "-shm"))]
+    kept = [
+        p for p in tmp_path.iterdir() if p.name.startswith("o.db.corrupt-") and not p.name.endswith(("-wal", "-shm"))
+    ]
     assert len(kept) == 1 and kept[0].read_bytes() == damaged
     assert str(box) in caplog.text and str(kept[0]) in caplog.text
     outbox.close()
@@ -176,8 +197,21 @@ def test_a_corrupt_outbox_file_is_quarantined_and_the_station_starts_fresh(tmp_p
 
 def _run_disk_full_child(tmp_path: Path, lift_after: int) -> tuple[dict, Path, list[int]]:
     box = tmp_path / "o.db"
-    child = Child("--port", str(free_port()), "--outbox", str(box), "--count", "200", "--interval-s", "0",
-                  "--fsize-limit-bytes", "120000", "--lift-after", str(lift_after), "--exit")
+    child = Child(
+        "--port",
+        str(free_port()),
+        "--outbox",
+        str(box),
+        "--count",
+        "200",
+        "--interval-s",
+        "0",
+        "--fsize-limit-bytes",
+        "120000",
+        "--lift-after",
+        str(lift_after),
+        "--exit",
+    )
     lines = child.run_to_end()
     assert child.proc.returncode == 0, child.error_text()
     stats = json.loads(next(line for line in lines if line.startswith("stats "))[6:])
@@ -231,7 +265,8 @@ sequence_file: state/sequence.state
 
 @pytest.mark.parametrize("kill_where", ["before", "after"])
 def test_a_station_killed_between_its_writes_leaves_no_sequence_gap(
-        mosquitto_factory, subscriber_factory, tmp_path, tiny_artifact, kill_where):
+    mosquitto_factory, subscriber_factory, tmp_path, tiny_artifact, kill_where
+):
     # given a whole station (video -> ONNX -> sinks -> MQTT) SIGKILLed while it handles its
     # 6th part: just before the MQTT sink stores it, or just after (before the sequence file)
     from benchmarks.stand_ins.frames import write_synthetic_line
@@ -241,19 +276,42 @@ def test_a_station_killed_between_its_writes_leaves_no_sequence_gap(
     write_synthetic_line(tmp_path / "line", count=10)
     config = tmp_path / "station.yaml"
     config.write_text(STATION.format(artifact=tiny_artifact, port=broker.port))
-    killed = subprocess.run([sys.executable, "-m", "tests.reliability.test_process_faults", "--station", str(config),
-                             "--kill-at", "6", "--kill-where", kill_where], cwd=REPO, capture_output=True, text=True,
-                            timeout=60)
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.reliability.test_process_faults",
+            "--station",
+            str(config),
+            "--kill-at",
+            "6",
+            "--kill-where",
+            kill_where,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert killed.returncode == -9, killed.stderr[-2000:]
     # when it is restarted and runs the (replayed) line to its end
-    again = subprocess.run([sys.executable, "-m", "tests.reliability.test_process_faults", "--station", str(config)],
-                           cwd=REPO, capture_output=True, text=True, timeout=60)
+    again = subprocess.run(
+        [sys.executable, "-m", "tests.reliability.test_process_faults", "--station", str(config)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert again.returncode == 0, again.stderr[-2000:]
     # then the subscriber sees sequence numbers without a gap, and the restart went on from last + 1
     stored_before_kill = 5 if kill_where == "before" else 6
     expected = list(range(1, stored_before_kill + 10 + 1))
-    assert sub.wait_for(lambda m: {v["sequence"] for v in verdicts([x.payload for x in m if x.topic.endswith("/verdict")])}
-                        >= set(expected), 15)
+    assert sub.wait_for(
+        lambda m: (
+            {v["sequence"] for v in verdicts([x.payload for x in m if x.topic.endswith("/verdict")])} >= set(expected)
+        ),
+        15,
+    )
     got = verdicts([m.payload for m in sub.snapshot("/verdict")])
     assert sorted({v["sequence"] for v in got}) == expected
     assert f"sequence numbering continues at {stored_before_kill + 1}" in again.stderr

@@ -14,12 +14,12 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
+from benchmarks.stand_ins.results import make_result
+from edge.sinks.mqtt.config import OutboxSettings, TlsSettings
 from edge.sinks.mqtt.outbox.store import Outbox
 from edge.sinks.mqtt.sink import MqttSink
-from edge.sinks.mqtt.config import OutboxSettings, TlsSettings
 from tests.reliability.conftest import make_client_cert, make_other_ca, sink_settings
 from tests.support.mosquitto import make_tls_files
-from benchmarks.stand_ins.results import make_result
 
 REPO = Path(__file__).resolve().parents[2]
 STATION_PW = "S3cr3t-st1-0xC0FFEE"  # distinctive: searched for in every log below
@@ -33,16 +33,25 @@ def secure(mosquitto_factory, tmp_path):
     tls = make_tls_files(tmp_path / "tls")
     acl = tmp_path / "acl"
     acl.write_text(ACL)
-    broker = mosquitto_factory(persistence=False, users={"st1": STATION_PW, "plc": PLC_PW}, tls=tls,
-                               extra_conf=f"acl_file {acl}\n")
+    broker = mosquitto_factory(
+        persistence=False, users={"st1": STATION_PW, "plc": PLC_PW}, tls=tls, extra_conf=f"acl_file {acl}\n"
+    )
     return broker, tls
 
 
 def station(broker, tls, tmp_path, password: str = STATION_PW, station_name: str = "st1", ca=None, **tls_kw):
-    settings = sink_settings(broker.port, station=station_name, username="st1", password_env="EIAD_MQTT_PASSWORD",
-                             tls=TlsSettings(ca_file=ca or tls.ca_file, **tls_kw))
-    return MqttSink(settings, Outbox(OutboxSettings(path=tmp_path / f"{station_name}-{time.monotonic_ns()}.db")),
-                    environ={"EIAD_MQTT_PASSWORD": password})
+    settings = sink_settings(
+        broker.port,
+        station=station_name,
+        username="st1",
+        password_env="EIAD_MQTT_PASSWORD",
+        tls=TlsSettings(ca_file=ca or tls.ca_file, **tls_kw),
+    )
+    return MqttSink(
+        settings,
+        Outbox(OutboxSettings(path=tmp_path / f"{station_name}-{time.monotonic_ns()}.db")),
+        environ={"EIAD_MQTT_PASSWORD": password},
+    )
 
 
 def plc(subscriber_factory, broker, tls, topic="eiad/#"):
@@ -130,11 +139,13 @@ def test_mutual_tls_needs_a_client_certificate_from_the_plant_ca(mosquitto_facto
     tls = make_tls_files(tmp_path / "tls")
     cert, key = make_client_cert(tmp_path / "tls", "st1")
     broker = mosquitto_factory(persistence=False, tls=tls, extra_conf="require_certificate true\n")
-    without = MqttSink(sink_settings(broker.port, tls=TlsSettings(ca_file=tls.ca_file)),
-                       Outbox(OutboxSettings(path=tmp_path / "a.db")))
-    with_cert = MqttSink(sink_settings(broker.port, station="st2", tls=TlsSettings(ca_file=tls.ca_file, cert_file=cert,
-                                                                                   key_file=key)),
-                         Outbox(OutboxSettings(path=tmp_path / "b.db")))
+    without = MqttSink(
+        sink_settings(broker.port, tls=TlsSettings(ca_file=tls.ca_file)), Outbox(OutboxSettings(path=tmp_path / "a.db"))
+    )
+    with_cert = MqttSink(
+        sink_settings(broker.port, station="st2", tls=TlsSettings(ca_file=tls.ca_file, cert_file=cert, key_file=key)),
+        Outbox(OutboxSettings(path=tmp_path / "b.db")),
+    )
     assert wait_stats(with_cert, lambda s: s["connected"])["connected"]
     time.sleep(0.5)
     assert without.stats()["connects"] == 0
@@ -170,7 +181,8 @@ def test_secrets_never_appear_in_logs_stats_or_the_outbox(secure, subscriber_fac
 
 @pytest.mark.mqtt
 def test_the_station_subscribes_to_nothing_by_default_and_only_to_explain_requests_when_enabled(
-        mosquitto_factory, tmp_path):
+    mosquitto_factory, tmp_path
+):
     # given a running station and an attacker on the plant network
     broker = mosquitto_factory(persistence=False)
     sink = MqttSink(sink_settings(broker.port), Outbox(OutboxSettings(path=tmp_path / "o.db")))
@@ -179,8 +191,13 @@ def test_the_station_subscribes_to_nothing_by_default_and_only_to_explain_reques
     attacker = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="attacker", protocol=mqtt.MQTTv5)
     attacker.connect("127.0.0.1", broker.port)
     attacker.loop_start()
-    hostile = [b"{not json", b"\x00" * 200_000, json.dumps({"command": "set_threshold", "image_score": 1.0}).encode(),
-               json.dumps({"command": "explain", "inspection_id": 12}).encode(), b'{"command": "shutdown"}']
+    hostile = [
+        b"{not json",
+        b"\x00" * 200_000,
+        json.dumps({"command": "set_threshold", "image_score": 1.0}).encode(),
+        json.dumps({"command": "explain", "inspection_id": 12}).encode(),
+        b'{"command": "shutdown"}',
+    ]
     topics = ("eiad/l1/st1/command", "eiad/l1/st1/explain/request", "eiad/l1/st1/#", "eiad/l1/st1/status")
 
     def attack() -> None:
@@ -205,7 +222,9 @@ def test_the_station_subscribes_to_nothing_by_default_and_only_to_explain_reques
     # then the station subscribed to exactly that one topic, and only its payloads reach the handler
     subscribe_lines = [line for line in broker.log_text().splitlines() if "eiad/l1/st1/" in line and "(QoS" in line]
     assert subscribe_lines and all("eiad/l1/st1/explain/request (QoS 1)" in line for line in subscribe_lines)
-    assert received == hostile  # the handler (edge/explainer/requests.py) validates them: tests/reliability/test_mqtt_inputs.py
+    assert (
+        received == hostile
+    )  # the handler (edge/explainer/requests.py) validates them: tests/reliability/test_mqtt_inputs.py
     with pytest.raises(ValueError):
         sink.subscribe("eiad/l1/st1/#", received.append)  # never a wildcard
     sink.handle(make_result(1, "OK"))
@@ -247,8 +266,18 @@ def unsafe_calls(tree: ast.AST) -> list[tuple[int, str]]:
             continue
         name = _name(node.func)
         short = name.rsplit(".", 1)[-1]
-        if name in ("pickle.load", "pickle.loads", "cPickle.load", "dill.load", "marshal.loads", "joblib.load",
-                    "pickle.Unpickler", "yaml.unsafe_load", "yaml.full_load", "yaml.unsafe_load_all"):
+        if name in (
+            "pickle.load",
+            "pickle.loads",
+            "cPickle.load",
+            "dill.load",
+            "marshal.loads",
+            "joblib.load",
+            "pickle.Unpickler",
+            "yaml.unsafe_load",
+            "yaml.full_load",
+            "yaml.unsafe_load_all",
+        ):
             found.append((node.lineno, f"{name}: unpickles/unsafely loads data"))
         elif name == "torch.load" and not _is_true(_kw(node, "weights_only")):
             found.append((node.lineno, "torch.load without weights_only=True"))
@@ -275,27 +304,33 @@ def test_no_unsafe_loading_eval_or_shell_interpolation_anywhere():
     assert not problems, "unsafe calls:\n" + "\n".join(problems)
 
 
-@pytest.mark.parametrize("source, expected", [
-    ("import pickle\npickle.loads(b)", "unpickles"),
-    ("import torch\ntorch.load('w.pt')", "weights_only"),
-    ("import torch\ntorch.load('w.pt', weights_only=False)", "weights_only"),
-    ("import yaml\nyaml.load(text)", "SafeLoader"),
-    ("import yaml\nyaml.load(text, Loader=yaml.FullLoader)", "SafeLoader"),
-    ("eval(cfg['expr'])", "eval"),
-    ("import subprocess\nsubprocess.run(f'ffmpeg -i {cfg.path}', shell=True)", "shell=True"),
-    ("import os\nos.system('ls ' + folder)", "shell"),
-    ("import numpy as np\nnp.load(p, allow_pickle=True)", "allow_pickle"),
-])
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("import pickle\npickle.loads(b)", "unpickles"),
+        ("import torch\ntorch.load('w.pt')", "weights_only"),
+        ("import torch\ntorch.load('w.pt', weights_only=False)", "weights_only"),
+        ("import yaml\nyaml.load(text)", "SafeLoader"),
+        ("import yaml\nyaml.load(text, Loader=yaml.FullLoader)", "SafeLoader"),
+        ("eval(cfg['expr'])", "eval"),
+        ("import subprocess\nsubprocess.run(f'ffmpeg -i {cfg.path}', shell=True)", "shell=True"),
+        ("import os\nos.system('ls ' + folder)", "shell"),
+        ("import numpy as np\nnp.load(p, allow_pickle=True)", "allow_pickle"),
+    ],
+)
 def test_the_static_check_catches_each_unsafe_pattern(source, expected):
     # the checker itself must fail on what it is meant to catch (and pass the safe forms below)
     assert any(expected in why for _, why in unsafe_calls(ast.parse(source)))
 
 
-@pytest.mark.parametrize("source", [
-    "import torch\ntorch.load('w.pt', weights_only=True)",
-    "import yaml\nyaml.load(text, Loader=yaml.SafeLoader)\nyaml.safe_load(text)",
-    "import subprocess\nsubprocess.run(['ffmpeg', '-i', path], check=True)",
-    "import subprocess\nsubprocess.run('nvidia-smi', shell=True)",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import torch\ntorch.load('w.pt', weights_only=True)",
+        "import yaml\nyaml.load(text, Loader=yaml.SafeLoader)\nyaml.safe_load(text)",
+        "import subprocess\nsubprocess.run(['ffmpeg', '-i', path], check=True)",
+        "import subprocess\nsubprocess.run('nvidia-smi', shell=True)",
+    ],
+)
 def test_the_static_check_accepts_the_safe_forms(source):
     assert unsafe_calls(ast.parse(source)) == []

@@ -11,10 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.stand_ins.results import make_result
+from edge.sinks.mqtt.config import MqttSettings, OutboxSettings
 from edge.sinks.mqtt.outbox.store import Outbox
 from edge.sinks.mqtt.sink import MqttSink
-from edge.sinks.mqtt.config import MqttSettings, OutboxSettings
-from benchmarks.stand_ins.results import make_result
 
 
 def main() -> int:
@@ -25,8 +25,9 @@ def main() -> int:
     parser.add_argument("--first", type=int, default=1)
     parser.add_argument("--wait-connected", action="store_true")
     args = parser.parse_args()
-    settings = MqttSettings(port=args.port, line="l1", station="st1", reconnect_min_delay_s=0.2,
-                            reconnect_max_delay_s=0.5)
+    settings = MqttSettings(
+        port=args.port, line="l1", station="st1", reconnect_min_delay_s=0.2, reconnect_max_delay_s=0.5
+    )
     sink = MqttSink(settings, Outbox(OutboxSettings(path=args.outbox)))
     if args.wait_connected:
         while not sink.stats()["connected"]:

@@ -14,7 +14,9 @@ from pathlib import Path
 from tests.support_bench.station import tiny_station
 
 
-def tiny_llm_station(directory: Path, explainer: str = "{mode: NG, precision: fp32, max_new_tokens: 6, threads: 1}") -> Path:
+def tiny_llm_station(
+    directory: Path, explainer: str = "{mode: NG, precision: fp32, max_new_tokens: 6, threads: 1}"
+) -> Path:
     """artifact/ (vision + llm/) and station.yaml with `explainer: <explainer>`; needs torch."""
     import torch
     from tokenizers import Tokenizer
@@ -27,10 +29,25 @@ def tiny_llm_station(directory: Path, explainer: str = "{mode: NG, precision: fp
     tokenizer = train_tokenizer(Path(directory) / "tokenizer.json")
     vocab = Tokenizer.from_file(str(tokenizer))
     torch.manual_seed(0)
-    config = Qwen2Config(vocab_size=vocab.get_vocab_size(), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
-                         eos_token_id=vocab.token_to_id("<eos>"), tie_word_embeddings=False)
-    export_llm_artifact(Qwen2ForCausalLM(config).eval(), tokenizer, Path(directory) / "artifact", ["fp32"],
-                        prompts=["verdict NG crack top left. Explain:"], projector=torch.nn.Linear(3, 32), vision_dim=3)
+    config = Qwen2Config(
+        vocab_size=vocab.get_vocab_size(),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=256,
+        eos_token_id=vocab.token_to_id("<eos>"),
+        tie_word_embeddings=False,
+    )
+    export_llm_artifact(
+        Qwen2ForCausalLM(config).eval(),
+        tokenizer,
+        Path(directory) / "artifact",
+        ["fp32"],
+        prompts=["verdict NG crack top left. Explain:"],
+        projector=torch.nn.Linear(3, 32),
+        vision_dim=3,
+    )
     path.write_text(path.read_text(encoding="utf-8") + f"explainer: {explainer}\n", encoding="utf-8")
     return path

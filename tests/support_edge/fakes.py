@@ -15,7 +15,9 @@ from eiad.errors import SourceError
 class ListSource:
     """Delivers the given images in order, then ends (None). `delay_s` paces the reads."""
 
-    def __init__(self, source_id: str, images: list[np.ndarray], delay_s: float = 0.0, truths: list[dict] | None = None) -> None:
+    def __init__(
+        self, source_id: str, images: list[np.ndarray], delay_s: float = 0.0, truths: list[dict] | None = None
+    ) -> None:
         self.source_id = source_id
         self._images = list(images)
         self._truths = truths

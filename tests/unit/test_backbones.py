@@ -12,8 +12,8 @@ import torch
 
 from eiad.errors import ModelError
 from eiad.modeling.backbone.loading import load_backbone
-from eiad.preprocess import PreprocessSpec
 from eiad.modeling.presets import build_tiny_preset
+from eiad.preprocess import PreprocessSpec
 
 FAMILIES = {"tiny-minicpmv46": "minicpmv4_6", "tiny-llava-siglip": "llava_siglip"}
 

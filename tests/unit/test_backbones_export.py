@@ -32,8 +32,14 @@ def test_vision_pass_exports_with_dynamic_batch(name, tmp_path):
     model = _Vision(bb).eval()
     example = torch.randn(2, 3, bb.spec.height, bb.spec.width)  # batch >= 2, or dynamo may pin it at 1
     path = tmp_path / "vision.onnx"
-    torch.onnx.export(model, (example,), str(path), dynamo=True, input_names=["pixel_values"],
-                      dynamic_shapes={"pixel_values": {0: torch.export.Dim("batch")}})
+    torch.onnx.export(
+        model,
+        (example,),
+        str(path),
+        dynamo=True,
+        input_names=["pixel_values"],
+        dynamic_shapes={"pixel_values": {0: torch.export.Dim("batch")}},
+    )
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x = torch.randn(4, 3, bb.spec.height, bb.spec.width)
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})
@@ -56,10 +62,20 @@ def _tiny_v26_state(info: minicpmv26.MiniCPMV26Info) -> dict:
     return state, tower
 
 
-CONFIG_26 = {"model_type": "minicpmv", "hidden_size": 32, "query_num": 8,
-             "slice_config": {"scale_resolution": 56},
-             "vision_config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-                               "intermediate_size": 64, "patch_size": 14, "image_size": 56}}
+CONFIG_26 = {
+    "model_type": "minicpmv",
+    "hidden_size": 32,
+    "query_num": 8,
+    "slice_config": {"scale_resolution": 56},
+    "vision_config": {
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "patch_size": 14,
+        "image_size": 56,
+    },
+}
 
 
 def test_minicpmv26_config_and_key_mapping(tmp_path):

@@ -15,11 +15,11 @@ import pytest
 
 from benchmarks.baselines import anomalib_baseline as ab
 from benchmarks.engine_bench import bench_engine
-from commands.main import main
 from benchmarks.stand_ins.artifact import build_tiny_artifact, frame_with_patch, grey_frame
+from commands.main import main
 from eiad.split import ImageEntry, SplitIndex, save_split
 
-FAKE_WORKER = textwrap.dedent('''
+FAKE_WORKER = textwrap.dedent("""
     import hashlib, json, sys
     import numpy as np
     job = json.load(open(sys.argv[1]))
@@ -36,7 +36,7 @@ FAKE_WORKER = textwrap.dedent('''
            "notes": ["eval sha " + hashlib.sha256(eval_images.tobytes()).hexdigest(), f"train {train_images.shape}",
                      f"coreset {job['coreset_sampling_ratio']}"]}
     print(json.dumps(doc))
-''')
+""")
 
 
 def _write(path, image):
@@ -50,11 +50,29 @@ def line(tmp_path_factory):
     """The tiny artifact (grey = OK, a white patch = NG) and a split of real PNGs."""
     root = tmp_path_factory.mktemp("anomalib_line")
     artifact = build_tiny_artifact(root / "artifact")
-    ok = lambda i: ImageEntry(_write(root / f"ok{i}.png", grey_frame()), None, "OK", None, "Tiny", "grey")
-    ng = lambda i: ImageEntry(_write(root / f"ng{i}.png", frame_with_patch((10 + i, 10, 30 + i, 30))), None, "NG", "bright_spot", "Tiny", "grey")
-    split = SplitIndex(seed=0, fractions={"calibration": 0.2, "test": 0.4}, root=str(root), classes=["bright_spot"],
-                       train=[ok(i) for i in range(5)] + [ng(9)], calibration=[ok(12), ng(3)],
-                       test=[ok(10), ng(1), ok(11), ng(2)])
+
+    def ok(i):
+        return ImageEntry(_write(root / f"ok{i}.png", grey_frame()), None, "OK", None, "Tiny", "grey")
+
+    def ng(i):
+        return ImageEntry(
+            _write(root / f"ng{i}.png", frame_with_patch((10 + i, 10, 30 + i, 30))),
+            None,
+            "NG",
+            "bright_spot",
+            "Tiny",
+            "grey",
+        )
+
+    split = SplitIndex(
+        seed=0,
+        fractions={"calibration": 0.2, "test": 0.4},
+        root=str(root),
+        classes=["bright_spot"],
+        train=[ok(i) for i in range(5)] + [ng(9)],
+        calibration=[ok(12), ng(3)],
+        test=[ok(10), ng(1), ok(11), ng(2)],
+    )
     save_split(root / "split.json", split)
     worker = root / "fake_worker.py"
     worker.write_text(FAKE_WORKER)
@@ -63,9 +81,20 @@ def line(tmp_path_factory):
 
 def _bench(line, tmp_path, **options):
     artifact, split, worker = line
-    opts = ab.AnomalibOptions(python=options.pop("python", sys.executable), worker=options.pop("worker", worker), **options)
-    return bench_engine(artifact, ["ort-cpu"], [1, 2], min_duration_s=0.05, warmup=1, split=split, eval_images=4,
-                        baselines=["anomalib"], anomalib=opts)
+    opts = ab.AnomalibOptions(
+        python=options.pop("python", sys.executable), worker=options.pop("worker", worker), **options
+    )
+    return bench_engine(
+        artifact,
+        ["ort-cpu"],
+        [1, 2],
+        min_duration_s=0.05,
+        warmup=1,
+        split=split,
+        eval_images=4,
+        baselines=["anomalib"],
+        anomalib=opts,
+    )
 
 
 def test_fake_worker_result_joins_the_report_beside_the_engine(line, tmp_path):
@@ -118,9 +147,29 @@ def test_missing_side_venv_is_a_note_with_the_install_command(line, tmp_path, ca
     artifact, split, _ = line
     out = tmp_path / "o"
     # when
-    code = main(["bench", "engine", str(artifact), "--backends", "ort-cpu", "--batch", "1", "--min-duration-s", "0.05",
-                 "--warmup", "1", "--split", str(split), "--baselines", "anomalib", "--anomalib-python", str(tmp_path / "nope" / "python"),
-                 "--out", str(out)])
+    code = main(
+        [
+            "bench",
+            "engine",
+            str(artifact),
+            "--backends",
+            "ort-cpu",
+            "--batch",
+            "1",
+            "--min-duration-s",
+            "0.05",
+            "--warmup",
+            "1",
+            "--split",
+            str(split),
+            "--baselines",
+            "anomalib",
+            "--anomalib-python",
+            str(tmp_path / "nope" / "python"),
+            "--out",
+            str(out),
+        ]
+    )
     # then: the engine is measured, anomalib is a note saying how to get it
     assert code == 0
     result = json.loads((out / "result.json").read_text())
@@ -141,12 +190,15 @@ def test_failing_worker_is_a_note_with_its_last_stderr_lines(line, tmp_path):
     assert "exited with 3" in note and "No module named anomalib" in note
 
 
-@pytest.mark.parametrize("stdout, expected", [
-    ("", "printed nothing"),
-    ("not json at all\n", "not JSON"),
-    ('{"schema": "other/1"}\n', "lacks schema"),
-    ('{"schema": "eiad-anomalib-worker/1", "runs": [], "scores": {}}\n', "lacks 'versions'"),
-])
+@pytest.mark.parametrize(
+    "stdout, expected",
+    [
+        ("", "printed nothing"),
+        ("not json at all\n", "not JSON"),
+        ('{"schema": "other/1"}\n', "lacks schema"),
+        ('{"schema": "eiad-anomalib-worker/1", "runs": [], "scores": {}}\n', "lacks 'versions'"),
+    ],
+)
 def test_worker_output_that_breaks_the_contract_is_named(stdout, expected):
     with pytest.raises(ab.BaselineUnavailable, match=expected):
         ab.parse_worker_output(stdout)
@@ -163,8 +215,16 @@ def test_worker_that_runs_too_long_is_stopped(line, tmp_path):
 def test_without_split_or_with_an_unknown_baseline(line, tmp_path, capsys):
     artifact, _, worker = line
     # no split: nothing to fit PatchCore on -> a note
-    result = bench_engine(artifact, ["ort-cpu"], [1], min_duration_s=0.05, warmup=1, eval_images=4, baselines=["anomalib"],
-                          anomalib=ab.AnomalibOptions(python=sys.executable, worker=worker))
+    result = bench_engine(
+        artifact,
+        ["ort-cpu"],
+        [1],
+        min_duration_s=0.05,
+        warmup=1,
+        eval_images=4,
+        baselines=["anomalib"],
+        anomalib=ab.AnomalibOptions(python=sys.executable, worker=worker),
+    )
     assert any("anomalib not measured: it needs --split" in n for n in result["notes"])
     # an unknown baseline is a user error before anything is timed
     code = main(["bench", "engine", str(artifact), "--baselines", "halcon", "--out", str(tmp_path / "o")])

@@ -9,10 +9,10 @@ import json
 import pytest
 
 from benchmarks.baselines import anomalib_baseline
-from edge.broker import mosquitto_binary
-from commands.main import main
-from tests.support_bench.station import tiny_station
 from benchmarks.stand_ins.artifact import build_tiny_artifact, frame_with_patch, grey_frame
+from commands.main import main
+from edge.broker import mosquitto_binary
+from tests.support_bench.station import tiny_station
 
 needs_mosquitto = pytest.mark.skipif(mosquitto_binary() is None, reason="Mosquitto not installed (.ci/run installs it)")
 
@@ -39,9 +39,13 @@ def _split_of_good_and_bright_parts(folder):
         image = frame_with_patch((16, 16, 40, 40)) if bright else grey_frame()
         path = folder / f"part{i}.png"
         cv2.imwrite(str(path), image)
-        entries.append(ImageEntry(str(path), None, "NG" if bright else "OK", "bright_spot" if bright else None, "t", "t"))
-    save_split(folder / "split.json", SplitIndex(0, {"train": 0.0, "calibration": 0.0, "test": 1.0}, str(folder),
-                                                 ["bright_spot"], test=entries))
+        entries.append(
+            ImageEntry(str(path), None, "NG" if bright else "OK", "bright_spot" if bright else None, "t", "t")
+        )
+    save_split(
+        folder / "split.json",
+        SplitIndex(0, {"train": 0.0, "calibration": 0.0, "test": 1.0}, str(folder), ["bright_spot"], test=entries),
+    )
     return folder / "split.json"
 
 
@@ -51,8 +55,25 @@ def test_engine_times_ort_cpu_reports_missing_backends_and_checks_agreement(tmp_
     split = _split_of_good_and_bright_parts(tmp_path / "parts")
     out = tmp_path / "engine"
     # when
-    code = main(["bench", "engine", str(artifact), "--batch", "1,2", "--min-duration-s", "0.2", "--warmup", "2",
-                 "--split", str(split), "--eval-images", "8", "--out", str(out)])
+    code = main(
+        [
+            "bench",
+            "engine",
+            str(artifact),
+            "--batch",
+            "1,2",
+            "--min-duration-s",
+            "0.2",
+            "--warmup",
+            "2",
+            "--split",
+            str(split),
+            "--eval-images",
+            "8",
+            "--out",
+            str(out),
+        ]
+    )
     # then: one configuration per batch size, with latency, throughput and agreement
     assert code == 0
     result = _result(out)
@@ -77,8 +98,24 @@ def test_engine_with_only_unavailable_backends_is_a_clear_error(tmp_path, capsys
 @needs_mosquitto
 def test_line_measures_the_loop_bare_runner_saturated_loop_and_naive_baseline(tmp_path, station):
     out = tmp_path / "line"
-    code = main(["bench", "line", "--config", str(station), "--fps", "25", "--cameras", "2", "--duration-s", "1.2",
-                 "--budget-ms", "1000", "--out", str(out)])
+    code = main(
+        [
+            "bench",
+            "line",
+            "--config",
+            str(station),
+            "--fps",
+            "25",
+            "--cameras",
+            "2",
+            "--duration-s",
+            "1.2",
+            "--budget-ms",
+            "1000",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     result = _result(out)
     by_group = {c["group"]: c for c in result["configurations"]}
@@ -86,10 +123,14 @@ def test_line_measures_the_loop_bare_runner_saturated_loop_and_naive_baseline(tm
     loop = by_group["loop"]
     # every captured frame reached the subscriber exactly once, in the stages that add up
     assert loop["drops"] == 0 and loop["verdicts_received"] == loop["frames_captured"] == 2 * 30
-    assert {"capture", "queue", "preprocess", "inference", "postprocess", "outbox", "publish+broker", "total"} <= loop["stages_ms"].keys()
+    assert {"capture", "queue", "preprocess", "inference", "postprocess", "outbox", "publish+broker", "total"} <= loop[
+        "stages_ms"
+    ].keys()
     assert loop["stages_ms"]["inference"]["p50_ms"] <= loop["stages_ms"]["total"]["p50_ms"]
     assert loop["budget"]["required_fps"] == 50.0 and loop["budget"]["latency_ok"]
-    assert loop["verdicts"].get("NG", 0) > 0 and loop["verdicts"].get("OK", 0) > 0  # 1 in 4 synthetic frames is a defect
+    assert (
+        loop["verdicts"].get("NG", 0) > 0 and loop["verdicts"].get("OK", 0) > 0
+    )  # 1 in 4 synthetic frames is a defect
     assert by_group["baseline"]["latency_ms"]["count"] == 2 * 30
     metrics = {c["name"] for c in result["comparisons"]}
     assert {"saturated loop / bare runner", "paced loop p99 - bare runner p99", "station loop / naive loop"} <= metrics
@@ -113,8 +154,26 @@ def test_sweep_finds_a_sustainable_fps_per_grid_point(tmp_path, station, monkeyp
 
     monkeypatch.setattr(onnxruntime_runner, "OnnxRuntimeRunner", SpyRunner)
     out = tmp_path / "sweep"
-    code = main(["bench", "sweep", "--config", str(pinned), "--cameras", "1,2", "--fps-max", "40", "--probe-s", "0.5",
-                 "--steps", "1", "--budget-ms", "1000", "--out", str(out)])
+    code = main(
+        [
+            "bench",
+            "sweep",
+            "--config",
+            str(pinned),
+            "--cameras",
+            "1,2",
+            "--fps-max",
+            "40",
+            "--probe-s",
+            "0.5",
+            "--steps",
+            "1",
+            "--budget-ms",
+            "1000",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     result = _result(out)
     rows = result["sweep"]
@@ -128,8 +187,26 @@ def test_sweep_finds_a_sustainable_fps_per_grid_point(tmp_path, station, monkeyp
 def test_compare_prints_ratios_between_two_engine_runs(tmp_path, capsys):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     base = {"schema": "eiad-bench/1", "kind": "engine"}
-    a.write_text(json.dumps({**base, "configurations": [{"name": "ort-cpu b1", "throughput_per_s": 100.0, "latency_ms": {"p50_ms": 2.0, "p99_ms": 4.0}}]}))
-    b.write_text(json.dumps({**base, "configurations": [{"name": "ort-cpu b1", "throughput_per_s": 250.0, "latency_ms": {"p50_ms": 1.0, "p99_ms": 1.0}}]}))
+    a.write_text(
+        json.dumps(
+            {
+                **base,
+                "configurations": [
+                    {"name": "ort-cpu b1", "throughput_per_s": 100.0, "latency_ms": {"p50_ms": 2.0, "p99_ms": 4.0}}
+                ],
+            }
+        )
+    )
+    b.write_text(
+        json.dumps(
+            {
+                **base,
+                "configurations": [
+                    {"name": "ort-cpu b1", "throughput_per_s": 250.0, "latency_ms": {"p50_ms": 1.0, "p99_ms": 1.0}}
+                ],
+            }
+        )
+    )
     assert main(["bench", "compare", str(a), str(b)]) == 0
     text = capsys.readouterr().out
     assert "throughput_per_s" in text and "2.500" in text and "0.250" in text and "B better" in text
@@ -149,13 +226,35 @@ def test_line_scores_the_verdicts_against_the_streams_truth_and_fails_a_wrong_mo
     # given a station whose camera is a synthetic line with ground truth (every 3rd part NG)
     station = tiny_station(tmp_path / "st")
     write_synthetic_line(tmp_path / "st" / "line", count=12, every_ng=3)
-    text = station.read_text().replace("{kind: folder, id: cam0, path: frames}",
-                                       "{kind: synthetic, id: cam0, path: line/line.mkv}")
+    text = station.read_text().replace(
+        "{kind: folder, id: cam0, path: frames}", "{kind: synthetic, id: cam0, path: line/line.mkv}"
+    )
     station.write_text(text)
     # when the line bench runs with the right truth
     out = tmp_path / "right"
-    assert main(["bench", "line", "--config", str(station), "--fps", "25", "--cameras", "1", "--duration-s", "0.96",
-                 "--budget-ms", "1000", "--no-bare", "--no-baseline", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "line",
+                "--config",
+                str(station),
+                "--fps",
+                "25",
+                "--cameras",
+                "1",
+                "--duration-s",
+                "0.96",
+                "--budget-ms",
+                "1000",
+                "--no-bare",
+                "--no-baseline",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     loop = _result(out)["configurations"][0]
     # then every received verdict was scored: the tiny model is right on all 24 (2 passes over 12 frames)
     assert loop["accuracy"]["scored"] == 24 and loop["accuracy"]["accuracy"] == 1.0 and loop["quality"]["passed"]
@@ -167,8 +266,29 @@ def test_line_scores_the_verdicts_against_the_streams_truth_and_fails_a_wrong_mo
         record["label"] = "OK" if record["label"] == "NG" else "NG"
     truth.write_text("".join(json.dumps(r) + "\n" for r in flipped))
     out = tmp_path / "wrong"
-    assert main(["bench", "line", "--config", str(station), "--fps", "25", "--cameras", "1", "--duration-s", "0.96",
-                 "--budget-ms", "1000", "--no-bare", "--no-baseline", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "line",
+                "--config",
+                str(station),
+                "--fps",
+                "25",
+                "--cameras",
+                "1",
+                "--duration-s",
+                "0.96",
+                "--budget-ms",
+                "1000",
+                "--no-bare",
+                "--no-baseline",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     loop = _result(out)["configurations"][0]
     # then the run is marked failed, whatever its speed
     assert loop["accuracy"]["accuracy"] == 0.0 and loop["quality"]["passed"] is False

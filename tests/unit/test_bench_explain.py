@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from edge.broker import mosquitto_binary
 from benchmarks.explain_bench import explanation_section, plan_explanations
-from edge.config import load_station_config
 from commands.main import main
+from edge.broker import mosquitto_binary
+from edge.config import load_station_config
 from eiad.manifest import load_manifest
 from tests.support_bench.station import tiny_station
 
@@ -24,23 +24,42 @@ def test_explanation_section_from_stamps_matches_hand_computed_figures():
     stored = {"a": 50 * MS, "b": 80 * MS}
     received = {"a": 52 * MS, "b": 83 * MS, "x": 90 * MS}
     messages = {
-        "a": {"meta": {"tokens": 4, "tokens_per_s": 40.0, "generation_ms": 100.0, "prefill_ms": 20.0, "backlog_ms": 0.0}},
-        "b": {"meta": {"tokens": 6, "tokens_per_s": 20.0, "generation_ms": 300.0, "prefill_ms": 60.0, "backlog_ms": 90.0}},
+        "a": {
+            "meta": {"tokens": 4, "tokens_per_s": 40.0, "generation_ms": 100.0, "prefill_ms": 20.0, "backlog_ms": 0.0}
+        },
+        "b": {
+            "meta": {"tokens": 6, "tokens_per_s": 20.0, "generation_ms": 300.0, "prefill_ms": 60.0, "backlog_ms": 90.0}
+        },
     }
     stats = {"submitted": 10, "skipped_by_mode": 6, "queued": 4, "dropped": 1, "explained": 3, "failed": 0}
     # when
-    section = explanation_section(captured, stored, received, messages, stats, {"precision": "int8"}, loop_end_ns=60 * MS)
+    section = explanation_section(
+        captured, stored, received, messages, stats, {"precision": "int8"}, loop_end_ns=60 * MS
+    )
     # then latencies are capture -> received (52, 82 ms), backlog and generation come from meta
     assert section["latency_ms"]["count"] == 2
-    assert section["latency_ms"]["p50_ms"] == pytest.approx(67.0) and section["latency_ms"]["max_ms"] == pytest.approx(82.0)
+    assert section["latency_ms"]["p50_ms"] == pytest.approx(67.0) and section["latency_ms"]["max_ms"] == pytest.approx(
+        82.0
+    )
     assert section["backlog_ms"]["p50_ms"] == pytest.approx(45.0)
-    assert section["generation_ms"]["p50_ms"] == pytest.approx(200.0) and section["prefill_ms"]["max_ms"] == pytest.approx(60.0)
+    assert section["generation_ms"]["p50_ms"] == pytest.approx(200.0) and section["prefill_ms"][
+        "max_ms"
+    ] == pytest.approx(60.0)
     assert section["publish_ms"]["p50_ms"] == pytest.approx(2.5)  # stored -> received: 2 and 3 ms
     assert section["tokens"] == {"total": 10, "mean": 5.0, "min": 4, "max": 6}
     # tokens/s: p50 of (40, 20); 10 tokens / 0.4 s generation; 10 / (0.4 - 0.08) s decoding
     assert section["tokens_per_s"] == pytest.approx({"p50": 30.0, "overall": 25.0, "decode": 31.25})
-    assert section["counts"] == {"submitted": 10, "skipped_by_mode": 6, "queued": 4, "dropped_by_backlog": 1, "explained": 3,
-                                 "failed": 0, "received": 2, "not_received": 1, "received_after_loop": 1}
+    assert section["counts"] == {
+        "submitted": 10,
+        "skipped_by_mode": 6,
+        "queued": 4,
+        "dropped_by_backlog": 1,
+        "explained": 3,
+        "failed": 0,
+        "received": 2,
+        "not_received": 1,
+        "received_after_loop": 1,
+    }
     assert section["settings"] == {"precision": "int8"} and section["measured"] is True
 
 
@@ -48,7 +67,11 @@ def test_explanation_section_with_nothing_explained_has_no_figures():
     stats = {"submitted": 5, "skipped_by_mode": 5, "queued": 0, "dropped": 0, "explained": 0, "failed": 0}
     section = explanation_section({"a": 0}, {}, {}, {}, stats, {})
     assert section["latency_ms"] is None and section["generation_ms"] is None
-    assert section["tokens"]["mean"] is None and section["tokens_per_s"] == {"p50": None, "overall": None, "decode": None}
+    assert section["tokens"]["mean"] is None and section["tokens_per_s"] == {
+        "p50": None,
+        "overall": None,
+        "decode": None,
+    }
 
 
 def test_plan_says_precisely_why_explanations_are_not_measured(tmp_path):
@@ -80,8 +103,25 @@ def test_line_with_the_explainer_reports_explanations_beside_the_verdicts(tmp_pa
     # given a station whose explainer explains NG parts with the artifact's exported LLM
     out = tmp_path / "line"
     # when the line bench runs 30 frames (1 in 4 with a defect) with its comparison runs
-    code = main(["bench", "line", "--config", str(llm_station), "--fps", "25", "--cameras", "1", "--duration-s", "1.2",
-                 "--budget-ms", "1000", "--no-baseline", "--out", str(out)])
+    code = main(
+        [
+            "bench",
+            "line",
+            "--config",
+            str(llm_station),
+            "--fps",
+            "25",
+            "--cameras",
+            "1",
+            "--duration-s",
+            "1.2",
+            "--budget-ms",
+            "1000",
+            "--no-baseline",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     result = json.loads((out / "result.json").read_text())
     loop = next(c for c in result["configurations"] if c["group"] == "loop")
@@ -115,8 +155,28 @@ def test_line_with_the_explainer_reports_explanations_beside_the_verdicts(tmp_pa
 @needs_mosquitto
 def test_line_with_explainer_off_says_so(tmp_path, llm_station):
     out = tmp_path / "off"
-    code = main(["bench", "line", "--config", str(llm_station), "--fps", "25", "--cameras", "1", "--duration-s", "0.4",
-                 "--budget-ms", "1000", "--no-bare", "--no-baseline", "--explainer", "off", "--out", str(out)])
+    code = main(
+        [
+            "bench",
+            "line",
+            "--config",
+            str(llm_station),
+            "--fps",
+            "25",
+            "--cameras",
+            "1",
+            "--duration-s",
+            "0.4",
+            "--budget-ms",
+            "1000",
+            "--no-bare",
+            "--no-baseline",
+            "--explainer",
+            "off",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     result = json.loads((out / "result.json").read_text())
     assert result["explanations"] == {"measured": False, "reason": "explanations: not measured (--explainer off)"}

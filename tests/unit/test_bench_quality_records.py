@@ -18,22 +18,41 @@ def test_ablation_rows_add_one_change_each_to_the_row_above():
 def test_demo_quality_records_the_test_split_and_the_stream(tmp_path):
     # given a demo folder as 'make demo' leaves it
     demo = tmp_path / "demo_out"
-    report = {"images": 10, "defective_images": 4, "verdicts": {"accuracy": 0.9, "miss_rate": 0.25, "overkill_rate": 0.0},
-              "image_auroc": 0.95, "pixel_auroc": 0.97, "aupro": 0.91, "aupro_by_defect": {"crack": 0.9},
-              "mask_iou": 0.6, "mean_iou_defective": 0.58, "class_accuracy": 0.8,
-              "per_class": {"crack": {"precision": 1.0, "recall": 0.5, "support": 4}},
-              "class_publishing": {"cutoff": 0.6, "published_share": 0.5, "published_accuracy": 1.0}}
+    report = {
+        "images": 10,
+        "defective_images": 4,
+        "verdicts": {"accuracy": 0.9, "miss_rate": 0.25, "overkill_rate": 0.0},
+        "image_auroc": 0.95,
+        "pixel_auroc": 0.97,
+        "aupro": 0.91,
+        "aupro_by_defect": {"crack": 0.9},
+        "mask_iou": 0.6,
+        "mean_iou_defective": 0.58,
+        "class_accuracy": 0.8,
+        "per_class": {"crack": {"precision": 1.0, "recall": 0.5, "support": 4}},
+        "class_publishing": {"cutoff": 0.6, "published_share": 0.5, "published_accuracy": 1.0},
+    }
     (demo / "train" / "localization").mkdir(parents=True)
-    (demo / "train" / "localization" / "metrics.json").write_text(json.dumps(
-        {"test": report, "thresholds": {"calibration": "image: at most 1.00% of 6 good parts rejected"}}))
+    (demo / "train" / "localization" / "metrics.json").write_text(
+        json.dumps({"test": report, "thresholds": {"calibration": "image: at most 1.00% of 6 good parts rejected"}})
+    )
     (demo / "edge").mkdir()
-    summary = {"frames": 300, "all_received": True, "latency_ms": {"capture_to_plc": {"p50": 9.0, "p99": 20.0}},
-               "accuracy": {"image": {"confusion": {}}, "class_agreement": 0.75, "class_unknown": 0.1},
-               "quality": {"goals": {"accuracy": {"goal": "accuracy >= 0.97", "value": 0.96, "met": False}},
-                           "passed": False}}
+    summary = {
+        "frames": 300,
+        "all_received": True,
+        "latency_ms": {"capture_to_plc": {"p50": 9.0, "p99": 20.0}},
+        "accuracy": {"image": {"confusion": {}}, "class_agreement": 0.75, "class_unknown": 0.1},
+        "quality": {"goals": {"accuracy": {"goal": "accuracy >= 0.97", "value": 0.96, "met": False}}, "passed": False},
+    }
     (demo / "edge" / "summary.json").write_text(json.dumps(summary))
-    for folder, seconds in (("line", 18.0), ("ddqa", 1.0), ("train", 400.0), ("merged", 0.2), ("artifact", 17.0),
-                            ("edge", 11.0)):
+    for folder, seconds in (
+        ("line", 18.0),
+        ("ddqa", 1.0),
+        ("train", 400.0),
+        ("merged", 0.2),
+        ("artifact", 17.0),
+        ("edge", 11.0),
+    ):
         (demo / folder).mkdir(exist_ok=True)
         (demo / folder / ".eiad-demo-step.json").write_text(json.dumps({"summary": "ok", "seconds": seconds}))
     # when recorded

@@ -3,8 +3,8 @@
 import shutil
 
 from benchmarks import regenerate
-from eiad.manifest import load_manifest, write_manifest
 from benchmarks.stand_ins.artifact import build_tiny_artifact
+from eiad.manifest import load_manifest, write_manifest
 
 
 def test_precision_variants_are_reused_made_or_explained(tmp_path, monkeypatch):
@@ -43,6 +43,9 @@ def test_a_bench_on_the_station_broker_needs_its_mqtt_section():
     from eiad.errors import ConfigError
 
     with ExitStack() as stack:
-        assert broker_for_run(stack, "config", SimpleNamespace(host="plc-broker", port=8883), "st.yaml") == ("plc-broker", 8883)
+        assert broker_for_run(stack, "config", SimpleNamespace(host="plc-broker", port=8883), "st.yaml") == (
+            "plc-broker",
+            8883,
+        )
         with pytest.raises(ConfigError, match="st.yaml: --broker config needs an mqtt: section"):
             broker_for_run(stack, "config", None, "st.yaml")

@@ -13,13 +13,23 @@ from eiad.errors import DataError
 
 
 def _config(name, samples, cameras=None, stages=False, series="loop"):
-    config = {"name": name, "group": "loop", "series": series, "latency_ms": summarize_ms(samples).to_dict(),
-              "cdf_ms": cdf_points(samples), "throughput_per_s": 100.0 * (cameras or 1), "notes": []}
+    config = {
+        "name": name,
+        "group": "loop",
+        "series": series,
+        "latency_ms": summarize_ms(samples).to_dict(),
+        "cdf_ms": cdf_points(samples),
+        "throughput_per_s": 100.0 * (cameras or 1),
+        "notes": [],
+    }
     if cameras:
         config["cameras"] = cameras
     if stages:
-        config["stages_ms"] = {"inference": {"p50_ms": 2.0, "p99_ms": 4.0}, "total": {"p50_ms": 5.0, "p99_ms": 9.0},
-                               "publish+broker": {"p50_ms": 1.0, "p99_ms": 3.0}}
+        config["stages_ms"] = {
+            "inference": {"p50_ms": 2.0, "p99_ms": 4.0},
+            "total": {"p50_ms": 5.0, "p99_ms": 9.0},
+            "publish+broker": {"p50_ms": 1.0, "p99_ms": 3.0},
+        }
         config["budget"] = check_budget(9.0, 99.5, 15.0, 100, cameras or 1).to_dict()
     return config
 
@@ -28,10 +38,20 @@ def _config(name, samples, cameras=None, stages=False, series="loop"):
 def result():
     rng = np.random.default_rng(0)
     result = new_result("line", {"fps_per_camera": 100}, command="eiad bench line --config x.yaml")
-    result["configurations"] = [_config("loop 1 cam", rng.gamma(4, 1, 500), cameras=1, stages=True),
-                                _config("loop 2 cams", rng.gamma(4, 1.2, 500), cameras=2, stages=True),
-                                _config("bare runner b1", rng.gamma(2, 0.5, 500), series="bare")]
-    result["comparisons"] = [{"name": "saturated loop / bare runner", "metric": "throughput ratio", "ratio": 0.97, "goal": ">= 0.95", "goal_met": True}]
+    result["configurations"] = [
+        _config("loop 1 cam", rng.gamma(4, 1, 500), cameras=1, stages=True),
+        _config("loop 2 cams", rng.gamma(4, 1.2, 500), cameras=2, stages=True),
+        _config("bare runner b1", rng.gamma(2, 0.5, 500), series="bare"),
+    ]
+    result["comparisons"] = [
+        {
+            "name": "saturated loop / bare runner",
+            "metric": "throughput ratio",
+            "ratio": 0.97,
+            "goal": ">= 0.95",
+            "goal_met": True,
+        }
+    ]
     return result
 
 
@@ -43,7 +63,9 @@ def test_write_report_produces_json_markdown_and_valid_pngs(tmp_path, result):
     assert data["schema"] == SCHEMA and data["kind"] == "line"
     assert {"machine", "cpu", "cpu_count", "memory_gb", "gpu", "versions"} <= data["environment"].keys()
     assert "numpy" in data["environment"]["versions"] and "python" in data["environment"]["versions"]
-    assert {"p50_ms", "p99_ms", "p999_ms", "max_ms", "outliers", "method"} <= data["configurations"][0]["latency_ms"].keys()
+    assert {"p50_ms", "p99_ms", "p999_ms", "max_ms", "outliers", "method"} <= data["configurations"][0][
+        "latency_ms"
+    ].keys()
     assert load_result(tmp_path / "result.json")["command"] == "eiad bench line --config x.yaml"
     # and every plot with data is a decodable PNG
     assert {"latency_cdf", "stages", "throughput_vs_cameras"} <= written.keys()
@@ -99,15 +121,41 @@ def test_sweep_table_says_what_stops_a_higher_rate():
     def probe(fps, met, reasons=()):
         return {"fps": fps, "met": met, "p99_ms": 1.0, "reasons": list(reasons)}
 
-    capped = {"max_fps_per_camera": 60.0, "probes": [probe(5, True), probe(10, True), probe(20, True), probe(40, True),
-                                                      probe(80, False, ["p99 22.00 ms exceeds the 15 ms budget"]),
-                                                      probe(60, True), probe(70, False, ["dropped 3 frames"])]}
+    capped = {
+        "max_fps_per_camera": 60.0,
+        "probes": [
+            probe(5, True),
+            probe(10, True),
+            probe(20, True),
+            probe(40, True),
+            probe(80, False, ["p99 22.00 ms exceeds the 15 ms budget"]),
+            probe(60, True),
+            probe(70, False, ["dropped 3 frames"]),
+        ],
+    }
     assert sweep_limit(capped) == "at 70.0 fps: dropped 3 frames"  # the lowest failing rate above the best
-    none = {"max_fps_per_camera": 0.0, "probes": [probe(5, False, ["p99 40.00 ms exceeds the 15 ms budget"]), probe(10, False)]}
+    none = {
+        "max_fps_per_camera": 0.0,
+        "probes": [probe(5, False, ["p99 40.00 ms exceeds the 15 ms budget"]), probe(10, False)],
+    }
     assert sweep_limit(none) == "at 5.0 fps: p99 40.00 ms exceeds the 15 ms budget"
-    assert sweep_limit({"max_fps_per_camera": 240.0, "probes": [probe(240, True)]}) == "the search's upper end (--fps-max)"
+    assert (
+        sweep_limit({"max_fps_per_camera": 240.0, "probes": [probe(240, True)]}) == "the search's upper end (--fps-max)"
+    )
     result = new_result("sweep", {})
-    result["sweep"] = [{"artifact": "a", "resolution": "224x224", "precision": "fp16", "backend": "ort-cpu", "batch": 1,
-                        "cameras": 2, "p99_ms": None, **none}]
+    result["sweep"] = [
+        {
+            "artifact": "a",
+            "resolution": "224x224",
+            "precision": "fp16",
+            "backend": "ort-cpu",
+            "batch": 1,
+            "cameras": 2,
+            "p99_ms": None,
+            **none,
+        }
+    ]
     text = render_markdown(result, {})
-    assert "| a | 224x224 | fp16 | ort-cpu | 1 | 2 | 0.0 | - | at 5.0 fps: p99 40.00 ms exceeds the 15 ms budget |" in text
+    assert (
+        "| a | 224x224 | fp16 | ort-cpu | 1 | 2 | 0.0 | - | at 5.0 fps: p99 40.00 ms exceeds the 15 ms budget |" in text
+    )

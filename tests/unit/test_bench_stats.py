@@ -74,7 +74,9 @@ def test_budget_fails_on_latency_throughput_and_drops_with_reasons():
     dropped = check_budget(p99_ms=5, achieved_fps=120, budget_ms=15, fps_per_camera=30, cameras=4, dropped=3)
     assert not dropped.met and dropped.latency_ok and dropped.throughput_ok
     assert dropped.reasons == ("3 frames were dropped",)
-    exact = check_budget(p99_ms=15.0, achieved_fps=120, budget_ms=15.0, fps_per_camera=30, cameras=4, throughput_tolerance=0.0)
+    exact = check_budget(
+        p99_ms=15.0, achieved_fps=120, budget_ms=15.0, fps_per_camera=30, cameras=4, throughput_tolerance=0.0
+    )
     assert exact.met  # the budget is inclusive
 
 
@@ -92,10 +94,18 @@ def _result(configs):
 
 def test_compare_gives_b_over_a_ratios_and_lists_unmatched_configurations():
     # given run A and run B, B twice the throughput and half the p99 on "ort-cpu b1"
-    a = _result([{"name": "ort-cpu b1", "throughput_per_s": 100.0, "latency_ms": {"p50_ms": 8.0, "p99_ms": 10.0}},
-                 {"name": "torch b1", "throughput_per_s": 50.0}])
-    b = _result([{"name": "ort-cpu b1", "throughput_per_s": 200.0, "latency_ms": {"p50_ms": 4.0, "p99_ms": 5.0}},
-                 {"name": "ort-cuda b1", "throughput_per_s": 900.0}])
+    a = _result(
+        [
+            {"name": "ort-cpu b1", "throughput_per_s": 100.0, "latency_ms": {"p50_ms": 8.0, "p99_ms": 10.0}},
+            {"name": "torch b1", "throughput_per_s": 50.0},
+        ]
+    )
+    b = _result(
+        [
+            {"name": "ort-cpu b1", "throughput_per_s": 200.0, "latency_ms": {"p50_ms": 4.0, "p99_ms": 5.0}},
+            {"name": "ort-cuda b1", "throughput_per_s": 900.0},
+        ]
+    )
     # when
     cmp = compare_results(a, b)
     # then
@@ -110,7 +120,9 @@ def test_compare_gives_b_over_a_ratios_and_lists_unmatched_configurations():
 def test_time_calls_honours_minimum_iterations_warmup_and_sync():
     # given a function that counts its calls and a sync hook that counts syncs
     calls, syncs = [], []
-    run = time_calls(lambda: calls.append(1), warmup=3, min_duration_s=0.0, min_iterations=20, sync=lambda: syncs.append(1))
+    run = time_calls(
+        lambda: calls.append(1), warmup=3, min_duration_s=0.0, min_iterations=20, sync=lambda: syncs.append(1)
+    )
     # then: warm-up calls are not timed, every call is synced
     assert run.iterations == 20 and len(calls) == 23 and len(syncs) == 23
     assert run.samples_ns.dtype == np.int64 and np.all(run.samples_ns >= 0)

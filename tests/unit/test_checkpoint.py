@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from eiad.errors import ModelError
+from eiad.modeling import checkpoint as ckpt
+from eiad.modeling.checkpoint import engine_from_checkpoint
 from eiad.modeling.engine import EiadVisionEngine
 from eiad.modeling.localization import build_localizer
 from tests.unit.test_localization_support import TinyLlavaBackbone, make_split
-from eiad.modeling import checkpoint as ckpt
 from train.config import TrainConfig
-from eiad.modeling.checkpoint import engine_from_checkpoint
 from train.localization.trainer import train_localization
 
 
@@ -31,8 +31,13 @@ def test_save_and_load_give_identical_outputs(tmp_path):
         before = engine(images)
     vision = {n: p for n, p in backbone.named_parameters() if "encoder.layers.0." in n}
     # when saved and rebuilt on a fresh backbone (original random weights)
-    ckpt.save_checkpoint(tmp_path / "ck", localizer=localizer, meta={"backbone": "fake", "thresholds": {"pixel": 0.4}},
-                         config={"seed": 0}, vision_state=vision)
+    ckpt.save_checkpoint(
+        tmp_path / "ck",
+        localizer=localizer,
+        meta={"backbone": "fake", "thresholds": {"pixel": 0.4}},
+        config={"seed": 0},
+        vision_state=vision,
+    )
     engine2, saved = engine_from_checkpoint(tmp_path / "ck", backbone=TinyLlavaBackbone())
     with torch.no_grad():
         after = engine2(images)
@@ -63,9 +68,22 @@ def test_load_rejects_a_folder_that_is_not_a_checkpoint(tmp_path):
 
 def _config(split, out, epochs):
     # constant LR so a 1 + 1 epoch run is comparable with a 2 epoch run
-    return TrainConfig(split=split, out_dir=out, device="cpu", seed=3, localization={
-        "taps": [1, 3], "epochs": epochs, "batch_size": 4, "unfreeze_vision": True, "warmup_ratio": 0.0,
-        "min_lr_ratio": 1.0, "decoder_channels": 8, "proj_dim": 16})
+    return TrainConfig(
+        split=split,
+        out_dir=out,
+        device="cpu",
+        seed=3,
+        localization={
+            "taps": [1, 3],
+            "epochs": epochs,
+            "batch_size": 4,
+            "unfreeze_vision": True,
+            "warmup_ratio": 0.0,
+            "min_lr_ratio": 1.0,
+            "decoder_channels": 8,
+            "proj_dim": 16,
+        },
+    )
 
 
 @pytest.mark.slow

@@ -48,6 +48,8 @@ def test_user_error_exits_2_with_message(monkeypatch, capsys):
 
 
 def test_entry_point_runs_as_module():
-    result = subprocess.run([sys.executable, "-m", "commands.main", "--version"], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "commands.main", "--version"], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0
     assert result.stdout.startswith("eiad ")

@@ -94,10 +94,18 @@ def outside_root_dir(root: Path, outside: Path) -> Path:
 
 
 CASES = {
-    mask_missing: "mask_missing", mask_size_mismatch: "mask_size_mismatch", image_empty: "image_empty",
-    image_unreadable: "image_unreadable", mask_unreadable: "mask_unreadable", mask_empty: "mask_empty",
-    unknown_extension: "unknown_extension", malformed_tree: "malformed_tree", orphan_mask: "orphan_mask",
-    mask_ambiguous: "mask_ambiguous", outside_root_file: "outside_root", outside_root_dir: "outside_root",
+    mask_missing: "mask_missing",
+    mask_size_mismatch: "mask_size_mismatch",
+    image_empty: "image_empty",
+    image_unreadable: "image_unreadable",
+    mask_unreadable: "mask_unreadable",
+    mask_empty: "mask_empty",
+    unknown_extension: "unknown_extension",
+    malformed_tree: "malformed_tree",
+    orphan_mask: "orphan_mask",
+    mask_ambiguous: "mask_ambiguous",
+    outside_root_file: "outside_root",
+    outside_root_dir: "outside_root",
 }
 
 

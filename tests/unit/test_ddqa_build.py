@@ -12,11 +12,18 @@ import pytest
 
 from commands.main import main as eiad_main
 from eiad.errors import DataError
+from eiad.split import load_split
 from tests.unit.test_ddqa_tree import (
-    CLASSES, OK_PER_SUB, expected_box, expected_quadrant, make_tree, mask_of, parse_options, raw_tree,  # noqa: F401
+    CLASSES,
+    OK_PER_SUB,
+    expected_box,
+    expected_quadrant,
+    make_tree,
+    mask_of,
+    parse_options,
+    raw_tree,  # noqa: F401
 )
 from train.data.ddqa import DdqaOptions, build_ddqa
-from eiad.split import load_split
 
 TASK_FILES = ("Task_AD.jsonl", "Task_DC.jsonl", "Task_RDL.jsonl", "Task_DFM.jsonl")
 
@@ -89,7 +96,7 @@ def test_answers_agree_with_masks_for_all_four_tasks(built):
     _, out = built
     n_classes = len({d for _, _, d in CLASSES})
     for (_, name), path in task_files(out).items():
-        task = name[len("Task_"):-len(".jsonl")]
+        task = name[len("Task_") : -len(".jsonl")]
         records = read_jsonl(path)
         assert records, path
         for record in records:
@@ -210,8 +217,25 @@ def test_refuses_output_inside_the_raw_root(tmp_path):
 
 def test_cli_smoke_prints_summary(raw_tree, tmp_path, capsys):
     out = tmp_path / "cli"
-    code = eiad_main(["-q", "data", "ddqa", str(raw_tree), "--out", str(out), "--format", "messages",
-                      "--seed", "5", "--calibration-fraction", "0.3", "--test-fraction", "0.4", "--no-progress"])
+    code = eiad_main(
+        [
+            "-q",
+            "data",
+            "ddqa",
+            str(raw_tree),
+            "--out",
+            str(out),
+            "--format",
+            "messages",
+            "--seed",
+            "5",
+            "--calibration-fraction",
+            "0.3",
+            "--test-fraction",
+            "0.4",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "records" in printed and "correct letter balance" in printed and "crack" in printed
@@ -224,14 +248,26 @@ def test_cli_smoke_prints_summary(raw_tree, tmp_path, capsys):
 def test_cli_rejects_bad_fractions(raw_tree, tmp_path, capsys):
     code = eiad_main(["data", "ddqa", str(raw_tree), "--out", str(tmp_path / "x"), "--test-fraction", "1.5"])
     assert code == 2 and "test-fraction" in capsys.readouterr().err
-    code = eiad_main(["data", "ddqa", str(raw_tree), "--out", str(tmp_path / "y"), "--test-fraction", "0.5",
-                      "--calibration-fraction", "0.5"])
+    code = eiad_main(
+        [
+            "data",
+            "ddqa",
+            str(raw_tree),
+            "--out",
+            str(tmp_path / "y"),
+            "--test-fraction",
+            "0.5",
+            "--calibration-fraction",
+            "0.5",
+        ]
+    )
     assert code == 2 and "leave images for training" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
 def test_old_two_part_split_is_refused_with_the_fix(tmp_path):
-    (tmp_path / "split.json").write_text(json.dumps({"seed": 0, "val_fraction": 0.2, "root": "/r", "classes": [],
-                                                     "train": [], "val": []}))
+    (tmp_path / "split.json").write_text(
+        json.dumps({"seed": 0, "val_fraction": 0.2, "root": "/r", "classes": [], "train": [], "val": []})
+    )
     with pytest.raises(DataError, match="old two-part layout.*eiad data ddqa"):
         load_split(tmp_path)

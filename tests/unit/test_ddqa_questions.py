@@ -51,11 +51,20 @@ def test_dc_option_count_rules():
 
 def test_held_out_counts_and_stratified_three_way_split():
     # (calibration, test) per stratum: test first, one image always left for training
-    assert [held_out_counts(n, 0.2, 0.2) for n in (0, 1, 2, 3, 10, 12)] == [(0, 0), (0, 0), (0, 1), (1, 1), (2, 2),
-                                                                            (2, 2)]
+    assert [held_out_counts(n, 0.2, 0.2) for n in (0, 1, 2, 3, 10, 12)] == [
+        (0, 0),
+        (0, 0),
+        (0, 1),
+        (1, 1),
+        (2, 2),
+        (2, 2),
+    ]
     assert held_out_counts(5, 0.0, 0.2) == (0, 1) and held_out_counts(3, 0.9, 0.9) == (0, 2)
-    samples = ([sample("A", "x", "a1", f"a{i}") for i in range(3)] + [sample("A", "x", "b1", f"b{i}") for i in range(2)]
-               + [sample("A", "x", None, f"ok{i}") for i in range(1)])
+    samples = (
+        [sample("A", "x", "a1", f"a{i}") for i in range(3)]
+        + [sample("A", "x", "b1", f"b{i}") for i in range(2)]
+        + [sample("A", "x", None, f"ok{i}") for i in range(1)]
+    )
     parts = split_samples(samples, seed=0, calibration_fraction=0.2, test_fraction=0.2)
     assert [s.defect for s in parts["test"]] == ["a1", "b1"]  # a single OK image stays in train
     assert [s.defect for s in parts["calibration"]] == ["a1"]  # two b1 images: one trains, one tests

@@ -38,17 +38,17 @@ def _mask(height: int, width: int, index: int) -> np.ndarray:
     a rectangle centred on an odd middle line (tie), a thin line."""
     mask = np.zeros((height, width), np.uint8)
     shapes = index % 5
-    if shapes == 0:    # top left rectangle
+    if shapes == 0:  # top left rectangle
         mask[2:8, 3:10] = 255
     elif shapes == 1:  # bottom right, touching the borders
-        mask[height // 2:, width // 2:] = 255
+        mask[height // 2 :, width // 2 :] = 255
     elif shapes == 2:  # two disjoint defects: small top right, bigger bottom left
-        mask[1:4, width - 5:width - 1] = 255
+        mask[1:4, width - 5 : width - 1] = 255
         cv2.circle(mask, (6, height - 7), 5, 255, -1)
     elif shapes == 3:  # symmetric around the centre: a four-way tie
         cy, cx = height // 2, width // 2
-        mask[cy - 3:cy + 3 + height % 2, cx - 4:cx + 4 + width % 2] = 255
-    else:              # thin diagonal scratch mostly in the top right
+        mask[cy - 3 : cy + 3 + height % 2, cx - 4 : cx + 4 + width % 2] = 255
+    else:  # thin diagonal scratch mostly in the top right
         cv2.line(mask, (width // 2 + 2, 1), (width - 2, height // 2 - 2), 255, 1)
     return mask
 
@@ -88,6 +88,7 @@ def raw_tree(tmp_path_factory) -> Path:
 
 # ---- independent answers (plain numpy on the mask file) ------------------------------------
 
+
 def mask_of(image: Path) -> np.ndarray:
     folder = image.parent.parent / "mask"
     (mask_path,) = [p for p in folder.iterdir() if p.stem == image.stem]
@@ -100,16 +101,22 @@ def expected_quadrant(defect: np.ndarray) -> str:
     cx, cy = xs + 0.5, ys + 0.5  # pixel centres; a centre on the mid line counts half to each side
     left = (cx < width / 2) + 0.5 * (cx == width / 2)
     top = (cy < height / 2) + 0.5 * (cy == height / 2)
-    areas = [float((top * left).sum()), float((top * (1 - left)).sum()),
-             float(((1 - top) * left).sum()), float(((1 - top) * (1 - left)).sum())]
+    areas = [
+        float((top * left).sum()),
+        float((top * (1 - left)).sum()),
+        float(((1 - top) * left).sum()),
+        float(((1 - top) * (1 - left)).sum()),
+    ]
     return QUADRANT_NAMES[areas.index(max(areas))]  # first wins a tie
 
 
 def expected_box(defect: np.ndarray) -> list[float]:
     height, width = defect.shape
     ys, xs = np.nonzero(defect)
-    return [float(f"{v:.3f}") for v in (xs.min() / width, ys.min() / height,
-                                         (xs.max() + 1) / width, (ys.max() + 1) / height)]
+    return [
+        float(f"{v:.3f}")
+        for v in (xs.min() / width, ys.min() / height, (xs.max() + 1) / width, (ys.max() + 1) / height)
+    ]
 
 
 def parse_options(prompt: str) -> dict[str, str]:
@@ -117,6 +124,7 @@ def parse_options(prompt: str) -> dict[str, str]:
 
 
 # ---- discovery tests -----------------------------------------------------------------------
+
 
 def test_discovers_every_image_with_dataset_sub_and_class(raw_tree):
     # given the fixture tree, when it is scanned

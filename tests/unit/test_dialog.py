@@ -10,14 +10,14 @@ import pytest
 import torch
 from PIL import Image
 
+from eiad.dialog_records import read_ddqa
 from eiad.errors import DataError
 from eiad.modeling.backbone.loading import load_backbone
 from eiad.modeling.presets import build_tiny_preset
+from train.dialog.config import DialogConfig
+from train.dialog.merge import merge_lora
 from train.dialog.trainer import attach_lora, evaluate_answer_loss, train_dialog
 from train.optimization import lr_factor, warmup_steps
-from train.dialog.config import DialogConfig
-from eiad.dialog_records import read_ddqa
-from train.dialog.merge import merge_lora
 
 AD_Q = "<image>Is there any visible defect in this image?\nA. No\nB. Yes\nAnswer with the option's letter."
 RDL_Q = "<image>Where is the defect?\nA. top left\nB. top right\nC. bottom left\nD. bottom right"
@@ -42,10 +42,16 @@ def ddqa(tmp_path_factory) -> dict[str, Path]:
         Image.fromarray(img).save(root / f"img{i}.png")
         swift.append({"query": AD_Q, "response": "B" if defect else "A", "images": [f"img{i}.png"]})
         answer = "[0.625, 0.125, 0.875, 0.375]" if defect else "No defect."
-        messages.append({"messages": [{"role": "system", "content": "You inspect parts."},
-                                      {"role": "user", "content": RDL_Q},
-                                      {"role": "assistant", "content": answer}],
-                         "images": [str(root / f"img{i}.png")]})
+        messages.append(
+            {
+                "messages": [
+                    {"role": "system", "content": "You inspect parts."},
+                    {"role": "user", "content": RDL_Q},
+                    {"role": "assistant", "content": answer},
+                ],
+                "images": [str(root / f"img{i}.png")],
+            }
+        )
     files = {"swift": swift[:6], "val": swift[6:], "messages": messages[:6]}
     for name, rows in files.items():
         (root / f"{name}.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")

@@ -13,8 +13,8 @@ from safetensors.torch import load_file
 
 from eiad.errors import ConfigError
 from eiad.modeling.presets import build_tiny_preset
-from train.dialog.trainer import train_dialog
 from train.dialog.config import DialogConfig
+from train.dialog.trainer import train_dialog
 
 AD_Q = "<image>Is there any visible defect in this image?\nA. No\nB. Yes\nAnswer with the option's letter."
 # 2 epochs over 2 records, batch 1: 4 optimiser steps; a checkpoint at step 3 (epoch 1, one record in);

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.config import GenicamSourceConfig, RtspSourceConfig, load_station_config
 from commands.main import main
+from edge.config import GenicamSourceConfig, RtspSourceConfig, load_station_config
 from eiad.errors import ConfigError
 from tests.support_edge.fixtures import tiny_artifact  # noqa: F401 (fixture)
 
@@ -61,7 +61,9 @@ def test_blank_frame_threshold_is_configurable_and_checked(tmp_path):
 
 
 def test_errors_name_key_path_and_yaml_line(tmp_path):
-    text = GOOD.replace("    path: clip.mkv\n", "    path: clip.mkv\n    fps_limit: 5\n").replace("max_batch: 2", "max_batch: 0")
+    text = GOOD.replace("    path: clip.mkv\n", "    path: clip.mkv\n    fps_limit: 5\n").replace(
+        "max_batch: 2", "max_batch: 0"
+    )
     with pytest.raises(ConfigError) as caught:
         load_station_config(write(tmp_path, text))
     message = str(caught.value)
@@ -121,6 +123,11 @@ def test_cli_validate_config_prints_ok_and_errors(tmp_path, tiny_artifact, capsy
 
 def test_cli_validate_config_as_a_process(tmp_path):
     path = write(tmp_path, GOOD.replace("id: cam2", "id: cam 2"))
-    done = subprocess.run([sys.executable, "-m", "commands.main", "edge", "validate-config", "--schema-only", str(path)],
-                          capture_output=True, text=True, cwd=REPO, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "commands.main", "edge", "validate-config", "--schema-only", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
     assert done.returncode == 2 and "station.yaml:9: sources[1].rtsp.id" in done.stderr

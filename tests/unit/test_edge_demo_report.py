@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.demo.recorder import Recorder
 from edge.demo.camera import LineFiles, Shots, truth_mask, truth_of
+from edge.demo.live_view import Received
+from edge.demo.recorder import Recorder
 from edge.demo.report import iou, latency_summary, percentiles_ms, score_pixels
 from edge.truth_scoring import judge, score_image
-from edge.demo.live_view import Received
 
 OK, NG = {"label": "OK"}, {"label": "NG", "defect": "scratch"}
 
@@ -25,9 +25,13 @@ def _block(y1: int, y2: int, x1: int, x2: int, size: int = 4) -> np.ndarray:
 def test_confusion_counts_give_accuracy_miss_and_overkill_rates():
     # given 5 OK parts (3 passed, 1 rejected as NG, 1 REJECTED) and 4 NG parts (2 caught,
     # 1 escaped, 1 REJECTED), plus 2 pairs that cannot be scored
-    pairs = ([(OK, "OK")] * 3 + [(OK, "NG"), (OK, "REJECTED")]
-             + [(NG, "NG")] * 2 + [(NG, "OK"), (NG, "REJECTED")]
-             + [(None, "NG"), ({"label": "OK"}, "?")])
+    pairs = (
+        [(OK, "OK")] * 3
+        + [(OK, "NG"), (OK, "REJECTED")]
+        + [(NG, "NG")] * 2
+        + [(NG, "OK"), (NG, "REJECTED")]
+        + [(None, "NG"), ({"label": "OK"}, "?")]
+    )
     # when scored
     s = score_image(pairs)
     # then the counts land in the confusion table and the rates follow from them by hand
@@ -88,8 +92,14 @@ def test_pixel_scores_average_over_all_ng_parts_and_over_those_with_a_mask():
 
 def test_percentiles_interpolate_linearly():
     # numpy's default: p95 of 1..5 sits at rank 0.95 * 4 = 3.8 -> 4 + 0.8 * (5 - 4)
-    assert percentiles_ms([5.0, 1.0, 3.0, 2.0, 4.0]) == {"count": 5, "p50": 3.0, "p95": 4.8, "p99": 4.96,
-                                                        "max": 5.0, "mean": 3.0}
+    assert percentiles_ms([5.0, 1.0, 3.0, 2.0, 4.0]) == {
+        "count": 5,
+        "p50": 3.0,
+        "p95": 4.8,
+        "p99": 4.96,
+        "max": 5.0,
+        "mean": 3.0,
+    }
     assert percentiles_ms([]) == {}
 
 
@@ -98,11 +108,26 @@ def test_latency_splits_capture_to_plc_into_stages():
     ms = 1_000_000
     recorder = Recorder()
     recorder.results = {
-        "a": {"frame_id": 0, "sequence": 1, "verdict": "OK",
-              "stamps": {"captured": 0, "queued": 1 * ms, "dequeued": 3 * ms, "preprocessed": 4 * ms,
-                         "inferred": 6 * ms, "decided": 7 * ms, "outboxed": 9 * ms}},
-        "b": {"frame_id": 1, "sequence": 2, "verdict": "REJECTED",
-              "stamps": {"captured": 0, "queued": 2 * ms, "dequeued": 2 * ms, "decided": 5 * ms, "outboxed": 6 * ms}},
+        "a": {
+            "frame_id": 0,
+            "sequence": 1,
+            "verdict": "OK",
+            "stamps": {
+                "captured": 0,
+                "queued": 1 * ms,
+                "dequeued": 3 * ms,
+                "preprocessed": 4 * ms,
+                "inferred": 6 * ms,
+                "decided": 7 * ms,
+                "outboxed": 9 * ms,
+            },
+        },
+        "b": {
+            "frame_id": 1,
+            "sequence": 2,
+            "verdict": "REJECTED",
+            "stamps": {"captured": 0, "queued": 2 * ms, "dequeued": 2 * ms, "decided": 5 * ms, "outboxed": 6 * ms},
+        },
     }
     received = Received(verdict_ns={"a": 12 * ms})
     # when summarised

@@ -13,22 +13,22 @@ import numpy as np
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from edge.explainer.feed import ExplainerFeed
-from edge.sinks.log import LogSink
-from edge.explainer.worker import Explainer
+from benchmarks.stand_ins.frames import line_frames
+from benchmarks.stand_ins.results import make_result
 from edge.explainer.config import ExplainerConfig
+from edge.explainer.feed import ExplainerFeed
+from edge.explainer.worker import Explainer
 from edge.health import HealthServer, Metrics, watch_sink_stats
-from edge.sinks.mqtt.outbox.store import Outbox
-from edge.sinks.mqtt.sink import MqttSink
-from edge.sinks.mqtt.config import MqttSettings, OutboxSettings
 from edge.pipeline import Pipeline
 from edge.runners.onnxruntime_runner import OnnxRuntimeRunner
+from edge.sinks.log import LogSink
+from edge.sinks.mqtt.config import MqttSettings, OutboxSettings
+from edge.sinks.mqtt.outbox.store import Outbox
+from edge.sinks.mqtt.sink import MqttSink
 from edge.sources.watchdog import SourceSet
 from tests.support.mosquitto import free_port
-from benchmarks.stand_ins.results import make_result
 from tests.support_edge.fakes import CollectingSink, FailingSink, ListSource
 from tests.support_edge.fixtures import tiny_artifact  # noqa: F401 (fixture)
-from benchmarks.stand_ins.frames import line_frames
 
 
 def test_metrics_and_health_endpoints_report_the_run(tiny_artifact):
@@ -37,7 +37,9 @@ def test_metrics_and_health_endpoints_report_the_run(tiny_artifact):
     sources = SourceSet(events=metrics)
     images, _ = line_frames(9)
     sources.add("cam", lambda: ListSource("cam", images))
-    Pipeline("st", sources, OnnxRuntimeRunner(tiny_artifact), {"ok": CollectingSink(), "bad": FailingSink()}, metrics=metrics).run(threading.Event())
+    Pipeline(
+        "st", sources, OnnxRuntimeRunner(tiny_artifact), {"ok": CollectingSink(), "bad": FailingSink()}, metrics=metrics
+    ).run(threading.Event())
     server = HealthServer(metrics, "127.0.0.1", 0)
     server.start()
     try:
@@ -46,7 +48,11 @@ def test_metrics_and_health_endpoints_report_the_run(tiny_artifact):
         health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{server.port}/health", timeout=5).read())
     finally:
         server.close()
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
     # then the counts match the run
     assert samples[("eiad_edge_frames_captured_total", (("source", "cam"),))] == 9
     assert samples[("eiad_edge_results_total", (("verdict", "NG"),))] == 3
@@ -89,16 +95,30 @@ class GatedRuntime:
 def scrape(port: int) -> tuple[dict, dict]:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).read())
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
     return samples, health
 
 
 def test_mqtt_sink_and_explainer_stats_reach_health_and_prometheus(tmp_path):
     # given an MQTT sink whose broker is down (nothing listens on its port), holding 3
     # verdicts and 2 masks in its outbox, and an explainer busy on one part with a backlog of 1
-    sink = MqttSink(MqttSettings(host="127.0.0.1", port=free_port(), line="l1", station="s1", stats_interval_s=0,
-                                 close_timeout_s=0, reconnect_min_delay_s=5, reconnect_max_delay_s=5),
-                    Outbox(OutboxSettings(path=tmp_path / "outbox.sqlite3")))
+    sink = MqttSink(
+        MqttSettings(
+            host="127.0.0.1",
+            port=free_port(),
+            line="l1",
+            station="s1",
+            stats_interval_s=0,
+            close_timeout_s=0,
+            reconnect_min_delay_s=5,
+            reconnect_max_delay_s=5,
+        ),
+        Outbox(OutboxSettings(path=tmp_path / "outbox.sqlite3")),
+    )
     for sequence, verdict in ((1, "NG"), (2, "OK"), (3, "NG")):
         sink.handle(make_result(sequence, verdict))
     runtime = GatedRuntime()
@@ -159,7 +179,9 @@ def test_pipeline_stats_are_flat_counters_for_the_stats_topic(tiny_artifact):
     sources = SourceSet(events=metrics)
     images, _ = line_frames(6)
     sources.add("cam", lambda: ListSource("cam", images))
-    Pipeline("st", sources, OnnxRuntimeRunner(tiny_artifact), {"ok": CollectingSink()}, metrics=metrics).run(threading.Event())
+    Pipeline("st", sources, OnnxRuntimeRunner(tiny_artifact), {"ok": CollectingSink()}, metrics=metrics).run(
+        threading.Event()
+    )
     flat = metrics.pipeline_stats()
     assert flat["results.OK"] == 4 and flat["results.NG"] == 2 and flat["captured.cam"] == 6
     assert flat["uptime_s"] > 0 and flat["last_result_age_s"] >= 0

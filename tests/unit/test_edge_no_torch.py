@@ -49,13 +49,21 @@ SCRIPT = textwrap.dedent(
 
 
 def test_edge_imports_and_runs_without_torch(tiny_artifact, tmp_path):
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(tiny_artifact), str(tmp_path)],
-                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tiny_artifact), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "EDGE-OK 6" in done.stdout
 
 
 def test_eiad_edge_help_works_without_torch():
-    code = "import sys; sys.modules['torch'] = None; sys.modules['transformers'] = None; from commands.main import main; main(['edge', 'run', '--help'])"
+    code = (
+        "import sys; sys.modules['torch'] = None; sys.modules['transformers'] = None; from commands.main import main; "
+        "main(['edge', 'run', '--help'])"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert done.returncode == 0 and "--config" in done.stdout, done.stderr[-2000:]

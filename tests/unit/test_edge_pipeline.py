@@ -8,13 +8,13 @@ import time
 import numpy as np
 import pytest
 
+from benchmarks.stand_ins.artifact import frame_with_patch, grey_frame
 from edge.health import Metrics
 from edge.pipeline import Pipeline
 from edge.runners.onnxruntime_runner import OnnxRuntimeRunner
 from edge.sources.watchdog import SourceSet
 from tests.support_edge.fakes import CollectingSink, FailingOpenSource, FailingSink, HangingSource, ListSource
 from tests.support_edge.fixtures import nan_artifact, tiny_artifact  # noqa: F401 (fixtures)
-from benchmarks.stand_ins.artifact import frame_with_patch, grey_frame
 
 
 @pytest.fixture(scope="module")
@@ -74,13 +74,26 @@ def test_one_result_per_frame_with_contiguous_sequences_across_two_cameras(runne
     assert ng.regions[0].box_xyxy == (8, 10, 14, 16) and ng.regions[0].area_px == 36
     assert ng.defect_class == "bright_spot" and ng.mask.shape == (64, 64) and ng.features.shape == (16, 3)
     assert len({r.inspection_id for r in results}) == 21
-    assert all(r.inspection_id.startswith(f"st1-{r.source_id}-") and r.inspection_id.endswith(f"-{r.frame_id}") for r in results)
-    assert all(r.stamps_ns["captured"] <= r.stamps_ns["queued"] <= r.stamps_ns["dequeued"] <= r.stamps_ns["inferred"] for r in results if r.verdict != "REJECTED")
+    assert all(
+        r.inspection_id.startswith(f"st1-{r.source_id}-") and r.inspection_id.endswith(f"-{r.frame_id}")
+        for r in results
+    )
+    assert all(
+        r.stamps_ns["captured"] <= r.stamps_ns["queued"] <= r.stamps_ns["dequeued"] <= r.stamps_ns["inferred"]
+        for r in results
+        if r.verdict != "REJECTED"
+    )
     assert pipeline.summary.verdicts == {"NG": 7, "OK": 14} and pipeline.summary.last_sequence == 21
 
 
 def test_bad_frames_are_rejected_with_a_reason_and_the_loop_goes_on(runner):
-    images = [grey_frame(32, 32), np.zeros((64, 64), np.uint8), np.zeros((0, 0, 3), np.uint8), np.zeros((64, 64, 3), np.float32), grey_frame()]
+    images = [
+        grey_frame(32, 32),
+        np.zeros((64, 64), np.uint8),
+        np.zeros((0, 0, 3), np.uint8),
+        np.zeros((64, 64, 3), np.float32),
+        grey_frame(),
+    ]
     sources = SourceSet()
     sources.add("cam", lambda: ListSource("cam", images))
     sink = CollectingSink()
@@ -186,7 +199,9 @@ def test_free_running_policy_keeps_newest_and_counts_every_drop(runner):
 def test_stale_frames_are_dropped_at_dequeue_and_counted(runner):
     images, _ = patterned(10)
     sources = SourceSet()
-    sources.add("stream", lambda: ListSource("stream", images), policy="latest", queue_capacity=10, staleness_budget_ms=5)
+    sources.add(
+        "stream", lambda: ListSource("stream", images), policy="latest", queue_capacity=10, staleness_budget_ms=5
+    )
     sink = CollectingSink()
     run_pipeline(sources, SlowRunner(runner, 0.03), {"c": sink})
     stale = sources.queues.drops.get(("stream", "stale"), 0)

@@ -8,11 +8,11 @@ import shutil
 import numpy as np
 import pytest
 
+from benchmarks.stand_ins.artifact import build_graph, frame_with_patch, grey_frame
 from edge.runners.onnxruntime_runner import OnnxRuntimeRunner, provider_list
 from eiad.errors import ArtifactError
 from eiad.manifest import MANIFEST_NAME, file_entry, load_manifest, write_manifest
 from tests.support_edge.fixtures import tiny_artifact  # noqa: F401 (fixture)
-from benchmarks.stand_ins.artifact import build_graph, frame_with_patch, grey_frame
 
 
 def test_runner_returns_every_manifest_output_with_batch_first(tiny_artifact):
@@ -24,7 +24,11 @@ def test_runner_returns_every_manifest_output_with_batch_first(tiny_artifact):
     assert set(out) == {"anomaly_map", "image_score", "class_probs", "vision_features"}
     assert out["anomaly_map"].shape == (3, 1, 64, 64)
     # the good part's faint texture (+-4 grey levels) scores ~0.035, far below the 0.5 threshold
-    assert out["image_score"][0] < 0.05 and out["image_score"][1] == pytest.approx(1.0) and out["image_score"][2] == pytest.approx(1.0)
+    assert (
+        out["image_score"][0] < 0.05
+        and out["image_score"][1] == pytest.approx(1.0)
+        and out["image_score"][2] == pytest.approx(1.0)
+    )
     assert out["class_probs"][1].argmax() == 0 and out["class_probs"][2].argmax() == 1  # bright vs dark
     assert runner.max_batch is None and runner.provider == "CPUExecutionProvider"
 
@@ -80,6 +84,9 @@ def test_fixed_batch_engine_reports_its_batch(tiny_artifact, tmp_path):
     shutil.copytree(tiny_artifact, artifact)
     onnx.save(build_graph(64, 64, batch=2), str(artifact / "vision.onnx"))
     manifest = load_manifest(artifact, verify_files=False)
-    write_manifest(artifact, manifest.model_copy(update={"files": {"vision.onnx": file_entry(artifact / "vision.onnx", "vision_onnx")}}))
+    write_manifest(
+        artifact,
+        manifest.model_copy(update={"files": {"vision.onnx": file_entry(artifact / "vision.onnx", "vision_onnx")}}),
+    )
     runner = OnnxRuntimeRunner(artifact)
     assert runner.max_batch == 2

@@ -8,13 +8,13 @@ import cv2
 import numpy as np
 import pytest
 
+from benchmarks.stand_ins.frames import line_frames, write_ffv1, write_synthetic_line
 from edge.sources.base import IDLE
 from edge.sources.folder import FolderSource
 from edge.sources.genicam import GenicamSource, to_bgr
 from edge.sources.opencv_source import OpenCvSource
 from edge.sources.synthetic import SyntheticLineSource, read_truth
 from eiad.errors import SourceError
-from benchmarks.stand_ins.frames import line_frames, write_ffv1, write_synthetic_line
 
 
 def read_all(source, limit: int = 100) -> list:
@@ -88,7 +88,9 @@ def test_folder_reads_images_in_name_order_and_passes_unreadable_as_empty(tmp_pa
 def test_watched_folder_waits_until_a_file_has_settled(tmp_path):
     inbox, done = tmp_path / "in", tmp_path / "done"
     inbox.mkdir()
-    source = FolderSource("drop", inbox, patterns=["*.png"], watch=True, settle_ms=600, poll_interval_ms=20, move_done_to=done)
+    source = FolderSource(
+        "drop", inbox, patterns=["*.png"], watch=True, settle_ms=600, poll_interval_ms=20, move_done_to=done
+    )
     source.open()
     ok, encoded = cv2.imencode(".png", line_frames(1)[0][0])
     data = encoded.tobytes()

@@ -9,14 +9,14 @@ import shutil
 import numpy as np
 import pytest
 
-from edge.runners.factory import build_runner
+from benchmarks.stand_ins.artifact import frame_with_patch, grey_frame
 from edge.config import TensorRtRunnerConfig
+from edge.runners.factory import build_runner
 from edge.runners.onnxruntime_runner import OnnxRuntimeRunner
 from edge.runners.tensorrt_runner import engine_file
 from eiad.errors import ArtifactError
 from eiad.manifest import file_entry, load_manifest, write_manifest
 from tests.support_edge.fixtures import tiny_artifact  # noqa: F401 (fixture)
-from benchmarks.stand_ins.artifact import frame_with_patch, grey_frame
 
 HAVE_TRT = importlib.util.find_spec("tensorrt") is not None
 
@@ -40,7 +40,9 @@ def test_the_runner_finds_the_engine_eiad_export_tensorrt_listed(tiny_artifact):
     assert engine_file(manifest.model_copy(update={"files": legacy})) == "vision.engine"
     with pytest.raises(ArtifactError, match="no TensorRT engine.*eiad export tensorrt"):
         engine_file(manifest)
-    with pytest.raises(ArtifactError, match="2 TensorRT engines.*tensorrt/fp16.engine, tensorrt/int8.engine.*runner.engine"):
+    with pytest.raises(
+        ArtifactError, match="2 TensorRT engines.*tensorrt/fp16.engine, tensorrt/int8.engine.*runner.engine"
+    ):
         engine_file(with_engines("fp16", "int8"))
 
 

@@ -53,7 +53,9 @@ def test_low_score_is_ok_without_class(manifest):
 
 
 def test_region_below_min_area_is_removed_and_part_passes(manifest):
-    decision = decide_outputs(outputs(0.9, boxes=[(0, 0, 2, 2), (20, 20, 30, 22)]), manifest, ThresholdOverrides(min_defect_area_px=21))
+    decision = decide_outputs(
+        outputs(0.9, boxes=[(0, 0, 2, 2), (20, 20, 30, 22)]), manifest, ThresholdOverrides(min_defect_area_px=21)
+    )
     assert decision.verdict == "OK"
     # given min area 5 from the manifest instead, the 4-px speck is removed but the 20-px bar stays
     decision = decide_outputs(outputs(0.9, boxes=[(0, 0, 2, 2), (20, 20, 30, 22)]), manifest, ThresholdOverrides())
@@ -75,7 +77,9 @@ def test_pixel_threshold_override_changes_the_mask(manifest):
 
 
 def test_class_rule_table_accepts_cosmetic_class_and_tightens_another(manifest):
-    rules = ThresholdOverrides(classes={"stain": ClassRule(accept=True), "hole": ClassRule(image_score=0.3, min_defect_area_px=1)})
+    rules = ThresholdOverrides(
+        classes={"stain": ClassRule(accept=True), "hole": ClassRule(image_score=0.3, min_defect_area_px=1)}
+    )
     stain = outputs(0.95, boxes=[(10, 5, 14, 9)], probs=(0.1, 0.8, 0.1))
     assert decide_outputs(stain, manifest, rules).verdict == "OK"
     hole = outputs(0.35, boxes=[(1, 1, 2, 3)], probs=(0.1, 0.1, 0.8))
@@ -85,20 +89,34 @@ def test_class_rule_table_accepts_cosmetic_class_and_tightens_another(manifest):
 
 def test_a_class_below_the_calibrated_confidence_is_published_as_unknown(manifest):
     # given an artifact whose classes were calibrated to publish at confidence >= 0.6
-    calibrated = manifest.model_copy(update={"thresholds": manifest.thresholds.model_copy(update={"class_confidence": 0.6})})
+    calibrated = manifest.model_copy(
+        update={"thresholds": manifest.thresholds.model_copy(update={"class_confidence": 0.6})}
+    )
     sure = decide_outputs(outputs(0.9, boxes=[(10, 5, 14, 9)], probs=(0.7, 0.2, 0.1)), calibrated, ThresholdOverrides())
-    unsure = decide_outputs(outputs(0.9, boxes=[(10, 5, 14, 9)], probs=(0.5, 0.3, 0.2)), calibrated, ThresholdOverrides())
+    unsure = decide_outputs(
+        outputs(0.9, boxes=[(10, 5, 14, 9)], probs=(0.5, 0.3, 0.2)), calibrated, ThresholdOverrides()
+    )
     # then the sure part names its class; the unsure one is still NG, with class 'unknown' and its confidence
     assert (sure.verdict, sure.defect_class) == ("NG", "scratch")
-    assert (unsure.verdict, unsure.defect_class) == ("NG", UNKNOWN_CLASS) and unsure.class_confidence == pytest.approx(0.5)
+    assert (unsure.verdict, unsure.defect_class) == ("NG", UNKNOWN_CLASS) and unsure.class_confidence == pytest.approx(
+        0.5
+    )
     # and a station may set its own cut-off
-    assert decide_outputs(outputs(0.9, boxes=[(10, 5, 14, 9)], probs=(0.5, 0.3, 0.2)), calibrated,
-                          ThresholdOverrides(class_confidence=0.4)).defect_class == "scratch"
+    assert (
+        decide_outputs(
+            outputs(0.9, boxes=[(10, 5, 14, 9)], probs=(0.5, 0.3, 0.2)),
+            calibrated,
+            ThresholdOverrides(class_confidence=0.4),
+        ).defect_class
+        == "scratch"
+    )
 
 
 def test_an_unsure_class_never_lets_a_part_pass_as_cosmetic(manifest):
     # given 'stain' accepted as cosmetic and a cut-off of 0.9
-    calibrated = manifest.model_copy(update={"thresholds": manifest.thresholds.model_copy(update={"class_confidence": 0.9})})
+    calibrated = manifest.model_copy(
+        update={"thresholds": manifest.thresholds.model_copy(update={"class_confidence": 0.9})}
+    )
     rules = ThresholdOverrides(classes={"stain": ClassRule(accept=True)})
     # when the model thinks 'stain' but only at 0.8, then the part is rejected as unknown, not passed
     decision = decide_outputs(outputs(0.95, boxes=[(10, 5, 14, 9)], probs=(0.1, 0.8, 0.1)), calibrated, rules)
@@ -136,4 +154,9 @@ def test_decide_resizes_map_to_original_frame_and_keeps_identity(manifest):
     assert result.mask.shape == (H * 2, W * 2)
     x1, y1, x2, y2 = result.regions[0].box_xyxy
     assert abs(x1 - 20) <= 1 and abs(y1 - 10) <= 1 and abs(x2 - 28) <= 1 and abs(y2 - 18) <= 1
-    assert (result.inspection_id, result.sequence, result.frame_id, result.model_id) == ("st-cam1-1-7", 3, 7, "hand-made")
+    assert (result.inspection_id, result.sequence, result.frame_id, result.model_id) == (
+        "st-cam1-1-7",
+        3,
+        7,
+        "hand-made",
+    )

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.explainer.worker import Explainer, prompt_for
 from edge.explainer.config import ExplainerConfig
+from edge.explainer.worker import Explainer, prompt_for
 from edge.results import InspectionResult, Region
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,10 +25,19 @@ def result(i: int, verdict: str = "NG", features=True) -> InspectionResult:
     mask = np.zeros((64, 64), np.uint8)
     mask[4:20, 6:30] = 255
     return InspectionResult(
-        inspection_id=f"st1-{i}", sequence=i, source_id="cam0", frame_id=i, verdict=verdict, score=0.9,
-        defect_class="crack" if verdict == "NG" else None, class_confidence=0.8,
-        regions=(Region((6, 4, 29, 19), 384, 0.95),) if verdict == "NG" else (), model_id="tiny",
-        captured_unix_s=0.0, mask=mask, features=np.ones((16, 32), np.float32) if features else None,
+        inspection_id=f"st1-{i}",
+        sequence=i,
+        source_id="cam0",
+        frame_id=i,
+        verdict=verdict,
+        score=0.9,
+        defect_class="crack" if verdict == "NG" else None,
+        class_confidence=0.8,
+        regions=(Region((6, 4, 29, 19), 384, 0.95),) if verdict == "NG" else (),
+        model_id="tiny",
+        captured_unix_s=0.0,
+        mask=mask,
+        features=np.ones((16, 32), np.float32) if features else None,
     )
 
 
@@ -129,7 +138,9 @@ def test_drain_waits_for_the_backlog_and_meta_splits_backlog_from_generation():
 
 def test_drop_newest_policy_and_modes():
     runtime = GatedRuntime()
-    explainer = Explainer(runtime, [CollectingSink()], ExplainerConfig(backlog_max=1, drop_policy="drop_newest")).start()
+    explainer = Explainer(
+        runtime, [CollectingSink()], ExplainerConfig(backlog_max=1, drop_policy="drop_newest")
+    ).start()
     assert explainer.submit(result(1)) == "queued"
     assert runtime.started.wait(5)
     assert explainer.submit(result(2)) == "queued"
@@ -200,8 +211,13 @@ def test_explainer_streams_from_vision_features_without_torch(llm_artifact, visi
     feats = session.run(["vision_features"], {"image": parity_images[:1]})[0][0]
     np.save(tmp_path / "feats.npy", feats)
     # when a process without torch explains one NG part
-    proc = subprocess.run([sys.executable, "-c", TORCH_FREE, str(art), str(tmp_path / "feats.npy")],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", TORCH_FREE, str(art), str(tmp_path / "feats.npy")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     # then tokens were streamed piece by piece and the sink got the whole text with the same id

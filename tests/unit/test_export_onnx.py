@@ -110,8 +110,9 @@ def _bgr_as_rgb(run_torch):
     return lambda engine, images, batch_size=4: run_torch(engine, np.ascontiguousarray(images[..., ::-1]), batch_size)
 
 
-def test_failed_export_leaves_the_previous_artifact_byte_identical(vision_artifact, parity_images, tmp_path,
-                                                                    monkeypatch):  # noqa: F811
+def test_failed_export_leaves_the_previous_artifact_byte_identical(
+    vision_artifact, parity_images, tmp_path, monkeypatch
+):  # noqa: F811
     import export.vision.exporter as ov
 
     # given a good artifact already in place
@@ -163,8 +164,12 @@ def test_a_score_a_hair_from_the_threshold_does_not_fail_the_export(vision_artif
 def test_parity_band_forgives_float_noise_at_the_threshold_but_not_a_real_flip():
     from export.vision.parity import VisionTolerances, check_vision_parity
 
-    ref = {"anomaly_map": np.full((2, 1, 4, 4), 0.1), "image_score": np.array([0.5 - 1e-7, 0.8]),
-           "class_probs": np.full((2, 3), 1 / 3), "vision_features": np.zeros((2, 2, 2))}
+    ref = {
+        "anomaly_map": np.full((2, 1, 4, 4), 0.1),
+        "image_score": np.array([0.5 - 1e-7, 0.8]),
+        "class_probs": np.full((2, 3), 1 / 3),
+        "vision_features": np.zeros((2, 2, 2)),
+    }
     ref["anomaly_map"][0, 0, 0, :2] = 0.5 - 1e-7
     noisy = {k: v.copy() for k, v in ref.items()}
     noisy["image_score"][0] += 2e-7  # crosses 0.5
@@ -181,8 +186,12 @@ def test_parity_band_forgives_float_noise_at_the_threshold_but_not_a_real_flip()
 def test_parity_failure_is_loud():
     from export.vision.parity import check_vision_parity
 
-    ref = {"anomaly_map": np.zeros((2, 1, 4, 4)), "image_score": np.array([0.2, 0.8]),
-           "class_probs": np.full((2, 3), 1 / 3), "vision_features": np.zeros((2, 2, 2))}
+    ref = {
+        "anomaly_map": np.zeros((2, 1, 4, 4)),
+        "image_score": np.array([0.2, 0.8]),
+        "class_probs": np.full((2, 3), 1 / 3),
+        "vision_features": np.zeros((2, 2, 2)),
+    }
     bad = dict(ref, image_score=np.array([0.2, 0.3]))  # one verdict flips at 0.5
     with pytest.raises(ArtifactError, match="verdict agreement 50.00%"):
         check_vision_parity(ref, bad, 0.5, 0.5, "test")
@@ -192,6 +201,9 @@ def test_cli_help_needs_no_torch():
     import subprocess
     import sys
 
-    code = "import sys; sys.modules['torch']=None; from commands.main import main; sys.exit(main(['export','onnx','--help']))"
+    code = (
+        "import sys; sys.modules['torch']=None; from commands.main import main; "
+        "sys.exit(main(['export','onnx','--help']))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "--checkpoint" in proc.stdout

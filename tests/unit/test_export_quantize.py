@@ -12,11 +12,11 @@ import numpy as np
 import onnx
 import pytest
 
+from benchmarks.stand_ins.artifact import build_tiny_artifact, frame_with_patch, grey_frame
 from commands.main import main
 from eiad.errors import ArtifactError
 from eiad.manifest import file_entry, load_manifest, write_manifest
 from export.vision.parity import VisionTolerances
-from benchmarks.stand_ins.artifact import build_tiny_artifact, frame_with_patch, grey_frame
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,9 @@ def test_quantize_writes_an_artifact_the_edge_runner_runs(tmp_path, source, imag
 
     out = tmp_path / precision
     # when
-    code = main(["export", "quantize", str(source), "--precision", precision, "--images", str(images), "--out", str(out)])
+    code = main(
+        ["export", "quantize", str(source), "--precision", precision, "--images", str(images), "--out", str(out)]
+    )
     # then: a verified artifact with the new precision, the llm/ file copied and re-hashed
     assert code == 0
     manifest = load_manifest(out, verify_files=True)
@@ -102,19 +104,67 @@ def test_garbage_calibration_fails_the_default_gate(tmp_path, source, images):
 
 def test_refuses_a_derived_or_corrupt_source_and_empty_images(tmp_path, source, images, capsys):
     fp16 = tmp_path / "fp16"
-    assert main(["export", "quantize", str(source), "--precision", "fp16", "--images", str(images), "--out", str(fp16)]) == 0
+    assert (
+        main(["export", "quantize", str(source), "--precision", "fp16", "--images", str(images), "--out", str(fp16)])
+        == 0
+    )
     capsys.readouterr()
     # a derived artifact is not a source
-    assert main(["export", "quantize", str(fp16), "--precision", "int8", "--images", str(images), "--out", str(tmp_path / "x")]) == 2
+    assert (
+        main(
+            [
+                "export",
+                "quantize",
+                str(fp16),
+                "--precision",
+                "int8",
+                "--images",
+                str(images),
+                "--out",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 2
+    )
     assert "already a fp16 artifact" in capsys.readouterr().err
     # a corrupt source is named
     (fp16 / "vision.onnx").write_bytes(b"broken")
-    assert main(["export", "quantize", str(fp16), "--precision", "int8", "--images", str(images), "--out", str(tmp_path / "y")]) == 2
+    assert (
+        main(
+            [
+                "export",
+                "quantize",
+                str(fp16),
+                "--precision",
+                "int8",
+                "--images",
+                str(images),
+                "--out",
+                str(tmp_path / "y"),
+            ]
+        )
+        == 2
+    )
     assert "vision.onnx" in capsys.readouterr().err
     # no images
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert main(["export", "quantize", str(source), "--precision", "int8", "--images", str(empty), "--out", str(tmp_path / "z")]) == 2
+    assert (
+        main(
+            [
+                "export",
+                "quantize",
+                str(source),
+                "--precision",
+                "int8",
+                "--images",
+                str(empty),
+                "--out",
+                str(tmp_path / "z"),
+            ]
+        )
+        == 2
+    )
     assert "no images found" in capsys.readouterr().err
 
 
@@ -140,10 +190,31 @@ def test_symmetric_int8_has_zero_points_tensorrt_takes(tmp_path, source, images)
 
 def test_bench_engine_reports_two_artifacts_with_agreement(tmp_path, source, images):
     int8 = tmp_path / "int8"
-    assert main(["export", "quantize", str(source), "--precision", "int8", "--images", str(images), "--out", str(int8)]) == 0
+    assert (
+        main(["export", "quantize", str(source), "--precision", "int8", "--images", str(images), "--out", str(int8)])
+        == 0
+    )
     out = tmp_path / "bench"
-    code = main(["bench", "engine", str(source), str(int8), "--backends", "ort-cpu", "--batch", "1", "--min-duration-s", "0.1",
-                 "--warmup", "2", "--eval-images", "8", "--out", str(out)])
+    code = main(
+        [
+            "bench",
+            "engine",
+            str(source),
+            str(int8),
+            "--backends",
+            "ort-cpu",
+            "--batch",
+            "1",
+            "--min-duration-s",
+            "0.1",
+            "--warmup",
+            "2",
+            "--eval-images",
+            "8",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     result = json.loads((out / "result.json").read_text())
     configs = {c["name"]: c for c in result["configurations"]}

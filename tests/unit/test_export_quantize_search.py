@@ -10,9 +10,9 @@ import numpy as np
 import onnx
 import pytest
 
-from export.vision.parity import VisionTolerances
-from eiad.manifest import load_manifest
 from benchmarks.stand_ins.artifact import build_tiny_artifact, frame_with_patch, grey_frame
+from eiad.manifest import load_manifest
+from export.vision.parity import VisionTolerances
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,9 @@ def source(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def frames() -> np.ndarray:
-    parts = [frame_with_patch((8 + i, 10, 24 + i, 26), 255 if i % 3 else 0) if i % 2 else grey_frame() for i in range(12)]
+    parts = [
+        frame_with_patch((8 + i, 10, 24 + i, 26), 255 if i % 3 else 0) if i % 2 else grey_frame() for i in range(12)
+    ]
     return np.stack(parts).astype(np.uint8)
 
 
@@ -30,7 +32,9 @@ def _quantized_nodes(path: Path) -> set[str]:
     """Nodes fed by a DequantizeLinear (ORT QDQ: their inputs were quantized)."""
     model = onnx.load(str(path))
     dq = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
-    return {n.name for n in model.graph.node if n.op_type in ("Conv", "MatMul", "Gemm") and any(i in dq for i in n.input)}
+    return {
+        n.name for n in model.graph.node if n.op_type in ("Conv", "MatMul", "Gemm") and any(i in dq for i in n.input)
+    }
 
 
 def test_calibration_is_the_same_whatever_the_order_or_run(tmp_path, source, frames):
@@ -41,7 +45,9 @@ def test_calibration_is_the_same_whatever_the_order_or_run(tmp_path, source, fra
     quantize_int8(source / "vision.onnx", tmp_path / "b.onnx", frames[::-1].copy(), "image", False)
     quantize_int8(source / "vision.onnx", tmp_path / "c.onnx", frames, "image", False)
     # then the graphs are byte-identical: int8 is a function of the image SET only
-    assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes() == (tmp_path / "c.onnx").read_bytes()
+    assert (
+        (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes() == (tmp_path / "c.onnx").read_bytes()
+    )
     # and a different set does change it (the check above can fail)
     quantize_int8(source / "vision.onnx", tmp_path / "d.onnx", frames[:1], "image", False)  # grey parts only
     assert (tmp_path / "a.onnx").read_bytes() != (tmp_path / "d.onnx").read_bytes()
@@ -93,8 +99,16 @@ def test_search_keeps_the_most_sensitive_nodes_float_until_the_gate_passes(tmp_p
     def gate(path):  # passes once both damaging nodes stay float
         return [] if {"stem", "head"} <= set(written[-1]) else ["image score max abs diff 0.39 > 0.15"]
 
-    result = quantize_search.search(tmp_path / "src.onnx", tmp_path / "dst.onnx", quantize, np.zeros((1, 4, 4, 3), np.uint8),
-                                    gate, None, None, tmp_path)
+    result = quantize_search.search(
+        tmp_path / "src.onnx",
+        tmp_path / "dst.onnx",
+        quantize,
+        np.zeros((1, 4, 4, 3), np.uint8),
+        gate,
+        None,
+        None,
+        tmp_path,
+    )
     # then float nodes are added most-damaging first, 0 -> 1 -> 2, and the search stops at the first pass
     assert written == [(), ("stem",), ("stem", "head")]
     assert result.kept_float == ("stem", "head")
@@ -102,7 +116,15 @@ def test_search_keeps_the_most_sensitive_nodes_float_until_the_gate_passes(tmp_p
 
     # and when nothing passes it stops at half the nodes float, never floating the whole graph
     written.clear()
-    result = quantize_search.search(tmp_path / "src.onnx", tmp_path / "dst.onnx", quantize, np.zeros((1, 4, 4, 3), np.uint8),
-                                    lambda path: ["never"], None, None, tmp_path)
+    result = quantize_search.search(
+        tmp_path / "src.onnx",
+        tmp_path / "dst.onnx",
+        quantize,
+        np.zeros((1, 4, 4, 3), np.uint8),
+        lambda path: ["never"],
+        None,
+        None,
+        tmp_path,
+    )
     assert written == [(), ("stem",), ("stem", "head"), ("stem", "head", "mid1")]
     assert result.tries[-1] == (3, ("never",))

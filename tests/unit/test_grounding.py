@@ -29,12 +29,15 @@ def test_no_defect_prompt():
     assert "no defect" in text and "0.03" in text
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"confidence": 1.5}, "confidence"),
-    ({"box_xyxy_norm": (0.5, 0.5, 0.2, 0.9)}, "box_xyxy_norm"),
-    ({"box_xyxy_norm": (0.1, 0.1, 1.2, 0.9)}, "box_xyxy_norm"),
-    ({"quadrant": "middle"}, "quadrant"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"confidence": 1.5}, "confidence"),
+        ({"box_xyxy_norm": (0.5, 0.5, 0.2, 0.9)}, "box_xyxy_norm"),
+        ({"box_xyxy_norm": (0.1, 0.1, 1.2, 0.9)}, "box_xyxy_norm"),
+        ({"quadrant": "middle"}, "quadrant"),
+    ],
+)
 def test_bad_values_are_rejected(kwargs, match):
     args = {"defect_class": "crack", "confidence": 0.9, "box_xyxy_norm": None, "quadrant": None} | kwargs
     with pytest.raises(DataError, match=match):
@@ -48,8 +51,10 @@ def test_quadrants_match_ddqa_rdl_options():
 
 def test_imports_without_torch():
     # given torch hidden, the edge can still import the prompt builder and the preprocessing spec
-    code = ("import sys; sys.modules['torch'] = None; sys.modules['transformers'] = None\n"
-            "from eiad.grounding import grounded_prompt\nfrom eiad.preprocess import PreprocessSpec\n"
-            "print(grounded_prompt('x', 0.5, None, None)[:10])")
+    code = (
+        "import sys; sys.modules['torch'] = None; sys.modules['transformers'] = None\n"
+        "from eiad.grounding import grounded_prompt\nfrom eiad.preprocess import PreprocessSpec\n"
+        "print(grounded_prompt('x', 0.5, None, None)[:10])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr

@@ -56,9 +56,13 @@ def test_llm_files_are_in_the_manifest_and_verify(llm_artifact):  # noqa: F811
     assert {"llm_decoder_fp32", "llm_decoder_int8", "llm_decoder_int4", "llm_tokenizer", "llm_projector"} <= roles
 
 
-@pytest.mark.parametrize("preset,cache,tokens,image_embeds",
-                         [("tiny-minicpmv46", "recurrent", 64, 16), ("tiny-llava-siglip", "kv", 256, 256)])
-def test_image_questions_through_projector_and_decoder_match_torch(preset, cache, tokens, image_embeds, tmp_path_factory):
+@pytest.mark.parametrize(
+    "preset,cache,tokens,image_embeds",
+    [("tiny-minicpmv46", "recurrent", 64, 16), ("tiny-llava-siglip", "kv", 256, 256)],
+)
+def test_image_questions_through_projector_and_decoder_match_torch(
+    preset, cache, tokens, image_embeds, tmp_path_factory
+):
     # given a real tiny backbone of each family and its vision engine exported at 224 px
     import numpy as np
     import torch
@@ -72,8 +76,9 @@ def test_image_questions_through_projector_and_decoder_match_torch(preset, cache
     backbone.tokenizer.backend_tokenizer.save(str(tokenizer_json))
     # when the LLM is exported with the backbone's projector and checked on image questions
     # (random weights: near-tied steps are excluded by a tiny margin, and recorded)
-    result = export_llm_artifact(backbone.hf_model, tokenizer_json, art, [], prompts, max_new_tokens=6,
-                                 min_margin=1e-3, backbone=backbone)
+    result = export_llm_artifact(
+        backbone.hf_model, tokenizer_json, art, [], prompts, max_new_tokens=6, min_margin=1e-3, backbone=backbone
+    )
     # then the decoder has the family's cache form and every evaluated prompt gives torch's tokens
     config = json.loads((art / "llm" / "llm_config.json").read_text())
     assert config["cache"] == cache and config["vision_tokens"] == tokens and config["has_projector"]

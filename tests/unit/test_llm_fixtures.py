@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -58,9 +57,15 @@ class TinyEngine(nn.Module):
         tokens = feats.flatten(2).transpose(1, 2)  # (N, 64, D)
         pooled = tokens.mean(1)
         low = self.mask_head(feats)
-        amap = torch.sigmoid(nn.functional.interpolate(low, size=image.shape[1:3], mode="bilinear", align_corners=False))
-        return EngineOut(amap, torch.sigmoid(self.score_head(pooled))[:, 0],
-                         torch.softmax(self.cls_head(pooled), -1), nn.functional.avg_pool1d(tokens.transpose(1, 2), 4).transpose(1, 2))
+        amap = torch.sigmoid(
+            nn.functional.interpolate(low, size=image.shape[1:3], mode="bilinear", align_corners=False)
+        )
+        return EngineOut(
+            amap,
+            torch.sigmoid(self.score_head(pooled))[:, 0],
+            torch.softmax(self.cls_head(pooled), -1),
+            nn.functional.avg_pool1d(tokens.transpose(1, 2), 4).transpose(1, 2),
+        )
 
 
 def real_images(directory: Path, count: int = 6) -> Path:
@@ -84,8 +89,12 @@ def train_tokenizer(path: Path) -> Path:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<eos>"], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<eos>"],
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator([p + a for p, a in PAIRS] * 4, trainer=trainer)
     tok.save(str(path))
     return path
@@ -99,9 +108,17 @@ def tiny_lm(tokenizer_json: Path, hidden: int = 64, steps: int = 100):
     tok = Tokenizer.from_file(str(tokenizer_json))
     eos = tok.token_to_id("<eos>")
     torch.manual_seed(0)
-    config = Qwen2Config(vocab_size=tok.get_vocab_size(), hidden_size=hidden, intermediate_size=2 * hidden,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=256, eos_token_id=eos, tie_word_embeddings=False)
+    config = Qwen2Config(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        eos_token_id=eos,
+        tie_word_embeddings=False,
+    )
     model = Qwen2ForCausalLM(config)
     rows = [tok.encode(p + a).ids + [eos] for p, a in PAIRS]
     width = max(map(len, rows))
@@ -125,9 +142,14 @@ def meta(thresholds_image: float = 0.5, thresholds_pixel: float = 0.5):
     from export.formats import VisionMeta
 
     return VisionMeta(
-        model_id="tiny-test", backbone="tiny-conv", preset="test", class_names=list(CLASSES),
+        model_id="tiny-test",
+        backbone="tiny-conv",
+        preset="test",
+        class_names=list(CLASSES),
         thresholds=Thresholds(image_score=thresholds_image, pixel=thresholds_pixel, calibration="test"),
-        preprocessing="BGR uint8 NHWC -> RGB -> (x/255-0.5)/0.25 inside the graph", height=HEIGHT, width=WIDTH,
+        preprocessing="BGR uint8 NHWC -> RGB -> (x/255-0.5)/0.25 inside the graph",
+        height=HEIGHT,
+        width=WIDTH,
     )
 
 
@@ -164,8 +186,15 @@ def llm_artifact(tmp_path_factory, vision_artifact):
     shutil.copytree(vision_artifact[1], art)
     torch.manual_seed(1)
     projector = nn.Sequential(nn.Linear(VISION_DIM, 64))
-    result = export_llm_artifact(model, tokenizer, art, ["int8", "int4"], prompts=[p for p, _ in PAIRS],
-                                 projector=projector, vision_dim=VISION_DIM)
+    result = export_llm_artifact(
+        model,
+        tokenizer,
+        art,
+        ["int8", "int4"],
+        prompts=[p for p, _ in PAIRS],
+        projector=projector,
+        vision_dim=VISION_DIM,
+    )
     return model, art, result
 
 

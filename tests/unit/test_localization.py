@@ -12,12 +12,22 @@ from tests.unit.test_localization_support import TinyLlavaBackbone
 
 
 def _spec(size=(32, 48), grid=(4, 6), **kw):
-    return LocalizerSpec(vision_hidden_size=16, text_hidden_size=8, grid=grid, image_size=size, taps=(1, 3),
-                         class_names=("hole", "stain", "crack"), prompts=tuple(default_prompts(["hole", "stain", "crack"])), **kw)
+    return LocalizerSpec(
+        vision_hidden_size=16,
+        text_hidden_size=8,
+        grid=grid,
+        image_size=size,
+        taps=(1, 3),
+        class_names=("hole", "stain", "crack"),
+        prompts=tuple(default_prompts(["hole", "stain", "crack"])),
+        **kw,
+    )
 
 
-@pytest.mark.parametrize("size,grid,stem,fine", [((32, 48), (4, 6), True, True), ((64, 64), (8, 8), True, False),
-                                                ((28, 28), (2, 2), False, False)])
+@pytest.mark.parametrize(
+    "size,grid,stem,fine",
+    [((32, 48), (4, 6), True, True), ((64, 64), (8, 8), True, False), ((28, 28), (2, 2), False, False)],
+)
 def test_outputs_have_image_resolution_at_several_sizes(size, grid, stem, fine):
     # given a localizer for a non-square, a square and a tiny-grid input (the first two with
     # the mask-pooled class head and class maps, the first also with the H/2 stage)
@@ -44,8 +54,9 @@ def test_prompts_start_from_the_backbones_text_embeddings():
     torch.testing.assert_close(module.prompt_text, expected)
     assert module.spec.grid == (8, 8) and module.spec.image_size == (64, 64)
     # and the learned prompt embeddings are their projection (delta starts at zero)
-    torch.testing.assert_close(module.prompt_embeddings(),
-                               torch.nn.functional.normalize(module.text_proj(expected), dim=-1))
+    torch.testing.assert_close(
+        module.prompt_embeddings(), torch.nn.functional.normalize(module.text_proj(expected), dim=-1)
+    )
 
 
 def test_reference_channel_depends_on_the_reference_image():
@@ -75,8 +86,9 @@ def test_loss_decreases_on_a_fixed_batch():
     # given a tiny backbone (frozen), a localizer and one fixed batch with a defect square
     torch.manual_seed(0)
     backbone = TinyLlavaBackbone()
-    engine = EiadVisionEngine(backbone, build_localizer(backbone, (1, 3), ["hole", "dent"], fine=True, mask_pooling=True,
-                                                        class_maps=True))
+    engine = EiadVisionEngine(
+        backbone, build_localizer(backbone, (1, 3), ["hole", "dent"], fine=True, mask_pooling=True, class_maps=True)
+    )
     images = torch.randint(100, 140, (4, 64, 64, 3), dtype=torch.uint8)
     masks = torch.zeros(4, 1, 64, 64)
     images[1:3, 10:30, 20:40] = 10
@@ -89,8 +101,17 @@ def test_loss_decreases_on_a_fixed_batch():
     for _ in range(30):
         out, _ = engine.forward_logits(images)
         # every term, the skeleton and per-cell class terms included (the square's skeleton: itself is fine here)
-        loss, parts = localization_loss(out.mask_logits, out.image_logit, out.class_logits, masks, labels, classes,
-                                        LossWeights(skeleton=1.0, class_map=1.0), masks, out.class_map)
+        loss, parts = localization_loss(
+            out.mask_logits,
+            out.image_logit,
+            out.class_logits,
+            masks,
+            labels,
+            classes,
+            LossWeights(skeleton=1.0, class_map=1.0),
+            masks,
+            out.class_map,
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -49,7 +49,9 @@ def test_engine_on_the_real_tiny_presets_exports_with_parity(tmp_path, preset, p
     # when exported and run by ONNX Runtime at batch 3
     export_onnx(engine, tmp_path / "v.onnx")
     images = np.random.default_rng(2).integers(0, 256, (3, 224, 224, 3), dtype=np.uint8)
-    got = ort.InferenceSession(str(tmp_path / "v.onnx"), providers=["CPUExecutionProvider"]).run(None, {"image": images})
+    got = ort.InferenceSession(str(tmp_path / "v.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, {"image": images}
+    )
     with torch.no_grad():
         want = engine(torch.from_numpy(images))
     # then every output matches torch

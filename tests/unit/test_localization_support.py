@@ -9,8 +9,9 @@ None until eiad.modeling.backbone.loading exists.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -34,12 +35,29 @@ class TinyLlavaBackbone(nn.Module):
         from transformers import LlavaConfig, LlavaForConditionalGeneration, Qwen2Config, SiglipVisionConfig
 
         torch.manual_seed(seed)
-        vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
-                                    num_attention_heads=2, image_size=size, patch_size=patch)
-        text = Qwen2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           num_key_value_heads=1, vocab_size=300)
-        config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=299,
-                             vision_feature_layer=-1, vision_feature_select_strategy="full")
+        vision = SiglipVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=layers,
+            num_attention_heads=2,
+            image_size=size,
+            patch_size=patch,
+        )
+        text = Qwen2Config(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            vocab_size=300,
+        )
+        config = LlavaConfig(
+            vision_config=vision,
+            text_config=text,
+            image_token_index=299,
+            vision_feature_layer=-1,
+            vision_feature_select_strategy="full",
+        )
         self.hf_model = LlavaForConditionalGeneration(config)
         self.spec = PreprocessSpec(height=size, width=size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
         self.vision_hidden_size = 32
@@ -100,14 +118,28 @@ def make_split(root: Path, n_train: int = 8, n_held_out: int = 6, size: int = 64
             if defect:
                 mask_path = root / f"{split}_{i}_mask.png"
                 cv2.imwrite(str(mask_path), mask)
-            splits[split].append({
-                "image": str(image_path), "mask": str(mask_path) if mask_path else None,
-                "label": "NG" if defect else "OK", "defect": ("hole" if i % 4 == 1 else "stain") if defect else None,
-                "dataset": "Fake", "sub": "part",
-            })
+            splits[split].append(
+                {
+                    "image": str(image_path),
+                    "mask": str(mask_path) if mask_path else None,
+                    "label": "NG" if defect else "OK",
+                    "defect": ("hole" if i % 4 == 1 else "stain") if defect else None,
+                    "dataset": "Fake",
+                    "sub": "part",
+                }
+            )
     path = root / "split.json"
-    path.write_text(json.dumps({"seed": seed, "fractions": {"calibration": 0.3, "test": 0.3}, "root": str(root),
-                                "classes": ["hole", "stain"], **splits}))
+    path.write_text(
+        json.dumps(
+            {
+                "seed": seed,
+                "fractions": {"calibration": 0.3, "test": 0.3},
+                "root": str(root),
+                "classes": ["hole", "stain"],
+                **splits,
+            }
+        )
+    )
     return path
 
 

@@ -8,11 +8,24 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from eiad.messages import (SCHEMA_DIR, ExplainRequestMessage, ExplainResponseMessage, ExplanationMessage, OutboxStatsPayload, StatsMessage, StatusMessage,
-                           Topics, VerdictMessage, iso_utc, render_schema, schema_documents, write_schemas)
-from edge.sinks.mqtt.sink import build_verdict, stage_latencies_ms
-from tests.support.json_schema import validate
 from benchmarks.stand_ins.results import make_result
+from edge.sinks.mqtt.sink import build_verdict, stage_latencies_ms
+from eiad.messages import (
+    SCHEMA_DIR,
+    ExplainRequestMessage,
+    ExplainResponseMessage,
+    ExplanationMessage,
+    OutboxStatsPayload,
+    StatsMessage,
+    StatusMessage,
+    Topics,
+    VerdictMessage,
+    iso_utc,
+    render_schema,
+    schema_documents,
+    write_schemas,
+)
+from tests.support.json_schema import validate
 
 
 def schema(kind: str) -> dict:
@@ -62,13 +75,27 @@ def test_the_validator_catches_bad_payloads():
 
 
 def test_other_payloads_validate():
-    explanation = ExplanationMessage(inspection_id="a", station="s", line="l", text="scratch at top left",
-                                     published_at=iso_utc(0), meta={"model": "q4", "tokens": 41})
+    explanation = ExplanationMessage(
+        inspection_id="a",
+        station="s",
+        line="l",
+        text="scratch at top left",
+        published_at=iso_utc(0),
+        meta={"model": "q4", "tokens": 41},
+    )
     status = StatusMessage(station="s", line="l", state="offline", since=iso_utc(0), client_id="c")
-    stats = StatsMessage(station="s", line="l", published_at=iso_utc(0), uptime_s=1.5, connected=True,
-                         outbox=OutboxStatsPayload(depth_rows=0, depth_bytes=0, acked=3, replayed=0,
-                                                   dropped_by_reason={"expired": 1}, full_alarm=False),
-                         publish_latency_ms={"p50": 1.0}, pipeline={"fps": 30.0})
+    stats = StatsMessage(
+        station="s",
+        line="l",
+        published_at=iso_utc(0),
+        uptime_s=1.5,
+        connected=True,
+        outbox=OutboxStatsPayload(
+            depth_rows=0, depth_bytes=0, acked=3, replayed=0, dropped_by_reason={"expired": 1}, full_alarm=False
+        ),
+        publish_latency_ms={"p50": 1.0},
+        pipeline={"fps": 30.0},
+    )
     for kind, msg in (("explanation", explanation), ("status", status), ("stats", stats)):
         payload = json.loads(msg.to_json_bytes())
         assert validate(payload, schema(kind)) == [], kind
@@ -108,15 +135,20 @@ def test_explain_request_schema_is_strict_and_the_response_validates():
     assert validate(good, schema("explain_request")) == []
     assert ExplainRequestMessage.model_validate(good).inspection_id == good["inspection_id"]
     # then wrong types (no coercion), unknown keys, a missing version and a bad requester are refused
-    for bad in ({**good, "inspection_id": 12}, {**good, "command": "shutdown"},
-                {k: v for k, v in good.items() if k != "schema_version"}, {**good, "schema_version": 2}):
+    for bad in (
+        {**good, "inspection_id": 12},
+        {**good, "command": "shutdown"},
+        {k: v for k, v in good.items() if k != "schema_version"},
+        {**good, "schema_version": 2},
+    ):
         with pytest.raises(ValidationError):
             ExplainRequestMessage.model_validate(bad)
         assert validate(bad, schema("explain_request")) != []
     with pytest.raises(ValidationError):  # requested_by is copied into meta: a short name, no spaces
         ExplainRequestMessage.model_validate({**good, "requested_by": "a b"})
-    response = ExplainResponseMessage(inspection_id=None, status="rejected", reason="too_large", station="st1",
-                                      line="l1", published_at=iso_utc(0))
+    response = ExplainResponseMessage(
+        inspection_id=None, status="rejected", reason="too_large", station="st1", line="l1", published_at=iso_utc(0)
+    )
     assert validate(json.loads(response.to_json_bytes()), schema("explain_response")) == []
     assert Topics("eiad", "l1", "st1").of("explain/request") == "eiad/l1/st1/explain/request"
 
@@ -126,8 +158,11 @@ def test_the_schema_check_enforces_patterns_and_lengths_as_the_station_does():
     # breaking them is refused by the schema as by the station's model
     good = {"schema_version": 1, "inspection_id": "st1-cam0-1", "requested_by": "hmi-1"}
     assert validate(good, schema("explain_request")) == []
-    for bad in ({**good, "inspection_id": ""}, {**good, "inspection_id": "x" * 201},
-                {**good, "requested_by": "operator with spaces"}):
+    for bad in (
+        {**good, "inspection_id": ""},
+        {**good, "inspection_id": "x" * 201},
+        {**good, "requested_by": "operator with spaces"},
+    ):
         assert validate(bad, schema("explain_request")) != [], bad
         with pytest.raises(ValidationError):
             ExplainRequestMessage.model_validate(bad)

@@ -97,8 +97,9 @@ def test_quality_report_per_defect_aupro_per_class_recall_and_published_share():
     maps = np.where(masks, 0.9, 0.1)
     maps[2] = np.where(masks[2], 0.05, 0.1)  # the second defect type is found nowhere
     probs = np.array([[0.5, 0.5], [0.9, 0.1], [0.6, 0.4], [0.5, 0.5]])
-    pred = Predictions(np.array([0, 1, 1, 0]), np.array([0.1, 0.9, 0.2, 0.3]), masks, maps, np.array([-1, 0, 1, -1]),
-                       probs)
+    pred = Predictions(
+        np.array([0, 1, 1, 0]), np.array([0.1, 0.9, 0.2, 0.3]), masks, maps, np.array([-1, 0, 1, -1]), probs
+    )
     m = quality_report(pred, {"image_score": 0.5, "pixel": 0.5, "class_confidence": 0.8}, ["dent", "crack"], "test")
     assert m["aupro_by_defect"]["dent"] == pytest.approx(1.0) and m["aupro_by_defect"]["crack"] < 0.05
     assert m["verdicts"]["miss_rate"] == 0.5 and m["verdicts"]["overkill_rate"] == 0.0

@@ -11,20 +11,24 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 # torch hidden the way an install without it behaves: `import torch` raises ModuleNotFoundError
-RUN_WITHOUT_TORCH = ("import sys; sys.modules['torch'] = None\n"
-                     "from commands.main import main\n"
-                     "sys.exit(main(sys.argv[1:]))")
+RUN_WITHOUT_TORCH = (
+    "import sys; sys.modules['torch'] = None\nfrom commands.main import main\nsys.exit(main(sys.argv[1:]))"
+)
 
 
 def eiad_without_torch(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", RUN_WITHOUT_TORCH, *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", RUN_WITHOUT_TORCH, *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
 
 
-@pytest.mark.parametrize("args, extra", [
-    (("train", "--config", "configs/train.yaml", "--out", "{tmp}/run"), "train"),
-    (("export", "onnx", "--checkpoint", "{tmp}/checkpoint", "--out", "{tmp}/artifact"), "export"),
-])
+@pytest.mark.parametrize(
+    "args, extra",
+    [
+        (("train", "--config", "configs/train.yaml", "--out", "{tmp}/run"), "train"),
+        (("export", "onnx", "--checkpoint", "{tmp}/checkpoint", "--out", "{tmp}/artifact"), "export"),
+    ],
+)
 def test_a_command_needing_torch_names_the_extra_to_install(tmp_path, args, extra):
     done = eiad_without_torch(*(a.format(tmp=tmp_path) for a in args))
     assert done.returncode == 2, done.stderr

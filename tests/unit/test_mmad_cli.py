@@ -14,18 +14,23 @@ BAD = "GoodsAD/drink_can/dent/002.jpg"
 
 
 def rec(image, qtype, correct, given):
-    return {"image": image, "question": "Question: ...", "question_type": qtype,
-            "correct_answer": correct, "gpt_answer": given}
+    return {
+        "image": image,
+        "question": "Question: ...",
+        "question_type": qtype,
+        "correct_answer": correct,
+        "gpt_answer": given,
+    }
 
 
 @pytest.fixture()
 def answers(tmp_path):
     records = [
-        rec(GOOD, "Anomaly Detection", "A", "A"),        # normal 1/1
-        rec(BAD, "Anomaly Detection", "B", "A"),         # anomalous 0/2 -> miss 100
+        rec(GOOD, "Anomaly Detection", "A", "A"),  # normal 1/1
+        rec(BAD, "Anomaly Detection", "B", "A"),  # anomalous 0/2 -> miss 100
         rec(BAD, "Anomaly Detection", "B", "A"),
-        rec(BAD, "Defect Classification", "C", "C"),     # 1/1
-        rec(BAD, "Defect Classification", "C", "c"),     # dropped (lower case)
+        rec(BAD, "Defect Classification", "C", "C"),  # 1/1
+        rec(BAD, "Defect Classification", "C", "c"),  # dropped (lower case)
     ]
     path = tmp_path / "answers_0_shot_ours.json"
     path.write_text(json.dumps(records))
@@ -53,12 +58,12 @@ def test_eiad_main_scores_and_writes_csv(answers, tmp_path, capsys):
     assert "answers not one letter A-E: 1 (dropped" in printed and f"wrote {out}" in printed
     rows = read_csv(out)
     assert list(rows) == ["GoodsAD", "Average"]
-    assert float(rows["GoodsAD"]["Anomaly Detection"]) == 50.0   # (100 + 0) / 2
+    assert float(rows["GoodsAD"]["Anomaly Detection"]) == 50.0  # (100 + 0) / 2
     assert float(rows["GoodsAD"]["Miss"]) == 100.0
     assert float(rows["GoodsAD"]["Overkill"]) == 0.0
     assert float(rows["GoodsAD"]["Defect Classification"]) == 100.0
     assert rows["GoodsAD"]["Defect Localization"] == ""
-    assert float(rows["Average"]["Average"]) == 75.0              # (50 + 100) / 2
+    assert float(rows["Average"]["Average"]) == 75.0  # (50 + 100) / 2
 
 
 def test_default_output_beside_answers_and_strict(answers, capsys):
@@ -77,13 +82,14 @@ def test_normal_flag_option(answers):
 
 def test_reparse_extracts_letters_from_raw_replies(tmp_path):
     path = tmp_path / "raw.json"
-    path.write_text(json.dumps([rec(BAD, "Defect Analysis", "B", "A dent. Answer: B"),
-                                rec(BAD, "Defect Analysis", "B", "no idea")]))
+    path.write_text(
+        json.dumps([rec(BAD, "Defect Analysis", "B", "A dent. Answer: B"), rec(BAD, "Defect Analysis", "B", "no idea")])
+    )
     out = tmp_path / "r.csv"
     assert run_alone(["mmad-score", str(path), "--out", str(out), "--reparse", "last"]) == 0
-    assert float(read_csv(out)["GoodsAD"]["Defect Analysis"]) == 100.0   # last letter B; 1 dropped
+    assert float(read_csv(out)["GoodsAD"]["Defect Analysis"]) == 100.0  # last letter B; 1 dropped
     assert run_alone(["mmad-score", str(path), "--out", str(out), "--reparse", "first"]) == 0
-    assert float(read_csv(out)["GoodsAD"]["Defect Analysis"]) == 0.0     # first letter: article A
+    assert float(read_csv(out)["GoodsAD"]["Defect Analysis"]) == 0.0  # first letter: article A
 
 
 def test_nothing_scorable_exits_1_and_malformed_file_exits_2(tmp_path, capsys):

@@ -14,14 +14,18 @@ from eiad.errors import DataError, ModelError
 from eiad.modeling.presets import build_tiny_preset
 from train.eval.mmad import load_answers, score_answers
 from train.eval.mmad_run import (
-    INSTRUCTION, generate_multi, load_mmad, multi_image_inputs, one_shot_parts, run_mmad,
+    INSTRUCTION,
+    generate_multi,
+    load_mmad,
+    multi_image_inputs,
+    one_shot_parts,
+    run_mmad,
 )
 
 GOOD = "DS-Test/widget/image/good/000.png"
 BAD = "DS-Test/widget/image/scratch/001.png"
 TEMPLATE = "DS-Test/widget/train/good/010.png"
-AD = {"Question": "Is there any defect in the object?", "Options": {"A": "Yes", "B": "No"},
-      "type": "Anomaly Detection"}
+AD = {"Question": "Is there any defect in the object?", "Options": {"A": "Yes", "B": "No"}, "type": "Anomaly Detection"}
 
 
 @pytest.fixture(scope="module")
@@ -31,18 +35,40 @@ def mmad(tmp_path_factory) -> dict[str, Path]:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.full((40, 40, 3), grey, np.uint8)).save(root / rel)
     data = {
-        GOOD: {"conversation": [{**AD, "Answer": "B"},
-                                {"Question": "What is this object?", "Answer": "A",
-                                 "Options": {"A": "widget", "B": "bottle", "C": "cable"},
-                                 "type": "Object Classification"}],
-               "similar_templates": [TEMPLATE], "random_templates": [TEMPLATE], "mask_path": ""},
-        BAD: {"conversation": [{**AD, "Answer": "A"},
-                               {"Question": "What type of defect?", "Answer": "C",
-                                "Options": {"A": "crack", "B": "hole", "C": "scratch", "D": "stain"},
-                                "type": "Defect Classification"},
-                               {"Question": "Is the shape intact?", "Answer": "A", "Options": {"A": "Yes", "B": "No"},
-                                "type": "Object Structure"}],
-              "similar_templates": [TEMPLATE], "random_templates": [GOOD], "mask_path": "x.png"},
+        GOOD: {
+            "conversation": [
+                {**AD, "Answer": "B"},
+                {
+                    "Question": "What is this object?",
+                    "Answer": "A",
+                    "Options": {"A": "widget", "B": "bottle", "C": "cable"},
+                    "type": "Object Classification",
+                },
+            ],
+            "similar_templates": [TEMPLATE],
+            "random_templates": [TEMPLATE],
+            "mask_path": "",
+        },
+        BAD: {
+            "conversation": [
+                {**AD, "Answer": "A"},
+                {
+                    "Question": "What type of defect?",
+                    "Answer": "C",
+                    "Options": {"A": "crack", "B": "hole", "C": "scratch", "D": "stain"},
+                    "type": "Defect Classification",
+                },
+                {
+                    "Question": "Is the shape intact?",
+                    "Answer": "A",
+                    "Options": {"A": "Yes", "B": "No"},
+                    "type": "Object Structure",
+                },
+            ],
+            "similar_templates": [TEMPLATE],
+            "random_templates": [GOOD],
+            "mask_path": "x.png",
+        },
     }
     (root / "mmad.json").write_text(json.dumps(data))
     return {"root": root, "json": root / "mmad.json"}
@@ -142,9 +168,27 @@ def test_cli_runs_tiny_model_and_scores(mmad, shots, tmp_path, tmp_path_factory,
     # given the tiny LLaVA preset, when 'eiad eval mmad' runs over the json
     model = build_tiny_preset("tiny-llava-siglip", tmp_path_factory.mktemp("mmcli") / "tiny-llava-siglip")
     out = tmp_path / f"answers_{shots}_shot.json"
-    rc = main(["eval", "mmad", "--model", str(model), "--mmad-json", str(mmad["json"]), "--image-root",
-               str(mmad["root"]), "--shots", shots, "--rule", "last", "--max-new-tokens", "4", "--no-progress",
-               "--out", str(out)])
+    rc = main(
+        [
+            "eval",
+            "mmad",
+            "--model",
+            str(model),
+            "--mmad-json",
+            str(mmad["json"]),
+            "--image-root",
+            str(mmad["root"]),
+            "--shots",
+            shots,
+            "--rule",
+            "last",
+            "--max-new-tokens",
+            "4",
+            "--no-progress",
+            "--out",
+            str(out),
+        ]
+    )
     # then the answers file is valid MMAD, scored beside it, and the exit code says whether anything was scored
     records = load_answers(out)
     assert len(records) == 5 and [r["image"] for r in records] == [GOOD] * 2 + [BAD] * 3

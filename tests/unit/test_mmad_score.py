@@ -22,8 +22,13 @@ VISA_BAD = "VisA/candle/image/Anomaly/001.JPG"
 
 
 def rec(image, qtype, correct, given):
-    return {"image": image, "question": {"type": "text", "text": "Question: ..."},
-            "question_type": qtype, "correct_answer": correct, "gpt_answer": given}
+    return {
+        "image": image,
+        "question": {"type": "text", "text": "Question: ..."},
+        "question_type": qtype,
+        "correct_answer": correct,
+        "gpt_answer": given,
+    }
 
 
 def hits(image, qtype, n_right, n_wrong):
@@ -36,13 +41,13 @@ def records():
     r = []
     # DS-MVTec, AD: normal 3/4, anomalous 1/2 -> balanced (75 + 50) / 2 = 62.5 (plain 4/6 = 66.7)
     r += hits(GOOD, "Anomaly Detection", 3, 1) + hits(BAD, "Anomaly Detection", 1, 1)
-    r += hits(BAD, "Defect Classification", 1, 1)        # 50
-    r += hits(BAD, "Defect Localization", 1, 0)          # 100
-    r += hits(BAD, "Defect Description", 0, 1)          # 0
-    r += hits(BAD, "Defect Analysis", 1, 0)             # 100
-    r += hits(GOOD, "Object Classification", 2, 0)      # 100
-    r += hits(GOOD, "Object Structure", 0, 1)           # merged with Details: 3/4 = 75
-    r += hits(GOOD, "Object Details", 3, 0)             # (separately 0 and 100: mean 50)
+    r += hits(BAD, "Defect Classification", 1, 1)  # 50
+    r += hits(BAD, "Defect Localization", 1, 0)  # 100
+    r += hits(BAD, "Defect Description", 0, 1)  # 0
+    r += hits(BAD, "Defect Analysis", 1, 0)  # 100
+    r += hits(GOOD, "Object Classification", 2, 0)  # 100
+    r += hits(GOOD, "Object Structure", 0, 1)  # merged with Details: 3/4 = 75
+    r += hits(GOOD, "Object Details", 3, 0)  # (separately 0 and 100: mean 50)
     # two DS-MVTec DC answers that are not one capital letter: dropped (or wrong if strict)
     r += [rec(BAD, "Defect Classification", "B", "b"), rec(BAD, "Defect Classification", "B", "The answer is B")]
     # VisA: anomalous images only, AD 3/4; DC 1/1
@@ -82,8 +87,8 @@ def test_dataset_rows_in_order_then_average_row(records):
 
 def test_overkill_miss_recall_precision_f1(records):
     mvtec = score_answers(records).rows["DS-MVTec"]
-    assert mvtec["Overkill"] == pytest.approx(25.0)   # 1 of 4 normal called defective
-    assert mvtec["Miss"] == pytest.approx(50.0)       # 1 of 2 anomalous called normal
+    assert mvtec["Overkill"] == pytest.approx(25.0)  # 1 of 4 normal called defective
+    assert mvtec["Miss"] == pytest.approx(50.0)  # 1 of 2 anomalous called normal
     assert mvtec["Recall"] == pytest.approx(50.0)
     assert mvtec["Precision"] == pytest.approx(50.0)  # TP 1 / (TP 1 + FP 1)
     assert mvtec["F1"] == pytest.approx(50.0)
@@ -118,8 +123,12 @@ def test_strict_counts_non_letter_answers_wrong(records):
 
 def test_exact_letters_only_and_bad_correct_answer_dropped():
     # given answers with whitespace/punctuation (MMAD compares exactly) and a bad key
-    records = [rec(BAD, "Defect Analysis", "C", "C "), rec(BAD, "Defect Analysis", "C", "C."),
-               rec(BAD, "Defect Analysis", "F", "F"), rec(BAD, "Defect Analysis", "D", "D")]
+    records = [
+        rec(BAD, "Defect Analysis", "C", "C "),
+        rec(BAD, "Defect Analysis", "C", "C."),
+        rec(BAD, "Defect Analysis", "F", "F"),
+        rec(BAD, "Defect Analysis", "D", "D"),
+    ]
     score = score_answers(records)
     assert (score.dropped_bad_answer, score.dropped_bad_correct, score.scored) == (2, 1, 1)
     assert score.rows["DS-MVTec"]["Defect Analysis"] == pytest.approx(100.0)
@@ -137,8 +146,9 @@ def test_all_answers_unparseable_gives_empty_table():
 
 
 def test_normal_flag_is_a_case_sensitive_path_substring():
-    records = hits("Line1/plate/OK/image/1.png", "Anomaly Detection", 1, 1) + \
-        hits("Line1/plate/NG/crack/image/2.png", "Anomaly Detection", 2, 0)
+    records = hits("Line1/plate/OK/image/1.png", "Anomaly Detection", 1, 1) + hits(
+        "Line1/plate/NG/crack/image/2.png", "Anomaly Detection", 2, 0
+    )
     by_ok = score_answers(records, normal_flag="OK").rows["Line1"]
     assert by_ok["Anomaly Detection"] == pytest.approx((50 + 100) / 2)
     assert by_ok["Overkill"] == pytest.approx(50.0)
@@ -156,8 +166,15 @@ def test_unknown_question_type_is_rejected_with_the_record_index():
 def test_mean_reproduces_mmad_published_averages_bit_for_bit():
     # MMAD all_result/answers_1_shot_gpt-4o_accuracy.csv, row DS-MVTec (7 task cells, Average,
     # Recall, Precision, F1) and the Average row's Anomaly Detection over the 4 datasets.
-    cells = [81.32786051325229, 77.09543568464731, 69.23721709974853, 82.60511129431163,
-             92.69709543568464, 99.78448275862068, 90.8558888076079]
+    cells = [
+        81.32786051325229,
+        77.09543568464731,
+        69.23721709974853,
+        82.60511129431163,
+        92.69709543568464,
+        99.78448275862068,
+        90.8558888076079,
+    ]
     assert _mean(cells) == 84.80044165626758
     p, r = 90.25210084033614, 87.60195758564437
     assert 2 * p * r / (p + r) == 88.90728476821192
@@ -169,13 +186,15 @@ def test_csv_layout_matches_mmad_published_files(records, tmp_path):
     score = score_answers(records)
     path = write_score_csv(score, tmp_path / "sub" / "result.csv")
     lines = path.read_text().split("\n")
-    assert lines[0] == ",Anomaly Detection,Defect Classification,Defect Localization,Defect Description," \
+    assert (
+        lines[0] == ",Anomaly Detection,Defect Classification,Defect Localization,Defect Description,"
         "Defect Analysis,Object Classification,Object Analysis,Average,Recall,Precision,F1,Overkill,Miss"
+    )
     assert [line.split(",")[0] for line in lines[1:-1]] == ["DS-MVTec", "VisA", "Average"]
     assert lines[-1] == ""
     visa = lines[2].split(",")
     assert len(visa) == 1 + len(COLUMNS)
-    assert visa[1 + TASKS.index("Defect Localization")] == ""          # no data: empty, like pandas NaN
+    assert visa[1 + TASKS.index("Defect Localization")] == ""  # no data: empty, like pandas NaN
     assert float(lines[1].split(",")[1 + COLUMNS.index("Average")]) == score.rows["DS-MVTec"]["Average"]
 
 

@@ -15,7 +15,9 @@ from tests.unit.test_localization_support import make_split
 from train.localization.pseudo_defects import PseudoDefects, draw
 
 
-def _features(rng: np.random.Generator, n: int, grid: int, dim: int, odd: tuple[int, int] | None = None) -> torch.Tensor:
+def _features(
+    rng: np.random.Generator, n: int, grid: int, dim: int, odd: tuple[int, int] | None = None
+) -> torch.Tensor:
     """(n, grid*grid, dim) features near one direction; `odd` = (image, patch) pointing elsewhere."""
     base = np.zeros(dim, np.float32)
     base[0] = 1.0
@@ -61,8 +63,16 @@ def test_a_pseudo_defect_changes_exactly_its_mask():
 
 
 def _loc(**kw):
-    return {"taps": [1, 3], "epochs": 2, "batch_size": 4, "decoder_channels": 8, "proj_dim": 16, "bank_taps": [1],
-            "bank_size": 64, **kw}
+    return {
+        "taps": [1, 3],
+        "epochs": 2,
+        "batch_size": 4,
+        "decoder_channels": 8,
+        "proj_dim": 16,
+        "bank_taps": [1],
+        "bank_size": 64,
+        **kw,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -72,18 +82,23 @@ def split(tmp_path_factory):
 
 @pytest.mark.slow
 def test_normal_only_trains_exports_and_runs_at_the_edge(tmp_path, split, preset_cache):
+    from commands.main import main
     from edge.runners.onnxruntime_runner import OnnxRuntimeRunner
     from edge.verdict import UNKNOWN_CLASS, ThresholdOverrides, decide_outputs
-    from commands.main import main
     from eiad.manifest import load_manifest
+    from eiad.split import load_split
     from export.vision.parity import load_images
     from train.config import TrainConfig
-    from eiad.split import load_split
     from train.localization.trainer import train_localization
 
     # given only the split's good images (its defective ones are never read for training)
-    config = TrainConfig(backbone="tiny-llava-siglip", split=split, out_dir=tmp_path / "run", device="cpu",
-                         localization=_loc(normal_only=True, unfreeze_vision=True))
+    config = TrainConfig(
+        backbone="tiny-llava-siglip",
+        split=split,
+        out_dir=tmp_path / "run",
+        device="cpu",
+        localization=_loc(normal_only=True, unfreeze_vision=True),
+    )
     # when the normal-only model trains
     result = train_localization(config)
     # then its checkpoint holds a module without classes and a bank; thresholds come from good parts alone
@@ -95,15 +110,19 @@ def test_normal_only_trains_exports_and_runs_at_the_edge(tmp_path, split, preset
     assert report["model"].startswith("normal-only") and report["calibration_images"] == 3  # 3 good of 6
     # when exported (parity included) and run by the edge runner
     out = tmp_path / "artifact"
-    assert main(["-q", "export", "onnx", "--checkpoint", str(checkpoint), "--out", str(out), "--split", str(split)]) == 0
+    assert (
+        main(["-q", "export", "onnx", "--checkpoint", str(checkpoint), "--out", str(out), "--split", str(split)]) == 0
+    )
     manifest = load_manifest(out)
     assert manifest.class_names == [] and manifest.output("class_probs").shape[-1] == 1
     runner = OnnxRuntimeRunner(out, manifest=manifest)
     images = load_images([e.image for e in load_split(split).test], manifest.input.height, manifest.input.width)
     outputs = runner.run(images)
     runner.close()
-    decisions = [decide_outputs({k: v[i] for k, v in outputs.items()}, manifest, ThresholdOverrides())
-                 for i in range(len(images))]
+    decisions = [
+        decide_outputs({k: v[i] for k, v in outputs.items()}, manifest, ThresholdOverrides())
+        for i in range(len(images))
+    ]
     # then every part gets a verdict, and a rejected one has no class to name
     assert {d.verdict for d in decisions} <= {"OK", "NG"}
     assert all(d.defect_class == UNKNOWN_CLASS for d in decisions if d.verdict == "NG")
@@ -112,13 +131,18 @@ def test_normal_only_trains_exports_and_runs_at_the_edge(tmp_path, split, preset
 @pytest.mark.slow
 def test_a_supervised_module_and_the_bank_fuse_inside_the_exported_graph(tmp_path, split, preset_cache):
     from commands.main import main
-    from train.config import TrainConfig
     from eiad.modeling.checkpoint import engine_from_checkpoint
+    from train.config import TrainConfig
     from train.localization.trainer import train_localization
 
     # given a supervised run that also keeps the normal bank
-    config = TrainConfig(backbone="tiny-llava-siglip", split=split, out_dir=tmp_path / "run", device="cpu",
-                         localization=_loc(normal_bank=True))
+    config = TrainConfig(
+        backbone="tiny-llava-siglip",
+        split=split,
+        out_dir=tmp_path / "run",
+        device="cpu",
+        localization=_loc(normal_bank=True),
+    )
     result = train_localization(config)
     engine, _ = engine_from_checkpoint(result.checkpoint)
     assert engine.bank is not None and engine.localizer is not None
@@ -133,7 +157,9 @@ def test_a_supervised_module_and_the_bank_fuse_inside_the_exported_graph(tmp_pat
     torch.testing.assert_close(fused.anomaly_map, torch.maximum(module, normal))
     # and the fused graph exports with parity against PyTorch
     out = tmp_path / "artifact"
-    assert main(["-q", "export", "onnx", "--checkpoint", str(result.checkpoint), "--out", str(out),
-                 "--split", str(split)]) == 0
+    assert (
+        main(["-q", "export", "onnx", "--checkpoint", str(result.checkpoint), "--out", str(out), "--split", str(split)])
+        == 0
+    )
     parity = json.loads((out / "parity_vision.json").read_text())["result"]
     assert parity["verdict_agreement"] == 1.0 and parity["map_max_abs"] <= 1e-3

@@ -10,8 +10,19 @@ from train.config import LocalizationConfig, load_train_config
 from train.dialog.config import DialogConfig
 from train.optimization import RENAMED, lr_factor, warmup_steps
 
-SHARED = ("learning_rate", "lr_schedule", "warmup_ratio", "min_lr_ratio", "weight_decay", "max_grad_norm",
-          "gradient_accumulation_steps", "precision", "epochs", "max_steps", "batch_size")
+SHARED = (
+    "learning_rate",
+    "lr_schedule",
+    "warmup_ratio",
+    "min_lr_ratio",
+    "weight_decay",
+    "max_grad_norm",
+    "gradient_accumulation_steps",
+    "precision",
+    "epochs",
+    "max_steps",
+    "batch_size",
+)
 
 
 def test_both_paths_name_their_optimisation_settings_alike():

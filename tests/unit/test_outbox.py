@@ -8,14 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from eiad.errors import PublishError
-from edge.sinks.mqtt.outbox.store import Outbox, OutgoingMessage
 from edge.sinks.mqtt.config import OutboxSettings
+from edge.sinks.mqtt.outbox.store import Outbox, OutgoingMessage
+from eiad.errors import PublishError
 
 
 def msg(i: int, kind: str = "verdict", size: int = 10) -> OutgoingMessage:
-    return OutgoingMessage(kind, f"p/l/s/{kind}", bytes([i % 256]) * size, f"id{i}:{kind}",
-                           properties={"content_type": "image/png"} if kind == "mask" else {})
+    return OutgoingMessage(
+        kind,
+        f"p/l/s/{kind}",
+        bytes([i % 256]) * size,
+        f"id{i}:{kind}",
+        properties={"content_type": "image/png"} if kind == "mask" else {},
+    )
 
 
 class FakeClock:

@@ -7,8 +7,8 @@ import json
 import cv2
 import numpy as np
 
-from edge.sinks.archive import ArchiveSettings, ArchiveSink
 from benchmarks.stand_ins.results import make_result
+from edge.sinks.archive import ArchiveSettings, ArchiveSink
 
 
 def files(root):
@@ -38,8 +38,7 @@ def test_rotation_keeps_the_newest_items_by_count_and_survives_restart(tmp_path)
         sink.handle(make_result(i, "NG"))
     sink.close()
     assert sink.stats()["rotated"] == 2
-    assert [n for n in files(tmp_path) if n.endswith(".json")] == [
-        f"00000000{i}_st1-00000{i}.json" for i in (3, 4, 5)]
+    assert [n for n in files(tmp_path) if n.endswith(".json")] == [f"00000000{i}_st1-00000{i}.json" for i in (3, 4, 5)]
     # when a new run starts on the same directory, old items count toward the bound
     again = ArchiveSink(ArchiveSettings(directory=tmp_path, max_items=3))
     assert again.stats()["items"] == 3

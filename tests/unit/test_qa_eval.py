@@ -13,7 +13,12 @@ from commands.main import main
 from eiad.errors import DataError
 from eiad.modeling.presets import build_tiny_preset
 from train.eval.qa_eval import (
-    box_iou, format_qa_table, infer_task, load_qa_items, parse_box, run_qa_eval,
+    box_iou,
+    format_qa_table,
+    infer_task,
+    load_qa_items,
+    parse_box,
+    run_qa_eval,
 )
 
 AD_Q = "<image>Is the product flawed?\nA. No\nB. Yes\nAnswer with the option's letter."
@@ -23,15 +28,15 @@ DFM_Q = "<image>Mark the defective area with a box: reply [x1, y1, x2, y2]."
 
 # (task, question, reference answer, the fake model's reply) per image i
 TABLE = [
-    ("AD", AD_Q, "B", "B"),                                  # correct
-    ("AD", AD_Q, "A", "Answer: B"),                          # wrong
-    ("AD", AD_Q, "A", "I cannot tell"),                      # unparseable
-    ("DC", DC_Q, "C", "(C) crack"),                          # correct
-    ("DC", DC_Q, "B", "A scratch is visible. Answer: B"),    # the article is not option A: correct
-    ("RDL", RDL_Q, "D", "B or D"),                           # first rule: B, wrong
-    ("DFM", DFM_Q, "[0.000, 0.000, 0.500, 0.500]", "box: [0.0, 0.0, 0.5, 0.5]"),        # IoU 1
-    ("DFM", DFM_Q, "[0.000, 0.000, 0.500, 0.500]", "[0.250, 0.000, 0.750, 0.500]"),     # IoU 1/3
-    ("DFM", DFM_Q, "[0.100, 0.100, 0.300, 0.300]", "somewhere top left"),               # unparseable, IoU 0
+    ("AD", AD_Q, "B", "B"),  # correct
+    ("AD", AD_Q, "A", "Answer: B"),  # wrong
+    ("AD", AD_Q, "A", "I cannot tell"),  # unparseable
+    ("DC", DC_Q, "C", "(C) crack"),  # correct
+    ("DC", DC_Q, "B", "A scratch is visible. Answer: B"),  # the article is not option A: correct
+    ("RDL", RDL_Q, "D", "B or D"),  # first rule: B, wrong
+    ("DFM", DFM_Q, "[0.000, 0.000, 0.500, 0.500]", "box: [0.0, 0.0, 0.5, 0.5]"),  # IoU 1
+    ("DFM", DFM_Q, "[0.000, 0.000, 0.500, 0.500]", "[0.250, 0.000, 0.750, 0.500]"),  # IoU 1/3
+    ("DFM", DFM_Q, "[0.100, 0.100, 0.300, 0.300]", "somewhere top left"),  # unparseable, IoU 0
 ]
 
 
@@ -57,8 +62,12 @@ def ddqa_dir(tmp_path_factory) -> Path:
         if task in ("AD", "DC"):
             rows[task].append({"query": question, "response": answer, "images": [f"img{i}.png"]})
         else:
-            rows[task].append({"messages": [{"role": "user", "content": question},
-                                            {"role": "assistant", "content": answer}], "images": [f"img{i}.png"]})
+            rows[task].append(
+                {
+                    "messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}],
+                    "images": [f"img{i}.png"],
+                }
+            )
     for task, recs in rows.items():
         (root / "test" / f"Task_{task}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
         (root / f"Task_{task}.jsonl").write_text("")  # an empty train split must not break a test eval
@@ -133,15 +142,26 @@ def test_bad_inputs_name_the_file(ddqa_dir, tmp_path):
 def test_real_tiny_model_run_with_and_without_adapter(ddqa_dir, tmp_path_factory, tmp_path, capsys):
     # given the tiny LLaVA preset and an untrained (identity) LoRA adapter for it
     from eiad.modeling.backbone.loading import load_backbone
-    from train.dialog.trainer import attach_lora
     from train.dialog.config import DialogConfig
+    from train.dialog.trainer import attach_lora
 
     model_dir = build_tiny_preset("tiny-llava-siglip", tmp_path_factory.mktemp("qa_presets") / "tiny-llava-siglip")
     attach_lora(load_backbone(model_dir), DialogConfig()).save_pretrained(tmp_path / "adapter")
     # when the CLI evaluates one record per task (4 records)
     base_out, lora_out = tmp_path / "base.json", tmp_path / "lora.json"
-    common = ["eval", "ddqa", "--model", str(model_dir), "--ddqa", str(ddqa_dir), "--max-records", "1",
-              "--max-new-tokens", "6", "--no-progress"]
+    common = [
+        "eval",
+        "ddqa",
+        "--model",
+        str(model_dir),
+        "--ddqa",
+        str(ddqa_dir),
+        "--max-records",
+        "1",
+        "--max-new-tokens",
+        "6",
+        "--no-progress",
+    ]
     assert main(common + ["--out", str(base_out)]) == 0
     assert main(common + ["--adapter", str(tmp_path / "adapter"), "--out", str(lora_out)]) == 0
     # then the report has one record per task, consistent counts, and the table was printed

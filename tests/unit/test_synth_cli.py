@@ -9,8 +9,19 @@ import pytest
 from commands.main import main
 from train.data.synth import DEFECT_TYPES, PART_TYPES
 
-ARGS = ["--size", "64", "--ok-per-part", "1", "--ng-per-defect", "1", "--parts", "pcb,brick",
-        "--stream-frames", "5", "--no-progress"]
+ARGS = [
+    "--size",
+    "64",
+    "--ok-per-part",
+    "1",
+    "--ng-per-defect",
+    "1",
+    "--parts",
+    "pcb,brick",
+    "--stream-frames",
+    "5",
+    "--no-progress",
+]
 
 
 def test_synth_writes_the_line_and_prints_a_summary(tmp_path, capsys):

@@ -31,8 +31,9 @@ def _frames(video: Path) -> list[np.ndarray]:
 
 def _config(codec: str) -> SynthConfig:
     # no dataset images: only the stream is generated
-    return SynthConfig(seed=5, image_size_px=80, ok_per_part=0, ng_per_defect=0,
-                       stream_frames=FRAMES, stream_codec=codec)
+    return SynthConfig(
+        seed=5, image_size_px=80, ok_per_part=0, ng_per_defect=0, stream_frames=FRAMES, stream_codec=codec
+    )
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +78,7 @@ def test_ground_truth_agrees_with_its_masks(ffv1_line):
         assert record["bbox_xyxy"] == bbox_xyxy(mask)
         assert (mask[y1:y2, x1:x2] > 0).sum() == record["defect_area_px"]  # box holds all of it
         assert mask[y1, x1:x2].any() and mask[y2 - 1, x1:x2].any()  # and is tight
-    assert sorted(p.name for p in (out / "stream" / "masks").iterdir()) == sorted(
-        Path(r["mask"]).name for r in ng)
+    assert sorted(p.name for p in (out / "stream" / "masks").iterdir()) == sorted(Path(r["mask"]).name for r in ng)
 
 
 def test_mjpg_stream_is_readable_but_lossy(tmp_path):
@@ -87,7 +87,9 @@ def test_mjpg_stream_is_readable_but_lossy(tmp_path):
     frames = _frames(out / "stream" / "line.avi")
     assert len(frames) == FRAMES and frames[0].shape == (80, 80, 3)
     first = json.loads((out / "stream" / "ground_truth.jsonl").read_text().splitlines()[0])
-    pair = render_pair(sample_rng(5, STREAM_DOMAIN, first["part"], first["defect"], 0), first["part"], first["defect"], 80)
+    pair = render_pair(
+        sample_rng(5, STREAM_DOMAIN, first["part"], first["defect"], 0), first["part"], first["defect"], 80
+    )
     difference = np.abs(frames[0].astype(int) - pair.image.astype(int))
     assert 0 < difference.mean() < 20  # close to the truth, not equal
 

@@ -27,7 +27,9 @@ def test_calibrate_combines_image_and_pixel_rules():
     masks = np.zeros((4, 2, 2))
     masks[2, 0, 0] = masks[3, 1, 1] = 1
     maps = masks * 0.7 + 0.1
-    cal = calibrate(labels, scores, masks, maps, image_rule="target_frr", target_false_reject_rate=0.0, min_defect_area_px=3)
+    cal = calibrate(
+        labels, scores, masks, maps, image_rule="target_frr", target_false_reject_rate=0.0, min_defect_area_px=3
+    )
     assert 0.3 < cal.image_score < 0.31  # just above the highest OK score
     assert cal.pixel == pytest.approx(0.8)  # the defect pixels' value separates perfectly
     assert cal.min_defect_area_px == 3 and "of 2 good parts rejected" in cal.calibration

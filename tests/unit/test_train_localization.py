@@ -11,11 +11,11 @@ import yaml
 
 from commands.main import main as eiad_main
 from eiad.errors import ConfigError
+from eiad.modeling.checkpoint import engine_from_checkpoint
 from tests.support.preset_cache import preset_cache  # noqa: F401 (fixture)
 from tests.unit.test_localization_support import make_split
 from train.config import TrainConfig, load_train_config
 from train.localization.data import data_fingerprint
-from eiad.modeling.checkpoint import engine_from_checkpoint
 from train.localization.trainer import train_localization
 from train.optimization import lr_factor
 
@@ -53,14 +53,29 @@ def test_config_errors_name_the_key(tmp_path):
 def test_cli_trains_writes_the_run_and_eval_reproduces_it(tmp_path, split, preset_cache, capsys):
     # given a config file for the localization path only
     config = tmp_path / "train.yaml"
-    config.write_text(yaml.safe_dump({"backbone": PRESET, "split": str(split), "device": "cpu",
-                                      "localization": _loc(unfreeze_vision=True), "dialog": None}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "backbone": PRESET,
+                "split": str(split),
+                "device": "cpu",
+                "localization": _loc(unfreeze_vision=True),
+                "dialog": None,
+            }
+        )
+    )
     # when 'eiad train' runs it
     assert eiad_main(["train", "--config", str(config), "--only", "localization", "--out", str(tmp_path / "run")]) == 0
     run = tmp_path / "run" / "localization"
     # then the run has its checkpoint, curve, grid and metrics, and the checkpoint its fingerprint and thresholds
-    for name in ("loss_curve.png", "test_grid.png", "metrics.json", "checkpoint/localization.safetensors",
-                 "checkpoint/vision.safetensors", "checkpoint/config.yaml"):
+    for name in (
+        "loss_curve.png",
+        "test_grid.png",
+        "metrics.json",
+        "checkpoint/localization.safetensors",
+        "checkpoint/vision.safetensors",
+        "checkpoint/config.yaml",
+    ):
         assert (run / name).is_file(), name
     meta = json.loads((run / "checkpoint" / "meta.json").read_text())
     assert meta["data_fingerprint"] == data_fingerprint(split)
@@ -76,8 +91,19 @@ def test_cli_trains_writes_the_run_and_eval_reproduces_it(tmp_path, split, prese
 
     parser = argparse.ArgumentParser()
     loc_cli.register(parser.add_subparsers())
-    args = parser.parse_args(["localization", "--checkpoint", str(run / "checkpoint"), "--split", str(split),
-                              "--json", str(tmp_path / "m.json"), "--grid", str(tmp_path / "g.png")])
+    args = parser.parse_args(
+        [
+            "localization",
+            "--checkpoint",
+            str(run / "checkpoint"),
+            "--split",
+            str(split),
+            "--json",
+            str(tmp_path / "m.json"),
+            "--grid",
+            str(tmp_path / "g.png"),
+        ]
+    )
     assert args.func(args) == 0
     again = json.loads((tmp_path / "m.json").read_text())
     assert again["pixel_auroc"] == pytest.approx(trained["pixel_auroc"], abs=1e-5)
@@ -88,18 +114,25 @@ def test_cli_trains_writes_the_run_and_eval_reproduces_it(tmp_path, split, prese
 
 
 @pytest.mark.slow
-def test_thresholds_are_fitted_on_calibration_and_every_figure_is_scored_on_test(tmp_path, split, preset_cache,
-                                                                                  monkeypatch):
+def test_thresholds_are_fitted_on_calibration_and_every_figure_is_scored_on_test(
+    tmp_path, split, preset_cache, monkeypatch
+):
     # given a spy on what calibration and the quality report are computed from
     import train.localization.finish as loc
     from eiad.split import load_split
 
     seen: dict[str, set] = {}
     real_calibrate, real_report = loc.calibrate_on, loc.quality_report
-    monkeypatch.setattr(loc, "calibrate_on", lambda pred, cfg: seen.setdefault("calibrated", set(pred.paths))
-                        and real_calibrate(pred, cfg))
-    monkeypatch.setattr(loc, "quality_report", lambda pred, *a, **k: seen.setdefault("scored", set(pred.paths))
-                        and real_report(pred, *a, **k))
+    monkeypatch.setattr(
+        loc,
+        "calibrate_on",
+        lambda pred, cfg: seen.setdefault("calibrated", set(pred.paths)) and real_calibrate(pred, cfg),
+    )
+    monkeypatch.setattr(
+        loc,
+        "quality_report",
+        lambda pred, *a, **k: seen.setdefault("scored", set(pred.paths)) and real_report(pred, *a, **k),
+    )
     # when a run finishes
     config = TrainConfig(backbone=PRESET, split=split, out_dir=tmp_path, device="cpu", localization=_loc(epochs=1))
     result = train_localization(config)
@@ -137,8 +170,9 @@ def test_localization_training_leaves_llm_weights_untouched(tmp_path, split, pre
     llm_before = _llm_state(backbone)
     vision_before = {n: p.detach().clone() for n, p in backbone.named_parameters() if "vision_tower" in n}
     # when the localization path trains
-    config = TrainConfig(backbone=preset, split=split, out_dir=tmp_path, device="cpu",
-                         localization=_loc(unfreeze_vision=True, epochs=1))
+    config = TrainConfig(
+        backbone=preset, split=split, out_dir=tmp_path, device="cpu", localization=_loc(unfreeze_vision=True, epochs=1)
+    )
     result = train_localization(config, backbone=backbone)
     # then the vision tower moved (training happened) but no LLM/projector weight did
     assert result.steps == 2
@@ -155,8 +189,16 @@ def _ddqa(tmp_path, split_path):
     with open(path, "w") as handle:
         for entry in index.train:
             answer = "B" if entry.is_defective else "A"
-            handle.write(json.dumps({"query": "<image>Is there any visible defect in this image? Options: A. No B. Yes",
-                                     "response": answer, "images": [entry.image]}) + "\n")
+            handle.write(
+                json.dumps(
+                    {
+                        "query": "<image>Is there any visible defect in this image? Options: A. No B. Yes",
+                        "response": answer,
+                        "images": [entry.image],
+                    }
+                )
+                + "\n"
+            )
     return path
 
 
@@ -164,19 +206,22 @@ def _ddqa(tmp_path, split_path):
 def test_dialog_training_leaves_localization_outputs_unchanged(tmp_path, split, preset_cache):
     # given a trained localization checkpoint (frozen vision tower, the default)
     from eiad.modeling.backbone.loading import load_backbone
-    from train.dialog.trainer import train_dialog
     from train.dialog.config import DialogConfig
     from train.dialog.merge import merge_lora
+    from train.dialog.trainer import train_dialog
 
-    config = TrainConfig(backbone=PRESET, split=split, out_dir=tmp_path / "run", device="cpu", localization=_loc(epochs=1))
+    config = TrainConfig(
+        backbone=PRESET, split=split, out_dir=tmp_path / "run", device="cpu", localization=_loc(epochs=1)
+    )
     loc = train_localization(config)
     images = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8))
     base, _ = engine_from_checkpoint(loc.checkpoint, device="cpu")
     with torch.no_grad():
         before = base(images)
     # when the dialog path trains LoRA (the project's real dialog trainer) and the adapter is merged
-    report = train_dialog(DialogConfig(max_steps=3, learning_rate=5e-3), PRESET, _ddqa(tmp_path, split), None,
-                          tmp_path / "dialog")
+    report = train_dialog(
+        DialogConfig(max_steps=3, learning_rate=5e-3), PRESET, _ddqa(tmp_path, split), None, tmp_path / "dialog"
+    )
     merged_dir = merge_lora(PRESET, tmp_path / "dialog" / "adapter", tmp_path / "merged")
     merged = load_backbone(merged_dir)
     # then the LLM did change ...

@@ -22,11 +22,11 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from eiad.errors import DataError
+from eiad.split import SPLIT_FILE, SPLITS, ImageEntry, SplitIndex, save_split
 from train.data.ddqa_questions import TASKS, Question, dc_option_count, questions_for_split
 from train.data.ddqa_records import RecordFormat, image_reference, to_record, write_json, write_jsonl
 from train.data.ddqa_report import DdqaReport, letter_counts
 from train.data.ddqa_scan import Problems, Sample, scan_tree
-from eiad.split import SPLIT_FILE, SPLITS, ImageEntry, SplitIndex, save_split
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,9 @@ class DdqaOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     seed: int = Field(0, description="seeds the split, the templates, the option order and the letters")
-    calibration_fraction: float = Field(0.2, ge=0.0, lt=1.0,
-                                        description="share of each class's images kept to fit thresholds")
+    calibration_fraction: float = Field(
+        0.2, ge=0.0, lt=1.0, description="share of each class's images kept to fit thresholds"
+    )
     test_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="share of each class's images kept for reporting")
     record_format: RecordFormat = Field("query", description="'query' (swift 2.x) or 'messages' (swift 3.x)")
     relative_paths: bool = Field(False, description="image paths relative to the output directory")
@@ -54,10 +55,12 @@ class DdqaOptions(BaseModel):
     progress: bool = Field(True, description="tqdm bar while reading images and masks")
 
     @model_validator(mode="after")
-    def _room_for_training(self) -> "DdqaOptions":
+    def _room_for_training(self) -> DdqaOptions:
         if self.calibration_fraction + self.test_fraction >= 1.0:
-            raise ValueError(f"calibration + test fractions are {self.calibration_fraction + self.test_fraction:g}: "
-                             "they must leave images for training (sum < 1)")
+            raise ValueError(
+                f"calibration + test fractions are {self.calibration_fraction + self.test_fraction:g}: "
+                "they must leave images for training (sum < 1)"
+            )
         return self
 
 
@@ -65,8 +68,10 @@ def output_files(out_dir: Path) -> dict[str, dict[str, Path]]:
     """Per split: task -> file, plus "all" -> the file holding all four tasks."""
     out_dir = Path(out_dir)
     folders = {"train": out_dir, **{split: out_dir / name for split, name in HELD_OUT_DIRS.items()}}
-    return {split: {**{t: folder / f for t, f in TASK_FILES.items()}, "all": folder / ALL_TASKS_FILE[split]}
-            for split, folder in folders.items()}
+    return {
+        split: {**{t: folder / f for t, f in TASK_FILES.items()}, "all": folder / ALL_TASKS_FILE[split]}
+        for split, folder in folders.items()
+    }
 
 
 def held_out_counts(n_images: int, calibration_fraction: float, test_fraction: float) -> tuple[int, int]:
@@ -85,8 +90,9 @@ def held_out_counts(n_images: int, calibration_fraction: float, test_fraction: f
     return n_cal, n_test
 
 
-def split_samples(samples: list[Sample], seed: int, calibration_fraction: float,
-                  test_fraction: float) -> dict[str, list[Sample]]:
+def split_samples(
+    samples: list[Sample], seed: int, calibration_fraction: float, test_fraction: float
+) -> dict[str, list[Sample]]:
     """Split by image into train / calibration / test, stratified per (dataset, sub, defect/OK),
     deterministic by seed; every part sorted by image key."""
     groups: dict[tuple[str, str, str], list[Sample]] = defaultdict(list)
@@ -98,21 +104,25 @@ def split_samples(samples: list[Sample], seed: int, calibration_fraction: float,
         random.Random("|".join([str(seed), "split", *group])).shuffle(order)
         n_cal, n_test = held_out_counts(len(order), calibration_fraction, test_fraction)
         parts["test"] += order[:n_test]
-        parts["calibration"] += order[n_test:n_test + n_cal]
-        parts["train"] += order[n_test + n_cal:]
+        parts["calibration"] += order[n_test : n_test + n_cal]
+        parts["train"] += order[n_test + n_cal :]
     return {split: sorted(members, key=lambda s: s.key) for split, members in parts.items()}
 
 
 def check_output_dir(root: Path, out_dir: Path, force: bool) -> None:
     real_out, real_root = out_dir.resolve(), root.resolve()
     if real_out == real_root or real_out.is_relative_to(real_root):
-        raise DataError(f"output directory {out_dir} is inside the raw root {root}: the next scan would "
-                        "read the jsonl files as a malformed dataset; choose a directory outside the root")
+        raise DataError(
+            f"output directory {out_dir} is inside the raw root {root}: the next scan would "
+            "read the jsonl files as a malformed dataset; choose a directory outside the root"
+        )
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError(f"output path {out_dir} is a file; pass a directory")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
-        raise DataError(f"output directory {out_dir} is not empty; choose an empty one or pass --force "
-                        "(which overwrites only the DDQA files, split.json and report.json)")
+        raise DataError(
+            f"output directory {out_dir} is not empty; choose an empty one or pass --force "
+            "(which overwrites only the DDQA files, split.json and report.json)"
+        )
 
 
 def _catalog(samples: list[Sample]) -> dict[tuple[str, str], list[str]]:
@@ -124,16 +134,27 @@ def _catalog(samples: list[Sample]) -> dict[tuple[str, str], list[str]]:
 
 
 def _entry(sample: Sample) -> ImageEntry:
-    return ImageEntry(image=str(sample.image), mask=str(sample.mask) if sample.mask else None,
-                      label=sample.label, defect=sample.defect, dataset=sample.dataset, sub=sample.sub)
+    return ImageEntry(
+        image=str(sample.image),
+        mask=str(sample.mask) if sample.mask else None,
+        label=sample.label,
+        defect=sample.defect,
+        dataset=sample.dataset,
+        sub=sample.sub,
+    )
 
 
-def _write_split(questions: dict[str, list[Question]], files: dict[str, Path], out_dir: Path,
-                 options: DdqaOptions) -> dict[str, int]:
+def _write_split(
+    questions: dict[str, list[Question]], files: dict[str, Path], out_dir: Path, options: DdqaOptions
+) -> dict[str, int]:
     files["all"].parent.mkdir(parents=True, exist_ok=True)
-    records = {task: [to_record(q, options.record_format, image_reference(q.sample.image, out_dir,
-                                                                          options.relative_paths))
-                      for q in questions[task]] for task in TASKS}
+    records = {
+        task: [
+            to_record(q, options.record_format, image_reference(q.sample.image, out_dir, options.relative_paths))
+            for q in questions[task]
+        ]
+        for task in TASKS
+    }
     counts = {task: write_jsonl(files[task], records[task]) for task in TASKS}
     write_jsonl(files["all"], (r for task in TASKS for r in records[task]))
     return counts
@@ -152,8 +173,10 @@ def build_ddqa(root: Path, out_dir: Path, options: DdqaOptions | None = None) ->
     problems = Problems(options.strict)
     samples = scan_tree(root, problems, progress=options.progress)
     if not samples:
-        raise DataError(f"no usable image under {root}: all {len(problems.items)} files were skipped "
-                        f"({problems.counts()}); fix them or run with --strict to see the first one")
+        raise DataError(
+            f"no usable image under {root}: all {len(problems.items)} files were skipped "
+            f"({problems.counts()}); fix them or run with --strict to see the first one"
+        )
     catalog = _catalog(samples)
     classes = sorted({name for names in catalog.values() for name in names})
     notes = _notes(classes)
@@ -166,11 +189,30 @@ def build_ddqa(root: Path, out_dir: Path, options: DdqaOptions | None = None) ->
         questions = questions_for_split(members, split, options.seed, catalog, len(classes))
         records[split] = _write_split(questions, files[split], out_dir, options)
         letters[split] = letter_counts(questions)
-    save_split(out_dir / SPLIT_FILE, SplitIndex(
-        seed=options.seed, fractions={"calibration": options.calibration_fraction, "test": options.test_fraction},
-        root=str(root), classes=classes, **{split: [_entry(s) for s in splits[split]] for split in SPLITS}))
-    report = DdqaReport.build(root, out_dir, options.model_dump(), samples, splits, classes,
-                              dc_option_count(len(classes)), records, letters, problems, notes, files)
+    save_split(
+        out_dir / SPLIT_FILE,
+        SplitIndex(
+            seed=options.seed,
+            fractions={"calibration": options.calibration_fraction, "test": options.test_fraction},
+            root=str(root),
+            classes=classes,
+            **{split: [_entry(s) for s in splits[split]] for split in SPLITS},
+        ),
+    )
+    report = DdqaReport.build(
+        root,
+        out_dir,
+        options.model_dump(),
+        samples,
+        splits,
+        classes,
+        dc_option_count(len(classes)),
+        records,
+        letters,
+        problems,
+        notes,
+        files,
+    )
     write_json(out_dir / REPORT_FILE, report.to_dict())
     log.info("DDQA: %d images (%d skipped) -> %s", len(samples), len(problems.items), out_dir)
     return report

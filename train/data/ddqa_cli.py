@@ -44,25 +44,54 @@ def register(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("root", type=Path, metavar="ROOT", help="raw root holding <Dataset>/<Sub>/NG|OK folders")
-    parser.add_argument("--out", type=Path, required=True, metavar="DIR",
-                        help="output directory (must be empty unless --force; not inside ROOT)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seeds the split, question wording, option order and answer letters (default 0)")
-    parser.add_argument("--calibration-fraction", type=float, default=0.2, metavar="F",
-                        help="share of each (dataset, sub, class) kept by image to fit thresholds, 0 <= F < 1 "
-                        "(default 0.2)")
-    parser.add_argument("--test-fraction", type=float, default=0.2, metavar="F",
-                        help="share of each (dataset, sub, class) kept by image for the reported figures, 0 <= F < 1 "
-                        "(default 0.2); a class with >= 2 images gets at least one test image, with >= 3 also one "
-                        "calibration image")
-    parser.add_argument("--format", dest="record_format", choices=("query", "messages"), default="query",
-                        help="record form: 'query' = swift 2.x {query, response, images} (default); "
-                        "'messages' = swift 3.x {messages, images}")
-    parser.add_argument("--relative-paths", action="store_true",
-                        help="write image paths relative to --out (default: absolute); run training from --out")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="output directory (must be empty unless --force; not inside ROOT)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seeds the split, question wording, option order and answer letters (default 0)",
+    )
+    parser.add_argument(
+        "--calibration-fraction",
+        type=float,
+        default=0.2,
+        metavar="F",
+        help="share of each (dataset, sub, class) kept by image to fit thresholds, 0 <= F < 1 (default 0.2)",
+    )
+    parser.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.2,
+        metavar="F",
+        help="share of each (dataset, sub, class) kept by image for the reported figures, 0 <= F < 1 "
+        "(default 0.2); a class with >= 2 images gets at least one test image, with >= 3 also one "
+        "calibration image",
+    )
+    parser.add_argument(
+        "--format",
+        dest="record_format",
+        choices=("query", "messages"),
+        default="query",
+        help="record form: 'query' = swift 2.x {query, response, images} (default); "
+        "'messages' = swift 3.x {messages, images}",
+    )
+    parser.add_argument(
+        "--relative-paths",
+        action="store_true",
+        help="write image paths relative to --out (default: absolute); run training from --out",
+    )
     parser.add_argument("--strict", action="store_true", help="stop with an error at the first bad file")
-    parser.add_argument("--force", action="store_true",
-                        help="write into a non-empty --out; overwrites only the files this command writes")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a non-empty --out; overwrites only the files this command writes",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -75,13 +104,20 @@ def run(args: argparse.Namespace) -> int:
     from train.data.ddqa_report import format_summary
 
     try:
-        options = DdqaOptions(seed=args.seed, calibration_fraction=args.calibration_fraction,
-                              test_fraction=args.test_fraction, record_format=args.record_format,
-                              relative_paths=args.relative_paths, strict=args.strict, force=args.force,
-                              progress=not args.no_progress)
+        options = DdqaOptions(
+            seed=args.seed,
+            calibration_fraction=args.calibration_fraction,
+            test_fraction=args.test_fraction,
+            record_format=args.record_format,
+            relative_paths=args.relative_paths,
+            strict=args.strict,
+            force=args.force,
+            progress=not args.no_progress,
+        )
     except ValidationError as error:
-        problems = "; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-') or 'fractions'}: {e['msg']}"
-                             for e in error.errors())
+        problems = "; ".join(
+            f"--{'-'.join(map(str, e['loc'])).replace('_', '-') or 'fractions'}: {e['msg']}" for e in error.errors()
+        )
         raise ConfigError(f"invalid option: {problems}") from None
     report = build_ddqa(args.root, args.out, options)
     print(format_summary(report))

@@ -112,8 +112,9 @@ def distractors(sample: Sample, catalog: dict[tuple[str, str], list[str]], count
     return chosen
 
 
-def dc_question(sample: Sample, letter_index: int, seed: int, catalog: dict[tuple[str, str], list[str]],
-                n_options: int) -> Question:
+def dc_question(
+    sample: Sample, letter_index: int, seed: int, catalog: dict[tuple[str, str], list[str]], n_options: int
+) -> Question:
     rng = _rng(seed, "DC", sample.key)
     others = distractors(sample, catalog, n_options - 1, rng)
     options = _place(sample.defect or "", others, letter_index)
@@ -145,8 +146,9 @@ def dc_option_count(n_classes: int) -> int:
     return min(MAX_DC_OPTIONS, n_classes) if n_classes >= 2 else 0
 
 
-def questions_for_split(samples: list[Sample], split: str, seed: int,
-                        catalog: dict[tuple[str, str], list[str]], n_classes: int) -> dict[str, list[Question]]:
+def questions_for_split(
+    samples: list[Sample], split: str, seed: int, catalog: dict[tuple[str, str], list[str]], n_classes: int
+) -> dict[str, list[Question]]:
     """All questions of one split, per task, in image-key order."""
     ng = [s for s in samples if s.label == "NG"]
     ad_letters = assign_letters(samples, 2, seed, "AD", split)

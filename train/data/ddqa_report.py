@@ -12,8 +12,9 @@ from train.data.ddqa_scan import Problems, Sample, Skipped
 
 def letter_counts(questions: dict[str, list[Question]]) -> dict[str, dict[str, int]]:
     """Per multiple-choice task: correct letter -> records."""
-    return {task: dict(sorted(Counter(q.answer for q in qs).items()))
-            for task, qs in questions.items() if task != "DFM"}
+    return {
+        task: dict(sorted(Counter(q.answer for q in qs).items())) for task, qs in questions.items() if task != "DFM"
+    }
 
 
 def class_balance(samples: list[Sample]) -> dict[str, int]:
@@ -42,17 +43,35 @@ class DdqaReport:
     files: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, root: Path, out_dir: Path, options: dict, samples: list[Sample],
-              splits: dict[str, list[Sample]], classes: list[str], dc_options: int,
-              records: dict[str, dict[str, int]], letters: dict[str, dict[str, dict[str, int]]],
-              problems: Problems, notes: list[str], files: dict[str, dict[str, Path]]) -> "DdqaReport":
+    def build(
+        cls,
+        root: Path,
+        out_dir: Path,
+        options: dict,
+        samples: list[Sample],
+        splits: dict[str, list[Sample]],
+        classes: list[str],
+        dc_options: int,
+        records: dict[str, dict[str, int]],
+        letters: dict[str, dict[str, dict[str, int]]],
+        problems: Problems,
+        notes: list[str],
+        files: dict[str, dict[str, Path]],
+    ) -> DdqaReport:
         return cls(
-            root=str(root), out_dir=str(out_dir), options=options, images_used=len(samples),
-            classes=classes, dc_options=dc_options, records=records,
+            root=str(root),
+            out_dir=str(out_dir),
+            options=options,
+            images_used=len(samples),
+            classes=classes,
+            dc_options=dc_options,
+            records=records,
             class_balance={split: class_balance(members) for split, members in splits.items()},
             letter_balance=letters,
             multi_region_images=sum(1 for s in samples if s.stats is not None and s.stats.regions > 1),
-            skipped_counts=problems.counts(), skipped=list(problems.items), ignored=list(problems.ignored),
+            skipped_counts=problems.counts(),
+            skipped=list(problems.items),
+            ignored=list(problems.ignored),
             notes=notes,
             files={split: {k: str(p) for k, p in named.items()} for split, named in files.items()},
         )
@@ -67,8 +86,13 @@ class DdqaReport:
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    line = lambda row: "  ".join(str(cell).rjust(w) if i else str(cell).ljust(w)  # noqa: E731
-                                 for i, (cell, w) in enumerate(zip(row, widths)))
+
+    def line(row):
+        return "  ".join(
+            str(cell).rjust(w) if i else str(cell).ljust(w)  # noqa: E731
+            for i, (cell, w) in enumerate(zip(row, widths))
+        )
+
     return [line(header), line(["-" * w for w in widths]), *[line(r) for r in rows]]
 
 
@@ -83,13 +107,19 @@ def format_summary(report: DdqaReport) -> str:
     rows = [[name] + [str(report.class_balance[s].get(name, 0)) for s in splits] for name in names]
     out += ["images per class"] + _table(["class", *splits], rows) + [""]
     header = ["task/split", *LETTERS]
-    rows = [[f"{task}/{s}"] + [str(report.letter_balance[s].get(task, {}).get(letter, 0)) for letter in LETTERS]
-            for task in TASKS if task != "DFM" for s in splits]
+    rows = [
+        [f"{task}/{s}"] + [str(report.letter_balance[s].get(task, {}).get(letter, 0)) for letter in LETTERS]
+        for task in TASKS
+        if task != "DFM"
+        for s in splits
+    ]
     out += ["correct letter balance"] + _table(header, rows) + [""]
     out += [f"note: {note}" for note in report.notes]
     if report.multi_region_images:
-        out.append(f"note: {report.multi_region_images} NG images hold several disjoint defects "
-                   "(DFM box = their union; RDL = quadrant with most defect area)")
+        out.append(
+            f"note: {report.multi_region_images} NG images hold several disjoint defects "
+            "(DFM box = their union; RDL = quadrant with most defect area)"
+        )
     out += [f"ignored: {Path(item.path).name} ({item.message})" for item in report.ignored]
     if report.skipped_counts:
         out += ["skipped files (details in report.json)"]

@@ -117,8 +117,12 @@ def scan_tree(root: Path, problems: Problems, progress: bool = True) -> list[Sam
         raise DataError(f"no images found under {root}: expected the DDQA layout {LAYOUT}")
     from tqdm import tqdm  # light, but keep module import cheap for --help
 
-    bar = tqdm(candidates, desc="reading images and masks", unit="img",
-               disable=not progress or len(candidates) < PROGRESS_MIN_FILES)
+    bar = tqdm(
+        candidates,
+        desc="reading images and masks",
+        unit="img",
+        disable=not progress or len(candidates) < PROGRESS_MIN_FILES,
+    )
     samples = [s for s in (_validate(c, root, problems) for c in bar) if s is not None]
     return sorted(samples, key=lambda s: s.key)
 
@@ -132,9 +136,12 @@ class _Walker:
     def _inside(self, path: Path) -> bool:
         if path.resolve().is_relative_to(self.real_root):
             return True
-        self.problems.add(path, "outside_root",
-                          f"resolves to {path.resolve()}, outside the raw root {self.real_root}; "
-                          "copy the file into the tree or remove the symlink")
+        self.problems.add(
+            path,
+            "outside_root",
+            f"resolves to {path.resolve()}, outside the raw root {self.real_root}; "
+            "copy the file into the tree or remove the symlink",
+        )
         return False
 
     def _children(self, folder: Path) -> list[Path]:
@@ -142,7 +149,9 @@ class _Walker:
         try:
             entries = sorted(folder.iterdir())
         except OSError as error:  # permissions, a folder vanishing mid-scan
-            self.problems.add(folder, "malformed_tree", f"cannot be listed ({error.strerror or error}); fix its permissions")
+            self.problems.add(
+                folder, "malformed_tree", f"cannot be listed ({error.strerror or error}); fix its permissions"
+            )
             return []
         return [p for p in entries if not p.name.startswith(".") and self._inside(p)]
 
@@ -207,7 +216,9 @@ class _Walker:
             if path.name in allowed:
                 parts[path.name] = path
             else:
-                self.problems.add(path, "malformed_tree", f"unexpected folder: {where} holds only {'/ and '.join(allowed)}/")
+                self.problems.add(
+                    path, "malformed_tree", f"unexpected folder: {where} holds only {'/ and '.join(allowed)}/"
+                )
         return parts
 
     def _ok(self, ok: Path, dataset: str, sub: str) -> list[_Candidate]:
@@ -236,23 +247,35 @@ class _Walker:
             problem = None
             if image_stems[image.stem] > 1 or len(matches) > 1:
                 names = ", ".join(p.name for p in matches) or "-"
-                problem = ("mask_ambiguous", f"stem {image.stem!r} is not unique (images: {image_stems[image.stem]}, "
-                           f"masks: {names}); rename so each image has exactly one mask")
+                problem = (
+                    "mask_ambiguous",
+                    f"stem {image.stem!r} is not unique (images: {image_stems[image.stem]}, "
+                    f"masks: {names}); rename so each image has exactly one mask",
+                )
             elif not matches:
-                problem = ("mask_missing", f"no mask {defect / 'mask' / image.stem}.* (any of "
-                           f"{', '.join(sorted(IMAGE_EXTENSIONS))}); add it or move the image out")
-            found.append(_Candidate(image, matches[0] if len(matches) == 1 else None, problem,
-                                    dataset, sub, defect.name))
+                problem = (
+                    "mask_missing",
+                    f"no mask {defect / 'mask' / image.stem}.* (any of "
+                    f"{', '.join(sorted(IMAGE_EXTENSIONS))}); add it or move the image out",
+                )
+            found.append(
+                _Candidate(image, matches[0] if len(matches) == 1 else None, problem, dataset, sub, defect.name)
+            )
         return found
 
     def _files(self, folder: Path) -> list[Path]:
         files = []
         for path in self._children(folder):
             if path.is_dir():
-                self.problems.add(path, "malformed_tree", f"nested folder inside {folder.name}/; put files directly there")
+                self.problems.add(
+                    path, "malformed_tree", f"nested folder inside {folder.name}/; put files directly there"
+                )
             elif path.suffix.lower() not in IMAGE_EXTENSIONS:
-                self.problems.add(path, "unknown_extension",
-                                  f"extension {path.suffix or '(none)'!r} is not one of {', '.join(sorted(IMAGE_EXTENSIONS))}")
+                self.problems.add(
+                    path,
+                    "unknown_extension",
+                    f"extension {path.suffix or '(none)'!r} is not one of {', '.join(sorted(IMAGE_EXTENSIONS))}",
+                )
             else:
                 files.append(path)
         return files
@@ -262,8 +285,13 @@ def _validate(cand: _Candidate, root: Path, problems: Problems) -> Sample | None
     image, reason = decode(cand.image, grayscale=False)
     if image is None:
         code = "image_empty" if reason == "empty" else "image_unreadable"
-        problems.add(cand.image, code, "0-byte file; re-export the image" if reason == "empty"
-                     else f"cannot be decoded as an image ({reason}); replace or remove it")
+        problems.add(
+            cand.image,
+            code,
+            "0-byte file; re-export the image"
+            if reason == "empty"
+            else f"cannot be decoded as an image ({reason}); replace or remove it",
+        )
         return None
     height, width = image.shape[:2]
     key = cand.image.relative_to(root).as_posix()
@@ -278,13 +306,19 @@ def _validate(cand: _Candidate, root: Path, problems: Problems) -> Sample | None
         problems.add(cand.mask, "mask_unreadable", f"mask of {cand.image.name} cannot be decoded ({reason})")
         return None
     if mask.shape[:2] != (height, width):
-        problems.add(cand.mask, "mask_size_mismatch",
-                     f"mask is {mask.shape[1]}x{mask.shape[0]} px but image {cand.image.name} is "
-                     f"{width}x{height} px; masks must match their image pixel for pixel")
+        problems.add(
+            cand.mask,
+            "mask_size_mismatch",
+            f"mask is {mask.shape[1]}x{mask.shape[0]} px but image {cand.image.name} is "
+            f"{width}x{height} px; masks must match their image pixel for pixel",
+        )
         return None
     stats = mask_stats(mask)
     if stats is None:
-        problems.add(cand.mask, "mask_empty",
-                     f"no white (>127) pixel, so {cand.image.name} shows no defect; fix the mask or move the image to OK/")
+        problems.add(
+            cand.mask,
+            "mask_empty",
+            f"no white (>127) pixel, so {cand.image.name} shows no defect; fix the mask or move the image to OK/",
+        )
         return None
     return Sample(cand.image, cand.mask, cand.dataset, cand.sub, label, cand.defect, key, width, height, stats)

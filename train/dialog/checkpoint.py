@@ -45,8 +45,7 @@ class DialogState:
     resumed_from: int = 0
 
 
-def save_dialog_checkpoint(directory: Path, *, model, optimizer, scheduler, state: DialogState,
-                           identity: dict) -> Path:
+def save_dialog_checkpoint(directory: Path, *, model, optimizer, scheduler, state: DialogState, identity: dict) -> Path:
     """Write adapter + optimizer/scheduler + progress atomically to `directory`."""
     directory = Path(directory)
     tmp = directory.with_name(directory.name + ".tmp")
@@ -55,9 +54,18 @@ def save_dialog_checkpoint(directory: Path, *, model, optimizer, scheduler, stat
     model.save_pretrained(tmp / "adapter")
     tensors, groups = optimizer_tensors(optimizer)
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / "optimizer.safetensors"))
-    payload = {"format": FORMAT, "version": VERSION, "step": state.step, "epoch": state.epoch, "batch": state.batch,
-               "loss_before": state.loss_before, "history": state.history, "param_groups": groups,
-               "scheduler": scheduler.state_dict(), **identity}
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "step": state.step,
+        "epoch": state.epoch,
+        "batch": state.batch,
+        "loss_before": state.loss_before,
+        "history": state.history,
+        "param_groups": groups,
+        "scheduler": scheduler.state_dict(),
+        **identity,
+    }
     (tmp / "trainer_state.json").write_text(json.dumps(payload, indent=2) + "\n")
     replace_directory(tmp, directory)
     log.debug("dialog checkpoint at step %d written to %s", state.step, directory)
@@ -75,23 +83,35 @@ def load_dialog_checkpoint(directory: Path, *, model, optimizer, scheduler, iden
     state_path = directory / "trainer_state.json"
     weights = directory / "adapter" / "adapter_model.safetensors"
     if not state_path.is_file() or not weights.is_file() or not (directory / "optimizer.safetensors").is_file():
-        raise ConfigError(f"--resume: no dialog checkpoint in {directory} (needs trainer_state.json, "
-                          "optimizer.safetensors, adapter/); run without --resume to start over")
+        raise ConfigError(
+            f"--resume: no dialog checkpoint in {directory} (needs trainer_state.json, "
+            "optimizer.safetensors, adapter/); run without --resume to start over"
+        )
     saved = json.loads(state_path.read_text())
     if saved.get("format") != FORMAT or saved.get("version") != VERSION:
-        raise ModelError(f"{state_path}: format {saved.get('format')} v{saved.get('version')} is not {FORMAT} v{VERSION}")
+        raise ModelError(
+            f"{state_path}: format {saved.get('format')} v{saved.get('version')} is not {FORMAT} v{VERSION}"
+        )
     changed = [key for key in identity if saved.get(key) != identity[key]]
     if changed:
-        raise ConfigError(f"--resume: {state_path} was written for a different {', '.join(changed)}; resuming would "
-                          "not continue the same run. Use the same config and data, or start over without --resume")
+        raise ConfigError(
+            f"--resume: {state_path} was written for a different {', '.join(changed)}; resuming would "
+            "not continue the same run. Use the same config and data, or start over without --resume"
+        )
     result = set_peft_model_state_dict(model, load_file(str(weights)))
     if getattr(result, "unexpected_keys", None):
         raise ModelError(f"{weights}: adapter keys do not fit this model: {result.unexpected_keys[:3]}")
     restore_optimizer(optimizer, load_file(str(directory / "optimizer.safetensors")), saved["param_groups"])
     scheduler.load_state_dict(saved["scheduler"])
     log.info("resuming dialog run from step %d (epoch %d, batch %d)", saved["step"], saved["epoch"], saved["batch"])
-    return DialogState(saved["step"], saved["epoch"], saved["batch"], saved["loss_before"],
-                       [list(h) for h in saved["history"]], resumed_from=saved["step"])
+    return DialogState(
+        saved["step"],
+        saved["epoch"],
+        saved["batch"],
+        saved["loss_before"],
+        [list(h) for h in saved["history"]],
+        resumed_from=saved["step"],
+    )
 
 
 class EpochOrder(torch.utils.data.Sampler):
@@ -109,7 +129,7 @@ class EpochOrder(torch.utils.data.Sampler):
 
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.size, generator=generator).tolist()[self.skip:])
+        return iter(torch.randperm(self.size, generator=generator).tolist()[self.skip :])
 
     def __len__(self) -> int:
         return max(0, self.size - self.skip)
@@ -127,8 +147,9 @@ def save_dialog_curve(state: DialogState, loss_after: float, path: Path, title: 
         ax.plot([h[0] for h in state.history], [h[1] for h in state.history], lw=1, label="train loss (per step)")
     last = state.history[-1][0] if state.history else 0
     if state.loss_before is not None:
-        ax.scatter([0, last], [state.loss_before, loss_after], color="C3", zorder=3,
-                   label="held-out loss before / after")
+        ax.scatter(
+            [0, last], [state.loss_before, loss_after], color="C3", zorder=3, label="held-out loss before / after"
+        )
         ax.plot([0, last], [state.loss_before, loss_after], color="C3", ls="--", lw=0.8)
     ax.set_xlabel("optimiser step")
     ax.set_ylabel("answer NLL (nats/token)")

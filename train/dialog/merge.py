@@ -28,7 +28,8 @@ def merge_lora(backbone_dir: Path, adapter_dir: Path, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(out_dir)
     backbone.processor.save_pretrained(out_dir)
-    (out_dir / "eiad_merge.json").write_text(json.dumps(
-        {"backbone": str(backbone_dir), "adapter": str(adapter_dir), "family": backbone.family}, indent=2))
+    (out_dir / "eiad_merge.json").write_text(
+        json.dumps({"backbone": str(backbone_dir), "adapter": str(adapter_dir), "family": backbone.family}, indent=2)
+    )
     log.info("merged %s into %s -> %s", adapter_dir, backbone_dir, out_dir)
     return out_dir

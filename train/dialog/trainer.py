@@ -20,14 +20,18 @@ from pathlib import Path
 
 import torch
 
+from eiad.dialog_records import DialogRecord, read_ddqa
 from eiad.errors import ModelError
 from eiad.modeling.backbone.base import EiadBackbone
 from eiad.modeling.backbone.loading import load_backbone
 from train.dialog.checkpoint import (
-    DialogState, EpochOrder, load_dialog_checkpoint, save_dialog_checkpoint, save_dialog_curve,
+    DialogState,
+    EpochOrder,
+    load_dialog_checkpoint,
+    save_dialog_checkpoint,
+    save_dialog_curve,
 )
 from train.dialog.config import DialogConfig
-from eiad.dialog_records import DialogRecord, read_ddqa
 from train.optimization import lr_factor, warmup_steps
 
 log = logging.getLogger(__name__)
@@ -60,8 +64,11 @@ def attach_lora(backbone: EiadBackbone, config: DialogConfig):
     from peft import LoraConfig, get_peft_model
 
     lora = LoraConfig(
-        r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-        target_modules=config.lora_target_regex or backbone.lora_target_regex, bias="none",
+        r=config.lora_rank,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=config.lora_target_regex or backbone.lora_target_regex,
+        bias="none",
     )
     model = get_peft_model(backbone.hf_model, lora)
     for name, param in model.named_parameters():
@@ -73,22 +80,25 @@ def attach_lora(backbone: EiadBackbone, config: DialogConfig):
 
 
 @torch.no_grad()
-def evaluate_answer_loss(model: torch.nn.Module, backbone: EiadBackbone, records: Sequence[DialogRecord],
-                         batch_size: int = 1) -> float:
+def evaluate_answer_loss(
+    model: torch.nn.Module, backbone: EiadBackbone, records: Sequence[DialogRecord], batch_size: int = 1
+) -> float:
     """Mean next-token NLL (nats) over answer tokens only, token-weighted across records."""
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
     device = next(model.parameters()).device
     for start in range(0, len(records), batch_size):
-        chunk = records[start:start + batch_size]
-        batch = backbone.chat_inputs([r.load_image() for r in chunk], [r.question for r in chunk],
-                                     [r.answer for r in chunk])
+        chunk = records[start : start + batch_size]
+        batch = backbone.chat_inputs(
+            [r.load_image() for r in chunk], [r.question for r in chunk], [r.answer for r in chunk]
+        )
         batch = {k: v.to(device) for k, v in batch.items()}
         labels = batch.pop("labels")
         logits = model(**batch).logits.float()
         nll = torch.nn.functional.cross_entropy(
-            logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100, reduction="sum")
+            logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100, reduction="sum"
+        )
         total += float(nll)
         count += int((labels[:, 1:] != -100).sum())
     model.train(was_training)
@@ -97,8 +107,16 @@ def evaluate_answer_loss(model: torch.nn.Module, backbone: EiadBackbone, records
     return total / count
 
 
-def train_dialog(config: DialogConfig, backbone_dir: Path, ddqa_train: Path, ddqa_test: Path | None,
-                 out_dir: Path, *, resume: bool = False, on_step: StepHook | None = None) -> DialogReport:
+def train_dialog(
+    config: DialogConfig,
+    backbone_dir: Path,
+    ddqa_train: Path,
+    ddqa_test: Path | None,
+    out_dir: Path,
+    *,
+    resume: bool = False,
+    on_step: StepHook | None = None,
+) -> DialogReport:
     """Fine-tune LoRA adapters on DDQA answers; save them in peft's format under out_dir/adapter.
 
     Checkpoints (adapter + optimizer/scheduler state) go to out_dir/checkpoint every
@@ -111,8 +129,9 @@ def train_dialog(config: DialogConfig, backbone_dir: Path, ddqa_train: Path, ddq
 
     start = time.perf_counter()
     use_bf16 = config.precision == "bf16" or (config.precision == "auto" and torch.cuda.is_available())
-    acc = Accelerator(gradient_accumulation_steps=config.gradient_accumulation_steps,
-                      mixed_precision="bf16" if use_bf16 else "no")
+    acc = Accelerator(
+        gradient_accumulation_steps=config.gradient_accumulation_steps, mixed_precision="bf16" if use_bf16 else "no"
+    )
     torch.manual_seed(config.seed)
     train_records, eval_records, eval_split = _read_records(config, ddqa_train, ddqa_test)
     backbone = load_backbone(backbone_dir, device=str(acc.device))
@@ -121,39 +140,75 @@ def train_dialog(config: DialogConfig, backbone_dir: Path, ddqa_train: Path, ddq
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
     sampler = EpochOrder(len(train_records), config.seed)
     loader = torch.utils.data.DataLoader(
-        train_records, batch_size=config.batch_size, sampler=sampler, collate_fn=lambda recs: backbone.chat_inputs(
-            [r.load_image() for r in recs], [r.question for r in recs], [r.answer for r in recs]),
+        train_records,
+        batch_size=config.batch_size,
+        sampler=sampler,
+        collate_fn=lambda recs: backbone.chat_inputs(
+            [r.load_image() for r in recs], [r.question for r in recs], [r.answer for r in recs]
+        ),
     )
     total = total_steps(len(train_records), config, acc.num_processes)
     warmup = warmup_steps(total, config.warmup_ratio)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, total, warmup, config.lr_schedule, config.min_lr_ratio))
+        optimizer, lambda s: lr_factor(s, total, warmup, config.lr_schedule, config.min_lr_ratio)
+    )
     out_dir = Path(out_dir)
-    identity = {"config": config.model_dump(), "backbone": str(backbone_dir), "ddqa_train": str(ddqa_train),
-                "train_records": len(train_records), "num_processes": acc.num_processes}
-    state = (load_dialog_checkpoint(out_dir / "checkpoint", model=model, optimizer=optimizer, scheduler=scheduler,
-                                    identity=identity) if resume else DialogState())
+    identity = {
+        "config": config.model_dump(),
+        "backbone": str(backbone_dir),
+        "ddqa_train": str(ddqa_train),
+        "train_records": len(train_records),
+        "num_processes": acc.num_processes,
+    }
+    state = (
+        load_dialog_checkpoint(
+            out_dir / "checkpoint", model=model, optimizer=optimizer, scheduler=scheduler, identity=identity
+        )
+        if resume
+        else DialogState()
+    )
     model, optimizer, loader, scheduler = acc.prepare(model, optimizer, loader, scheduler)
     if state.loss_before is None:
         state.loss_before = evaluate_answer_loss(model, backbone, eval_records)
 
     def checkpoint() -> None:
         if acc.is_main_process:
-            save_dialog_checkpoint(out_dir / "checkpoint", model=acc.unwrap_model(model), optimizer=optimizer,
-                                   scheduler=scheduler, state=state, identity=identity)
+            save_dialog_checkpoint(
+                out_dir / "checkpoint",
+                model=acc.unwrap_model(model),
+                optimizer=optimizer,
+                scheduler=scheduler,
+                state=state,
+                identity=identity,
+            )
         acc.wait_for_everyone()
 
     loop = _Loop(acc, model, optimizer, scheduler, loader, sampler, config, total, checkpoint, on_step)
     loop.run(state, tqdm)
     after = evaluate_answer_loss(model, backbone, eval_records)
-    report = DialogReport(state.step, len(train_records), len(eval_records), eval_split, state.loss_before, after,
-                          time.perf_counter() - start, sum(p.numel() for p in trainable), str(out_dir / "adapter"),
-                          state.resumed_from)
+    report = DialogReport(
+        state.step,
+        len(train_records),
+        len(eval_records),
+        eval_split,
+        state.loss_before,
+        after,
+        time.perf_counter() - start,
+        sum(p.numel() for p in trainable),
+        str(out_dir / "adapter"),
+        state.resumed_from,
+    )
     if acc.is_main_process:
         _write_outputs(out_dir, acc.unwrap_model(model), config, identity, ddqa_test, backbone.family, report, state)
     checkpoint()
-    log.info("dialog: %d steps, held-out answer loss %.4f -> %.4f (%s), %.1f s",
-             state.step, state.loss_before, after, eval_split, report.wall_time_s)
+    log.info(
+        "dialog: %d steps, held-out answer loss %.4f -> %.4f (%s), %.1f s",
+        state.step,
+        state.loss_before,
+        after,
+        eval_split,
+        report.wall_time_s,
+    )
     return report
 
 
@@ -176,19 +231,40 @@ def _read_records(config: DialogConfig, ddqa_train: Path, ddqa_test: Path | None
     train_records = read_ddqa(ddqa_train)
     eval_records = read_ddqa(ddqa_test) if ddqa_test is not None else train_records
     eval_split = "test" if ddqa_test is not None else "train (no test file given)"
-    return train_records, eval_records[:config.eval_max_records], eval_split
+    return train_records, eval_records[: config.eval_max_records], eval_split
 
 
-def _write_outputs(out_dir: Path, model, config: DialogConfig, identity: dict, ddqa_test: Path | None, family: str,
-                   report: DialogReport, state: DialogState) -> None:
+def _write_outputs(
+    out_dir: Path,
+    model,
+    config: DialogConfig,
+    identity: dict,
+    ddqa_test: Path | None,
+    family: str,
+    report: DialogReport,
+    state: DialogState,
+) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir / "adapter")
-    (out_dir / "dialog_config.json").write_text(json.dumps(
-        {"config": config.model_dump(), "backbone": identity["backbone"], "ddqa_train": identity["ddqa_train"],
-         "ddqa_test": str(ddqa_test) if ddqa_test else None, "family": family}, indent=2))
+    (out_dir / "dialog_config.json").write_text(
+        json.dumps(
+            {
+                "config": config.model_dump(),
+                "backbone": identity["backbone"],
+                "ddqa_train": identity["ddqa_train"],
+                "ddqa_test": str(ddqa_test) if ddqa_test else None,
+                "family": family,
+            },
+            indent=2,
+        )
+    )
     (out_dir / "dialog_report.json").write_text(json.dumps(report.to_dict(), indent=2))
-    metrics = {**report.to_dict(), "family": family, "train_loss": state.history,
-               "loss_curve": str(out_dir / "loss_curve.png")}
+    metrics = {
+        **report.to_dict(),
+        "family": family,
+        "train_loss": state.history,
+        "loss_curve": str(out_dir / "loss_curve.png"),
+    }
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     save_dialog_curve(state, report.loss_after, out_dir / "loss_curve.png", title=f"dialog LoRA ({family})")
 
@@ -196,8 +272,19 @@ def _write_outputs(out_dir: Path, model, config: DialogConfig, identity: dict, d
 class _Loop:
     """The optimiser loop; resumable at optimiser-step boundaries (see EpochOrder)."""
 
-    def __init__(self, acc, model, optimizer, scheduler, loader, sampler: EpochOrder, config: DialogConfig,
-                 total: int, checkpoint, on_step: StepHook | None) -> None:
+    def __init__(
+        self,
+        acc,
+        model,
+        optimizer,
+        scheduler,
+        loader,
+        sampler: EpochOrder,
+        config: DialogConfig,
+        total: int,
+        checkpoint,
+        on_step: StepHook | None,
+    ) -> None:
         self.acc, self.model, self.optimizer, self.scheduler = acc, model, optimizer, scheduler
         self.loader, self.sampler, self.config, self.total = loader, sampler, config, total
         self.checkpoint, self.on_step = checkpoint, on_step
@@ -205,8 +292,9 @@ class _Loop:
     def run(self, state: DialogState, tqdm) -> None:
         acc, config = self.acc, self.config
         self.model.train()
-        bar = tqdm(total=self.total, initial=state.step, desc="dialog LoRA", unit="step",
-                   disable=not acc.is_local_main_process)
+        bar = tqdm(
+            total=self.total, initial=state.step, desc="dialog LoRA", unit="step", disable=not acc.is_local_main_process
+        )
         window: list[float] = []
         while state.step < self.total:
             # Global sample offset: every process has consumed `batch` micro-batches of this epoch.

@@ -11,7 +11,6 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-
 log = logging.getLogger(__name__)
 
 
@@ -31,12 +30,16 @@ class Predictions:
 
 
 @torch.no_grad()
-def predict(engine, dataset, batch_size: int = 8, device: str | torch.device = "cpu", keep_images: bool = False) -> Predictions:
+def predict(
+    engine, dataset, batch_size: int = 8, device: str | torch.device = "cpu", keep_images: bool = False
+) -> Predictions:
     """Run the EiadVisionEngine (eval mode) over every item of a LocalizationDataset."""
     was_training = engine.training
     engine.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("labels", "scores", "masks", "maps", "cls", "probs", "images")}
+    parts: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("labels", "scores", "masks", "maps", "cls", "probs", "images")
+    }
     for batch in tqdm(loader, desc="predict", leave=False, unit="batch"):
         out = engine(batch["image"].to(device))
         parts["labels"].append(batch["label"].numpy().astype(np.int64))

@@ -131,7 +131,9 @@ def load_answers(path: str | Path) -> list[dict]:
 
 def _check_record(record: object, where: str) -> None:
     if not isinstance(record, dict):
-        raise DataError(f"{where}: expected an object with keys {', '.join(REQUIRED_KEYS)}, found {type(record).__name__}")
+        raise DataError(
+            f"{where}: expected an object with keys {', '.join(REQUIRED_KEYS)}, found {type(record).__name__}"
+        )
     missing = [key for key in REQUIRED_KEYS if key not in record]
     if missing:
         raise DataError(f"{where}: missing key(s) {', '.join(missing)}; each record needs {', '.join(REQUIRED_KEYS)}")
@@ -181,10 +183,15 @@ def score_answers(records: list[dict], normal_flag: str = "good", strict: bool =
         rows[AVERAGE_ROW] = {c: _mean([d.cells[c] for d in datasets]) for c in COLUMNS}
     if unparseable:
         what = "counted wrong (strict)" if strict else "dropped"
-        log.warning("%d of %d records have a correct or given answer that is not one letter A-E: %s",
-                    unparseable, len(records), what)
-    return MmadScore(tuple(datasets), rows, scored, unparseable, bad_answer, bad_correct,
-                     strict, normal_flag, tuple(notes))
+        log.warning(
+            "%d of %d records have a correct or given answer that is not one letter A-E: %s",
+            unparseable,
+            len(records),
+            what,
+        )
+    return MmadScore(
+        tuple(datasets), rows, scored, unparseable, bad_answer, bad_correct, strict, normal_flag, tuple(notes)
+    )
 
 
 def _is_letter(value: object) -> bool:
@@ -205,8 +212,10 @@ def _dataset_cells(name: str, tasks: dict[str, Tally], normal: Tally, anomalous:
         cells["Anomaly Detection"] = (n_acc + a_acc) / 2 * 100
     elif n_acc is not None or a_acc is not None:
         missing = "normal" if n_acc is None else "anomalous"
-        notes.append(f"{name}: no {missing} images in Anomaly Detection; its cell is the accuracy "
-                     f"on the other side only (MMAD's script would average it with 0)")
+        notes.append(
+            f"{name}: no {missing} images in Anomaly Detection; its cell is the accuracy "
+            f"on the other side only (MMAD's script would average it with 0)"
+        )
     missing_tasks = [task for task in TASKS if cells[task] is None]
     if missing_tasks:
         notes.append(f"{name}: no records for {', '.join(missing_tasks)}; left empty and out of its Average")
@@ -220,9 +229,13 @@ def _dataset_cells(name: str, tasks: dict[str, Tally], normal: Tally, anomalous:
     f1 = None
     if recall is not None and precision is not None:
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    cells.update(Recall=recall, Precision=precision, F1=f1,
-                 Overkill=None if n_acc is None else (1 - n_acc) * 100,
-                 Miss=None if a_acc is None else (1 - a_acc) * 100)
+    cells.update(
+        Recall=recall,
+        Precision=precision,
+        F1=f1,
+        Overkill=None if n_acc is None else (1 - n_acc) * 100,
+        Miss=None if a_acc is None else (1 - a_acc) * 100,
+    )
     return cells, notes
 
 
@@ -254,9 +267,15 @@ def write_score_csv(score: MmadScore, path: str | Path) -> Path:
 
 def format_score_table(score: MmadScore) -> str:
     """A fixed-width text table (one decimal) with the counts and notes under it."""
-    short = {"Anomaly Detection": "AD", "Defect Classification": "DC", "Defect Localization": "DL",
-             "Defect Description": "DD", "Defect Analysis": "DA", "Object Classification": "OC",
-             "Object Analysis": "OA"}
+    short = {
+        "Anomaly Detection": "AD",
+        "Defect Classification": "DC",
+        "Defect Localization": "DL",
+        "Defect Description": "DD",
+        "Defect Analysis": "DA",
+        "Object Classification": "OC",
+        "Object Analysis": "OA",
+    }
     heads = [short.get(c, c) for c in COLUMNS]
     width = max([len("dataset")] + [len(name) for name in score.rows])
     lines = [f"{'dataset':<{width}} " + " ".join(f"{h:>9}" for h in heads)]
@@ -266,8 +285,10 @@ def format_score_table(score: MmadScore) -> str:
     legend = ", ".join(f"{s} = {c}" for c, s in short.items())
     lines.append(f"({legend}; all in percent)")
     handling = "counted wrong (--strict)" if score.strict else "dropped"
-    lines.append(f"records scored: {score.scored}; answers not one letter A-E: {score.unparseable} ({handling}"
-                 + ("" if score.strict else f": {score.dropped_bad_answer} given, {score.dropped_bad_correct} correct")
-                 + f"); normal images: path contains {score.normal_flag!r}")
+    lines.append(
+        f"records scored: {score.scored}; answers not one letter A-E: {score.unparseable} ({handling}"
+        + ("" if score.strict else f": {score.dropped_bad_answer} given, {score.dropped_bad_correct} correct")
+        + f"); normal images: path contains {score.normal_flag!r}"
+    )
     lines.extend(f"note: {note}" for note in score.notes)
     return "\n".join(lines)

@@ -40,19 +40,27 @@ def register(sub) -> None:
     )
     parser.add_argument("answers", type=Path, metavar="ANSWERS.json", help="MMAD answers file")
     parser.add_argument(
-        "--out", type=Path, metavar="RESULT.csv", default=None,
+        "--out",
+        type=Path,
+        metavar="RESULT.csv",
+        default=None,
         help="where to write the CSV (default: beside ANSWERS, named <stem>_accuracy.csv as MMAD does)",
     )
     parser.add_argument(
-        "--normal-flag", default="good", metavar="TEXT",
+        "--normal-flag",
+        default="good",
+        metavar="TEXT",
         help="an image whose path contains TEXT (case-sensitive) is a normal part (default: good)",
     )
     parser.add_argument(
-        "--strict", action="store_true",
+        "--strict",
+        action="store_true",
         help="count answers that are not one letter A-E as wrong instead of dropping them",
     )
     parser.add_argument(
-        "--reparse", choices=("first", "last"), default=None,
+        "--reparse",
+        choices=("first", "last"),
+        default=None,
         help="gpt_answer holds raw model replies: extract the letter with MMAD's regex rule, "
         "keeping the first or last standalone capital A-E (MMAD keeps the last)",
     )

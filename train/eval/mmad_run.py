@@ -31,8 +31,9 @@ from train.eval.answer_parsing import LETTERS, Rule, parse_answer
 log = logging.getLogger(__name__)
 
 INSTRUCTION = "Answer with the option's letter from the given choices directly."
-ONE_SHOT_INTRO = ("Following is 1 image of a normal sample, which can be used as a template to compare "
-                  "the image being queried.\n")
+ONE_SHOT_INTRO = (
+    "Following is 1 image of a normal sample, which can be used as a template to compare the image being queried.\n"
+)
 ONE_SHOT_QUERY = "Following is the query image:\n"
 
 # (images in order, prompt text) -> raw reply
@@ -61,8 +62,9 @@ class MmadQuestion:
         return {"type": "text", "text": text}
 
 
-def load_mmad(path: Path, *, shots: int = 0, template: str = "similar",
-              max_questions: int | None = None) -> list[MmadQuestion]:
+def load_mmad(
+    path: Path, *, shots: int = 0, template: str = "similar", max_questions: int | None = None
+) -> list[MmadQuestion]:
     """Questions of an MMAD json, in file order; DataError naming the image key on bad entries."""
     path = Path(path)
     try:
@@ -102,19 +104,37 @@ def _question(turn: object, where: str, image: str, template: str | None) -> Mma
     options = turn["Options"]
     if not isinstance(options, dict) or not options or any(k not in LETTERS for k in options):
         raise DataError(f"{where}: 'Options' must map letters A-E to texts, found {options!r}")
-    return MmadQuestion(image, str(turn["Question"]), {k: str(v) for k, v in options.items()},
-                        str(turn["Answer"]), str(turn["type"]), template)
+    return MmadQuestion(
+        image,
+        str(turn["Question"]),
+        {k: str(v) for k, v in options.items()},
+        str(turn["Answer"]),
+        str(turn["type"]),
+        template,
+    )
 
 
 def answer_record(q: MmadQuestion, reply: str, rule: Rule, fallback_to_option_text: bool) -> dict:
     """One answers-file record; `gpt_answer` = the parsed letter, or the raw reply if none."""
     letter = parse_answer(reply, q.options, rule, fallback_to_option_text)
-    return {"image": q.image, "question": q.question_record(), "question_type": q.qtype,
-            "correct_answer": q.answer, "gpt_answer": letter if letter is not None else reply}
+    return {
+        "image": q.image,
+        "question": q.question_record(),
+        "question_type": q.qtype,
+        "correct_answer": q.answer,
+        "gpt_answer": letter if letter is not None else reply,
+    }
 
 
-def run_mmad(answer: Answerer, questions: Sequence[MmadQuestion], image_root: Path, *, rule: Rule = "first",
-             fallback_to_option_text: bool = False, progress: bool = True) -> list[dict]:
+def run_mmad(
+    answer: Answerer,
+    questions: Sequence[MmadQuestion],
+    image_root: Path,
+    *,
+    rule: Rule = "first",
+    fallback_to_option_text: bool = False,
+    progress: bool = True,
+) -> list[dict]:
     """Ask every question (images read from image_root) and return MMAD answer records."""
     from PIL import Image
     from tqdm.auto import tqdm
@@ -129,8 +149,9 @@ def run_mmad(answer: Answerer, questions: Sequence[MmadQuestion], image_root: Pa
                 with Image.open(path) as img:
                     loaded = img.convert("RGB")
             except OSError as exc:
-                raise DataError(f"{path}: cannot read image for MMAD entry {rel!r} ({exc}); "
-                                "check --image-root") from exc
+                raise DataError(
+                    f"{path}: cannot read image for MMAD entry {rel!r} ({exc}); check --image-root"
+                ) from exc
             if len(cache) >= 4:  # questions come grouped by image: a few recent images suffice
                 cache.pop(next(iter(cache)))
             cache[rel] = loaded
@@ -147,8 +168,13 @@ def run_mmad(answer: Answerer, questions: Sequence[MmadQuestion], image_root: Pa
 
 def one_shot_parts(text: str) -> list[dict]:
     """MMAD's 1-shot user turn: intro, the normal template image, the query image, the question."""
-    return [{"type": "text", "text": ONE_SHOT_INTRO}, {"type": "image"},
-            {"type": "text", "text": ONE_SHOT_QUERY}, {"type": "image"}, {"type": "text", "text": text}]
+    return [
+        {"type": "text", "text": ONE_SHOT_INTRO},
+        {"type": "image"},
+        {"type": "text", "text": ONE_SHOT_QUERY},
+        {"type": "image"},
+        {"type": "text", "text": text},
+    ]
 
 
 def backbone_answerer(backbone, max_new_tokens: int = 32) -> Answerer:
@@ -175,8 +201,10 @@ def multi_image_inputs(backbone, images: list, parts: list[dict]) -> dict:
     elif backbone.family == "minicpmv4_6":
         enc = backbone.processor(images, text)
     else:
-        raise ModelError(f"backbone family {backbone.family!r} cannot take two images in one prompt here; "
-                         "1-shot MMAD supports minicpmv4_6 and llava_siglip: use --shots 0")
+        raise ModelError(
+            f"backbone family {backbone.family!r} cannot take two images in one prompt here; "
+            "1-shot MMAD supports minicpmv4_6 and llava_siglip: use --shots 0"
+        )
     batch = {k: v for k, v in enc.items() if k == "input_ids" or k in backbone.pixel_cat_dims}
     batch["attention_mask"] = torch.ones_like(batch["input_ids"])
     return batch
@@ -190,9 +218,14 @@ def generate_multi(backbone, images: list, parts: list[dict], max_new_tokens: in
     tok = backbone.tokenizer
     backbone.hf_model.eval()
     with torch.no_grad():
-        out = backbone.hf_model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
-                                         pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-    return tok.decode(out[0, batch["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+        out = backbone.hf_model.generate(
+            **batch,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+        )
+    return tok.decode(out[0, batch["input_ids"].shape[1] :], skip_special_tokens=True).strip()
 
 
 def _chat_text(backbone, parts: list[dict]) -> str:
@@ -206,8 +239,10 @@ def _chat_text(backbone, parts: list[dict]) -> str:
         text = "".join(f"{backbone.image_placeholder}\n" if p["type"] == "image" else p["text"] for p in parts) + "\n"
     wanted = sum(p["type"] == "image" for p in parts)
     if text.count(backbone.image_placeholder) != wanted:
-        raise ModelError(f"{backbone.family}: the chat template rendered {text.count(backbone.image_placeholder)} "
-                         f"image placeholders for {wanted} images; it cannot take several images per turn")
+        raise ModelError(
+            f"{backbone.family}: the chat template rendered {text.count(backbone.image_placeholder)} "
+            f"image placeholders for {wanted} images; it cannot take several images per turn"
+        )
     return text
 
 

@@ -27,15 +27,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from eiad.errors import DataError, ModelError
 from eiad.dialog_records import DialogRecord, read_ddqa
+from eiad.errors import DataError, ModelError
 from train.eval.answer_parsing import LETTERS, Rule, parse_answer
 
 log = logging.getLogger(__name__)
 
 TASKS = ("AD", "DC", "RDL", "DFM")
-TASK_NAMES = {"AD": "Anomaly Discrimination", "DC": "Defect Classification",
-              "RDL": "Rough Defect Localization", "DFM": "Defect Fine Mapping"}
+TASK_NAMES = {
+    "AD": "Anomaly Discrimination",
+    "DC": "Defect Classification",
+    "RDL": "Rough Defect Localization",
+    "DFM": "Defect Fine Mapping",
+}
 IOU_HIT = 0.5
 QUADRANTS = frozenset({"top left", "top right", "bottom left", "bottom right"})
 _NUM = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
@@ -97,8 +101,13 @@ class QaReport:
     def to_dict(self) -> dict:
         tasks = {}
         for name, s in self.tasks.items():
-            row = {"name": TASK_NAMES[name], "records": s.records, "correct": s.correct,
-                   "unparseable": s.unparseable, "accuracy": s.accuracy}
+            row = {
+                "name": TASK_NAMES[name],
+                "records": s.records,
+                "correct": s.correct,
+                "unparseable": s.unparseable,
+                "accuracy": s.accuracy,
+            }
             if name == "DFM":
                 row |= {"mean_iou": s.mean_iou, "iou_at_0_5": s.accuracy}
             tasks[name] = row
@@ -135,8 +144,10 @@ def infer_task(record: DialogRecord) -> str:
         return "DFM"
     options = {v.strip().lower() for v in parse_options(record.question).values()}
     if not options:
-        raise DataError(f"{record.where}: cannot tell the task: the answer is no box and the question has no "
-                        "'A. ...' option lines; pass a Task_<AD|DC|RDL|DFM>.jsonl file instead")
+        raise DataError(
+            f"{record.where}: cannot tell the task: the answer is no box and the question has no "
+            "'A. ...' option lines; pass a Task_<AD|DC|RDL|DFM>.jsonl file instead"
+        )
     if options == {"yes", "no"}:
         return "AD"
     return "RDL" if options <= QUADRANTS else "DC"
@@ -151,8 +162,10 @@ def load_qa_items(source: Path, split: str = "test", max_per_task: int | None = 
         for task in TASKS:
             path = folder / f"Task_{task}.jsonl"
             if not path.is_file():
-                raise DataError(f"{path}: missing; {source} is not a DDQA build (run `eiad data ddqa ROOT --out "
-                                f"{source}`) or pass one .jsonl file")
+                raise DataError(
+                    f"{path}: missing; {source} is not a DDQA build (run `eiad data ddqa ROOT --out "
+                    f"{source}`) or pass one .jsonl file"
+                )
             if path.read_text(encoding="utf-8").strip():  # a task with nothing to ask is an empty file
                 items += [QaItem(task, r) for r in read_ddqa(path)[:max_per_task]]
         if not items:
@@ -198,23 +211,35 @@ def summarize(outcomes: Sequence[QaOutcome]) -> dict[str, TaskScore]:
         if not rows:
             continue
         mean_iou = sum(o.iou or 0.0 for o in rows) / len(rows) if task == "DFM" else None
-        scores[task] = TaskScore(task, len(rows), sum(o.correct for o in rows),
-                                 sum(o.parsed is None for o in rows), mean_iou)
+        scores[task] = TaskScore(
+            task, len(rows), sum(o.correct for o in rows), sum(o.parsed is None for o in rows), mean_iou
+        )
     return scores
 
 
-def run_qa_eval(model: ChatModel, items: Sequence[QaItem], *, rule: Rule = "first",
-                fallback_to_option_text: bool = False, max_new_tokens: int = 32, batch_size: int = 1,
-                meta: dict | None = None, progress: bool = True) -> QaReport:
+def run_qa_eval(
+    model: ChatModel,
+    items: Sequence[QaItem],
+    *,
+    rule: Rule = "first",
+    fallback_to_option_text: bool = False,
+    max_new_tokens: int = 32,
+    batch_size: int = 1,
+    meta: dict | None = None,
+    progress: bool = True,
+) -> QaReport:
     """Ask `model` every item's question about its image and score the replies."""
     from tqdm.auto import tqdm
 
     outcomes: list[QaOutcome] = []
     with tqdm(total=len(items), desc="DDQA eval", unit="q", disable=not progress) as bar:
         for start in range(0, len(items), batch_size):
-            chunk = items[start:start + batch_size]
-            replies = model.generate([i.record.load_image() for i in chunk], [i.record.question for i in chunk],
-                                     max_new_tokens=max_new_tokens)
+            chunk = items[start : start + batch_size]
+            replies = model.generate(
+                [i.record.load_image() for i in chunk],
+                [i.record.question for i in chunk],
+                max_new_tokens=max_new_tokens,
+            )
             if len(replies) != len(chunk):
                 raise ModelError(f"model returned {len(replies)} replies for {len(chunk)} questions")
             outcomes += [score_reply(i, r, rule, fallback_to_option_text) for i, r in zip(chunk, replies)]
@@ -229,8 +254,9 @@ def format_qa_table(report: QaReport) -> str:
     for name, s in report.tasks.items():
         acc = "-" if s.accuracy is None else f"{100 * s.accuracy:.1f}"
         iou = "-" if s.mean_iou is None else f"{s.mean_iou:.3f}"
-        lines.append(f"{name:6s} {TASK_NAMES[name]:28s} {s.records:8d} {s.correct:8d} {acc:>7s} "
-                     f"{s.unparseable:9d} {iou:>9s}")
+        lines.append(
+            f"{name:6s} {TASK_NAMES[name]:28s} {s.records:8d} {s.correct:8d} {acc:>7s} {s.unparseable:9d} {iou:>9s}"
+        )
     lines.append(f"(DFM: correct = IoU >= {IOU_HIT}; unparseable replies count as wrong, IoU 0)")
     return "\n".join(lines)
 

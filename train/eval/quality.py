@@ -29,8 +29,12 @@ def verdict_scores(labels: np.ndarray, scores: np.ndarray, threshold: float) -> 
     ng = np.asarray(scores) >= threshold
     tp, fn = int(np.sum(labels & ng)), int(np.sum(labels & ~ng))
     fp, tn = int(np.sum(~labels & ng)), int(np.sum(~labels & ~ng))
-    return {"accuracy": _ratio(tp + tn, labels.size), "miss_rate": _ratio(fn, tp + fn),
-            "overkill_rate": _ratio(fp, fp + tn), "confusion": {"OK": {"OK": tn, "NG": fp}, "NG": {"OK": fn, "NG": tp}}}
+    return {
+        "accuracy": _ratio(tp + tn, labels.size),
+        "miss_rate": _ratio(fn, tp + fn),
+        "overkill_rate": _ratio(fp, fp + tn),
+        "confusion": {"OK": {"OK": tn, "NG": fp}, "NG": {"OK": fn, "NG": tp}},
+    }
 
 
 def per_class_precision_recall(true_index: np.ndarray, probs: np.ndarray, class_names: list[str]) -> dict[str, dict]:
@@ -43,8 +47,11 @@ def per_class_precision_recall(true_index: np.ndarray, probs: np.ndarray, class_
     truth, predicted = true_index[known], np.asarray(probs)[known].argmax(axis=1)
     for i, name in enumerate(class_names):
         tp = int(np.sum((predicted == i) & (truth == i)))
-        out[name] = {"precision": _ratio(tp, int(np.sum(predicted == i))), "recall": _ratio(tp, int(np.sum(truth == i))),
-                     "support": int(np.sum(truth == i))}
+        out[name] = {
+            "precision": _ratio(tp, int(np.sum(predicted == i))),
+            "recall": _ratio(tp, int(np.sum(truth == i))),
+            "support": int(np.sum(truth == i)),
+        }
     return out
 
 
@@ -57,12 +64,16 @@ def published_classes(true_index: np.ndarray, probs: np.ndarray, cutoff: float) 
     probs = np.asarray(probs)[known]
     shown = probs.max(axis=1) >= cutoff
     right = probs.argmax(axis=1) == true_index[known]
-    return {"cutoff": cutoff, "published_share": _ratio(int(shown.sum()), int(shown.size)),
-            "published_accuracy": _ratio(int((right & shown).sum()), int(shown.sum()))}
+    return {
+        "cutoff": cutoff,
+        "published_share": _ratio(int(shown.sum()), int(shown.size)),
+        "published_accuracy": _ratio(int((right & shown).sum()), int(shown.sum())),
+    }
 
 
-def aupro_by_defect(masks: np.ndarray, maps: np.ndarray, class_index: np.ndarray, class_names: list[str],
-                    max_fpr: float = 0.3) -> dict[str, float]:
+def aupro_by_defect(
+    masks: np.ndarray, maps: np.ndarray, class_index: np.ndarray, class_names: list[str], max_fpr: float = 0.3
+) -> dict[str, float]:
     """AUPRO per defect type: that type's defective images plus every good image (whose
     pixels, with the type's own defect-free pixels, make the false-positive rate)."""
     class_index = np.asarray(class_index)
@@ -94,19 +105,22 @@ def quality_report(pred, thresholds: dict, class_names: list[str], split: str) -
     pixel = mask_scores(masks, pred.maps, thresholds["pixel"])
     return {
         "split": split,
-        "images": int(pred.labels.size), "defective_images": int(np.sum(pred.labels)),
+        "images": int(pred.labels.size),
+        "defective_images": int(np.sum(pred.labels)),
         "thresholds_from": thresholds.get("calibration", ""),
         "verdicts": verdict_scores(pred.labels, pred.image_scores, thresholds["image_score"]),
         "image_auroc": auroc(pred.labels, pred.image_scores),
         "pixel_auroc": auroc(masks, pred.maps) if has_region else float("nan"),
         "aupro": aupro(masks, pred.maps) if has_region else float("nan"),
         "aupro_by_defect": aupro_by_defect(masks, pred.maps, pred.class_index, class_names) if has_region else {},
-        "mask_iou": pixel["iou"], "mask_f1": pixel["f1"],
+        "mask_iou": pixel["iou"],
+        "mask_f1": pixel["f1"],
         "mean_iou_defective": mean_image_iou(masks, pred.maps, pred.labels, thresholds["pixel"]),
         "class_accuracy": class_accuracy(pred.class_index, pred.class_probs) if class_names else float("nan"),
         "per_class": per_class_precision_recall(pred.class_index, pred.class_probs, class_names),
-        "class_publishing": published_classes(pred.class_index, pred.class_probs,
-                                              float(thresholds.get("class_confidence", 0.0))),
+        "class_publishing": published_classes(
+            pred.class_index, pred.class_probs, float(thresholds.get("class_confidence", 0.0))
+        ),
     }
 
 
@@ -124,19 +138,25 @@ def format_quality(report: dict) -> str:
     v = report["verdicts"]
     pct = lambda x: "n/a" if x is None or x != x else f"{100 * x:.1f} %"  # noqa: E731
     num = lambda x: "n/a" if x is None or x != x else f"{x:.3f}"  # noqa: E731
-    lines = [f"{report['split']} split: {report['images']} images ({report['defective_images']} defective); "
-             f"thresholds from the calibration split ({report['thresholds_from']})",
-             f"  verdicts   accuracy {pct(v['accuracy'])}  miss {pct(v['miss_rate'])}  overkill {pct(v['overkill_rate'])}",
-             f"  ranking    image AUROC {num(report['image_auroc'])}  pixel AUROC {num(report['pixel_auroc'])}  "
-             f"AUPRO {num(report['aupro'])}",
-             f"  masks      IoU {num(report['mask_iou'])}  F1 {num(report['mask_f1'])}  "
-             f"mean IoU per defective image {num(report['mean_iou_defective'])}"]
+    lines = [
+        f"{report['split']} split: {report['images']} images ({report['defective_images']} defective); "
+        f"thresholds from the calibration split ({report['thresholds_from']})",
+        f"  verdicts   accuracy {pct(v['accuracy'])}  miss {pct(v['miss_rate'])}  overkill {pct(v['overkill_rate'])}",
+        f"  ranking    image AUROC {num(report['image_auroc'])}  pixel AUROC {num(report['pixel_auroc'])}  "
+        f"AUPRO {num(report['aupro'])}",
+        f"  masks      IoU {num(report['mask_iou'])}  F1 {num(report['mask_f1'])}  "
+        f"mean IoU per defective image {num(report['mean_iou_defective'])}",
+    ]
     if report["aupro_by_defect"]:
         lines.append("  AUPRO per defect  " + "  ".join(f"{k} {num(x)}" for k, x in report["aupro_by_defect"].items()))
     if report["per_class"]:
         pub = report["class_publishing"]
-        lines.append(f"  classes    accuracy {num(report['class_accuracy'])}; published at confidence >= "
-                     f"{pub['cutoff']:.3f}: {pct(pub['published_share'])} of defects, right {pct(pub['published_accuracy'])}")
-        lines += [f"    {name:<18} precision {pct(x['precision']):>8}  recall {pct(x['recall']):>8}  ({x['support']})"
-                  for name, x in report["per_class"].items()]
+        lines.append(
+            f"  classes    accuracy {num(report['class_accuracy'])}; published at confidence >= "
+            f"{pub['cutoff']:.3f}: {pct(pub['published_share'])} of defects, right {pct(pub['published_accuracy'])}"
+        )
+        lines += [
+            f"    {name:<18} precision {pct(x['precision']):>8}  recall {pct(x['recall']):>8}  ({x['support']})"
+            for name, x in report["per_class"].items()
+        ]
     return "\n".join(lines)

@@ -88,15 +88,30 @@ def class_confidence_cutoff(true_index: np.ndarray, probs: np.ndarray, target_pr
     last = np.r_[c[1:] != c[:-1], True]  # every image with an equal confidence is published together
     ok = np.nonzero(last & (precision >= target_precision))[0]
     if ok.size == 0:
-        return 1.0, f"class: no cut-off reaches precision {target_precision:.0%} on {r.size} defects, published as unknown"
+        return (
+            1.0,
+            f"class: no cut-off reaches precision {target_precision:.0%} on {r.size} defects, published as unknown",
+        )
     deepest = int(ok[-1])  # the lowest cut-off that still meets the target
-    return float(c[deepest]), (f"class: confidence >= {c[deepest]:.3f} publishes {deepest + 1} of {r.size} "
-                               f"calibration defects at precision {precision[deepest]:.0%}")
+    return float(c[deepest]), (
+        f"class: confidence >= {c[deepest]:.3f} publishes {deepest + 1} of {r.size} "
+        f"calibration defects at precision {precision[deepest]:.0%}"
+    )
 
 
-def calibrate(labels, image_scores, masks, maps, *, class_index=None, class_probs=None,
-              image_rule: str = "target_frr", target_false_reject_rate: float = 0.01,
-              target_class_precision: float = 0.9, min_defect_area_px: int = 0) -> Calibration:
+def calibrate(
+    labels,
+    image_scores,
+    masks,
+    maps,
+    *,
+    class_index=None,
+    class_probs=None,
+    image_rule: str = "target_frr",
+    target_false_reject_rate: float = 0.01,
+    target_class_precision: float = 0.9,
+    min_defect_area_px: int = 0,
+) -> Calibration:
     """Thresholds from calibration-split image labels/scores, pixel masks/maps and class
     probabilities (all probabilities)."""
     labels = np.asarray(labels).astype(bool)
@@ -122,5 +137,10 @@ def calibrate(labels, image_scores, masks, maps, *, class_index=None, class_prob
         class_t, class_how = 0.0, "class: not calibrated"
     text = f"{how}; {pixel_how}; {class_how}; on {labels.size} calibration images"
     log.info("calibrated thresholds image=%.4f pixel=%.4f class=%.3f (%s)", image_t, pixel_t, class_t, text)
-    return Calibration(float(np.clip(image_t, 0, 1)), float(np.clip(pixel_t, 0, 1)), int(min_defect_area_px),
-                       float(np.clip(class_t, 0, 1)), text)
+    return Calibration(
+        float(np.clip(image_t, 0, 1)),
+        float(np.clip(pixel_t, 0, 1)),
+        int(min_defect_area_px),
+        float(np.clip(class_t, 0, 1)),
+        text,
+    )

@@ -55,8 +55,9 @@ class CameraJitter:
     blur_sigma_px: float = 0.8  # up to
 
 
-def jitter(image: np.ndarray, masks: list[np.ndarray], rng: np.random.Generator,
-           spec: CameraJitter) -> tuple[np.ndarray, list[np.ndarray]]:
+def jitter(
+    image: np.ndarray, masks: list[np.ndarray], rng: np.random.Generator, spec: CameraJitter
+) -> tuple[np.ndarray, list[np.ndarray]]:
     """One camera-like draw applied to a uint8 BGR image and its uint8 masks (same geometry)."""
     h, w = image.shape[:2]
     angle = rng.uniform(-spec.rotate_deg, spec.rotate_deg)
@@ -108,10 +109,20 @@ class LocalizationDataset(Dataset):
     per (seed, epoch, item), so a run is reproducible and a resumed run sees the same draws.
     """
 
-    def __init__(self, index: SplitIndex, split: str, height: int, width: int,
-                 augment: bool = False, hflip: bool = True, vflip: bool = True, seed: int = 0,
-                 camera: CameraJitter | None = None, only_good: bool = False,
-                 pseudo: PseudoDefects | None = None) -> None:
+    def __init__(
+        self,
+        index: SplitIndex,
+        split: str,
+        height: int,
+        width: int,
+        augment: bool = False,
+        hflip: bool = True,
+        vflip: bool = True,
+        seed: int = 0,
+        camera: CameraJitter | None = None,
+        only_good: bool = False,
+        pseudo: PseudoDefects | None = None,
+    ) -> None:
         self.entries = [e for e in index.entries(split) if not (only_good and e.is_defective)]
         if not self.entries:
             what = "good images" if only_good else "images"
@@ -151,9 +162,12 @@ class LocalizationDataset(Dataset):
             if self.vflip and rng.random() < 0.5:
                 image, mask, skeleton = image[::-1], mask[::-1], skeleton[::-1]
             if self.camera is not None:
-                image, (mask, skeleton) = jitter(np.ascontiguousarray(image),
-                                                 [np.ascontiguousarray(mask), np.ascontiguousarray(skeleton)],
-                                                 rng, self.camera)
+                image, (mask, skeleton) = jitter(
+                    np.ascontiguousarray(image),
+                    [np.ascontiguousarray(mask), np.ascontiguousarray(skeleton)],
+                    rng,
+                    self.camera,
+                )
         entry = self.entries[i]
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image)),

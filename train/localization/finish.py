@@ -15,9 +15,9 @@ import logging
 from pathlib import Path
 
 from eiad.errors import ModelError
-from train.localization.calibrate import calibrate
 from train.eval.localization_eval import predict, save_grid, save_loss_curve
 from train.eval.quality import format_quality, quality_report
+from train.localization.calibrate import calibrate
 from train.localization.data import LocalizationDataset
 
 log = logging.getLogger(__name__)
@@ -25,19 +25,28 @@ log = logging.getLogger(__name__)
 
 def calibrate_on(cal_pred, cal_cfg) -> dict:
     """Thresholds fitted on the calibration split's predictions (and only there)."""
-    return calibrate(cal_pred.labels, cal_pred.image_scores, cal_pred.masks, cal_pred.maps,
-                     class_index=cal_pred.class_index, class_probs=cal_pred.class_probs,
-                     image_rule=cal_cfg.image_rule, target_false_reject_rate=cal_cfg.target_false_reject_rate,
-                     target_class_precision=cal_cfg.target_class_precision,
-                     min_defect_area_px=cal_cfg.min_defect_area_px).to_dict()
+    return calibrate(
+        cal_pred.labels,
+        cal_pred.image_scores,
+        cal_pred.masks,
+        cal_pred.maps,
+        class_index=cal_pred.class_index,
+        class_probs=cal_pred.class_probs,
+        image_rule=cal_cfg.image_rule,
+        target_false_reject_rate=cal_cfg.target_false_reject_rate,
+        target_class_precision=cal_cfg.target_class_precision,
+        min_defect_area_px=cal_cfg.min_defect_area_px,
+    ).to_dict()
 
 
 def report_on_test(test_pred, cal_pred, thresholds: dict, class_names: list[str]) -> dict:
     """The quality report on the test split; refuses to score an image its thresholds were fitted on."""
     shared = set(test_pred.paths) & set(cal_pred.paths)
     if shared:
-        raise ModelError(f"{len(shared)} images are in both the calibration and the test split (e.g. {sorted(shared)[0]}): "
-                         "a figure scored on them would not be held out; rebuild the split with 'eiad data ddqa'")
+        raise ModelError(
+            f"{len(shared)} images are in both the calibration and the test split (e.g. {sorted(shared)[0]}): "
+            "a figure scored on them would not be held out; rebuild the split with 'eiad data ddqa'"
+        )
     report = quality_report(test_pred, thresholds, class_names, "test")
     report["calibration_images"] = len(cal_pred.paths)
     return report
@@ -52,16 +61,23 @@ def calibrate_and_report(engine, split, cfg, device) -> tuple[dict, dict, object
     test_pred = predict(engine, test_set, batch_size=cfg.batch_size, device=device, keep_images=True)
     thresholds = calibrate_on(cal_pred, cfg.calibration)
     report = report_on_test(test_pred, cal_pred, thresholds, class_names)
-    report["model"] = ("normal-only (pseudo-defects + normal bank)" if cfg.normal_only
-                       else "supervised + normal bank" if cfg.normal_bank else "supervised")
+    report["model"] = (
+        "normal-only (pseudo-defects + normal bank)"
+        if cfg.normal_only
+        else "supervised + normal bank"
+        if cfg.normal_bank
+        else "supervised"
+    )
     return thresholds, report, test_pred
 
 
-def write_run_files(run_dir: Path, history: list[dict], thresholds: dict, report: dict, metrics: dict,
-                    test_pred) -> None:
+def write_run_files(
+    run_dir: Path, history: list[dict], thresholds: dict, report: dict, metrics: dict, test_pred
+) -> None:
     """loss_curve.png, test_grid.png and metrics.json beside the checkpoint; the report to the log."""
     save_loss_curve(history, run_dir / "loss_curve.png")
     save_grid(test_pred, run_dir / "test_grid.png", pixel_threshold=thresholds["pixel"])
-    (run_dir / "metrics.json").write_text(json.dumps({"metrics": metrics, "thresholds": thresholds, "test": report,
-                                                      "history": history}, indent=1) + "\n")
+    (run_dir / "metrics.json").write_text(
+        json.dumps({"metrics": metrics, "thresholds": thresholds, "test": report, "history": history}, indent=1) + "\n"
+    )
     log.info("localization, %s", format_quality(report))

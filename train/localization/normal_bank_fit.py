@@ -39,21 +39,39 @@ def fit_normal_bank(engine, split, cfg, device, seed: int = 0) -> NormalBank:
     taps = resolve_taps(cfg.bank_taps, backbone.num_vision_layers)
     feature_dim = len(taps) * backbone.vision_hidden_size
     dim = cfg.bank_dim or feature_dim
-    spec = NormalBankSpec(taps=taps, feature_dim=feature_dim, dim=dim, size=cfg.bank_size,
-                          grid=tuple(backbone.patch_grid()), image_size=(engine.height, engine.width),
-                          blur_sigma_px=cfg.bank_blur_sigma_px)
+    spec = NormalBankSpec(
+        taps=taps,
+        feature_dim=feature_dim,
+        dim=dim,
+        size=cfg.bank_size,
+        grid=tuple(backbone.patch_grid()),
+        image_size=(engine.height, engine.width),
+        blur_sigma_px=cfg.bank_blur_sigma_px,
+    )
     bank = NormalBank(spec).to(device)
     if dim != feature_dim:
         bank.projection = random_projection(feature_dim, dim, seed).to(device)
     good_train = LocalizationDataset(split, "train", engine.height, engine.width, only_good=True)
-    patches = torch.cat([bank.embed(f).reshape(-1, dim)
-                         for f in _tap_features(engine, good_train, taps, cfg.batch_size, device, "bank: train")])
+    patches = torch.cat(
+        [
+            bank.embed(f).reshape(-1, dim)
+            for f in _tap_features(engine, good_train, taps, cfg.batch_size, device, "bank: train")
+        ]
+    )
     bank.fit(patches, seed)
     good_cal = LocalizationDataset(split, "calibration", engine.height, engine.width, only_good=True)
-    distances = torch.cat([bank.distances(f) for f in _tap_features(engine, good_cal, taps, cfg.batch_size, device,
-                                                                        "bank: calibration")])
+    distances = torch.cat(
+        [bank.distances(f) for f in _tap_features(engine, good_cal, taps, cfg.batch_size, device, "bank: calibration")]
+    )
     bank.calibrate_scale(distances)
-    log.info("normal bank: %d x %d from %d good training images; scale from %d good calibration images "
-             "(centre %.4f, spread %.4f)", bank.bank.shape[0], dim, len(good_train), len(good_cal),
-             float(bank.centre), float(bank.spread))
+    log.info(
+        "normal bank: %d x %d from %d good training images; scale from %d good calibration images "
+        "(centre %.4f, spread %.4f)",
+        bank.bank.shape[0],
+        dim,
+        len(good_train),
+        len(good_cal),
+        float(bank.centre),
+        float(bank.spread),
+    )
     return bank

@@ -69,8 +69,9 @@ def _scar(rng: np.random.Generator, h: int, w: int, size_px: float) -> np.ndarra
     return canvas > 0
 
 
-def draw(rng: np.random.Generator, image: np.ndarray, foreign: np.ndarray | None,
-         spec: PseudoDefects = PseudoDefects()) -> tuple[np.ndarray, np.ndarray]:
+def draw(
+    rng: np.random.Generator, image: np.ndarray, foreign: np.ndarray | None, spec: PseudoDefects = PseudoDefects()
+) -> tuple[np.ndarray, np.ndarray]:
     """(edited uint8 image, uint8 {0,1} mask) with one pseudo-defect on a uint8 BGR image.
 
     `foreign` is another good image of the same size (None: the 'foreign' kind falls back to 'patch').

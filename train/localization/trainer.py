@@ -18,15 +18,22 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from eiad.errors import ModelError
+from eiad.modeling import checkpoint as ckpt
 from eiad.modeling.engine import EiadVisionEngine
 from eiad.modeling.localization import build_localizer, resolve_taps
 from eiad.modeling.losses import LossWeights, localization_loss
-from eiad.modeling import checkpoint as ckpt
-from train.config import LocalizationConfig, TrainConfig
 from eiad.split import load_split
+from train.config import LocalizationConfig, TrainConfig
 from train.eval.quality import headline
+from train.localization.data import (
+    CameraJitter,
+    EpochSampler,
+    LocalizationDataset,
+    data_fingerprint,
+    first_normal,
+    read_pair,
+)
 from train.localization.finish import calibrate_and_report, write_run_files
-from train.localization.data import CameraJitter, EpochSampler, LocalizationDataset, data_fingerprint, first_normal, read_pair
 from train.localization.pseudo_defects import PseudoDefects
 from train.optimization import lr_factor, warmup_steps
 
@@ -74,8 +81,16 @@ class _TrainStep(nn.Module):
 
 
 def _weights(cfg: LocalizationConfig) -> LossWeights:
-    return LossWeights(cfg.focal_weight, cfg.dice_weight, cfg.image_weight, cfg.class_weight, cfg.focal_alpha,
-                       cfg.focal_gamma, cfg.skeleton_weight, cfg.class_map_weight)
+    return LossWeights(
+        cfg.focal_weight,
+        cfg.dice_weight,
+        cfg.image_weight,
+        cfg.class_weight,
+        cfg.focal_alpha,
+        cfg.focal_gamma,
+        cfg.skeleton_weight,
+        cfg.class_map_weight,
+    )
 
 
 def _load_backbone(config: TrainConfig, device):
@@ -91,7 +106,9 @@ def _set_reference(engine: EiadVisionEngine, split, device) -> None:
     image, _ = read_pair(entry, engine.height, engine.width)
     with torch.no_grad():
         pixels = engine.preprocess(torch.from_numpy(image)[None].to(device))
-        engine.localizer.set_reference(engine.backbone.forward_vision(pixels, engine.localizer.spec.taps).layer_features)
+        engine.localizer.set_reference(
+            engine.backbone.forward_vision(pixels, engine.localizer.spec.taps).layer_features
+        )
 
 
 @dataclass
@@ -128,8 +145,18 @@ def train_localization(config: TrainConfig, *, backbone=None, resume: bool = Fal
     wall = _loop(run)
     if not run.accelerator.is_main_process:
         return RunResult(run.last, {}, {}, run.state["step"], wall)
-    return _finish(config, run.engine, run.vision, run.optimizer, run.state, run.meta, run.config_dump, run.split,
-                   run.accelerator.device, wall)
+    return _finish(
+        config,
+        run.engine,
+        run.vision,
+        run.optimizer,
+        run.state,
+        run.meta,
+        run.config_dump,
+        run.split,
+        run.accelerator.device,
+        wall,
+    )
 
 
 def _build(config: TrainConfig, backbone) -> _Run:
@@ -139,8 +166,11 @@ def _build(config: TrainConfig, backbone) -> _Run:
 
     cfg = config.localization
     bf16 = cfg.precision != "fp32" and torch.cuda.is_available() and config.device != "cpu"
-    accelerator = Accelerator(cpu=config.device == "cpu", gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-                              mixed_precision="bf16" if bf16 else "no")
+    accelerator = Accelerator(
+        cpu=config.device == "cpu",
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        mixed_precision="bf16" if bf16 else "no",
+    )
     set_seed(config.seed)
     device = accelerator.device
     split = load_split(config.split)
@@ -148,10 +178,20 @@ def _build(config: TrainConfig, backbone) -> _Run:
     backbone.to(device).eval()
     taps = resolve_taps(cfg.taps, backbone.num_vision_layers)
     classes = [] if cfg.normal_only else split.classes  # good images only: no class to learn
-    localizer = build_localizer(backbone, taps, classes, proj_dim=cfg.proj_dim, feature_channels=cfg.feature_channels,
-                                decoder_channels=cfg.decoder_channels, stem=cfg.stem, reference=cfg.reference,
-                                fine=cfg.fine, mask_pooling=cfg.mask_pooling, class_maps=cfg.class_maps,
-                                context=cfg.context)
+    localizer = build_localizer(
+        backbone,
+        taps,
+        classes,
+        proj_dim=cfg.proj_dim,
+        feature_channels=cfg.feature_channels,
+        decoder_channels=cfg.decoder_channels,
+        stem=cfg.stem,
+        reference=cfg.reference,
+        fine=cfg.fine,
+        mask_pooling=cfg.mask_pooling,
+        class_maps=cfg.class_maps,
+        context=cfg.context,
+    )
     engine = EiadVisionEngine(backbone, localizer).to(device)
     for p in backbone.parameters():  # the LLM (and by default the tower) never trains here
         p.requires_grad_(False)
@@ -160,27 +200,63 @@ def _build(config: TrainConfig, backbone) -> _Run:
         p.requires_grad_(True)
     if cfg.reference:
         _set_reference(engine, split, device)
-    train_set = LocalizationDataset(split, "train", engine.height, engine.width, augment=True,
-                                    hflip=cfg.hflip, vflip=cfg.vflip, seed=config.seed,
-                                    camera=CameraJitter() if cfg.camera_jitter else None, only_good=cfg.normal_only,
-                                    pseudo=PseudoDefects(cfg.pseudo_defect_probability) if cfg.normal_only else None)
+    train_set = LocalizationDataset(
+        split,
+        "train",
+        engine.height,
+        engine.width,
+        augment=True,
+        hflip=cfg.hflip,
+        vflip=cfg.vflip,
+        seed=config.seed,
+        camera=CameraJitter() if cfg.camera_jitter else None,
+        only_good=cfg.normal_only,
+        pseudo=PseudoDefects(cfg.pseudo_defect_probability) if cfg.normal_only else None,
+    )
     sampler = EpochSampler(len(train_set), config.seed)
     # Persistent workers keep their decoded-image cache from epoch to epoch; the epoch number
     # (which seeds the augmentation) reaches them through the sampler's indices.
-    loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler,
-                        num_workers=cfg.num_workers, drop_last=len(train_set) > cfg.batch_size,
-                        persistent_workers=cfg.num_workers > 0)
+    loader = DataLoader(
+        train_set,
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        num_workers=cfg.num_workers,
+        drop_last=len(train_set) > cfg.batch_size,
+        persistent_workers=cfg.num_workers > 0,
+    )
     groups = [{"params": list(localizer.parameters()), "lr": cfg.learning_rate, "base_lr": cfg.learning_rate}]
     if vision:
-        groups.append({"params": list(vision.values()), "lr": cfg.vision_learning_rate, "base_lr": cfg.vision_learning_rate})
+        groups.append(
+            {"params": list(vision.values()), "lr": cfg.vision_learning_rate, "base_lr": cfg.vision_learning_rate}
+        )
     optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
     step_module, optimizer, loader = accelerator.prepare(_TrainStep(engine), optimizer, loader)
     total = min(max(1, len(loader) // cfg.gradient_accumulation_steps) * cfg.epochs, cfg.max_steps or 10**12)
-    meta = {"backbone": config.backbone, "family": getattr(backbone, "family", ""), "preprocess": backbone.spec.to_dict(),
-            "data_fingerprint": data_fingerprint(config.split), "split": str(config.split)}
-    return _Run(config, accelerator, split, engine, vision, optimizer, step_module, loader, train_set, sampler, total,
-                warmup_steps(total, cfg.warmup_ratio), meta, config.model_dump(mode="json"),
-                Path(config.out_dir) / "localization" / "checkpoint", {"step": 0, "epoch": 0, "batch": 0, "history": []})
+    meta = {
+        "backbone": config.backbone,
+        "family": getattr(backbone, "family", ""),
+        "preprocess": backbone.spec.to_dict(),
+        "data_fingerprint": data_fingerprint(config.split),
+        "split": str(config.split),
+    }
+    return _Run(
+        config,
+        accelerator,
+        split,
+        engine,
+        vision,
+        optimizer,
+        step_module,
+        loader,
+        train_set,
+        sampler,
+        total,
+        warmup_steps(total, cfg.warmup_ratio),
+        meta,
+        config.model_dump(mode="json"),
+        Path(config.out_dir) / "localization" / "checkpoint",
+        {"step": 0, "epoch": 0, "batch": 0, "history": []},
+    )
 
 
 def _loop(run: _Run) -> float:
@@ -188,7 +264,9 @@ def _loop(run: _Run) -> float:
     cfg, state, acc, optimizer = run.config.localization, run.state, run.accelerator, run.optimizer
     weights = _weights(cfg)
     started = time.perf_counter()
-    bar = tqdm(total=run.total, initial=state["step"], desc="localization", unit="step", disable=not acc.is_main_process)
+    bar = tqdm(
+        total=run.total, initial=state["step"], desc="localization", unit="step", disable=not acc.is_main_process
+    )
     done = state["step"] >= run.total
     while not done:
         run.sampler.start_epoch(state["epoch"])  # order and augmentation follow (seed, epoch): the same on resume
@@ -198,9 +276,17 @@ def _loop(run: _Run) -> float:
                 continue  # resuming mid-epoch: skip batches already trained on
             with acc.accumulate(run.step_module):
                 out = run.step_module(batch["image"])
-                loss, parts = localization_loss(out.mask_logits, out.image_logit, out.class_logits, batch["mask"],
-                                                batch["label"], batch["class_index"], weights, batch["skeleton"],
-                                                out.class_map)
+                loss, parts = localization_loss(
+                    out.mask_logits,
+                    out.image_logit,
+                    out.class_logits,
+                    batch["mask"],
+                    batch["label"],
+                    batch["class_index"],
+                    weights,
+                    batch["skeleton"],
+                    out.class_map,
+                )
                 acc.backward(loss)
                 seen += batch["image"].shape[0]
                 if not acc.sync_gradients:
@@ -251,9 +337,16 @@ def _finish(config, engine, vision, optimizer, state, meta, config_dump, split, 
 def _save(path, engine, vision, optimizer, state, meta, config_dump) -> None:
     vision_state = {name: p for name, p in vision.items()} if vision else None
     trainer = {k: state[k] for k in ("step", "epoch", "batch", "history")}
-    ckpt.save_checkpoint(path, localizer=engine.localizer, bank=engine.bank, meta=dict(meta, step=state["step"]),
-                         config=config_dump,
-                         vision_state=vision_state, optimizer=optimizer, trainer_state=trainer)
+    ckpt.save_checkpoint(
+        path,
+        localizer=engine.localizer,
+        bank=engine.bank,
+        meta=dict(meta, step=state["step"]),
+        config=config_dump,
+        vision_state=vision_state,
+        optimizer=optimizer,
+        trainer_state=trainer,
+    )
 
 
 def _restore(path, engine, vision, optimizer, device) -> dict:

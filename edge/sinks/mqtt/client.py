@@ -59,9 +59,14 @@ class ConnectionState:
             log.info("connected to MQTT broker %s:%d", host, port)
         else:
             # Never log credentials: the reason is enough to act on.
-            log.error("MQTT broker %s:%d refused the connection: %s (CONNACK code %d); check "
-                      "mqtt.username / the password variable / TLS settings", host, port,
-                      reason_code, int(reason_code.value))
+            log.error(
+                "MQTT broker %s:%d refused the connection: %s (CONNACK code %d); check "
+                "mqtt.username / the password variable / TLS settings",
+                host,
+                port,
+                reason_code,
+                int(reason_code.value),
+            )
         return accepted
 
     def on_lost(self, reason_code: mqtt.ReasonCode, expected: bool = False) -> None:
@@ -77,16 +82,21 @@ class ConnectionState:
 
     def snapshot(self) -> ConnectionSnapshot:
         with self._lock:
-            return ConnectionSnapshot(self.connected.is_set(), self._connects, self._disconnects,
-                                      self._refusals, self._last_refusal_code, self._last_refusal_reason)
+            return ConnectionSnapshot(
+                self.connected.is_set(),
+                self._connects,
+                self._disconnects,
+                self._refusals,
+                self._last_refusal_code,
+                self._last_refusal_reason,
+            )
 
 
 def is_v5(settings: MqttSettings) -> bool:
     return settings.protocol == "5"
 
 
-def build_client(settings: MqttSettings, password: str | None, will_topic: str,
-                 will_payload: bytes) -> mqtt.Client:
+def build_client(settings: MqttSettings, password: str | None, will_topic: str, will_payload: bytes) -> mqtt.Client:
     """A configured, not yet connected client: protocol, credentials, TLS, last will,
     in-flight window and reconnect back-off."""
     protocol = mqtt.MQTTv5 if is_v5(settings) else mqtt.MQTTv311

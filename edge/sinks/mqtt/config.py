@@ -28,7 +28,7 @@ class TlsSettings(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _cert_and_key_together(self) -> "TlsSettings":
+    def _cert_and_key_together(self) -> TlsSettings:
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("tls.cert_file and tls.key_file must be given together (client certificate)")
         return self
@@ -73,8 +73,12 @@ class SparkplugSettings(BaseModel):
     group_id: str = Field(min_length=1, pattern=_SPARKPLUG_ID, description="Sparkplug group (e.g. the plant or area)")
     edge_node_id: str = Field(default="", pattern=rf"^$|{_SPARKPLUG_ID}", description="Empty: <line>-<station>")
     client_id: str = Field(default="", description="Empty: eiad-spb-<line>-<station>")
-    queue_max: int = Field(default=256, ge=1, le=65536,
-                           description="NDATA waiting for the publisher thread; beyond it the oldest is dropped (counted)")
+    queue_max: int = Field(
+        default=256,
+        ge=1,
+        le=65536,
+        description="NDATA waiting for the publisher thread; beyond it the oldest is dropped (counted)",
+    )
 
 
 class MqttSettings(BaseModel):
@@ -96,7 +100,8 @@ class MqttSettings(BaseModel):
     publish_masks: Literal["ng", "all", "none"] = Field(default="ng", description="Which verdicts get a mask message")
     close_timeout_s: float = Field(default=5.0, ge=0, description="How long close() waits to flush the outbox")
     stats_interval_s: float = Field(
-        default=10.0, ge=0, description="Publish the stats topic (QoS 0) this often, from its own thread; 0 = off")
+        default=10.0, ge=0, description="Publish the stats topic (QoS 0) this often, from its own thread; 0 = off"
+    )
     username: str | None = None
     password_env: str | None = Field(
         default=None, description="Name of the environment variable holding the password (never the password)"
@@ -106,10 +111,11 @@ class MqttSettings(BaseModel):
         default=False, description="Send username/password without TLS (isolated test networks only)"
     )
     sparkplug: SparkplugSettings | None = Field(
-        default=None, description="Also publish Sparkplug B (NBIRTH/NDATA/NDEATH) for SCADA hosts; omit for none")
+        default=None, description="Also publish Sparkplug B (NBIRTH/NDATA/NDEATH) for SCADA hosts; omit for none"
+    )
 
     @model_validator(mode="after")
-    def _credentials_need_tls(self) -> "MqttSettings":
+    def _credentials_need_tls(self) -> MqttSettings:
         if self.password_env and not self.username:
             raise ValueError("mqtt.password_env is set but mqtt.username is empty: set both or neither")
         if self.username and self.tls is None and not self.allow_plaintext_credentials:

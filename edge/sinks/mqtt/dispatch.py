@@ -20,13 +20,13 @@ import queue
 import threading
 import time
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 
-from edge.sinks.mqtt.outbox.store import Outbox, OutgoingMessage
 from edge.sinks.mqtt.client import ConnectionState, publish_properties
 from edge.sinks.mqtt.config import MqttSettings
+from edge.sinks.mqtt.outbox.store import Outbox, OutgoingMessage
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,14 @@ _ACK_BATCH_ROWS = 64
 class Dispatcher:
     """Publishes the outbox through `client`; `count(name, n)` records the sink's counters."""
 
-    def __init__(self, client: mqtt.Client, outbox: Outbox, settings: MqttSettings, conn: ConnectionState,
-                 count: Callable[[str, int], None]) -> None:
+    def __init__(
+        self,
+        client: mqtt.Client,
+        outbox: Outbox,
+        settings: MqttSettings,
+        conn: ConnectionState,
+        count: Callable[[str, int], None],
+    ) -> None:
         self._client, self._outbox, self._s, self._conn, self._count = client, outbox, settings, conn, count
         self.wake = threading.Event()
         self.live: deque[OutgoingMessage] = deque()  # not stored (disk full): published untracked
@@ -54,7 +60,7 @@ class Dispatcher:
         self._ack_due = float("inf")
         self._thread = threading.Thread(target=self._run, name="mqtt-dispatch", daemon=True)
 
-    def start(self) -> "Dispatcher":
+    def start(self) -> Dispatcher:
         self._thread.start()
         return self
 
@@ -90,8 +96,8 @@ class Dispatcher:
             try:
                 self._drain_acks(inflight)
                 if self._closing.is_set() and (
-                        (not inflight and self._outbox.stats().depth_rows == 0)
-                        or time.monotonic() >= self._flush_deadline):
+                    (not inflight and self._outbox.stats().depth_rows == 0) or time.monotonic() >= self._flush_deadline
+                ):
                     return
                 snap = self._conn.snapshot()
                 if snap.connects != seen_connects:
@@ -116,8 +122,9 @@ class Dispatcher:
         for row in self._outbox.pending(cursor, room):
             m = row.message
             try:
-                info = self._client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain,
-                                            properties=publish_properties(self._s, m.properties))
+                info = self._client.publish(
+                    m.topic, m.payload, qos=m.qos, retain=m.retain, properties=publish_properties(self._s, m.properties)
+                )
             except ValueError as exc:  # invalid topic/payload: retrying cannot help
                 log.error("message %d on %s cannot be published (%s): discarded", row.row_id, m.topic, exc)
                 self._outbox.discard([row.row_id], "unpublishable")
@@ -143,8 +150,9 @@ class Dispatcher:
             except IndexError:
                 return
             try:
-                self._client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain,
-                                     properties=publish_properties(self._s, m.properties))
+                self._client.publish(
+                    m.topic, m.payload, qos=m.qos, retain=m.retain, properties=publish_properties(self._s, m.properties)
+                )
                 self._count("published_live", 1)
             except ValueError as exc:
                 log.error("live message on %s cannot be published (%s): dropped", m.topic, exc)
@@ -170,8 +178,9 @@ class Dispatcher:
         if done and not self._acked_rows:
             self._ack_due = time.monotonic() + _ACK_BATCH_S
         self._acked_rows.extend(done)
-        if self._acked_rows and (len(self._acked_rows) >= _ACK_BATCH_ROWS or self._closing.is_set()
-                                 or time.monotonic() >= self._ack_due):
+        if self._acked_rows and (
+            len(self._acked_rows) >= _ACK_BATCH_ROWS or self._closing.is_set() or time.monotonic() >= self._ack_due
+        ):
             rows, self._acked_rows, self._ack_due = self._acked_rows, [], float("inf")
             try:
                 self._outbox.ack(rows)

@@ -22,18 +22,25 @@ import logging
 import threading
 import time
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 
-from eiad.messages import (MASK_CONTENT_TYPE, ExplanationMessage, OutboxStatsPayload, StatsMessage, StatusMessage,
-                           Topics, iso_utc)
-from edge.sinks.mqtt.outbox.store import Outbox, OutgoingMessage
 from edge.results import InspectionResult
-from edge.sinks.mqtt.payloads import build_verdict, encode_mask, stage_latencies_ms  # noqa: F401 (re-exported)
 from edge.sinks.mqtt.client import ConnectionState, build_client, is_v5
 from edge.sinks.mqtt.config import MqttSettings, check_credentials_transport, resolve_password
 from edge.sinks.mqtt.dispatch import Dispatcher
+from edge.sinks.mqtt.outbox.store import Outbox, OutgoingMessage
+from edge.sinks.mqtt.payloads import build_verdict, encode_mask, stage_latencies_ms  # noqa: F401 (re-exported)
+from eiad.messages import (
+    MASK_CONTENT_TYPE,
+    ExplanationMessage,
+    OutboxStatsPayload,
+    StatsMessage,
+    StatusMessage,
+    Topics,
+    iso_utc,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +83,8 @@ class MqttSink:
         try:
             stamps = {**result.stamps_ns, "published": time.monotonic_ns()}
             with_mask = result.mask is not None and (
-                self._s.publish_masks == "all" or (self._s.publish_masks == "ng" and result.verdict == "NG"))
+                self._s.publish_masks == "all" or (self._s.publish_masks == "ng" and result.verdict == "NG")
+            )
             messages = [self._verdict(result, stamps, with_mask)]
             if with_mask:
                 messages.append(self._mask(result))
@@ -88,12 +96,27 @@ class MqttSink:
     def handle_explanation(self, inspection_id: str, text: str, meta: dict) -> None:
         """Persist an explanation for an earlier verdict; never raises."""
         try:
-            clean = {str(k): v if isinstance(v, (str, int, float, bool)) or v is None else str(v)
-                     for k, v in meta.items()}
-            msg = ExplanationMessage(inspection_id=inspection_id, station=self._s.station, line=self._s.line,
-                                     text=text, published_at=iso_utc(time.time()), meta=clean)
-            self._store([OutgoingMessage("explanation", self.topics.of("explanation"), msg.to_json_bytes(),
-                                         f"{inspection_id}:explanation")])
+            clean = {
+                str(k): v if isinstance(v, (str, int, float, bool)) or v is None else str(v) for k, v in meta.items()
+            }
+            msg = ExplanationMessage(
+                inspection_id=inspection_id,
+                station=self._s.station,
+                line=self._s.line,
+                text=text,
+                published_at=iso_utc(time.time()),
+                meta=clean,
+            )
+            self._store(
+                [
+                    OutgoingMessage(
+                        "explanation",
+                        self.topics.of("explanation"),
+                        msg.to_json_bytes(),
+                        f"{inspection_id}:explanation",
+                    )
+                ]
+            )
         except Exception:
             log.exception("MQTT sink could not store the explanation for %s", inspection_id)
             self._count("handle_failed")
@@ -151,14 +174,25 @@ class MqttSink:
         with self._lock:
             counts = dict(self._counts)
         return {
-            "connected": conn.connected, "connects": conn.connects, "disconnects": conn.disconnects,
-            "connect_refusals": conn.refusals, "last_refusal_code": conn.last_refusal_code,
-            "last_refusal_reason": conn.last_refusal_reason, "outbox_depth_rows": box.depth_rows,
-            "outbox_depth_bytes": box.depth_bytes, "outbox_full_alarm": box.full_alarm,
-            "dropped_by_reason": box.dropped_by_reason, "stored": box.stored, "acked": box.acked,
-            "inflight": self._dispatcher.inflight_count, "publish_latency_ms": self._dispatcher.latency_summary(),
-            "outbox_disk_full": box.disk_full, "outbox_corrupt_quarantined": box.corrupt_quarantined,
-            "last_sequence": box.last_sequence, "live_backlog": len(self._live), **counts,
+            "connected": conn.connected,
+            "connects": conn.connects,
+            "disconnects": conn.disconnects,
+            "connect_refusals": conn.refusals,
+            "last_refusal_code": conn.last_refusal_code,
+            "last_refusal_reason": conn.last_refusal_reason,
+            "outbox_depth_rows": box.depth_rows,
+            "outbox_depth_bytes": box.depth_bytes,
+            "outbox_full_alarm": box.full_alarm,
+            "dropped_by_reason": box.dropped_by_reason,
+            "stored": box.stored,
+            "acked": box.acked,
+            "inflight": self._dispatcher.inflight_count,
+            "publish_latency_ms": self._dispatcher.latency_summary(),
+            "outbox_disk_full": box.disk_full,
+            "outbox_corrupt_quarantined": box.corrupt_quarantined,
+            "last_sequence": box.last_sequence,
+            "live_backlog": len(self._live),
+            **counts,
         }
 
     def flush(self, timeout_s: float) -> bool:
@@ -179,8 +213,9 @@ class MqttSink:
         self._dispatcher.stop(self._s.close_timeout_s)
         if self._conn.connected.is_set():
             try:
-                info = self._client.publish(self.topics.of("status"), self._status_payload("offline"),
-                                            qos=1, retain=True)
+                info = self._client.publish(
+                    self.topics.of("status"), self._status_payload("offline"), qos=1, retain=True
+                )
                 info.wait_for_publish(timeout=1.0)
             except (RuntimeError, ValueError) as exc:
                 log.warning("could not publish offline status: %s", exc)
@@ -198,31 +233,47 @@ class MqttSink:
     # ---- payloads ---------------------------------------------------------------------
     def _verdict(self, r: InspectionResult, stamps: dict[str, int], with_mask: bool) -> OutgoingMessage:
         msg = build_verdict(r, self._s.station, self._s.line, time.time(), stamps, with_mask)
-        return OutgoingMessage("verdict", self.topics.of("verdict"), msg.to_json_bytes(),
-                               f"{r.inspection_id}:verdict")
+        return OutgoingMessage("verdict", self.topics.of("verdict"), msg.to_json_bytes(), f"{r.inspection_id}:verdict")
 
     def _mask(self, r: InspectionResult) -> OutgoingMessage:
         # MQTT 3.1.1 has no properties: the inspection id goes into the topic instead.
         topic = self.topics.of("mask") if is_v5(self._s) else f"{self.topics.of('mask')}/{r.inspection_id}"
-        props = {"content_type": MASK_CONTENT_TYPE,
-                 "user": [["inspection_id", r.inspection_id], ["sequence", str(r.sequence)]]}
+        props = {
+            "content_type": MASK_CONTENT_TYPE,
+            "user": [["inspection_id", r.inspection_id], ["sequence", str(r.sequence)]],
+        }
         return OutgoingMessage("mask", topic, encode_mask(r), f"{r.inspection_id}:mask", properties=props)
 
     def _status_payload(self, state: str) -> bytes:
-        return StatusMessage(station=self._s.station, line=self._s.line, state=state,  # type: ignore[arg-type]
-                             since=iso_utc(time.time()), client_id=self._s.effective_client_id).to_json_bytes()
+        return StatusMessage(
+            station=self._s.station,
+            line=self._s.line,
+            state=state,  # type: ignore[arg-type]
+            since=iso_utc(time.time()),
+            client_id=self._s.effective_client_id,
+        ).to_json_bytes()
 
     def _stats_message(self, pipeline: dict[str, float]) -> StatsMessage:
         box = self._outbox.stats()
         with self._lock:
             replayed = self._counts["replayed"]
         return StatsMessage(
-            station=self._s.station, line=self._s.line, published_at=iso_utc(time.time()),
-            uptime_s=round(time.monotonic() - self._started_mono, 3), connected=self._conn.connected.is_set(),
-            outbox=OutboxStatsPayload(depth_rows=box.depth_rows, depth_bytes=box.depth_bytes, acked=box.acked,
-                                      replayed=replayed, dropped_by_reason=box.dropped_by_reason,
-                                      full_alarm=box.full_alarm),
-            publish_latency_ms=self._dispatcher.latency_summary(), pipeline={k: float(v) for k, v in pipeline.items()})
+            station=self._s.station,
+            line=self._s.line,
+            published_at=iso_utc(time.time()),
+            uptime_s=round(time.monotonic() - self._started_mono, 3),
+            connected=self._conn.connected.is_set(),
+            outbox=OutboxStatsPayload(
+                depth_rows=box.depth_rows,
+                depth_bytes=box.depth_bytes,
+                acked=box.acked,
+                replayed=replayed,
+                dropped_by_reason=box.dropped_by_reason,
+                full_alarm=box.full_alarm,
+            ),
+            publish_latency_ms=self._dispatcher.latency_summary(),
+            pipeline={k: float(v) for k, v in pipeline.items()},
+        )
 
     def _store(self, messages: list[OutgoingMessage], sequence: int | None = None) -> None:
         ids = self._outbox.put_many(messages, sequence)

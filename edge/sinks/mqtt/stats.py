@@ -20,7 +20,7 @@ class StatsPublisher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="mqtt-stats", daemon=True)
 
-    def start(self) -> "StatsPublisher":
+    def start(self) -> StatsPublisher:
         self._thread.start()
         return self
 

@@ -180,10 +180,10 @@ def _fields(data: bytes):
             value, pos = _read_varint(data, pos)
         elif wire in (_FIXED64, _FIXED32):
             size = 8 if wire == _FIXED64 else 4
-            value, pos = bytes(data[pos:pos + size]), pos + size
+            value, pos = bytes(data[pos : pos + size]), pos + size
         elif wire == _LEN:
             size, pos = _read_varint(data, pos)
-            value, pos = bytes(data[pos:pos + size]), pos + size
+            value, pos = bytes(data[pos : pos + size]), pos + size
         else:
             raise ValueError(f"unsupported protobuf wire type {wire} (field {field}) in a Sparkplug payload")
         if pos > len(data):

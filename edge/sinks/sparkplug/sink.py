@@ -42,8 +42,11 @@ log = logging.getLogger(__name__)
 NAMESPACE = "spBv1.0"
 # name -> (alias, datatype); aliases are stable for the station's life.
 INSPECTION_METRICS = {
-    "Inspection/Verdict": (1, STRING), "Inspection/Score": (2, DOUBLE), "Inspection/DefectClass": (3, STRING),
-    "Inspection/Sequence": (4, UINT64), "Inspection/Id": (5, STRING),
+    "Inspection/Verdict": (1, STRING),
+    "Inspection/Score": (2, DOUBLE),
+    "Inspection/DefectClass": (3, STRING),
+    "Inspection/Sequence": (4, UINT64),
+    "Inspection/Id": (5, STRING),
 }
 MODEL_ID = ("Model/Id", 6, STRING)
 _IDLE_WAIT_S = 0.2
@@ -77,8 +80,12 @@ class SparkplugSink:
         self._wake = threading.Event()
         self._stop = threading.Event()
         client_id = sp.client_id or f"eiad-spb-{settings.line}-{settings.station}"
-        self._client = build_client(settings.model_copy(update={"client_id": client_id}),
-                                    resolve_password(settings, environ), self.topics["NDEATH"], self._death(0))
+        self._client = build_client(
+            settings.model_copy(update={"client_id": client_id}),
+            resolve_password(settings, environ),
+            self.topics["NDEATH"],
+            self._death(0),
+        )
         self._client.will_set(self.topics["NDEATH"], self._death(0), qos=1, retain=False)  # spec: not retained
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
@@ -90,9 +97,14 @@ class SparkplugSink:
 
     def handle(self, result: InspectionResult, image=None) -> None:
         """Queue one inspection's values for an NDATA; never blocks, never raises."""
-        values = {"Inspection/Verdict": result.verdict, "Inspection/Score": float(result.score),
-                  "Inspection/DefectClass": result.defect_class, "Inspection/Sequence": int(result.sequence),
-                  "Inspection/Id": result.inspection_id, "_ts": int(result.captured_unix_s * 1000)}
+        values = {
+            "Inspection/Verdict": result.verdict,
+            "Inspection/Score": float(result.score),
+            "Inspection/DefectClass": result.defect_class,
+            "Inspection/Sequence": int(result.sequence),
+            "Inspection/Id": result.inspection_id,
+            "_ts": int(result.captured_unix_s * 1000),
+        }
         if not self._model_id:
             self._model_id = result.model_id
         with self._lock:
@@ -110,9 +122,16 @@ class SparkplugSink:
             counts = dict(self._counts)
             backlog = len(self._queue)
         dropped = {k.removeprefix("dropped_"): v for k, v in counts.items() if k.startswith("dropped_")}
-        return {"connected": self._conn.connected.is_set(), "published": counts.get("published", 0),
-                "births": counts.get("births", 0), "bdseq": self._bdseq, "seq": self._seq, "backlog": backlog,
-                "dropped_by_reason": dropped, "node": self.topics["NBIRTH"]}
+        return {
+            "connected": self._conn.connected.is_set(),
+            "published": counts.get("published", 0),
+            "births": counts.get("births", 0),
+            "bdseq": self._bdseq,
+            "seq": self._seq,
+            "backlog": backlog,
+            "dropped_by_reason": dropped,
+            "node": self.topics["NBIRTH"],
+        }
 
     def close(self, timeout_s: float = 2.0) -> None:
         """Publish what is queued (within `timeout_s`), then NDEATH, then disconnect. Idempotent."""
@@ -139,10 +158,14 @@ class SparkplugSink:
         now = int(time.time() * 1000)
         with self._lock:
             last = dict(self._last)
-        metrics = [Metric("bdSeq", None, UINT64, self._bdseq, now),
-                   Metric("Node Control/Rebirth", None, BOOLEAN, False, now),
-                   Metric(MODEL_ID[0], MODEL_ID[1], MODEL_ID[2], self._model_id, now)]
-        metrics += [Metric(name, alias, datatype, last[name], now) for name, (alias, datatype) in INSPECTION_METRICS.items()]
+        metrics = [
+            Metric("bdSeq", None, UINT64, self._bdseq, now),
+            Metric("Node Control/Rebirth", None, BOOLEAN, False, now),
+            Metric(MODEL_ID[0], MODEL_ID[1], MODEL_ID[2], self._model_id, now),
+        ]
+        metrics += [
+            Metric(name, alias, datatype, last[name], now) for name, (alias, datatype) in INSPECTION_METRICS.items()
+        ]
         return encode_payload(Payload(now, tuple(metrics), seq=0))
 
     def _data(self, values: dict, seq: int) -> bytes:

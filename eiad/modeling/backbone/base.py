@@ -7,7 +7,8 @@ fixed input size); the chat/generate path; mean text embeddings of prompts; the
 preprocessing spec as data; and the regex of the linear layers LoRA may touch.
 
 Families live beside this file (`llava.py`, `minicpmv46.py`, ...) and subclass
-`EiadBackbone`; `loading.load_backbone` picks one from the saved config's `model_type`. Instances are not thread-safe (generate mutates caches); use one per thread.
+`EiadBackbone`; `loading.load_backbone` picks one from the saved config's `model_type`.
+Instances are not thread-safe (generate mutates caches); use one per thread.
 """
 
 from __future__ import annotations
@@ -169,8 +170,11 @@ class EiadBackbone(torch.nn.Module):
         return self.tokenizer.eos_token or ""
 
     def chat_inputs(
-        self, images: Sequence[np.ndarray | Image.Image], questions: Sequence[str],
-        answers: Sequence[str] | None = None, pad_side: str = "right",
+        self,
+        images: Sequence[np.ndarray | Image.Image],
+        questions: Sequence[str],
+        answers: Sequence[str] | None = None,
+        pad_side: str = "right",
     ) -> dict[str, torch.Tensor]:
         """Model inputs for a batch of (image, question[, answer]).
 
@@ -197,16 +201,21 @@ class EiadBackbone(torch.nn.Module):
         return batch
 
     @torch.no_grad()
-    def generate(self, images: list[np.ndarray | Image.Image], prompts: list[str], max_new_tokens: int = 64) -> list[str]:
+    def generate(
+        self, images: list[np.ndarray | Image.Image], prompts: list[str], max_new_tokens: int = 64
+    ) -> list[str]:
         """Greedy answers, one per (image, prompt); prompts are plain questions."""
         batch = self.chat_inputs(images, prompts, pad_side="left")
         batch = {k: v.to(self.device) for k, v in batch.items()}
         self.hf_model.eval()
         out = self.hf_model.generate(
-            **batch, max_new_tokens=max_new_tokens, do_sample=False,
-            pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id,
+            **batch,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.tokenizer.eos_token_id,
         )
-        new = out[:, batch["input_ids"].shape[1]:]
+        new = out[:, batch["input_ids"].shape[1] :]
         return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
 
     @torch.no_grad()

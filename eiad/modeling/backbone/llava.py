@@ -16,28 +16,60 @@ from PIL import Image
 
 from eiad.errors import ModelError
 from eiad.modeling.backbone.base import LLM_PROJ, EiadBackbone, VisionFeatures
-from eiad.preprocess import PreprocessSpec
 from eiad.modeling.presets import CHAT_TEMPLATE, TEXT_INIT_STD, TINY_PATCH_PX, TINY_SIZE_PX, train_tokenizer
+from eiad.preprocess import PreprocessSpec
 
 
 def build_tiny():
     """A ~1 MB LLaVA (SigLIP tower 224 px / patch 14 + Qwen2 LLM) with random weights."""
     from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor, SiglipImageProcessorPil
 
-    tok = train_tokenizer(["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>"],
-                          eos_token="<|im_end|>", pad_token="<|endoftext|>", extra_special_tokens={"image_token": "<image>"})
+    tok = train_tokenizer(
+        ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>"],
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        extra_special_tokens={"image_token": "<image>"},
+    )
     template = CHAT_TEMPLATE.replace("IMAGE_TOKEN", "<image>")
-    vision = {"model_type": "siglip_vision_model", "hidden_size": 64, "intermediate_size": 128,
-              "num_hidden_layers": 4, "num_attention_heads": 2, "image_size": TINY_SIZE_PX, "patch_size": TINY_PATCH_PX}
-    text = {"model_type": "qwen2", "vocab_size": len(tok), "hidden_size": 64, "intermediate_size": 128,
-            "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
-            "max_position_embeddings": 1024, "initializer_range": TEXT_INIT_STD, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
-    config = LlavaConfig(vision_config=vision, text_config=text, image_token_id=tok.convert_tokens_to_ids("<image>"),
-                         vision_feature_layer=-1, vision_feature_select_strategy="full")
+    vision = {
+        "model_type": "siglip_vision_model",
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 2,
+        "image_size": TINY_SIZE_PX,
+        "patch_size": TINY_PATCH_PX,
+    }
+    text = {
+        "model_type": "qwen2",
+        "vocab_size": len(tok),
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "max_position_embeddings": 1024,
+        "initializer_range": TEXT_INIT_STD,
+        "eos_token_id": tok.eos_token_id,
+        "pad_token_id": tok.pad_token_id,
+    }
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_id=tok.convert_tokens_to_ids("<image>"),
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="full",
+    )
     model = LlavaForConditionalGeneration(config).eval()
     ip = SiglipImageProcessorPil(size={"height": TINY_SIZE_PX, "width": TINY_SIZE_PX})
-    processor = LlavaProcessor(image_processor=ip, tokenizer=tok, patch_size=TINY_PATCH_PX,
-                               vision_feature_select_strategy="full", image_token="<image>", chat_template=template)
+    processor = LlavaProcessor(
+        image_processor=ip,
+        tokenizer=tok,
+        patch_size=TINY_PATCH_PX,
+        vision_feature_select_strategy="full",
+        image_token="<image>",
+        chat_template=template,
+    )
     tok.chat_template = template
     return model, processor
 
@@ -52,8 +84,10 @@ class LlavaSiglipBackbone(EiadBackbone):
         if cfg.vision_config.model_type not in ("siglip_vision_model", "siglip2_vision_model"):
             raise ModelError(f"llava backbone needs a SigLIP vision tower, got {cfg.vision_config.model_type!r}")
         if cfg.vision_feature_select_strategy != "full" or not isinstance(cfg.vision_feature_layer, int):
-            raise ModelError("llava backbone: only vision_feature_select_strategy='full' with one vision_feature_layer "
-                             "is supported (SigLIP has no CLS token)")
+            raise ModelError(
+                "llava backbone: only vision_feature_select_strategy='full' with one vision_feature_layer "
+                "is supported (SigLIP has no CLS token)"
+            )
         self.patch = int(cfg.vision_config.patch_size)
         self.vision_hidden_size = int(cfg.vision_config.hidden_size)
         self.text_hidden_size = int(cfg.text_config.hidden_size)
@@ -80,7 +114,7 @@ class LlavaSiglipBackbone(EiadBackbone):
         return {"input_ids": enc["input_ids"], "pixel_values": enc["pixel_values"]}
 
     @classmethod
-    def load(cls, target: str, *, device: str = "cpu", dtype=None) -> "LlavaSiglipBackbone":
+    def load(cls, target: str, *, device: str = "cpu", dtype=None) -> LlavaSiglipBackbone:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         model = AutoModelForImageTextToText.from_pretrained(target, dtype=dtype).to(device).eval()

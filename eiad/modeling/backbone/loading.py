@@ -68,5 +68,7 @@ def _family_class(model_type: str | None, where: str) -> type:
         from eiad.modeling.backbone.minicpmv26 import unsupported_here
 
         raise unsupported_here(where)
-    raise ModelError(f"{where}: model_type {model_type!r} is not a supported backbone family "
-                     "(supported: minicpmv4_6, llava with a SigLIP tower; MiniCPM-V-2.6 via docs/model.md)")
+    raise ModelError(
+        f"{where}: model_type {model_type!r} is not a supported backbone family "
+        "(supported: minicpmv4_6, llava with a SigLIP tower; MiniCPM-V-2.6 via docs/model.md)"
+    )

@@ -61,10 +61,14 @@ def parse_config(config: dict) -> MiniCPMV26Info:
     try:
         vision = config["vision_config"]
         return MiniCPMV26Info(
-            vision_hidden_size=int(vision["hidden_size"]), vision_layers=int(vision["num_hidden_layers"]),
-            vision_heads=int(vision["num_attention_heads"]), vision_intermediate_size=int(vision["intermediate_size"]),
-            patch_size=int(vision["patch_size"]), position_grid=int(vision["image_size"]) // int(vision["patch_size"]),
-            query_num=int(config.get("query_num", 64)), text_hidden_size=int(config["hidden_size"]),
+            vision_hidden_size=int(vision["hidden_size"]),
+            vision_layers=int(vision["num_hidden_layers"]),
+            vision_heads=int(vision["num_attention_heads"]),
+            vision_intermediate_size=int(vision["intermediate_size"]),
+            patch_size=int(vision["patch_size"]),
+            position_grid=int(vision["image_size"]) // int(vision["patch_size"]),
+            query_num=int(config.get("query_num", 64)),
+            text_hidden_size=int(config["hidden_size"]),
             slice_px=int(config.get("slice_config", {}).get("scale_resolution", 448)),
         )
     except KeyError as exc:
@@ -80,7 +84,7 @@ def map_vision_keys(state_dict: dict, *, strict: bool = True) -> dict:
     out = {}
     for key, value in state_dict.items():
         if key.startswith("vpm."):
-            out[key[len("vpm."):]] = value
+            out[key[len("vpm.") :]] = value
     if not out and strict:
         raise ModelError("no 'vpm.*' keys in the state dict: is this a MiniCPM-V-2.6 checkpoint?")
     return out
@@ -90,9 +94,13 @@ def vision_config(info: MiniCPMV26Info):
     from transformers import SiglipVisionConfig
 
     return SiglipVisionConfig(
-        hidden_size=info.vision_hidden_size, intermediate_size=info.vision_intermediate_size,
-        num_hidden_layers=info.vision_layers, num_attention_heads=info.vision_heads,
-        image_size=info.position_grid * info.patch_size, patch_size=info.patch_size, vision_use_head=False,
+        hidden_size=info.vision_hidden_size,
+        intermediate_size=info.vision_intermediate_size,
+        num_hidden_layers=info.vision_layers,
+        num_attention_heads=info.vision_heads,
+        image_size=info.position_grid * info.patch_size,
+        patch_size=info.patch_size,
+        vision_use_head=False,
     )
 
 
@@ -115,7 +123,9 @@ def load_vision_tower(model_dir: Path, spec: PreprocessSpec = SPEC):
     tower = SiglipVisionModel(vision_config(info))
     missing, unexpected = tower.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ModelError(f"{model_dir}: vision keys do not fit SigLIP: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise ModelError(
+            f"{model_dir}: vision keys do not fit SigLIP: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
     from eiad.modeling.backbone.minicpmv26_vision import MiniCPMV26Vision
 
     return MiniCPMV26Vision(tower, spec)
@@ -128,8 +138,10 @@ def chat_remote(model_dir: Path, image, question: str, max_new_tokens: int = 64)
     from transformers import AutoModel, AutoTokenizer
 
     if not transformers.__version__.startswith("4.40"):
-        raise ModelError(f"chat_remote needs transformers 4.40.x (found {transformers.__version__}); "
-                         "pip install -r requirements/minicpmv26.txt in a separate venv")
+        raise ModelError(
+            f"chat_remote needs transformers 4.40.x (found {transformers.__version__}); "
+            "pip install -r requirements/minicpmv26.txt in a separate venv"
+        )
     model = AutoModel.from_pretrained(model_dir, trust_remote_code=True).eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=True)
     msgs = [{"role": "user", "content": [image, question]}]

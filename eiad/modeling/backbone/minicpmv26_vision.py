@@ -13,8 +13,8 @@ import torch
 from transformers.vision_utils import get_vision_nearest_position_ids
 
 from eiad.errors import ModelError
-from eiad.modeling.backbone.minicpmv46 import _encoder_layer
 from eiad.modeling.backbone.base import VisionFeatures
+from eiad.modeling.backbone.minicpmv46 import _encoder_layer
 from eiad.preprocess import PreprocessSpec
 
 

@@ -23,14 +23,18 @@ from transformers.vision_utils import get_vision_nearest_position_ids
 
 from eiad.errors import ModelError
 from eiad.modeling.backbone.base import LLM_PROJ, EiadBackbone, VisionFeatures
-from eiad.preprocess import PreprocessSpec
 from eiad.modeling.presets import CHAT_TEMPLATE, TEXT_INIT_STD, TINY_PATCH_PX, TINY_SIZE_PX, train_tokenizer
+from eiad.preprocess import PreprocessSpec
 
 SPECIAL = {
-    "image_token": "<|image_pad|>", "video_token": "<|video_pad|>",
-    "image_start_token": "<image>", "image_end_token": "</image>",
-    "slice_start_token": "<slice>", "slice_end_token": "</slice>",
-    "image_id_start_token": "<image_id>", "image_id_end_token": "</image_id>",
+    "image_token": "<|image_pad|>",
+    "video_token": "<|video_pad|>",
+    "image_start_token": "<image>",
+    "image_end_token": "</image>",
+    "slice_start_token": "<slice>",
+    "slice_end_token": "</slice>",
+    "image_id_start_token": "<image_id>",
+    "image_id_end_token": "</image_id>",
 }
 
 
@@ -39,26 +43,49 @@ def build_tiny():
     from transformers import MiniCPMV4_6Config, MiniCPMV4_6ForConditionalGeneration, MiniCPMV4_6ImageProcessorPil
 
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", *SPECIAL.values()]
-    tok = train_tokenizer(specials, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                          extra_special_tokens=dict(SPECIAL))
+    tok = train_tokenizer(
+        specials, eos_token="<|im_end|>", pad_token="<|endoftext|>", extra_special_tokens=dict(SPECIAL)
+    )
     tok.chat_template = CHAT_TEMPLATE.replace("IMAGE_TOKEN", SPECIAL["image_token"])
     text = {
-        "model_type": "qwen3_5_text", "vocab_size": len(tok), "hidden_size": 64, "intermediate_size": 128,
-        "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32,
-        "layer_types": ["linear_attention", "full_attention"], "linear_num_key_heads": 2,
-        "linear_num_value_heads": 2, "linear_key_head_dim": 16, "linear_value_head_dim": 16,
-        "max_position_embeddings": 1024, "initializer_range": TEXT_INIT_STD, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id,
+        "model_type": "qwen3_5_text",
+        "vocab_size": len(tok),
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "head_dim": 32,
+        "layer_types": ["linear_attention", "full_attention"],
+        "linear_num_key_heads": 2,
+        "linear_num_value_heads": 2,
+        "linear_key_head_dim": 16,
+        "linear_value_head_dim": 16,
+        "max_position_embeddings": 1024,
+        "initializer_range": TEXT_INIT_STD,
+        "eos_token_id": tok.eos_token_id,
+        "pad_token_id": tok.pad_token_id,
     }
-    vision = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 4, "num_attention_heads": 2,
-              "image_size": TINY_SIZE_PX, "patch_size": TINY_PATCH_PX}
+    vision = {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 2,
+        "image_size": TINY_SIZE_PX,
+        "patch_size": TINY_PATCH_PX,
+    }
     config = MiniCPMV4_6Config(
-        text_config=text, vision_config=vision, insert_layer_id=1, image_size=TINY_SIZE_PX,
+        text_config=text,
+        vision_config=vision,
+        insert_layer_id=1,
+        image_size=TINY_SIZE_PX,
         image_token_id=tok.convert_tokens_to_ids(SPECIAL["image_token"]),
         video_token_id=tok.convert_tokens_to_ids(SPECIAL["video_token"]),
     )
     model = MiniCPMV4_6ForConditionalGeneration(config).eval()
-    ip = MiniCPMV4_6ImageProcessorPil(scale_resolution=TINY_SIZE_PX, patch_size=TINY_PATCH_PX, slice_mode=False,
-                                      max_slice_nums=1, use_image_id=False)
+    ip = MiniCPMV4_6ImageProcessorPil(
+        scale_resolution=TINY_SIZE_PX, patch_size=TINY_PATCH_PX, slice_mode=False, max_slice_nums=1, use_image_id=False
+    )
     return model, ImageTextProcessor(ip, tok)
 
 
@@ -102,7 +129,9 @@ class ImageTextProcessor:
 class MiniCPMV46Backbone(EiadBackbone):
     family = "minicpmv4_6"
     # Qwen3.5's linear-attention layers name their projections in_proj_* / out_proj.
-    lora_target_regex = rf".*(language_model|model\.merger).*\.({LLM_PROJ[1:-1]}|in_proj_\w+|out_proj|linear_1|linear_2)"
+    lora_target_regex = (
+        rf".*(language_model|model\.merger).*\.({LLM_PROJ[1:-1]}|in_proj_\w+|out_proj|linear_1|linear_2)"
+    )
     pixel_cat_dims = {"pixel_values": -1, "target_sizes": 0}
 
     def __init__(self, hf_model, processor, spec: PreprocessSpec) -> None:
@@ -162,14 +191,18 @@ class MiniCPMV46Backbone(EiadBackbone):
 
     def _image_wrap(self) -> tuple[str, str]:
         tok = self.tokenizer
-        tag = f"{tok.image_id_start_token}0{tok.image_id_end_token}" if self.processor.image_processor.use_image_id else ""
+        tag = (
+            f"{tok.image_id_start_token}0{tok.image_id_end_token}"
+            if self.processor.image_processor.use_image_id
+            else ""
+        )
         return tag + tok.image_start_token, tok.image_end_token
 
     def _encode(self, image: Image.Image, text: str) -> dict[str, torch.Tensor]:
         return self.processor([image], text)
 
     @classmethod
-    def load(cls, target: str, *, device: str = "cpu", dtype=None) -> "MiniCPMV46Backbone":
+    def load(cls, target: str, *, device: str = "cpu", dtype=None) -> MiniCPMV46Backbone:
         from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer
 
         model = AutoModelForImageTextToText.from_pretrained(target, dtype=dtype).to(device).eval()

@@ -35,8 +35,7 @@ def _cell(entry: SheetEntry, tile_px: int) -> np.ndarray:
     mask = cv2.resize(entry.mask, (tile_px, tile_px), interpolation=cv2.INTER_NEAREST)
     pair = np.hstack([image, np.full((tile_px, 2, 3), 255, np.uint8), overlay(image, mask)])
     label = np.zeros((_LABEL_PX, pair.shape[1], 3), np.uint8)
-    cv2.putText(label, entry.label, (3, _LABEL_PX - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                (255, 255, 255), 1, cv2.LINE_AA)
+    cv2.putText(label, entry.label, (3, _LABEL_PX - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
     return np.vstack([label, pair])
 
 

@@ -97,11 +97,16 @@ def generate_line(config: SynthConfig, out_dir: Path, progress: bool = True, *, 
         "totals": {"images": images, "ok_images": images - ng, "ng_images": ng},
         "dataset_dir": config.dataset_name,
         "contact_sheet": CONTACT_SHEET if sheet else None,
-        "stream": None if stream is None else {
+        "stream": None
+        if stream is None
+        else {
             "video": f"{stream.video.parent.name}/{stream.video.name}",
             "ground_truth": f"{stream.ground_truth.parent.name}/{stream.ground_truth.name}",
-            "frames": stream.frames, "ng_frames": stream.ng_frames,
-            "codec": stream.codec, "fps": stream.fps, "frame_size_px": config.image_size_px,
+            "frames": stream.frames,
+            "ng_frames": stream.ng_frames,
+            "codec": stream.codec,
+            "fps": stream.fps,
+            "frame_size_px": config.image_size_px,
         },
     }
     (out_dir / REPORT).write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")

@@ -76,13 +76,17 @@ def render_scene(rng: np.random.Generator, part: str, size: int) -> Scene:
     belt = _belt(rng, size)
     pw, ph, matrix, corners = _placement(rng, size)
     texture = TEXTURES[part](rng, ph, pw)
-    part_img = cv2.warpAffine(texture, matrix, (size, size), flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_REPLICATE)
+    part_img = cv2.warpAffine(texture, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     shape = np.zeros((ph, pw), np.uint8)
     radius = int(min(pw, ph) * rng.uniform(0.0, 0.12))
     cv2.rectangle(shape, (radius, 0), (pw - 1 - radius, ph - 1), 255, -1)
     cv2.rectangle(shape, (0, radius), (pw - 1, ph - 1 - radius), 255, -1)
-    for x, y in ((radius, radius), (pw - 1 - radius, radius), (radius, ph - 1 - radius), (pw - 1 - radius, ph - 1 - radius)):
+    for x, y in (
+        (radius, radius),
+        (pw - 1 - radius, radius),
+        (radius, ph - 1 - radius),
+        (pw - 1 - radius, ph - 1 - radius),
+    ):
         cv2.circle(shape, (x, y), radius, 255, -1)
     alpha = cv2.warpAffine(shape.astype(np.float32) / 255, matrix, (size, size), flags=cv2.INTER_LINEAR)
     # Soft shadow of the part on the belt, cast away from the light.

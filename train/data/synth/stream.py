@@ -71,30 +71,42 @@ def write_stream(config: SynthConfig, out_dir: Path, tick=lambda: None) -> Strea
     (folder / "masks").mkdir(parents=True, exist_ok=True)
     size = config.image_size_px
     video = folder / VIDEO_NAME
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*_FOURCC[config.stream_codec]),
-                             config.stream_fps, (size, size))
+    writer = cv2.VideoWriter(
+        str(video), cv2.VideoWriter_fourcc(*_FOURCC[config.stream_codec]), config.stream_fps, (size, size)
+    )
     if not writer.isOpened():
-        raise DataError(f"OpenCV cannot write {config.stream_codec} video to {video}; "
-                        "try --stream-codec mjpg or check the OpenCV build (needs FFmpeg)")
+        raise DataError(
+            f"OpenCV cannot write {config.stream_codec} video to {video}; "
+            "try --stream-codec mjpg or check the OpenCV build (needs FFmpeg)"
+        )
     ng_frames = 0
     try:
         with open(folder / GROUND_TRUTH_NAME, "w", encoding="utf-8") as sidecar:
             for index, (part, defect) in enumerate(plan_frames(config)):
                 pair = render_pair(sample_rng(config.seed, STREAM_DOMAIN, part, defect, index), part, defect, size)
                 writer.write(cv2.cvtColor(pair.image, cv2.COLOR_RGB2BGR))
-                record = {"frame_index": index, "time_s": round(index / config.stream_fps, 6),
-                          "part": part, "label": "NG" if defect else "OK", "defect": defect,
-                          "bbox_xyxy": None, "defect_area_px": 0, "mask": None}
+                record = {
+                    "frame_index": index,
+                    "time_s": round(index / config.stream_fps, 6),
+                    "part": part,
+                    "label": "NG" if defect else "OK",
+                    "defect": defect,
+                    "bbox_xyxy": None,
+                    "defect_area_px": 0,
+                    "mask": None,
+                }
                 if defect is not None:
                     ng_frames += 1
                     mask_name = f"masks/{index:06d}.png"
                     write_png(folder / mask_name, pair.mask)
-                    record.update(bbox_xyxy=bbox_xyxy(pair.mask), mask=mask_name,
-                                  defect_area_px=int(np.count_nonzero(pair.mask)))
+                    record.update(
+                        bbox_xyxy=bbox_xyxy(pair.mask), mask=mask_name, defect_area_px=int(np.count_nonzero(pair.mask))
+                    )
                 sidecar.write(json.dumps(record) + "\n")
                 tick()
     finally:
         writer.release()
     log.info("stream: %d frames (%d NG) -> %s", config.stream_frames, ng_frames, video)
-    return StreamSummary(video, folder / GROUND_TRUTH_NAME, config.stream_frames, ng_frames,
-                         config.stream_codec, config.stream_fps)
+    return StreamSummary(
+        video, folder / GROUND_TRUTH_NAME, config.stream_frames, ng_frames, config.stream_codec, config.stream_fps
+    )

@@ -39,8 +39,10 @@ _SQLITE_FULL = getattr(sqlite3, "SQLITE_FULL", 13)
 # A write refused for lack of space shows as SQLITE_FULL (ENOSPC), or as SQLITE_IOERR_WRITE
 # when the kernel refuses the whole write (EDQUOT quota, EFBIG file size limit): same policy.
 _SQLITE_IOERR_WRITE = getattr(sqlite3, "SQLITE_IOERR_WRITE", 778)
-_TOTALS = ("SELECT COUNT(*), COALESCE(SUM(size_bytes), 0), COALESCE(MAX(id), 0),"
-           " (SELECT COALESCE(MAX(value), 0) FROM meta WHERE key = 'last_sequence') FROM messages")
+_TOTALS = (
+    "SELECT COUNT(*), COALESCE(SUM(size_bytes), 0), COALESCE(MAX(id), 0),"
+    " (SELECT COALESCE(MAX(value), 0) FROM meta WHERE key = 'last_sequence') FROM messages"
+)
 
 
 def is_disk_full(error: sqlite3.OperationalError) -> bool:
@@ -68,8 +70,8 @@ def open_outbox(path: Path, synchronous: str) -> tuple[sqlite3.Connection, tuple
                 quarantined_to = quarantine(path, exc)
                 continue
             raise PublishError(
-                f"cannot open the outbox {path}: {exc}. Each station needs its own outbox.path "
-                "on a writable local disk") from exc
+                f"cannot open the outbox {path}: {exc}. Each station needs its own outbox.path on a writable local disk"
+            ) from exc
     raise AssertionError("unreachable")
 
 
@@ -92,7 +94,8 @@ def take_lock(path: Path) -> int:
         os.close(fd)
         raise PublishError(
             f"cannot open the outbox {path}: another station process is using it ({lock_path} is locked). "
-            "Each station needs its own outbox.path on a writable local disk") from None
+            "Each station needs its own outbox.path on a writable local disk"
+        ) from None
     return fd
 
 
@@ -128,8 +131,14 @@ def quarantine(path: Path, error: Exception) -> Path:
         source = Path(f"{path}{suffix}")
         if source.exists():
             os.replace(source, Path(f"{target}{suffix}"))
-    log.error("outbox %s is corrupt (%s): moved it to %s (keep it for inspection; its unsent messages are "
-              "NOT replayed) and started a fresh outbox at %s", path, error, target, path)
+    log.error(
+        "outbox %s is corrupt (%s): moved it to %s (keep it for inspection; its unsent messages are "
+        "NOT replayed) and started a fresh outbox at %s",
+        path,
+        error,
+        target,
+        path,
+    )
     return target
 
 
@@ -147,7 +156,7 @@ class Checkpointer:
         self.errors = 0
         self._thread = threading.Thread(target=self._run, name="outbox-checkpoint", daemon=True)
 
-    def start(self) -> "Checkpointer":
+    def start(self) -> Checkpointer:
         self._thread.start()
         return self
 
@@ -155,7 +164,9 @@ class Checkpointer:
         try:
             conn = sqlite3.connect(str(self._path), isolation_level=None, check_same_thread=False, timeout=0.0)
         except sqlite3.Error as exc:
-            log.warning("outbox checkpointer cannot open %s (%s); the WAL is checkpointed at close only", self._path, exc)
+            log.warning(
+                "outbox checkpointer cannot open %s (%s); the WAL is checkpointed at close only", self._path, exc
+            )
             return
         try:
             while not self._stop.wait(self._interval_s):

@@ -29,9 +29,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from edge.sinks.mqtt.config import OutboxSettings
 from edge.sinks.mqtt.outbox.sqlite_file import Checkpointer, is_disk_full, open_outbox, release_lock, take_lock
 from edge.sinks.mqtt.outbox.values import OutboxStats, OutgoingMessage, StoredMessage
-from edge.sinks.mqtt.config import OutboxSettings
 
 __all__ = ["Outbox", "OutboxStats", "OutgoingMessage", "StoredMessage"]
 
@@ -66,8 +66,12 @@ class Outbox:
         self.last_sequence = int(last_seq)
         self._checkpointer = Checkpointer(path, checkpoint_interval_s).start()
         if self._rows:
-            log.info("outbox %s holds %d unsent messages (%d bytes): they will be replayed",
-                     settings.path, self._rows, self._bytes)
+            log.info(
+                "outbox %s holds %d unsent messages (%d bytes): they will be replayed",
+                settings.path,
+                self._rows,
+                self._bytes,
+            )
 
     def put(self, message: OutgoingMessage) -> int | None:
         """Commit one message; returns its row id, or None when refused (counted)."""
@@ -90,7 +94,9 @@ class Outbox:
                 for message in messages:
                     ids.append(self._insert_locked(message, now))
                 if sequence is not None and sequence > self.last_sequence:
-                    self._conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('last_sequence', ?)", (sequence,))
+                    self._conn.execute(
+                        "INSERT OR REPLACE INTO meta(key, value) VALUES ('last_sequence', ?)", (sequence,)
+                    )
                 self._conn.execute("COMMIT")
             except BaseException as exc:
                 # On SQLITE_FULL (and some I/O errors) SQLite has already rolled back: a
@@ -115,9 +121,16 @@ class Outbox:
         self._full_alarm = True
         if not self._disk_full:
             path = Path(self._settings.path).resolve()
-            log.error("outbox disk full at %s (%s; or a quota / file size limit): new verdicts are published live only, not stored, and are lost "
-                      "if the broker is unreachable; free space on the file system holding %s (df -h %s); storing "
-                      "resumes by itself", path, exc, path.parent, path.parent)
+            log.error(
+                "outbox disk full at %s (%s; or a quota / file size limit): new verdicts are published live only, not "
+                "stored, and are lost "
+                "if the broker is unreachable; free space on the file system holding %s (df -h %s); storing "
+                "resumes by itself",
+                path,
+                exc,
+                path.parent,
+                path.parent,
+            )
         self._disk_full = True
         return [None] * count
 
@@ -126,8 +139,9 @@ class Outbox:
         s = self._settings
         if size > s.max_bytes:
             self._dropped["too_large"] += 1
-            log.error("outbox: %s message of %d bytes exceeds outbox.max_bytes=%d, dropped",
-                      message.kind, size, s.max_bytes)
+            log.error(
+                "outbox: %s message of %d bytes exceeds outbox.max_bytes=%d, dropped", message.kind, size, s.max_bytes
+            )
             return None
         if s.policy == "refuse_new":
             if self._rows + 1 > s.max_rows or self._bytes + size > s.max_bytes:
@@ -141,8 +155,17 @@ class Outbox:
         cur = self._conn.execute(
             "INSERT INTO messages(kind, topic, payload, qos, retain, properties, dedup_key,"
             " created_unix_s, size_bytes) VALUES (?,?,?,?,?,?,?,?,?)",
-            (message.kind, message.topic, message.payload, message.qos, int(message.retain),
-             json.dumps(message.properties), message.dedup_key, now, size),
+            (
+                message.kind,
+                message.topic,
+                message.payload,
+                message.qos,
+                int(message.retain),
+                json.dumps(message.properties),
+                message.dedup_key,
+                now,
+                size,
+            ),
         )
         self._rows += 1
         self._bytes += size
@@ -163,9 +186,7 @@ class Outbox:
     def _drop_oldest_locked(self, size: int, reason: str, where: str) -> None:
         s = self._settings
         while self._rows + 1 > s.max_rows or self._bytes + size > s.max_bytes:
-            rows = self._conn.execute(
-                f"SELECT id, size_bytes FROM messages {where} ORDER BY id LIMIT 64"
-            ).fetchall()
+            rows = self._conn.execute(f"SELECT id, size_bytes FROM messages {where} ORDER BY id LIMIT 64").fetchall()
             if not rows:
                 return
             victims = []
@@ -209,10 +230,13 @@ class Outbox:
         with self._lock:
             rows = self._conn.execute(
                 "SELECT id, kind, topic, payload, qos, retain, properties, dedup_key, created_unix_s"
-                " FROM messages WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
+                " FROM messages WHERE id > ? ORDER BY id LIMIT ?",
+                (after_id, limit),
             ).fetchall()
         return [
-            StoredMessage(r[0], OutgoingMessage(r[1], r[2], bytes(r[3]), r[7], r[4], bool(r[5]), json.loads(r[6])), r[8])
+            StoredMessage(
+                r[0], OutgoingMessage(r[1], r[2], bytes(r[3]), r[7], r[4], bool(r[5]), json.loads(r[6])), r[8]
+            )
             for r in rows
         ]
 
@@ -244,7 +268,7 @@ class Outbox:
     def _delete_ids_locked(self, row_ids: list[int], count_sizes: bool = False) -> int:
         found = 0
         for start in range(0, len(row_ids), 500):
-            chunk = row_ids[start:start + 500]
+            chunk = row_ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
             if count_sizes:
                 n, size = self._conn.execute(
@@ -271,15 +295,23 @@ class Outbox:
         return self._disk_full
 
     def _reload_totals_locked(self) -> None:
-        rows, size = self._conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(size_bytes), 0) FROM messages").fetchone()
+        rows, size = self._conn.execute("SELECT COUNT(*), COALESCE(SUM(size_bytes), 0) FROM messages").fetchone()
         self._rows, self._bytes = int(rows), int(size)
 
     def stats(self) -> OutboxStats:
         with self._lock:
-            return OutboxStats(self._rows, self._bytes, self._stored, self._acked, dict(self._dropped),
-                               self._full_alarm, self.backlog_at_open, self._disk_full, self.corrupt_quarantined,
-                               self.last_sequence)
+            return OutboxStats(
+                self._rows,
+                self._bytes,
+                self._stored,
+                self._acked,
+                dict(self._dropped),
+                self._full_alarm,
+                self.backlog_at_open,
+                self._disk_full,
+                self.corrupt_quarantined,
+                self.last_sequence,
+            )
 
     def journal_mode(self) -> str:
         with self._lock:
@@ -300,4 +332,3 @@ class Outbox:
                 self._conn = None  # type: ignore[assignment]
                 release_lock(self._lock_fd)
                 self._lock_fd = -1
-
