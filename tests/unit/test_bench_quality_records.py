@@ -64,3 +64,29 @@ def test_demo_quality_records_the_test_split_and_the_stream(tmp_path):
     assert result["first_run_s"] == 447.2 and result["stream"]["quality"]["passed"] is False
     text = (out / "report.md").read_text()
     assert "quality goals MISSED" in text and "class accuracy >= 0.9: MISSED" in text
+
+
+def test_retime_times_every_kept_engine_again_and_keeps_the_training_figures(tmp_path):
+    from benchmarks.stand_ins.artifact import build_tiny_artifact
+
+    # given the --keep folder of a two-row run whose engines were timed on a busy machine
+    keep = tmp_path / "keep"
+    for row in (0, 1):
+        build_tiny_artifact(keep / f"row{row}" / "artifact")
+        figures = {k: 0.5 for k in ablation.FIGURES}
+        (keep / f"row{row}.json").write_text(
+            json.dumps(
+                {"row": row, "name": f"row {row}", "engine_ms": 999.0, "aupro_by_defect": {"crack": 0.5}, **figures}
+            )
+        )
+    out = tmp_path / "out"
+    out.mkdir()
+    meta = {"max_steps": 1, "seed": 0, "split": "s", "command": "python -m benchmarks.ablation d", "machine": "m"}
+    (out / "result.json").write_text(json.dumps({"meta": meta, "rows": []}))
+    # when re-timed
+    assert ablation.main(["d", "--rows", "0,1", "--keep", str(keep), "--retime", "--out", str(out)]) == 0
+    # then both engines have new, plausible times; the training figures and the first command stay
+    result = json.loads((out / "result.json").read_text())
+    assert [r["engine_ms"] < 999.0 for r in result["rows"]] == [True, True]
+    assert result["rows"][1]["accuracy"] == 0.5 and result["meta"]["command"] == "python -m benchmarks.ablation d"
+    assert "--retime" in result["meta"]["engine_ms_by"] and "timed again" in (out / "report.md").read_text()
