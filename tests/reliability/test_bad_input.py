@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from edge.config import load_station_config
 from eiad.errors import ConfigError
 from tests.unit.test_ddqa_tree import make_tree, write
-from train.data.ddqa import DdqaOptions, build_ddqa
+from train.data.ddqa.build import DdqaOptions, build_ddqa
 
 BASE = {
     "station_id": "st1",

@@ -12,7 +12,7 @@ import pytest
 
 from eiad.errors import DataError
 from tests.unit.test_ddqa_tree import make_tree, write
-from train.data.ddqa import DdqaOptions, build_ddqa
+from train.data.ddqa.build import DdqaOptions, build_ddqa
 
 SMALL = {("D", "S", "crack"): 3, ("D", "S", "hole"): 3}
 NG = Path("D/S/NG/crack")

@@ -23,7 +23,7 @@ from tests.unit.test_ddqa_tree import (
     parse_options,
     raw_tree,  # noqa: F401
 )
-from train.data.ddqa import DdqaOptions, build_ddqa
+from train.data.ddqa.build import DdqaOptions, build_ddqa
 
 TASK_FILES = ("Task_AD.jsonl", "Task_DC.jsonl", "Task_RDL.jsonl", "Task_DFM.jsonl")
 

@@ -6,9 +6,9 @@ import random
 from collections import Counter
 from pathlib import Path
 
-from train.data.ddqa import held_out_counts, split_samples
-from train.data.ddqa_questions import assign_letters, dc_option_count, distractors
-from train.data.ddqa_scan import Sample
+from train.data.ddqa.build import held_out_counts, split_samples
+from train.data.ddqa.questions import assign_letters, dc_option_count, distractors
+from train.data.ddqa.scan import Sample
 
 
 def sample(dataset: str, sub: str, defect: str | None, key: str = "k") -> Sample:

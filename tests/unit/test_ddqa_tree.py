@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from train.data.ddqa_scan import Problems, scan_tree
+from train.data.ddqa.scan import Problems, scan_tree
 
 QUADRANT_NAMES = ("top left", "top right", "bottom left", "bottom right")
 

@@ -78,8 +78,8 @@ def test_class_accuracy_ignores_ok_images():
 
 
 def test_quality_report_without_defects_reports_nan_not_error():
-    from train.eval.localization_eval import Predictions
-    from train.eval.quality import quality_report
+    from train.eval.localization.predict import Predictions
+    from train.eval.localization.quality import quality_report
 
     masks = np.zeros((2, 4, 4), bool)
     pred = Predictions(np.array([0, 1]), np.array([0.1, 0.9]), masks, masks + 0.1, np.array([-1, -1]), np.ones((2, 1)))
@@ -89,8 +89,8 @@ def test_quality_report_without_defects_reports_nan_not_error():
 
 
 def test_quality_report_per_defect_aupro_per_class_recall_and_published_share():
-    from train.eval.localization_eval import Predictions
-    from train.eval.quality import quality_report
+    from train.eval.localization.predict import Predictions
+    from train.eval.localization.quality import quality_report
 
     masks = np.zeros((4, 8, 8), bool)
     masks[1, 2:4, 2:4] = masks[2, 5:7, 1:3] = True

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from commands.main import main
-from train.eval import mmad_cli
+from train.eval.mmad import cli as mmad_cli
 
 GOOD = "GoodsAD/drink_can/good/001.jpg"
 BAD = "GoodsAD/drink_can/dent/002.jpg"

@@ -12,8 +12,7 @@ from PIL import Image
 from commands.main import main
 from eiad.errors import DataError, ModelError
 from eiad.modeling.presets import build_tiny_preset
-from train.eval.mmad import load_answers, score_answers
-from train.eval.mmad_run import (
+from train.eval.mmad.run import (
     INSTRUCTION,
     generate_multi,
     load_mmad,
@@ -21,6 +20,7 @@ from train.eval.mmad_run import (
     one_shot_parts,
     run_mmad,
 )
+from train.eval.mmad.score import load_answers, score_answers
 
 GOOD = "DS-Test/widget/image/good/000.png"
 BAD = "DS-Test/widget/image/scratch/001.png"

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from eiad.errors import DataError
-from train.eval.mmad import (
+from train.eval.mmad.score import (
     AVERAGE_ROW,
     COLUMNS,
     TASKS,

@@ -12,7 +12,7 @@ from PIL import Image
 from commands.main import main
 from eiad.errors import DataError
 from eiad.modeling.presets import build_tiny_preset
-from train.eval.qa_eval import (
+from train.eval.qa.evaluate import (
     box_iou,
     format_qa_table,
     infer_task,

@@ -87,7 +87,7 @@ def test_cli_trains_writes_the_run_and_eval_reproduces_it(tmp_path, split, prese
     # and 'eval localization' on the same split reproduces the training run's test figures
     import argparse
 
-    from train.eval import loc_cli
+    from train.eval.localization import cli as loc_cli
 
     parser = argparse.ArgumentParser()
     loc_cli.register(parser.add_subparsers())

@@ -1,6 +1,7 @@
 """`eiad data`: make and convert inspection data."""
 
-from train.data import ddqa_cli, synth_cli
+from train.data.ddqa import cli as ddqa_cli
+from train.data.synth import cli as synth_cli
 
 
 def register(commands) -> None:

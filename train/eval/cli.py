@@ -1,6 +1,8 @@
 """`eiad eval`: score models (MMAD answers, localization metrics, DDQA QA accuracy)."""
 
-from train.eval import loc_cli, mmad_cli, qa_cli
+from train.eval.localization import cli as loc_cli
+from train.eval.mmad import cli as mmad_cli
+from train.eval.qa import cli as qa_cli
 
 
 def register(commands) -> None:

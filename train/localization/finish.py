@@ -15,8 +15,8 @@ import logging
 from pathlib import Path
 
 from eiad.errors import ModelError
-from train.eval.localization_eval import predict, save_grid, save_loss_curve
-from train.eval.quality import format_quality, quality_report
+from train.eval.localization.predict import predict, save_grid, save_loss_curve
+from train.eval.localization.quality import format_quality, quality_report
 from train.localization.calibrate import calibrate
 from train.localization.data import LocalizationDataset
 

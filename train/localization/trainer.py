@@ -24,7 +24,7 @@ from eiad.modeling.localization import build_localizer, resolve_taps
 from eiad.modeling.losses import LossWeights, localization_loss
 from eiad.split import load_split
 from train.config import LocalizationConfig, TrainConfig
-from train.eval.quality import headline
+from train.eval.localization.quality import headline
 from train.localization.data import (
     CameraJitter,
     EpochSampler,

@@ -69,7 +69,7 @@ def register(sub) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from eiad.errors import DataError
-    from train.eval.mmad import format_score_table, load_answers, score_answers, write_score_csv
+    from train.eval.mmad.score import format_score_table, load_answers, score_answers, write_score_csv
 
     records = load_answers(args.answers)
     if not records:

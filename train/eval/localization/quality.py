@@ -98,7 +98,7 @@ def mean_image_iou(masks: np.ndarray, maps: np.ndarray, labels: np.ndarray, thre
 
 
 def quality_report(pred, thresholds: dict, class_names: list[str], split: str) -> dict:
-    """Every quality figure of `pred` (train.eval.localization_eval.Predictions) at `thresholds`
+    """Every quality figure of `pred` (train.eval.localization.predict.Predictions) at `thresholds`
     (image_score, pixel, class_confidence), labelled with the split it was computed on."""
     masks = np.asarray(pred.masks).astype(bool)
     has_region = bool(masks.any()) and not bool(masks.all())

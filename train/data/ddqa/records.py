@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
-from train.data.ddqa_questions import Question
+from train.data.ddqa.questions import Question
 
 RecordFormat = Literal["query", "messages"]
 RECORD_FORMATS: tuple[str, ...] = ("query", "messages")

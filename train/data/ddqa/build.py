@@ -23,10 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from eiad.errors import DataError
 from eiad.split import SPLIT_FILE, SPLITS, ImageEntry, SplitIndex, save_split
-from train.data.ddqa_questions import TASKS, Question, dc_option_count, questions_for_split
-from train.data.ddqa_records import RecordFormat, image_reference, to_record, write_json, write_jsonl
-from train.data.ddqa_report import DdqaReport, letter_counts
-from train.data.ddqa_scan import Problems, Sample, scan_tree
+from train.data.ddqa.questions import TASKS, Question, dc_option_count, questions_for_split
+from train.data.ddqa.records import RecordFormat, image_reference, to_record, write_json, write_jsonl
+from train.data.ddqa.report import DdqaReport, letter_counts
+from train.data.ddqa.scan import Problems, Sample, scan_tree
 
 log = logging.getLogger(__name__)
 

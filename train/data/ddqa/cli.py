@@ -100,8 +100,8 @@ def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from eiad.errors import ConfigError
-    from train.data.ddqa import DdqaOptions, build_ddqa
-    from train.data.ddqa_report import format_summary
+    from train.data.ddqa.build import DdqaOptions, build_ddqa
+    from train.data.ddqa.report import format_summary
 
     try:
         options = DdqaOptions(

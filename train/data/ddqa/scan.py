@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eiad.errors import DataError
-from train.data.ddqa_masks import MaskStats, decode, mask_stats
+from train.data.ddqa.masks import MaskStats, decode, mask_stats
 
 log = logging.getLogger(__name__)
 

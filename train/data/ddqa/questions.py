@@ -12,8 +12,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from train.data.ddqa_masks import QUADRANTS
-from train.data.ddqa_scan import Sample
+from train.data.ddqa.masks import QUADRANTS
+from train.data.ddqa.scan import Sample
 
 TASKS = ("AD", "DC", "RDL", "DFM")
 TASK_NAMES = {

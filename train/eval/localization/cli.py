@@ -45,8 +45,8 @@ def _run(args) -> int:
     from eiad.errors import ConfigError
     from eiad.modeling.checkpoint import engine_from_checkpoint
     from eiad.split import load_split
-    from train.eval.localization_eval import predict, save_grid
-    from train.eval.quality import format_quality, quality_report
+    from train.eval.localization.predict import predict, save_grid
+    from train.eval.localization.quality import format_quality, quality_report
     from train.localization.data import LocalizationDataset
 
     engine, saved = engine_from_checkpoint(Path(args.checkpoint), device=args.device)

@@ -137,7 +137,7 @@ def _check_positive(**values) -> None:
 
 
 def _run_ddqa(args: argparse.Namespace) -> int:
-    from train.eval.qa_eval import format_qa_table, load_eval_model, load_qa_items, run_qa_eval
+    from train.eval.qa.evaluate import format_qa_table, load_eval_model, load_qa_items, run_qa_eval
 
     _check_positive(max_records=args.max_records, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
     items = load_qa_items(args.ddqa, args.split, args.max_records)
@@ -170,9 +170,9 @@ def _run_ddqa(args: argparse.Namespace) -> int:
 
 
 def _run_mmad(args: argparse.Namespace) -> int:
-    from train.eval.mmad import format_score_table, score_answers, write_score_csv
-    from train.eval.mmad_run import backbone_answerer, load_mmad, run_mmad, write_answers
-    from train.eval.qa_eval import load_eval_model
+    from train.eval.mmad.run import backbone_answerer, load_mmad, run_mmad, write_answers
+    from train.eval.mmad.score import format_score_table, score_answers, write_score_csv
+    from train.eval.qa.evaluate import load_eval_model
 
     _check_positive(max_questions=args.max_questions, max_new_tokens=args.max_new_tokens)
     questions = load_mmad(args.mmad_json, shots=args.shots, template=args.template, max_questions=args.max_questions)

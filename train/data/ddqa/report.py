@@ -6,8 +6,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from train.data.ddqa_questions import LETTERS, TASKS, Question
-from train.data.ddqa_scan import Problems, Sample, Skipped
+from train.data.ddqa.questions import LETTERS, TASKS, Question
+from train.data.ddqa.scan import Problems, Sample, Skipped
 
 
 def letter_counts(questions: dict[str, list[Question]]) -> dict[str, dict[str, int]]:

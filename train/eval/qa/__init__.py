@@ -1,0 +1,1 @@
+"""DDQA question answering accuracy of a dialog model (`evaluate.py`, `cli.py`)."""
