@@ -17,7 +17,7 @@ import platform
 import sys
 from pathlib import Path
 
-from edge.truth_scoring import format_goals
+from eiad.line_goals import format_goals
 
 MARKER = ".eiad-demo-step.json"
 GOALS = {"aupro": ("AUPRO", ">=", 0.90), "class_accuracy": ("class accuracy", ">=", 0.90)}

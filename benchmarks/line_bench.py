@@ -30,8 +30,8 @@ from benchmarks.loop_harness import LoopRun, PacedSource, TimingSink, VerdictLis
 from benchmarks.report import new_result
 from benchmarks.stats import cdf_points, check_budget, ratio, summarize_ms, summarize_ns
 from benchmarks.timing import time_calls
-from edge.truth_scoring import format_goals, judge
 from eiad.errors import ConfigError
+from eiad.line_goals import format_goals, judge
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ import numpy as np
 import paho.mqtt.client as mqtt
 
 from edge.sources.base import Capture
-from edge.truth_scoring import score_image
+from eiad.line_goals import score_image
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ class LoopRun:
     duplicates: int
     throughput_per_s: float
     verdicts: dict[str, int] = field(default_factory=dict)
-    accuracy: dict | None = None  # edge.truth_scoring.score_image of what the subscriber received, with truth
+    accuracy: dict | None = None  # eiad.line_goals.score_image of what the subscriber received, with truth
     explanations: dict | None = None  # benchmarks/explain_bench.py's section, when the explainer ran
     samples: list = field(default_factory=list)  # a few NG InspectionResults kept for the explainer-alone probe
 

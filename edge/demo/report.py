@@ -15,8 +15,8 @@ import numpy as np
 
 from edge.demo.camera import LineFiles, Shots, truth_mask, truth_of
 from edge.demo.live_view import Received
-from edge.truth_scoring import format_goals, judge, score_image
 from edge.verdict import UNKNOWN_CLASS
+from eiad.line_goals import format_goals, judge, score_image
 from eiad.manifest import Manifest
 
 if TYPE_CHECKING:  # demo.py imports this module: its types only for annotations

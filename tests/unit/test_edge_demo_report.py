@@ -11,7 +11,7 @@ from edge.demo.camera import LineFiles, Shots, truth_mask, truth_of
 from edge.demo.live_view import Received
 from edge.demo.recorder import Recorder
 from edge.demo.report import iou, latency_summary, percentiles_ms, score_pixels
-from edge.truth_scoring import judge, score_image
+from eiad.line_goals import judge, score_image
 
 OK, NG = {"label": "OK"}, {"label": "NG", "defect": "scratch"}
 
