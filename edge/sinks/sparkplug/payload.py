@@ -1,7 +1,7 @@
-"""The few fields of the Sparkplug B `Payload` protobuf the station uses, by hand.
+"""The Sparkplug B `Payload` messages the station sends, through the protobuf runtime.
 
-No protobuf dependency and no generated code: the wire format of the subset below is
-small and fixed (Eclipse Sparkplug B 3.0, `sparkplug_b.proto`):
+The schema is the subset of Eclipse Sparkplug B 3.0's `sparkplug_b.proto` the station
+uses, built as a descriptor at import (no protoc, no generated code in the repository):
 
     message Payload {                       message Metric {
       optional uint64 timestamp = 1;          optional string name = 1;
@@ -15,22 +15,21 @@ small and fixed (Eclipse Sparkplug B 3.0, `sparkplug_b.proto`):
                                                 string string_value = 15; }
                                             }
 
-`decode_payload` reads what `encode_payload` writes (and skips any other field a real
-Sparkplug client may add), so tests and tools can check messages without protobuf.
-Pure functions; thread-safe.
+Fields a real Sparkplug client adds beyond these are skipped when decoding (protobuf keeps
+them as unknown fields). `Metric` and `Payload` are plain frozen dataclasses; the
+protobuf objects stay inside this module. Thread-safe.
 """
 
 from __future__ import annotations
 
-import struct
+import functools
 from dataclasses import dataclass
 
 # Sparkplug B DataType enum values used here (the full enum has more).
 INT32, INT64, UINT32, UINT64, FLOAT, DOUBLE, BOOLEAN, STRING = 3, 4, 7, 8, 9, 10, 11, 12
 _SIGNED_32 = {1, 2, 3}  # Int8, Int16, Int32: two's complement in the uint32 int_value
 _SIGNED_64 = {4}  # Int64: two's complement in the uint64 long_value
-_INT_FIELD = {1: 10, 2: 10, 3: 10, 5: 10, 6: 10, 7: 10, 4: 11, 8: 11, 13: 11}  # datatype -> field
-_VARINT, _FIXED64, _LEN, _FIXED32 = 0, 1, 2, 5
+_INT_FIELD = {1: "int_value", 2: "int_value", 3: "int_value", 5: "int_value", 6: "int_value", 7: "int_value"}
 
 
 @dataclass(frozen=True)
@@ -52,140 +51,110 @@ class Payload:
     seq: int | None = None
 
 
+@functools.cache
+def _payload_class():
+    """The protobuf message class of the Payload subset above, from a descriptor."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    field = descriptor_pb2.FieldDescriptorProto
+    proto = descriptor_pb2.FileDescriptorProto(name="eiad_sparkplug_b.proto", package="eiad.sparkplug", syntax="proto2")
+    payload = proto.message_type.add(name="Payload")
+    metric = payload.nested_type.add(name="Metric")
+    metric.oneof_decl.add(name="value")
+    for name, number, kind in (
+        ("name", 1, field.TYPE_STRING),
+        ("alias", 2, field.TYPE_UINT64),
+        ("timestamp", 3, field.TYPE_UINT64),
+        ("datatype", 4, field.TYPE_UINT32),
+        ("is_null", 7, field.TYPE_BOOL),
+    ):
+        metric.field.add(name=name, number=number, type=kind, label=field.LABEL_OPTIONAL)
+    for name, number, kind in (
+        ("int_value", 10, field.TYPE_UINT32),
+        ("long_value", 11, field.TYPE_UINT64),
+        ("float_value", 12, field.TYPE_FLOAT),
+        ("double_value", 13, field.TYPE_DOUBLE),
+        ("boolean_value", 14, field.TYPE_BOOL),
+        ("string_value", 15, field.TYPE_STRING),
+    ):
+        metric.field.add(name=name, number=number, type=kind, label=field.LABEL_OPTIONAL, oneof_index=0)
+    payload.field.add(name="timestamp", number=1, type=field.TYPE_UINT64, label=field.LABEL_OPTIONAL)
+    payload.field.add(
+        name="metrics",
+        number=2,
+        type=field.TYPE_MESSAGE,
+        label=field.LABEL_REPEATED,
+        type_name=".eiad.sparkplug.Payload.Metric",
+    )
+    payload.field.add(name="seq", number=3, type=field.TYPE_UINT64, label=field.LABEL_OPTIONAL)
+    pool = descriptor_pool.DescriptorPool()
+    pool.AddSerializedFile(proto.SerializeToString())
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("eiad.sparkplug.Payload"))
+
+
 def encode_payload(payload: Payload) -> bytes:
-    out = bytearray()
+    message = _payload_class()()
     if payload.timestamp_ms is not None:
-        _varint_field(out, 1, payload.timestamp_ms)
+        message.timestamp = payload.timestamp_ms
     for metric in payload.metrics:
-        _bytes_field(out, 2, _encode_metric(metric))
+        _fill_metric(message.metrics.add(), metric)
     if payload.seq is not None:
-        _varint_field(out, 3, payload.seq)
-    return bytes(out)
+        message.seq = payload.seq
+    return message.SerializeToString()
 
 
 def decode_payload(data: bytes) -> Payload:
     """Parse a Payload; ValueError on truncated or malformed bytes."""
-    timestamp, seq, metrics = None, None, []
-    for field, wire, value in _fields(data):
-        if field == 1 and wire == _VARINT:
-            timestamp = value
-        elif field == 2 and wire == _LEN:
-            metrics.append(_decode_metric(value))
-        elif field == 3 and wire == _VARINT:
-            seq = value
-    return Payload(timestamp, tuple(metrics), seq)
+    from google.protobuf.message import DecodeError
+
+    try:
+        message = _payload_class().FromString(bytes(data))
+    except DecodeError as error:
+        raise ValueError(f"malformed Sparkplug B payload ({len(data)} bytes): {error}") from error
+    return Payload(
+        message.timestamp if message.HasField("timestamp") else None,
+        tuple(_metric_of(m) for m in message.metrics),
+        message.seq if message.HasField("seq") else None,
+    )
 
 
-def _encode_metric(m: Metric) -> bytes:
-    out = bytearray()
+def _fill_metric(target, m: Metric) -> None:
     if m.name is not None:
-        _bytes_field(out, 1, m.name.encode("utf-8"))
-    for field, number in ((2, m.alias), (3, m.timestamp_ms), (4, m.datatype)):
+        target.name = m.name
+    for attribute, number in (("alias", m.alias), ("timestamp", m.timestamp_ms), ("datatype", m.datatype)):
         if number is not None:
-            _varint_field(out, field, number)
-    if m.value is None:
-        _varint_field(out, 7, 1)
-    else:
-        _encode_value(out, m.datatype, m.value)
-    return bytes(out)
-
-
-def _encode_value(out: bytearray, datatype: int | None, value) -> None:
-    if isinstance(value, bool) or datatype == BOOLEAN:
-        _varint_field(out, 14, int(bool(value)))
+            setattr(target, attribute, number)
+    value, datatype = m.value, m.datatype
+    if value is None:
+        target.is_null = True
+    elif isinstance(value, bool) or datatype == BOOLEAN:
+        target.boolean_value = bool(value)
     elif isinstance(value, str):
-        _bytes_field(out, 15, value.encode("utf-8"))
+        target.string_value = value
     elif datatype == FLOAT:
-        _key(out, 12, _FIXED32)
-        out += struct.pack("<f", float(value))
+        target.float_value = float(value)
     elif datatype == DOUBLE or isinstance(value, float):
-        _key(out, 13, _FIXED64)
-        out += struct.pack("<d", float(value))
+        target.double_value = float(value)
+    elif _INT_FIELD.get(datatype or UINT64) == "int_value":
+        target.int_value = int(value) & 0xFFFFFFFF  # signed kinds: two's complement, as Sparkplug says
     else:
-        field = _INT_FIELD.get(datatype or UINT64, 11)
-        _varint_field(out, field, int(value) & (0xFFFFFFFF if field == 10 else 0xFFFFFFFFFFFFFFFF))
+        target.long_value = int(value) & 0xFFFFFFFFFFFFFFFF
 
 
-def _decode_metric(data: bytes) -> Metric:
-    fields: dict[int, object] = {}
-    for field, wire, value in _fields(data):
-        if field in (1, 15) and wire == _LEN:
-            value = bytes(value).decode("utf-8")
-        elif field == 12 and wire == _FIXED32:
-            value = struct.unpack("<f", value)[0]
-        elif field == 13 and wire == _FIXED64:
-            value = struct.unpack("<d", value)[0]
-        fields[field] = value
-    datatype = fields.get(4)
-    value = next((fields[f] for f in (10, 11, 12, 13, 14, 15) if f in fields), None)
-    if 14 in fields:
-        value = bool(fields[14])
-    elif 10 in fields and datatype in _SIGNED_32 and value >= 1 << 31:  # type: ignore[operator]
-        value -= 1 << 32  # type: ignore[operator]
-    elif 11 in fields and datatype in _SIGNED_64 and value >= 1 << 63:  # type: ignore[operator]
-        value -= 1 << 64  # type: ignore[operator]
-    if fields.get(7):
+def _metric_of(m) -> Metric:
+    datatype = m.datatype if m.HasField("datatype") else None
+    kind = m.WhichOneof("value")
+    value = getattr(m, kind) if kind else None
+    if kind == "int_value" and datatype in _SIGNED_32 and value >= 1 << 31:
+        value -= 1 << 32
+    elif kind == "long_value" and datatype in _SIGNED_64 and value >= 1 << 63:
+        value -= 1 << 64
+    if m.is_null:
         value = None
-    return Metric(fields.get(1), fields.get(2), datatype, value, fields.get(3))  # type: ignore[arg-type]
-
-
-def _key(out: bytearray, field: int, wire: int) -> None:
-    _varint(out, field << 3 | wire)
-
-
-def _varint_field(out: bytearray, field: int, value: int) -> None:
-    _key(out, field, _VARINT)
-    _varint(out, value)
-
-
-def _bytes_field(out: bytearray, field: int, raw: bytes) -> None:
-    _key(out, field, _LEN)
-    _varint(out, len(raw))
-    out += raw
-
-
-def _varint(out: bytearray, value: int) -> None:
-    if value < 0:
-        raise ValueError(f"varint of a negative number {value}: encode it as two's complement first")
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return
-
-
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    value, shift = 0, 0
-    while True:
-        if pos >= len(data) or shift > 63:
-            raise ValueError("truncated or overlong varint in a Sparkplug payload")
-        byte = data[pos]
-        value |= (byte & 0x7F) << shift
-        pos += 1
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-
-
-def _fields(data: bytes):
-    """(field number, wire type, value) for each field: int for varints, bytes otherwise."""
-    data, pos = memoryview(data), 0
-    while pos < len(data):
-        key, pos = _read_varint(data, pos)
-        field, wire = key >> 3, key & 7
-        if wire == _VARINT:
-            value, pos = _read_varint(data, pos)
-        elif wire in (_FIXED64, _FIXED32):
-            size = 8 if wire == _FIXED64 else 4
-            value, pos = bytes(data[pos : pos + size]), pos + size
-        elif wire == _LEN:
-            size, pos = _read_varint(data, pos)
-            value, pos = bytes(data[pos : pos + size]), pos + size
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wire} (field {field}) in a Sparkplug payload")
-        if pos > len(data):
-            raise ValueError(f"truncated field {field} in a Sparkplug payload")
-        yield field, wire, value
+    return Metric(
+        m.name if m.HasField("name") else None,
+        m.alias if m.HasField("alias") else None,
+        datatype,
+        value,
+        m.timestamp if m.HasField("timestamp") else None,
+    )
