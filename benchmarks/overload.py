@@ -182,7 +182,7 @@ def run_overload(
     from benchmarks.stand_ins.artifact import build_tiny_artifact
     from benchmarks.stand_ins.frames import line_frames
     from edge.broker import Mosquitto
-    from edge.health import Metrics
+    from edge.health.metrics import Metrics
     from edge.pipeline import Pipeline
     from edge.runners.onnxruntime_runner import OnnxRuntimeRunner
     from edge.sinks.mqtt.config import MqttSettings, OutboxSettings

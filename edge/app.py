@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from edge.config import StationConfig
 from edge.explainer.feed import explainer_feed
-from edge.health import HealthServer, Metrics, watch_sink_stats
+from edge.health.metrics import HealthServer, Metrics, watch_sink_stats
 from edge.pipeline import Pipeline, PipelineSummary
 from edge.runners.base import Runner
 from edge.runners.factory import build_runner

@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 from edge.frames import Frame
-from edge.health import Metrics
+from edge.health.metrics import Metrics
 from edge.results import InspectionResult
 from edge.runners.base import Runner
 from edge.sinks.base import Sink

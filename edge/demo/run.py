@@ -149,7 +149,7 @@ def run_demo(opts: DemoOptions) -> dict:
 def _run_station(config: StationConfig, recorder: Recorder, shots: Shots, line: LineFiles) -> float:
     """The real station (build_station) with the demo camera; returns the run's seconds."""
     from edge.app import build_station
-    from edge.health import Metrics
+    from edge.health.metrics import Metrics
     from edge.sources.watchdog import SourceSet
 
     sources = SourceSet(events=Metrics())

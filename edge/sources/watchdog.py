@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 
 class SourceEvents(Protocol):
-    """What a worker reports; `edge/health.py`'s Metrics implements it."""
+    """What a worker reports; `edge/health/metrics.py`'s Metrics implements it."""
 
     def frame_captured(self, source_id: str) -> None: ...
     def source_stalled(self, source_id: str) -> None: ...

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.stand_ins.subscriber import Subscriber
 from edge.app import build_station
-from edge.health import HealthServer, Metrics, watch_sink_stats
+from edge.health.metrics import HealthServer, Metrics, watch_sink_stats
 from edge.sinks.mqtt.config import MqttSettings, OutboxSettings
 from edge.sinks.mqtt.outbox.store import Outbox
 from edge.sinks.mqtt.sink import MqttSink

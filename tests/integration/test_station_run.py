@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.stand_ins.frames import write_synthetic_line
-from edge.health import Metrics
+from edge.health.metrics import Metrics
 from edge.pipeline import Pipeline
 from edge.runners.onnxruntime_runner import OnnxRuntimeRunner
 from edge.sources.opencv_source import OpenCvSource

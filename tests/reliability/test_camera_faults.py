@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from benchmarks.stand_ins.artifact import frame_with_patch, grey_frame
-from edge.health import Metrics
+from edge.health.metrics import Metrics
 from edge.pipeline import Pipeline
 from edge.runners.onnxruntime_runner import OnnxRuntimeRunner
 from edge.sinks.mqtt.config import OutboxSettings

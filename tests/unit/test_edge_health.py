@@ -18,7 +18,7 @@ from benchmarks.stand_ins.results import make_result
 from edge.explainer.config import ExplainerConfig
 from edge.explainer.feed import ExplainerFeed
 from edge.explainer.worker import Explainer
-from edge.health import HealthServer, Metrics, watch_sink_stats
+from edge.health.metrics import HealthServer, Metrics, watch_sink_stats
 from edge.pipeline import Pipeline
 from edge.runners.onnxruntime_runner import OnnxRuntimeRunner
 from edge.sinks.log import LogSink

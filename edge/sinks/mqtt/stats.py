@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from edge.health import Metrics
+from edge.health.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ Metrics (all prefixed `eiad_edge_`):
 
 Components that keep their own counters (the MQTT sink, the explainer, the Sparkplug
 sink) are added with `watch(name, stats_fn)`: their `stats()` is read at each scrape and
-each /health request (never on the camera loop) and exported by `edge.health_components`
+each /health request (never on the camera loop) and exported by `edge.health.components`
 (eiad_outbox_depth_rows, eiad_publish_latency_seconds, eiad_explainer_backlog_parts, ...).
 
 Thread safety: every method may be called from any thread (prometheus_client is
@@ -32,7 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from edge.health_components import ComponentCollector, problems_of, snapshot
+from edge.health.components import ComponentCollector, problems_of, snapshot
 from edge.results import InspectionResult
 
 log = logging.getLogger(__name__)
