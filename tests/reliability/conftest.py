@@ -3,13 +3,13 @@ sink settings with short reconnect delays, and TLS material made with openssl.""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from benchmarks.stand_ins.subscriber import Subscriber
 from edge.sinks.mqtt.config import MqttSettings
+from tests.support.mosquitto import make_ca, openssl
 
 
 def sink_settings(port: int, **overrides) -> MqttSettings:
@@ -36,10 +36,6 @@ def subscriber_factory():
     yield make
     for sub in subs:
         sub.close()
-
-
-def openssl(cwd: Path, *args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=cwd)
 
 
 def make_client_cert(tls_dir: Path, name: str) -> tuple[Path, Path]:
@@ -78,21 +74,4 @@ def make_client_cert(tls_dir: Path, name: str) -> tuple[Path, Path]:
 
 def make_other_ca(directory: Path) -> Path:
     """A CA that signed nothing the broker uses (a station pointed at the wrong trust root)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    openssl(
-        directory,
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=impostor-ca",
-        "-keyout",
-        "other.key",
-        "-out",
-        "other.crt",
-    )
-    return directory / "other.crt"
+    return make_ca(directory, "other", "impostor-ca")

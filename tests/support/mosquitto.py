@@ -14,22 +14,23 @@ from pathlib import Path
 
 from edge.broker import Mosquitto, TlsFiles, free_port, mosquitto_binary
 
-__all__ = ["Mosquitto", "TlsFiles", "free_port", "make_tls_files", "mosquitto_available"]
+__all__ = ["Mosquitto", "TlsFiles", "free_port", "make_ca", "make_tls_files", "mosquitto_available", "openssl"]
 
 
 def mosquitto_available() -> bool:
     return mosquitto_binary() is not None
 
 
-def make_tls_files(directory: Path) -> TlsFiles:
-    """A throw-away CA and a server certificate for 127.0.0.1/localhost (openssl CLI)."""
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
+def openssl(cwd: Path, *args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=cwd)
 
-    def ssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
 
-    ssl(
+def make_ca(directory: Path, name: str, common_name: str) -> Path:
+    """A self-signed throw-away CA: `<name>.key` and `<name>.crt` in `directory` (returns the certificate)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    openssl(
+        directory,
         "req",
         "-x509",
         "-newkey",
@@ -38,12 +39,23 @@ def make_tls_files(directory: Path) -> TlsFiles:
         "-days",
         "2",
         "-subj",
-        "/CN=eiad-test-ca",
+        f"/CN={common_name}",
         "-keyout",
-        "ca.key",
+        f"{name}.key",
         "-out",
-        "ca.crt",
+        f"{name}.crt",
     )
+    return directory / f"{name}.crt"
+
+
+def make_tls_files(directory: Path) -> TlsFiles:
+    """A throw-away CA and a server certificate for 127.0.0.1/localhost (openssl CLI)."""
+    d = Path(directory)
+    make_ca(d, "ca", "eiad-test-ca")
+
+    def ssl(*args: str) -> None:
+        openssl(d, *args)
+
     ssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr")
     (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
     ssl(
