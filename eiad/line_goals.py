@@ -76,14 +76,6 @@ def from_confusion(confusion: dict[str, dict[str, int]], unscored: int = 0) -> d
     }
 
 
-def pooled(a: dict | None, b: dict | None) -> dict | None:
-    """Two runs' scores as one (confusion counts added)."""
-    if a is None or b is None:
-        return a or b
-    confusion = {t: {v: a["confusion"][t][v] + b["confusion"][t][v] for v in a["confusion"][t]} for t in a["confusion"]}
-    return from_confusion(confusion, a["unscored"] + b["unscored"])
-
-
 def judge(scores: dict) -> dict:
     """Each goal's value, bound and verdict from a flat dict of figures (missing ones are not
     judged), plus `passed`: False when any judged goal is missed."""
