@@ -6,7 +6,8 @@ verdicts on the line's 300-part stream, judged on the line's goals.
 Reads `demo_out/train/localization/metrics.json` (thresholds from the calibration split,
 figures on the test split), `demo_out/edge/summary.json` (what the PLC received, scored
 against the stream's ground truth) and the demo's step markers (wall time per step), and
-writes `result.json` and `report.md`: the figures README and docs quote.
+writes `result.json` and `report.md` (the figures README and docs quote) and
+`edge_summary.txt` (the station's summary as `eiad edge demo` prints it).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import platform
 import sys
 from pathlib import Path
 
+from edge.demo.report import format_summary
 from eiad.line_goals import format_goals
 
 MARKER = ".eiad-demo-step.json"
@@ -166,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "result.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     (args.out / "report.md").write_text(markdown(result), encoding="utf-8")
+    summary = _load(args.demo / "edge" / "summary.json")
+    (args.out / "edge_summary.txt").write_text(format_summary(summary) + "\n", encoding="utf-8")
     print(markdown(result))
     return 0
 

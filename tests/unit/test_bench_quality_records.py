@@ -37,12 +37,37 @@ def test_demo_quality_records_the_test_split_and_the_stream(tmp_path):
         json.dumps({"test": report, "thresholds": {"calibration": "image: at most 1.00% of 6 good parts rejected"}})
     )
     (demo / "edge").mkdir()
+    confusion = {"OK": {"OK": 238, "NG": 2, "REJECTED": 0}, "NG": {"OK": 10, "NG": 50, "REJECTED": 0}}
     summary = {
+        "artifact": {"model_id": "tiny@step1"},
+        "line": {"frames_in_video": 300, "path": "demo_out/line/stream"},
+        "broker": {"kind": "mosquitto", "detail": "/usr/sbin/mosquitto", "mqtt": 5},
         "frames": 300,
+        "frames_requested": 300,
+        "verdicts_received": 300,
         "all_received": True,
-        "latency_ms": {"capture_to_plc": {"p50": 9.0, "p99": 20.0}},
-        "accuracy": {"image": {"confusion": {}}, "class_agreement": 0.75, "class_unknown": 0.1},
+        "received": {"duplicates_dropped": 0},
+        "throughput_fps": 30.0,
+        "fps_target": 30.0,
+        "late_triggers": 0,
+        "elapsed_s": 10.0,
+        "latency_ms": {"capture_to_plc": {"p50": 9.0, "p95": 15.0, "p99": 20.0}, "stages": {}},
+        "accuracy": {
+            "image": {
+                "accuracy": 0.96,
+                "miss_rate": 0.167,
+                "overkill_rate": 0.008,
+                "scored": 300,
+                "rejected": 0,
+                "confusion": confusion,
+            },
+            "pixel": {"mean_iou": 0.5, "ng_parts": 60, "mean_iou_with_mask": 0.6, "with_mask": 50},
+            "class_agreement": 0.75,
+            "class_unknown": 0.1,
+        },
         "quality": {"goals": {"accuracy": {"goal": "accuracy >= 0.97", "value": 0.96, "met": False}}, "passed": False},
+        "explanations": {"enabled": False},
+        "overlays": [],
     }
     (demo / "edge" / "summary.json").write_text(json.dumps(summary))
     for folder, seconds in (
@@ -64,6 +89,9 @@ def test_demo_quality_records_the_test_split_and_the_stream(tmp_path):
     assert result["first_run_s"] == 447.2 and result["stream"]["quality"]["passed"] is False
     text = (out / "report.md").read_text()
     assert "quality goals MISSED" in text and "class accuracy >= 0.9: MISSED" in text
+    # and the station's own summary is kept as the terminal showed it
+    station = (out / "edge_summary.txt").read_text()
+    assert "accuracy 96.0 %  miss rate 16.7 %" in station and "  NG                 10     50      0" in station
 
 
 def test_retime_times_every_kept_engine_again_and_keeps_the_training_figures(tmp_path):
