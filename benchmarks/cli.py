@@ -242,7 +242,8 @@ def _run_engine(args) -> int:
 
 
 def _run_line(args) -> int:
-    from benchmarks.line_bench import LineLoad, bench_line
+    from benchmarks.line_bench import bench_line
+    from benchmarks.line_load import LineLoad
 
     load = LineLoad(fps_per_camera=args.fps, cameras=args.cameras, duration_s=args.duration_s, budget_ms=args.budget_ms)
     result = bench_line(

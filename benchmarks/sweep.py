@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.backends import ORT_CHAINS
-from benchmarks.line_bench import LineLoad, load_frames, load_truth, loop_config, run_loop
+from benchmarks.line_bench import loop_config, run_loop
+from benchmarks.line_load import LineLoad, load_frames, load_truth
 from benchmarks.report import new_result
 from eiad.errors import ConfigError
 

@@ -111,7 +111,7 @@ def test_fake_worker_result_joins_the_report_beside_the_engine(line, tmp_path):
     assert b1["accuracy"]["image_auroc"] == 1.0 and b1["accuracy"]["images"] == 4
     assert "random weights" in b1["accuracy"]["backbone"]
     # the worker got exactly the images the engine was timed on, and the OK training images only
-    from benchmarks.engine_bench import evaluation_images
+    from benchmarks.held_out import evaluation_images
     from eiad.manifest import load_manifest
 
     images, _ = evaluation_images(load_manifest(line[0]), line[1], 4)

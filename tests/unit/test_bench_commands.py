@@ -299,7 +299,7 @@ def test_line_scores_the_verdicts_against_the_streams_truth_and_fails_a_wrong_mo
 def test_agreement_is_reported_only_on_sets_holding_both_verdicts():
     import numpy as np
 
-    from benchmarks.engine_bench import agreement
+    from benchmarks.held_out import agreement
 
     scores = np.zeros(4)
     mixed = agreement((["OK", "NG", "OK", "NG"], scores), (["OK", "NG", "NG", "NG"], scores), "ref")

@@ -18,7 +18,6 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from eiad.errors import ModelError
-from eiad.modeling import checkpoint as ckpt
 from eiad.modeling.engine import EiadVisionEngine
 from eiad.modeling.localization import build_localizer, resolve_taps
 from eiad.modeling.losses import LossWeights, localization_loss
@@ -35,6 +34,7 @@ from train.localization.data import (
 )
 from train.localization.finish import calibrate_and_report, write_run_files
 from train.localization.pseudo_defects import PseudoDefects
+from train.localization.resume import restore_run, save_run
 from train.optimization import lr_factor, warmup_steps
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ def train_localization(config: TrainConfig, *, backbone=None, resume: bool = Fal
         raise ModelError("the config has no 'localization' section")
     run = _build(config, backbone)
     if resume and run.last.is_dir():
-        run.state = _restore(run.last, run.engine, run.vision, run.optimizer, run.accelerator.device)
+        run.state = restore_run(run.last, run.engine, run.vision, run.optimizer, run.accelerator.device)
         log.info("resumed from %s at step %d", run.last, run.state["step"])
     wall = _loop(run)
     if not run.accelerator.is_main_process:
@@ -306,7 +306,7 @@ def _loop(run: _Run) -> float:
             over_time = cfg.time_budget_s is not None and time.perf_counter() - started > cfg.time_budget_s
             done = state["step"] >= run.total or over_time
             if acc.is_main_process and (done or state["step"] % cfg.checkpoint_every_steps == 0):
-                _save(run.last, run.engine, run.vision, optimizer, state, run.meta, run.config_dump)
+                save_run(run.last, run.engine, run.vision, optimizer, state, run.meta, run.config_dump)
             if done:
                 break
         else:
@@ -329,34 +329,6 @@ def _finish(config, engine, vision, optimizer, state, meta, config_dump, split, 
     thresholds, report, test_pred = calibrate_and_report(engine, split, cfg, device)
     metrics = dict(headline(report), steps=state["step"], train_wall_s=round(wall, 2))
     last = Path(config.out_dir) / "localization" / "checkpoint"
-    _save(last, engine, vision, optimizer, state, dict(meta, thresholds=thresholds, metrics=metrics), config_dump)
+    save_run(last, engine, vision, optimizer, state, dict(meta, thresholds=thresholds, metrics=metrics), config_dump)
     write_run_files(last.parent, state["history"], thresholds, report, metrics, test_pred)
     return RunResult(last, metrics, thresholds, state["step"], wall)
-
-
-def _save(path, engine, vision, optimizer, state, meta, config_dump) -> None:
-    vision_state = {name: p for name, p in vision.items()} if vision else None
-    trainer = {k: state[k] for k in ("step", "epoch", "batch", "history")}
-    ckpt.save_checkpoint(
-        path,
-        localizer=engine.localizer,
-        bank=engine.bank,
-        meta=dict(meta, step=state["step"]),
-        config=config_dump,
-        vision_state=vision_state,
-        optimizer=optimizer,
-        trainer_state=trainer,
-    )
-
-
-def _restore(path, engine, vision, optimizer, device) -> dict:
-    saved = ckpt.load_checkpoint(path)
-    engine.localizer.load_state_dict(saved.build_localizer().state_dict())
-    engine.localizer.to(device)
-    if vision and saved.vision_state:
-        with torch.no_grad():
-            for name, p in vision.items():
-                p.copy_(saved.vision_state[name].to(device))
-    tensors, trainer = ckpt.load_trainer_state(path)
-    ckpt.restore_optimizer(optimizer, tensors, trainer.pop("param_groups"))
-    return trainer
