@@ -8,9 +8,12 @@ import os
 from collections import Counter
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from commands.main import main as eiad_main
+from eiad.description.check import read_claims
 from eiad.errors import DataError
 from eiad.split import load_split
 from tests.unit.test_ddqa_tree import (
@@ -22,10 +25,12 @@ from tests.unit.test_ddqa_tree import (
     mask_of,
     parse_options,
     raw_tree,  # noqa: F401
+    write,
 )
 from train.data.ddqa.build import DdqaOptions, build_ddqa
 
-TASK_FILES = ("Task_AD.jsonl", "Task_DC.jsonl", "Task_RDL.jsonl", "Task_DFM.jsonl")
+ALL_CLASSES = sorted({defect for _, _, defect in CLASSES})
+TASK_FILES = ("Task_AD.jsonl", "Task_DC.jsonl", "Task_RDL.jsonl", "Task_DFM.jsonl", "Task_DD.jsonl")
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -67,6 +72,9 @@ def check_answer(task: str, prompt: str, answer: str, image: Path, n_classes: in
     if task == "DFM":
         assert answer == "[" + ", ".join(f"{v:.3f}" for v in expected_box(mask_of(image))) + "]"
         return
+    if task == "DD":
+        check_description(answer, image, is_ng)
+        return
     options = parse_options(prompt)
     assert prompt.splitlines()[-1].lower().count("letter") == 1  # ends asking for the letter
     truth = {
@@ -78,6 +86,27 @@ def check_answer(task: str, prompt: str, answer: str, image: Path, n_classes: in
     assert len(set(options.values())) == len(options)
     expected_count = {"AD": 2, "DC": min(4, n_classes), "RDL": 4}[task]
     assert sorted(options) == list("ABCD"[:expected_count])
+
+
+def check_description(answer: str, image: Path, is_ng: bool) -> None:
+    """The description's class, place, area and appearance, recomputed here from the files."""
+    claims = read_claims(answer, ALL_CLASSES)
+    if not is_ng:
+        assert claims.no_defect and not claims.classes and not claims.locations
+        return
+    defect = mask_of(image)
+    height, width = defect.shape
+    ys, xs = np.nonzero(defect)
+    centred = abs((xs.mean() + 0.5) / width - 0.5) < 1 / 6 and abs((ys.mean() + 0.5) / height - 0.5) < 1 / 6
+    assert claims.classes == {image.parent.parent.name} and not claims.no_defect
+    assert claims.locations == {"centre" if centred else expected_quadrant(defect)}
+    assert f"({int(defect.sum())} pixels)" in answer
+    grey = cv2.imread(str(image), cv2.IMREAD_GRAYSCALE).astype(float)
+    ring = cv2.dilate(defect.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & ~defect
+    contrast = grey[defect].mean() - grey[ring].mean()
+    if abs(contrast) > 15:  # clearly darker or brighter, whatever the ring's exact width
+        assert claims.appearances == {"darker" if contrast < 0 else "brighter"}, (answer, contrast)
+    assert len(answer.split()) >= 12
 
 
 def test_writes_all_files_and_every_record_points_to_an_existing_image(built):
@@ -92,7 +121,7 @@ def test_writes_all_files_and_every_record_points_to_an_existing_image(built):
     assert report.skipped_counts == {}
 
 
-def test_answers_agree_with_masks_for_all_four_tasks(built):
+def test_answers_agree_with_masks_for_all_five_tasks(built):
     _, out = built
     n_classes = len({d for _, _, d in CLASSES})
     for (_, name), path in task_files(out).items():
@@ -109,7 +138,13 @@ def test_record_counts_per_task_and_all_tasks_file(built):
     n_all = n_ng + OK_PER_SUB * len({(d, s) for d, s, _ in CLASSES})
     files = task_files(out)
     per_task = {name: sum(len(read_jsonl(files[(s, name)])) for s in ("train", *HELD_OUT)) for name in TASK_FILES}
-    assert per_task == {"Task_AD.jsonl": n_all, "Task_DC.jsonl": n_ng, "Task_RDL.jsonl": n_ng, "Task_DFM.jsonl": n_ng}
+    assert per_task == {
+        "Task_AD.jsonl": n_all,
+        "Task_DC.jsonl": n_ng,
+        "Task_RDL.jsonl": n_ng,
+        "Task_DFM.jsonl": n_ng,
+        "Task_DD.jsonl": n_all,
+    }
     train_all = read_jsonl(out / "train.jsonl")
     assert train_all == [r for name in TASK_FILES for r in read_jsonl(files[("train", name)])]
     for split in HELD_OUT:
@@ -152,7 +187,7 @@ def test_same_seed_same_bytes_other_seed_other_split(raw_tree, tmp_path):
 def test_correct_letters_are_balanced_per_task_file(built):
     _, out = built
     for (_, name), path in task_files(out).items():
-        if name == "Task_DFM.jsonl":
+        if name in ("Task_DFM.jsonl", "Task_DD.jsonl"):
             continue
         records = read_jsonl(path)
         n_options = len(parse_options(prompt_answer(records[0])[0]))
@@ -271,3 +306,28 @@ def test_old_two_part_split_is_refused_with_the_fix(tmp_path):
     )
     with pytest.raises(DataError, match="old two-part layout.*eiad data ddqa"):
         load_split(tmp_path)
+
+
+def test_descriptions_say_darker_or_brighter_when_the_defect_is(raw_tree, tmp_path):
+    # given the same tree with every defect painted darker (plate) or brighter (rod, weave)
+    import shutil
+
+    raw = shutil.copytree(raw_tree, tmp_path / "raw")
+    painted = {}
+    for image in raw.glob("*/*/NG/*/image/*"):
+        defect = mask_of(image)
+        pixels = cv2.imread(str(image), cv2.IMREAD_UNCHANGED).astype(int)
+        shift = -90 if image.parts[-5] == "plate" else 90
+        pixels[defect] = np.clip(pixels[defect] + shift, 0, 255)
+        write(image, pixels.astype(np.uint8))
+        painted[image.name] = "darker" if shift < 0 else "brighter"
+    # when built
+    build(raw, tmp_path / "ddqa", seed=1)
+    # then each description says how the defect looks
+    said = {}
+    for path in (tmp_path / "ddqa").rglob("Task_DD.jsonl"):
+        for record in read_jsonl(path):
+            prompt, answer, image = prompt_answer(record)
+            if image.name in painted:
+                said[image.name] = read_claims(answer, ALL_CLASSES).appearances
+    assert said == {name: {look} for name, look in painted.items()}

@@ -15,10 +15,10 @@ from eiad.modeling.presets import build_tiny_preset
 from train.eval.qa.evaluate import (
     box_iou,
     format_qa_table,
-    infer_task,
     load_qa_items,
     parse_box,
     run_qa_eval,
+    score_reply,
 )
 
 AD_Q = "<image>Is the product flawed?\nA. No\nB. Yes\nAnswer with the option's letter."
@@ -132,11 +132,28 @@ def test_bad_inputs_name_the_file(ddqa_dir, tmp_path):
         load_qa_items(ddqa_dir, "train")
     with pytest.raises(DataError, match="Task_AD.jsonl: missing"):
         load_qa_items(tmp_path, "test")
-    odd = tmp_path / "odd.jsonl"
-    Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
-    odd.write_text(json.dumps({"query": "<image>describe it", "response": "B", "images": ["x.png"]}) + "\n")
-    with pytest.raises(DataError, match=r"odd.jsonl:1: cannot tell the task"):
-        infer_task(load_qa_items.__globals__["read_ddqa"](odd)[0])
+
+
+def test_descriptions_are_scored_on_their_claims(tmp_path):
+    # given a description record of a scratch in the DDQA layout (the class is its NG folder)
+    image = tmp_path / "raw" / "A" / "s" / "NG" / "scratch" / "image" / "0.png"
+    image.parent.mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(image)
+    reference = "A scratch in the top left of the image. It is small, elongated and darker than its surroundings."
+    path = tmp_path / "mixed.jsonl"
+    path.write_text(json.dumps({"query": "<image>Describe the defect.", "response": reference, "images": [str(image)]}))
+    (item,) = load_qa_items(path)
+    assert item.task == "DD"
+    score = lambda reply: score_reply(item, reply)  # noqa: E731
+    # then a reply with the same class and place is right, whatever its words
+    assert score("There is a scratch in the top left of the image, elongated.").correct
+    assert score("A scratch in the top left.").parsed == "scratch, top left"
+    # and a wrong place, a wrong look it states, a missing class or "no defect" are wrong
+    assert not score("A scratch in the bottom right of the image.").correct
+    assert not score("A scratch in the top left, brighter than its surroundings.").correct
+    assert not score("A defect in the top left.").correct
+    assert not score("No defect is visible.").correct
+    assert score("All fine.").parsed is None
 
 
 def test_real_tiny_model_run_with_and_without_adapter(ddqa_dir, tmp_path_factory, tmp_path, capsys):

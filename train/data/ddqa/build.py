@@ -4,9 +4,9 @@
 
 Steps: scan and validate the tree (ddqa_scan), split by image into train / calibration /
 test, stratified per (dataset, sub, defect or OK) and seeded (`split_samples`; what each
-part is for: eiad/split.py), ask the four tasks' questions
-with answers measured on the masks (ddqa_questions), write the record files
-(ddqa_records), `split.json` (eiad.split, the trainer's contract) and
+part is for: eiad/split.py), ask the five tasks' questions with answers measured on the
+masks (and the image, for the description's appearance; ddqa.questions), write the record
+files (ddqa.records), `split.json` (eiad.split, the trainer's contract) and
 `report.json`. Output layout (OUTPUT_FILES) is documented in docs/ddqa.md. Nothing is
 written outside `out_dir`, and nothing at all when the scan fails under `strict`.
 Not thread-safe (one build per output directory).
@@ -221,7 +221,7 @@ def build_ddqa(root: Path, out_dir: Path, options: DdqaOptions | None = None) ->
 def _notes(classes: list[str]) -> list[str]:
     n_dc = dc_option_count(len(classes))
     if not classes:
-        note = "no NG image: only AD records (DC, RDL, DFM files are empty)"
+        note = "no NG image: only AD and DD records (DC, RDL, DFM files are empty)"
     elif n_dc == 0:
         note = f"one defect class ({classes[0]}): DC is not built (Task_DC.jsonl is empty)"
     elif n_dc < 4:

@@ -18,8 +18,8 @@ Build the DDQA training files from any tree in the DDQA raw layout:
 The images are split by image into three parts, per (dataset, sub, class), seeded:
 train (fits the weights), calibration (fits thresholds and confidence cut-offs, nothing
 else) and test (every reported figure). Writes into DIR: Task_AD.jsonl, Task_DC.jsonl,
-Task_RDL.jsonl, Task_DFM.jsonl and train.jsonl (all four) for the training part; the same
-four plus calibration.jsonl in DIR/calibration/ and plus test.jsonl in DIR/test/;
+Task_RDL.jsonl, Task_DFM.jsonl, Task_DD.jsonl and train.jsonl (all five) for the training part; the same
+five plus calibration.jsonl in DIR/calibration/ and plus test.jsonl in DIR/test/;
 split.json (which image is in which part, for the trainer) and report.json (counts,
 skipped files with reasons). Every answer is measured on the
 masks. Bad files (missing or mis-sized mask, unreadable image, empty NG mask, symlink
@@ -38,7 +38,7 @@ examples:
 def register(sub) -> None:
     parser = sub.add_parser(
         "ddqa",
-        help="build DDQA task files (AD, DC, RDL, DFM) from a raw image/mask tree",
+        help="build DDQA task files (AD, DC, RDL, DFM, DD) from a raw image/mask tree",
         description=_DESCRIPTION,
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

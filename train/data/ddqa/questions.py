@@ -1,4 +1,5 @@
-"""Questions and answers for the four DDQA tasks, derived from masks only.
+"""Questions and answers for the five DDQA tasks, derived from masks (and, for the
+description's appearance, the image) only, never from a model.
 
 Determinism: every random choice comes from `random.Random` seeded with a string made of
 the build seed, the task and the image's root-relative path, so a record does not change
@@ -12,16 +13,21 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from train.data.ddqa.masks import QUADRANTS
+from eiad.description.facts import DefectFacts, measure_defect
+from eiad.description.sentences import describe_defect, describe_good
+from eiad.errors import DataError
+from train.data.ddqa.masks import QUADRANTS, decode
 from train.data.ddqa.scan import Sample
 
-TASKS = ("AD", "DC", "RDL", "DFM")
+TASKS = ("AD", "DC", "RDL", "DFM", "DD")
 TASK_NAMES = {
     "AD": "Anomaly Discrimination",
     "DC": "Defect Classification",
     "RDL": "Rough Defect Localization",
     "DFM": "Defect Fine Mapping",
+    "DD": "Defect Description",
 }
+CHOICE_TASKS = ("AD", "DC", "RDL")  # answered with an option letter
 LETTERS = "ABCD"
 MAX_DC_OPTIONS = 4
 
@@ -50,6 +56,12 @@ _DFM = (
     "normalised image coordinates (0..1, 3 decimals).",
     "Mark the defective area with a box: reply [x1, y1, x2, y2], each value between 0 "
     "and 1 with 3 decimals, x to the right and y downwards from the top-left corner.",
+)
+_DD = (
+    "Describe the defect in this image: what it is, where it is, how big it is, its shape and how it looks.",
+    "What is wrong with this part? Say what the defect is, where, how large, its shape and its appearance.",
+    "Inspect the part and describe any defect: its type, location, size, shape and appearance.",
+    "Describe what you see on this part. If it is defective, give the defect's type, place, size, shape and look.",
 )
 _LETTER_LINES = (
     "Answer with the option's letter from the given choices directly.",
@@ -141,6 +153,29 @@ def dfm_question(sample: Sample, seed: int) -> Question:
     return Question("DFM", sample, rng.choice(_DFM), format_box(sample.stats.box), ())
 
 
+def sample_facts(sample: Sample) -> DefectFacts | None:
+    """The facts of an NG sample's mask and image (docs/ddqa.md, "Defect description"); None for OK."""
+    if sample.label != "NG":
+        return None
+    mask, why = decode(sample.mask, grayscale=True)
+    image, image_why = decode(sample.image, grayscale=True)  # 8-bit grey whatever the file's depth
+    if mask is None or image is None:
+        raise DataError(f"{sample.key}: cannot read {'mask' if mask is None else 'image'} again ({why or image_why})")
+    facts = measure_defect(mask, image)
+    if facts is None:
+        raise DataError(f"{sample.key}: its mask has no defect pixel")
+    return facts
+
+
+def dd_question(sample: Sample, seed: int) -> Question:
+    """The description task: one sentence of measured facts (NG) or the good-part sentence (OK)."""
+    rng = _rng(seed, "DD", sample.key)
+    prompt = rng.choice(_DD)
+    facts = sample_facts(sample)
+    answer = describe_defect(facts, sample.defect, rng) if facts is not None else describe_good(rng)
+    return Question("DD", sample, prompt, answer, ())
+
+
 def dc_option_count(n_classes: int) -> int:
     """Options per DC question: min(4, classes); 0 means DC is not built (fewer than 2 classes)."""
     return min(MAX_DC_OPTIONS, n_classes) if n_classes >= 2 else 0
@@ -161,4 +196,5 @@ def questions_for_split(
     rdl_letters = assign_letters(ng, len(QUADRANTS), seed, "RDL", split)
     out["RDL"] = [rdl_question(s, rdl_letters[s.key], seed) for s in ng]
     out["DFM"] = [dfm_question(s, seed) for s in ng]
+    out["DD"] = [dd_question(s, seed) for s in samples]
     return out

@@ -6,14 +6,16 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from train.data.ddqa.questions import LETTERS, TASKS, Question
+from train.data.ddqa.questions import CHOICE_TASKS, LETTERS, TASKS, Question
 from train.data.ddqa.scan import Problems, Sample, Skipped
 
 
 def letter_counts(questions: dict[str, list[Question]]) -> dict[str, dict[str, int]]:
     """Per multiple-choice task: correct letter -> records."""
     return {
-        task: dict(sorted(Counter(q.answer for q in qs).items())) for task, qs in questions.items() if task != "DFM"
+        task: dict(sorted(Counter(q.answer for q in qs).items()))
+        for task, qs in questions.items()
+        if task in CHOICE_TASKS
     }
 
 
@@ -109,8 +111,7 @@ def format_summary(report: DdqaReport) -> str:
     header = ["task/split", *LETTERS]
     rows = [
         [f"{task}/{s}"] + [str(report.letter_balance[s].get(task, {}).get(letter, 0)) for letter in LETTERS]
-        for task in TASKS
-        if task != "DFM"
+        for task in CHOICE_TASKS
         for s in splits
     ]
     out += ["correct letter balance"] + _table(header, rows) + [""]

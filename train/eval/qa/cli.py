@@ -78,7 +78,7 @@ def register(sub) -> None:
         type=Path,
         metavar="DIR|FILE.jsonl",
         help="a folder 'eiad data ddqa' wrote (reads its Task_*.jsonl of --split), or one .jsonl file "
-        "(Task_<AD|DC|RDL|DFM>.jsonl, or a mixed file: the task is told from each record)",
+        "(Task_<AD|DC|RDL|DFM|DD>.jsonl, or a mixed file: the task is told from each record)",
     )
     ddqa.add_argument(
         "--split",

@@ -9,10 +9,13 @@ Per task:
   normalised to 0..1 with x1 < x2, y1 < y2) is compared with the reference box by IoU.
   A reply without such a box is counted as unparseable with IoU 0. Reported: mean IoU
   and the share of records with IoU >= 0.5 (`correct` counts those).
+- DD (description): the reply's claims (eiad/description/check.py) must match the
+  reference sentence's: no-defect or not, class and location; size, shape and appearance
+  when the reply states them. A reply that claims nothing is unparseable.
 
 The task of a record comes from its file (`Task_AD.jsonl` ...) or, in a mixed file such
 as `val/val.jsonl`, from the record itself (a box answer = DFM; options Yes/No = AD;
-options that are image quadrants = RDL; other options = DC).
+options that are image quadrants = RDL; other options = DC; no options = DD).
 
 The scoring functions are pure and thread-safe; `run_qa_eval` drives any object with
 `generate(images, prompts, max_new_tokens) -> list[str]` (an `EiadBackbone`).
@@ -33,19 +36,20 @@ from train.eval.answer_parsing import LETTERS, Rule, parse_answer
 
 log = logging.getLogger(__name__)
 
-TASKS = ("AD", "DC", "RDL", "DFM")
+TASKS = ("AD", "DC", "RDL", "DFM", "DD")
 TASK_NAMES = {
     "AD": "Anomaly Discrimination",
     "DC": "Defect Classification",
     "RDL": "Rough Defect Localization",
     "DFM": "Defect Fine Mapping",
+    "DD": "Defect Description",
 }
 IOU_HIT = 0.5
 QUADRANTS = frozenset({"top left", "top right", "bottom left", "bottom right"})
 _NUM = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
 _BOX = re.compile(r"[\[(]\s*" + r"\s*,\s*".join([_NUM] * 4) + r"\s*[\])]")
 _OPTION_LINE = re.compile(r"^\s*([A-E])\.\s+(.+?)\s*$", re.MULTILINE)
-_TASK_FILE = re.compile(r"^Task_(AD|DC|RDL|DFM)$")
+_TASK_FILE = re.compile(r"^Task_(AD|DC|RDL|DFM|DD)$")
 # Reported boxes may be rounded to 3 decimals: allow that much outside 0..1.
 _BOX_TOLERANCE = 1e-3
 
@@ -58,7 +62,7 @@ class ChatModel(Protocol):
 
 @dataclass(frozen=True)
 class QaItem:
-    """One DDQA record with its task (AD, DC, RDL or DFM)."""
+    """One DDQA record with its task (AD, DC, RDL, DFM or DD)."""
 
     task: str
     record: DialogRecord
@@ -139,15 +143,12 @@ def parse_options(question: str) -> dict[str, str]:
 
 
 def infer_task(record: DialogRecord) -> str:
-    """AD, DC, RDL or DFM for a record of a mixed file (see the module docstring)."""
+    """AD, DC, RDL, DFM or DD for a record of a mixed file (see the module docstring)."""
     if parse_box(record.answer) is not None:
         return "DFM"
     options = {v.strip().lower() for v in parse_options(record.question).values()}
     if not options:
-        raise DataError(
-            f"{record.where}: cannot tell the task: the answer is no box and the question has no "
-            "'A. ...' option lines; pass a Task_<AD|DC|RDL|DFM>.jsonl file instead"
-        )
+        return "DD"  # neither a box nor options: a free-form description
     if options == {"yes", "no"}:
         return "AD"
     return "RDL" if options <= QUADRANTS else "DC"
@@ -161,6 +162,9 @@ def load_qa_items(source: Path, split: str = "test", max_per_task: int | None = 
         items: list[QaItem] = []
         for task in TASKS:
             path = folder / f"Task_{task}.jsonl"
+            if task == "DD" and not path.is_file():
+                log.warning("%s: missing (a build older than the description task); DD not evaluated", path)
+                continue
             if not path.is_file():
                 raise DataError(
                     f"{path}: missing; {source} is not a DDQA build (run `eiad data ddqa ROOT --out "
@@ -197,10 +201,39 @@ def score_reply(item: QaItem, reply: str, rule: Rule = "first", fallback_to_opti
         iou = box_iou(box, truth) if box is not None else 0.0
         parsed = None if box is None else "[" + ", ".join(f"{v:.3f}" for v in box) + "]"
         return QaOutcome(record.where, item.task, reference, reply, parsed, iou >= IOU_HIT, iou)
+    if item.task == "DD":
+        return _score_description(item, reply)
     if reference not in LETTERS:
         raise DataError(f"{record.where}: {item.task} reference answer {reference!r} is not one letter A-E")
     letter = parse_answer(reply, parse_options(record.question), rule, fallback_to_option_text)
     return QaOutcome(record.where, item.task, reference, reply, letter, letter == reference)
+
+
+def _score_description(item: QaItem, reply: str) -> QaOutcome:
+    """DD: the reply must say what the reference says about the verdict, the class and the
+    location (eiad/description/check.py reads both); shape, size and appearance, when the
+    reply states them, must match too. `parsed` lists the reply's claims (None: it made none)."""
+    from eiad.description.check import read_claims
+
+    record = item.record
+    # The class names are the DDQA layout's NG folders (.../NG/<class>/image/<file>).
+    folder = record.image.parent.parent
+    names = [folder.name] if folder.parent.name == "NG" else []
+    ref, got = read_claims(record.answer, names), read_claims(reply, names)
+    stated = [
+        (got.sizes, ref.sizes),
+        (got.shapes, ref.shapes),
+        (got.appearances, ref.appearances),
+    ]
+    correct = (
+        got.no_defect == ref.no_defect
+        and got.classes == ref.classes
+        and got.locations == ref.locations
+        and all(not said or said == truth for said, truth in stated)
+    )
+    said = sorted(got.classes | got.locations | got.sizes | got.shapes | got.appearances)
+    parsed = ", ".join(["no defect"] * got.no_defect + said) or None
+    return QaOutcome(record.where, item.task, record.answer.strip(), reply, parsed, correct)
 
 
 def summarize(outcomes: Sequence[QaOutcome]) -> dict[str, TaskScore]:
@@ -257,7 +290,10 @@ def format_qa_table(report: QaReport) -> str:
         lines.append(
             f"{name:6s} {TASK_NAMES[name]:28s} {s.records:8d} {s.correct:8d} {acc:>7s} {s.unparseable:9d} {iou:>9s}"
         )
-    lines.append(f"(DFM: correct = IoU >= {IOU_HIT}; unparseable replies count as wrong, IoU 0)")
+    lines.append(
+        f"(DFM: correct = IoU >= {IOU_HIT}; DD: correct = same verdict, class and location as the reference, "
+        "and any size/shape/look it states; unparseable replies count as wrong, IoU 0)"
+    )
     return "\n".join(lines)
 
 
