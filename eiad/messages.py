@@ -96,6 +96,14 @@ class ExplanationMessage(_Payload):
     station: str
     line: str
     text: str = Field(description="The language model's explanation for an operator")
+    consistent: bool | None = Field(
+        default=None,
+        description="Whether the text agrees with the verdict, class and mask it explains (read back by the "
+        "station's checker); null when it was not checked. A consumer may hide an inconsistent explanation.",
+    )
+    disagreements: list[Literal["verdict", "class", "location", "size", "shape", "appearance"]] = Field(
+        default_factory=list, description="What disagreed when consistent is false"
+    )
     published_at: str
     meta: dict[str, str | int | float | bool | None] = Field(
         default_factory=dict, description="Model id, prompt id, generation time, ..."

@@ -28,7 +28,7 @@ class ExplainerFeed:
         return self._explainer
 
     def handle(self, result: InspectionResult, image=None) -> None:
-        self._explainer.submit(result)
+        self._explainer.submit(result, image)
 
     def stats(self) -> dict:
         """The explainer's counters (backlog, dropped, explained, ...) for health/metrics."""

@@ -4,9 +4,12 @@ The pipeline calls `Explainer.submit(result)` right after a verdict is published
 never blocks (a bounded backlog with a named, counted drop policy) and never runs the
 language model on the verdict path. The worker feeds the vision tokens the vision engine
 already computed (`InspectionResult.features`: no second vision pass) and a prompt
-grounded in the verdict (eiad/grounding.py) to the LLM runtime, streams the
-text to `on_text`, then hands it to every `ExplanationSink` (edge/sinks/base.py) with the same
-inspection id. A failing sink is logged and counted, never fatal.
+grounded in the verdict (eiad/grounding.py: class, score and the facts measured on the
+published mask and the frame) to the LLM runtime, streams the text to `on_text`, reads
+the text back with the consistency checker (eiad/description/check.py) and hands it,
+with `meta.consistent` / `meta.disagreements`, to every `ExplanationSink`
+(edge/sinks/base.py) with the same inspection id. A failing sink is logged and counted,
+never fatal. Facts and check run on the worker thread, never on the verdict path.
 
 Modes: "NG" (default) explains rejected parts; "all" every part; "sampled" every n-th
 part; "on_request" only ids asked for with `request(id)`. Any mode also explains ids
@@ -32,6 +35,8 @@ import numpy as np
 from edge.explainer.config import ExplainerConfig
 from edge.results import InspectionResult
 from edge.sinks.base import ExplanationSink
+from eiad.description.check import check_explanation
+from eiad.description.facts import DefectFacts, measure_defect
 from eiad.grounding import grounded_prompt
 
 log = logging.getLogger(__name__)
@@ -52,6 +57,7 @@ class ExplainerStats:
     failed: int = 0
     sink_failures: int = 0
     requests_unknown: int = 0
+    inconsistent: int = 0  # explanations the checker found disagreeing with their verdict
     backlog: int = 0
     last_tokens_per_s: float = 0.0
     drop_policy: str = ""
@@ -60,21 +66,24 @@ class ExplainerStats:
 @dataclass(frozen=True)
 class _Job:
     result: InspectionResult
+    image: np.ndarray | None = None  # the frame, for how the defect looks (None: not known)
     requested: bool = False
     requested_by: str | None = None
     queued_ns: int = field(default_factory=time.monotonic_ns)
 
 
-def prompt_for(result: InspectionResult) -> str:
-    """The grounded question for one result: class, confidence, box and quadrant of its largest region."""
-    box = None
-    if result.regions and result.mask is not None:
-        height, width = result.mask.shape[:2]
-        region = max(result.regions, key=lambda r: r.area_px)
-        x1, y1, x2, y2 = region.box_xyxy
-        box = (x1 / width, y1 / height, min(1.0, (x2 + 1) / width), min(1.0, (y2 + 1) / height))
-    defect = result.defect_class if result.verdict == "NG" else None
-    return grounded_prompt(defect, float(min(1.0, max(0.0, result.score))), box, None)
+def facts_of(result: InspectionResult, image: np.ndarray | None = None) -> DefectFacts | None:
+    """The facts of an NG result's published mask (and its frame, for the appearance); None
+    for an OK part or an NG one with no mask pixel."""
+    if result.verdict != "NG" or result.mask is None:
+        return None
+    return measure_defect(result.mask, image)
+
+
+def prompt_for(result: InspectionResult, facts: DefectFacts | None) -> str:
+    """The grounded question for one result: its verdict, class, score and mask facts."""
+    verdict = "NG" if result.verdict == "NG" else "OK"
+    return grounded_prompt(verdict, result.defect_class, float(min(1.0, max(0.0, result.score))), facts)
 
 
 class Explainer:
@@ -87,8 +96,10 @@ class Explainer:
         config: ExplainerConfig,
         template: tuple[str, str] = ("", "{prompt}"),
         on_text: Callable[[str, str], None] | None = None,
+        class_names: Sequence[str] = (),
     ) -> None:
         self.runtime, self.sinks, self.config = runtime, list(sinks), config
+        self.class_names = tuple(class_names)  # what the checker looks for in a text
         self.before_image, self.after_image = template
         self.on_text = on_text  # (inspection_id, piece of text), called on the worker thread
         self._backlog: deque[_Job] = deque()
@@ -106,8 +117,9 @@ class Explainer:
         self._thread.start()
         return self
 
-    def submit(self, result: InspectionResult) -> str:
-        """Offer a result; returns 'queued', 'skipped' or 'dropped'. Never blocks on the LLM."""
+    def submit(self, result: InspectionResult, image: np.ndarray | None = None) -> str:
+        """Offer a result (and its frame: kept only while queued, for the appearance fact);
+        returns 'queued', 'skipped' or 'dropped'. Never blocks on the LLM."""
         with self._cond:
             self._stats.submitted += 1
             self._parts_seen += 1
@@ -118,7 +130,7 @@ class Explainer:
             if not self._wanted(result):
                 self._stats.skipped_by_mode += 1
                 return "skipped"
-            return self._enqueue(_Job(result))
+            return self._enqueue(_Job(result, image))
 
     def request(self, inspection_id: str) -> bool:
         """Explain a recent part on demand (any mode); False if it is no longer remembered,
@@ -241,7 +253,8 @@ class Explainer:
         result = job.result
         started_ns = time.monotonic_ns()
         try:
-            prompt = prompt_for(result)
+            facts = facts_of(result, job.image)
+            prompt = prompt_for(result, facts)
             embeds = self.runtime.prompt_embeds(
                 self.before_image, result.features, self.after_image.format(prompt=prompt)
             )
@@ -253,6 +266,7 @@ class Explainer:
                 self._stats.failed += 1
             return
         done_ns = time.monotonic_ns()
+        check = check_explanation(generation.text, result.verdict, result.defect_class, facts, self.class_names)
         meta = {
             "verdict": result.verdict,
             "defect_class": result.defect_class,
@@ -267,6 +281,8 @@ class Explainer:
             "backlog_ms": round((started_ns - job.queued_ns) / 1e6, 1),
             "generation_ms": round((done_ns - started_ns) / 1e6, 1),
             "prefill_ms": round(getattr(generation, "prefill_s", 0.0) * 1000, 1),  # prompt processing, in generation_ms
+            "consistent": check.consistent,
+            "disagreements": ",".join(check.disagreements),
         }
         if job.requested_by:
             meta["requested_by"] = job.requested_by
@@ -279,6 +295,7 @@ class Explainer:
                     self._stats.sink_failures += 1
         with self._cond:
             self._stats.explained += 1
+            self._stats.inconsistent += not check.consistent
             self._stats.last_tokens_per_s = generation.tokens_per_s
 
 
@@ -307,9 +324,9 @@ def build_explainer(
     """Wire an Explainer to the artifact's exported LLM (not started: call start())."""
 
     from edge.explainer.runtime import LlmRuntime
-    from eiad.manifest import llm_dir, read_llm_config
+    from eiad.manifest import llm_dir, load_manifest, read_llm_config
 
     runtime = LlmRuntime(llm_dir(artifact_dir), config.precision, config.threads)
     llm_config = read_llm_config(artifact_dir)
     template = tuple(llm_config.get("prompt_template", ("", "{prompt}")))
-    return Explainer(runtime, sinks, config, template, on_text)
+    return Explainer(runtime, sinks, config, template, on_text, load_manifest(artifact_dir).class_names)

@@ -19,7 +19,7 @@ the camera loop never pays for it) and exports:
   eiad_outbox_replayed_total           messages from an earlier run published again
   eiad_publish_latency_seconds{quantile}  outbox write -> PUBACK, recent messages (0.5, 0.99, 1 = max)
   eiad_explainer_backlog_parts         parts waiting for an explanation
-  eiad_explainer_produced_total / _dropped_total / _failed_total
+  eiad_explainer_produced_total / _dropped_total / _failed_total / _inconsistent_total
   eiad_explain_requests_accepted_total         MQTT explanation requests queued
   eiad_explain_requests_rejected_total{reason} MQTT explanation requests refused (edge/explainer/requests.py)
   eiad_sparkplug_connected, eiad_sparkplug_published_total, eiad_sparkplug_dropped_total{reason}
@@ -136,6 +136,11 @@ def _explainer(s: dict) -> Iterator[Metric]:
         "eiad_explainer_dropped_total", "parts dropped from the backlog (policy or shutdown)", s.get("dropped")
     )
     yield _counter("eiad_explainer_failed_total", "explanations that failed", s.get("failed"))
+    yield _counter(
+        "eiad_explainer_inconsistent_total",
+        "explanations the checker found disagreeing with their verdict, class or mask",
+        s.get("inconsistent"),
+    )
     if "explain_requests_accepted" in s:  # only when explainer.mqtt_requests is set
         yield _counter(
             "eiad_explain_requests_accepted_total",

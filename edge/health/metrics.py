@@ -95,10 +95,21 @@ class Metrics:
 
     def pipeline_stats(self) -> dict[str, float]:
         """Flat counters for the MQTT stats topic: `results.NG`, `captured.<source>`,
-        `dropped.<source>/<reason>`, `sink_failures.<sink>`, `fps.<source>`, `uptime_s`, ..."""
+        `dropped.<source>/<reason>`, `sink_failures.<sink>`, `fps.<source>`, `uptime_s`, and the
+        explainer's counters as `explainer.<name>` (explained, inconsistent, dropped, backlog, ...)."""
         with self._lock:
             flat = {f"{family}.{key}": float(n) for family, table in self._counts.items() for key, n in table.items()}
             flat.update({f"fps.{source}": round(fps, 3) for source, fps in self._fps_now.items()})
+            explainer = self._components.get("explainer")
+        if explainer is not None:
+            numbers = snapshot("explainer", explainer).items()
+            flat.update(
+                {
+                    f"explainer.{k}": float(v)
+                    for k, v in numbers
+                    if isinstance(v, int | float) and not isinstance(v, bool)
+                }
+            )
         flat["uptime_s"] = round(time.time() - self.started_unix_s, 3)
         if self.last_result_unix_s is not None:
             flat["last_result_age_s"] = round(time.time() - self.last_result_unix_s, 3)

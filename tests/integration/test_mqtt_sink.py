@@ -19,6 +19,7 @@ from benchmarks.stand_ins.subscriber import Subscriber
 from edge.sinks.mqtt.config import MqttSettings, OutboxSettings
 from edge.sinks.mqtt.outbox.store import Outbox
 from edge.sinks.mqtt.sink import MqttSink
+from eiad.messages import ExplanationMessage
 
 pytestmark = pytest.mark.mqtt
 REPO = Path(__file__).resolve().parents[2]
@@ -50,7 +51,8 @@ def test_every_verdict_once_in_order_with_masks_and_explanations(mosquitto, subs
     # when 40 results and an explanation for one NG part are handled
     for r in results:
         sink.handle(r)
-    sink.handle_explanation("st1-000003", "a scratch near the top edge", {"model": "tiny-q4", "tokens": 7})
+    meta = {"model": "tiny-q4", "tokens": 7, "consistent": False, "disagreements": "class,location"}
+    sink.handle_explanation("st1-000003", "a scratch near the top edge", meta)
     assert sink.flush(10)
     assert subscriber.wait_for(lambda m: len([x for x in m if x.topic.endswith("/verdict")]) >= 40)
     assert subscriber.wait_for(lambda m: any(x.topic.endswith("/explanation") for x in m))
@@ -67,6 +69,10 @@ def test_every_verdict_once_in_order_with_masks_and_explanations(mosquitto, subs
     assert [dict(m.properties["UserProperty"])["inspection_id"] for m in masks][0] == "st1-000003"
     explanation = json.loads(subscriber.snapshot("/explanation")[0].payload)
     assert explanation["inspection_id"] == "st1-000003" and explanation["meta"]["tokens"] == 7
+    # the checker's verdict travels as fields of its own, valid against the published schema
+    assert explanation["consistent"] is False and explanation["disagreements"] == ["class", "location"]
+    assert "consistent" not in explanation["meta"]
+    ExplanationMessage.model_validate(explanation)
     stats = sink.stats()
     assert stats["acked"] == 40 + 13 + 1 and stats["outbox_depth_rows"] == 0
     assert stats["publish_latency_ms"]["p50"] > 0

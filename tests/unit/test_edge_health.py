@@ -153,6 +153,9 @@ def test_mqtt_sink_and_explainer_stats_reach_health_and_prometheus(tmp_path):
     assert samples[("eiad_explainer_backlog_parts", ())] == 1 and samples[("eiad_explainer_dropped_total", ())] == 1
     assert samples[("eiad_explainer_produced_total", ())] == 0
     assert after[("eiad_explainer_produced_total", ())] == 2 and after[("eiad_explainer_backlog_parts", ())] == 0
+    # the scripted "a crack" names no place: both explanations are counted inconsistent, on
+    # /metrics and on the stats topic alike
+    assert after[("eiad_explainer_inconsistent_total", ())] == 2 == metrics.pipeline_stats()["explainer.inconsistent"]
     # and /health says what is wrong, in words
     assert health["status"] == "degraded"
     assert "mqtt: not connected to the MQTT broker" in health["problems"]

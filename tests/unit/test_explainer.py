@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from edge.explainer.config import ExplainerConfig
-from edge.explainer.worker import Explainer, prompt_for
+from edge.explainer.worker import Explainer, facts_of, prompt_for
 from edge.results import InspectionResult, Region
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -166,9 +166,52 @@ def test_on_request_mode_and_failing_sink_is_counted():
     assert good.explanations[0][2]["requested"] is True
 
 
-def test_prompt_is_grounded_in_the_verdict():
-    prompt = prompt_for(result(1))
-    assert "crack" in prompt and "top left" in prompt and "0.094" in prompt  # x1 6/64
+def test_prompt_is_grounded_in_the_verdict_and_its_mask():
+    part = result(1)
+    prompt = prompt_for(part, facts_of(part))
+    assert "'crack'" in prompt and "top left" in prompt and "(384 pixels)" in prompt and "0.90" in prompt
+    assert "surroundings" not in prompt  # no frame given: how it looks is not claimed
+    frame = np.full((64, 64, 3), 200, np.uint8)
+    frame[4:20, 6:30] = 40
+    assert "looks darker than its surroundings" in prompt_for(part, facts_of(part, frame))
+    assert "no defect" in prompt_for(result(2, "OK"), facts_of(result(2, "OK")))
+
+
+class ScriptedRuntime:
+    """Answers each prompt with the next scripted text (the LLM's part is not under test here)."""
+
+    def __init__(self, texts) -> None:
+        self.texts, self.prompts = list(texts), []
+
+    def prompt_embeds(self, prefix, vision_features, suffix):
+        self.prompts.append(suffix)
+        return np.zeros((1, 3, 4), np.float32)
+
+    def generate(self, embeds, max_new_tokens=48, on_text=None):
+        return _Gen((1, 2, 3), self.texts.pop(0))
+
+
+def test_every_explanation_is_checked_against_its_verdict_and_mask():
+    # given an explainer whose model says the right thing once, then the wrong place, then the wrong look
+    frame = np.full((64, 64, 3), 200, np.uint8)
+    frame[4:20, 6:30] = 40  # the defect is darker than the part around it
+    texts = [
+        "A crack in the top left of the image, compact and darker than its surroundings.",
+        "A crack in the bottom right of the image.",
+        "A crack in the top left of the image, brighter than its surroundings.",
+    ]
+    sink = CollectingSink()
+    explainer = Explainer(ScriptedRuntime(texts), [sink], ExplainerConfig(mode="NG"), class_names=("crack", "hole"))
+    with explainer:
+        for i in range(3):
+            explainer.submit(result(i), frame)
+        assert explainer.drain(10)
+    # then each explanation carries the checker's verdict, and the disagreements are counted
+    meta = {inspection_id: m for inspection_id, _, m in sink.explanations}
+    assert meta["st1-0"]["consistent"] is True and meta["st1-0"]["disagreements"] == ""
+    assert meta["st1-1"]["consistent"] is False and meta["st1-1"]["disagreements"] == "location"
+    assert meta["st1-2"]["consistent"] is False and meta["st1-2"]["disagreements"] == "appearance"
+    assert explainer.stats().inconsistent == 2 and explainer.stats().explained == 3
 
 
 TORCH_FREE = r"""

@@ -96,6 +96,9 @@ class MqttSink:
     def handle_explanation(self, inspection_id: str, text: str, meta: dict) -> None:
         """Persist an explanation for an earlier verdict; never raises."""
         try:
+            meta = dict(meta)
+            # The checker's verdict travels as fields of its own, so a consumer can filter on it.
+            consistent, disagreements = meta.pop("consistent", None), meta.pop("disagreements", "")
             clean = {
                 str(k): v if isinstance(v, (str, int, float, bool)) or v is None else str(v) for k, v in meta.items()
             }
@@ -104,6 +107,8 @@ class MqttSink:
                 station=self._s.station,
                 line=self._s.line,
                 text=text,
+                consistent=consistent,
+                disagreements=[d for d in str(disagreements or "").split(",") if d],
                 published_at=iso_utc(time.time()),
                 meta=clean,
             )
