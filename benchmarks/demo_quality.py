@@ -31,6 +31,10 @@ def _load(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def _optional(path: Path) -> dict | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
 def collect(demo: Path) -> dict:
     metrics = _load(demo / "train" / "localization" / "metrics.json")
     summary = _load(demo / "edge" / "summary.json")
@@ -77,7 +81,9 @@ def collect(demo: Path) -> dict:
             "accuracy": summary["accuracy"],
             "quality": summary["quality"],
             "latency_ms": summary["latency_ms"]["capture_to_plc"],
+            "explanations": (summary.get("explanations") or {}).get("quality"),
         },
+        "dialog_test": _optional(demo / "train" / "dialog" / "explanations.json"),
         "steps": steps,
         "first_run_s": round(sum(seconds), 1) if all(s is not None for s in seconds) else None,
     }
@@ -103,6 +109,7 @@ def markdown(result: dict) -> str:
         f"- defect class right on {pct(stream['accuracy']['class_agreement'])} of the rejected defective parts, "
         f"'unknown' on {pct(stream['accuracy']['class_unknown'])}",
         f"- capture -> PLC p50 {stream['latency_ms'].get('p50')} ms, p99 {stream['latency_ms'].get('p99')} ms",
+        *_explanation_lines("the station's explanations of its NG parts", stream.get("explanations")),
         "",
         f"## The model on the DDQA test split ({test['images']} images, {test['defective_images']} defective)",
         "",
@@ -146,6 +153,11 @@ def markdown(result: dict) -> str:
         f"Classes published at confidence >= {pub['cutoff']:.3f}: {pct(pub['published_share'])} of the test "
         f"defects, right {pct(pub['published_accuracy'])} of the time.",
         "",
+        *_explanation_lines(
+            "the dialog model's answers to the explainer's question on test images (training report)",
+            result.get("dialog_test"),
+        ),
+        "",
         "## Steps",
         "",
     ]
@@ -157,6 +169,24 @@ def markdown(result: dict) -> str:
             "each step's own time, from its marker).",
         ]
     return "\n".join(lines) + "\n"
+
+
+def _explanation_lines(what: str, q: dict | None) -> list[str]:
+    if not q:
+        return []
+    pct = lambda v: "-" if v is None else f"{100 * v:.1f} %"  # noqa: E731
+    lines = [
+        f"- {what}: median {q['median_words']} words; consistent {pct(q['consistent'])}; class+location agree "
+        f"{pct(q['class_location_agreement'])}; vs the true mask: shape {pct(q['shape_agreement'])}, "
+        f"appearance {pct(q['appearance_agreement'])}",
+        f"  - explanation {format_goals(q['judged'])}",
+    ]
+    for example in q.get("examples", []):
+        lines.append(
+            f"  - {Path(example['image']).name} ({example['verdict']}, {example['class']}; truth "
+            f'{json.dumps(example["truth"])}): "{example["explanation"]}" (consistent {example["consistent"]})'
+        )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

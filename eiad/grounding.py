@@ -14,11 +14,10 @@ from eiad.description.facts import DefectFacts
 from eiad.description.sentences import class_words, percent
 from eiad.errors import DataError
 
-DEFECT_QUESTION = (
-    "Describe the defect for the operator in one sentence: what it is, where, how big, its shape, "
-    "how it looks and why the part was rejected."
-)
-OK_QUESTION = "Tell the operator in one sentence whether the part has any visible defect."
+# Short on purpose: the findings line carries the facts; every prompt token costs prefill time
+# at the edge and training time.
+DEFECT_QUESTION = "Describe the defect for the operator in one sentence."
+OK_QUESTION = "Tell the operator in one sentence whether the part is good."
 
 
 def findings(defective: bool, defect_class: str | None, score: float, facts: DefectFacts | None) -> str:

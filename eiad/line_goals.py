@@ -11,8 +11,11 @@ received: `eiad edge demo`, `eiad bench line`, `eiad bench sweep` and the soak. 
     mask IoU >= 0.6     mean over defective parts (a part without a published mask scores 0);
                         judged only where masks are scored
 
-A run that misses one is marked failed in its report, whatever its speed. Pure functions
-over plain values; thread-safe.
+A run that misses one is marked failed in its report, whatever its speed. Explanations
+have goals of their own (`EXPLANATION_GOALS`: a sentence of >= 12 words; class and
+location agree with the published verdict in >= 98 %; shape and appearance agree with
+the mask-measured truth in >= 80 %), judged by the same `judge`. Pure functions over
+plain values; thread-safe.
 """
 
 from __future__ import annotations
@@ -41,6 +44,13 @@ LINE_GOALS = (
     Goal("overkill_rate", "overkill", 0.02, False),
     Goal("miss_rate", "miss", 0.05, False),
     Goal("mean_iou", "mean mask IoU on defective parts", 0.6, True),
+)
+
+EXPLANATION_GOALS = (
+    Goal("median_words", "median words per explanation", 12, True),
+    Goal("class_location_agreement", "class and location agree with the verdict", 0.98, True),
+    Goal("shape_agreement", "shape agrees with the true mask", 0.8, True),
+    Goal("appearance_agreement", "appearance agrees with the true mask", 0.8, True),
 )
 
 
@@ -76,11 +86,11 @@ def from_confusion(confusion: dict[str, dict[str, int]], unscored: int = 0) -> d
     }
 
 
-def judge(scores: dict) -> dict:
+def judge(scores: dict, table: tuple[Goal, ...] = LINE_GOALS) -> dict:
     """Each goal's value, bound and verdict from a flat dict of figures (missing ones are not
     judged), plus `passed`: False when any judged goal is missed."""
     goals = {}
-    for goal in LINE_GOALS:
+    for goal in table:
         value = scores.get(goal.key)
         goals[goal.key] = {"goal": goal.text(), "value": value, "met": goal.met(value)}
     return {"goals": goals, "passed": all(g["met"] is not False for g in goals.values())}

@@ -114,13 +114,85 @@ def _train_dialog(config, args) -> None:
     ddqa = Path(config.ddqa_dir)
     test = ddqa / "test" / "test.jsonl"
     out = Path(config.out_dir) / "dialog"
+    from train.dialog.grounded import grounded_records
+
+    vision_from, train_cases, test_cases = _after_localization(config)
+    grounded_train, grounded_eval = (
+        grounded_records(train_cases, config.seed),
+        grounded_records(test_cases, config.seed),
+    )
     report = train_dialog(
-        config.dialog, config.backbone, ddqa / "train.jsonl", test if test.is_file() else None, out, resume=args.resume
+        config.dialog,
+        config.backbone,
+        ddqa / "train.jsonl",
+        test if test.is_file() else None,
+        out,
+        resume=args.resume,
+        vision_from=vision_from,
+        extra_train=grounded_train,
+        extra_eval=grounded_eval,
     )
     resumed = f", resumed from step {report.resumed_from_step}" if args.resume else ""
     print(
         f"dialog adapter: {report.adapter_dir}  ({report.steps} steps{resumed}, held-out answer loss "
         f"{report.loss_before:.4f} -> {report.loss_after:.4f}); loss curve and metrics.json in {out}"
+    )
+    if test_cases:
+        _explanation_report(config, out, vision_from, test_cases)
+
+
+def _explanation_report(config, out, vision_from, test_cases) -> None:
+    """The trained model's answers to the explainer's question on held-out test images, checked
+    (train/eval/explanations.py); written to OUT/dialog/explanations.json and printed."""
+    import json
+
+    from eiad.line_goals import EXPLANATION_GOALS, format_goals, judge
+    from eiad.modeling.checkpoint import load_checkpoint
+    from train.eval.explanations import choose_cases, explanation_quality, truth_of_split
+    from train.eval.qa.evaluate import load_eval_model
+
+    checkpoint = out.parent / "localization" / "checkpoint"
+    model = load_eval_model(str(config.backbone), out / "adapter", vision_from=vision_from)
+    cases = choose_cases(test_cases, config.dialog.report_ng_images, config.dialog.report_ok_images)
+    names = load_checkpoint(checkpoint).class_names
+    quality = explanation_quality(model, cases, truth_of_split(config.split), names, config.dialog.max_new_tokens)
+    quality["judged"] = judge(quality, EXPLANATION_GOALS)
+    (out / "explanations.json").write_text(json.dumps(quality, indent=2) + "\n")
+    pct = lambda v: "n/a" if v is None else f"{100 * v:.1f} %"  # noqa: E731
+    print(
+        f"explanations on {quality['images']} test images ({quality['ng_explained']} NG): median "
+        f"{quality['median_words']} words; class+location agree {pct(quality['class_location_agreement'])}, "
+        f"shape {pct(quality['shape_agreement'])}, appearance {pct(quality['appearance_agreement'])} "
+        f"(vs the true mask); consistent {pct(quality['consistent'])}; in {out / 'explanations.json'}"
+    )
+    print(f"  {format_goals(quality['judged'])}")
+
+
+def _after_localization(config):
+    """What the dialog run takes from a finished localization run in the same out_dir: its
+    trained vision tower (when it unfroze one) and the grounded cases built from its output
+    on the train and test images (`dialog.grounded`). Nothing without such a run."""
+    from pathlib import Path
+
+    from eiad.modeling.checkpoint import load_checkpoint
+
+    checkpoint = Path(config.out_dir) / "localization" / "checkpoint"
+    if not (checkpoint / "meta.json").is_file():
+        return None, [], []
+    saved = load_checkpoint(checkpoint)
+    vision_from = checkpoint if saved.vision_state else None
+    if not (config.dialog.grounded and saved.thresholds and saved.localizer_state):
+        return vision_from, [], []
+    from train.dialog.grounded import grounded_cases
+
+    split = Path(config.split)
+    import torch
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto" else config.device
+    return (
+        vision_from,
+        grounded_cases(checkpoint, split, "train", device),
+        grounded_cases(checkpoint, split, "test", device),
     )
 
 
@@ -137,6 +209,7 @@ def _merge(args) -> int:
         backbone = json.loads(run_config.read_text())["backbone"]
     if backbone is None:
         raise ConfigError(f"no --backbone given and {run_config} not found: pass --backbone PRESET_OR_DIR")
-    out = merge_lora(backbone, Path(args.adapter), Path(args.out))
+    vision_from = json.loads(run_config.read_text()).get("vision_from") if run_config.is_file() else None
+    out = merge_lora(backbone, Path(args.adapter), Path(args.out), Path(vision_from) if vision_from else None)
     print(f"merged model written to {out}")
     return 0

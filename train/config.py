@@ -52,7 +52,7 @@ class LocalizationConfig(_Strict):
     class_maps: bool = True  # a class per H/4 cell, averaged under the mask (dense class training signal)
     context: bool = True  # a dilated H/4 conv: wider context at the same cost (faint, large defects such as stains)
     reference: bool = False  # 1-shot: compare with a normal reference image's patches
-    unfreeze_vision: bool = False  # only for random-weight tiny presets; changes the LLM's input
+    unfreeze_vision: bool = False  # random-weight tiny presets; `eiad train` then trains dialog on this tower
     # optimisation: the same keys as dialog: (train/optimization.py)
     learning_rate: float = Field(2e-3, gt=0)
     vision_learning_rate: float = Field(2e-3, gt=0)  # the unfrozen vision layers (unfreeze_vision)

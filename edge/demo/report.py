@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edge.demo.camera import LineFiles, Shots, truth_mask, truth_of
+from edge.demo.explanations import score_explanations
 from edge.demo.live_view import Received
 from edge.verdict import UNKNOWN_CLASS
 from eiad.line_goals import format_goals, judge, score_image
@@ -135,6 +136,22 @@ def build_summary(
     for payload in received.verdicts.values():
         by_verdict[payload["verdict"]] = by_verdict.get(payload["verdict"], 0) + 1
     explained = [{"inspection_id": i, "text": e.get("text", "")} for i, e in list(received.explanations.items())[:3]]
+    judged_texts = []
+    for inspection_id, explanation in received.explanations.items():
+        record = recorder.results.get(inspection_id)
+        payload = received.verdicts.get(inspection_id)
+        if record is None or payload is None or payload["verdict"] != "NG":
+            continue
+        truth = truth_of(shots, record["frame_id"])
+        judged_texts.append(
+            {
+                "text": explanation.get("text", ""),
+                "consistent": explanation.get("consistent"),
+                "disagreements": explanation.get("disagreements") or [],
+                "truth": truth,
+                "truth_mask": truth_mask(truth, line),
+            }
+        )
     ratio = lambda a, b: round(a / b, 4) if b else None  # noqa: E731
     accuracy = {
         "image": score_image(pairs),
@@ -174,6 +191,7 @@ def build_summary(
             "produced": len(recorder.explained),
             "received": len(received.explanations),
             "examples": explained,
+            "quality": score_explanations(judged_texts, manifest.class_names, line.video) if judged_texts else None,
         },
     }
 
@@ -216,6 +234,14 @@ def format_summary(s: dict) -> str:
     if s["explanations"]["enabled"]:
         e = s["explanations"]
         lines.append(f"explanations produced {e['produced']}, received {e['received']}")
+        q = e.get("quality")
+        if q:
+            lines.append(
+                f"  median {q['median_words']} words; consistent {pct(q['consistent'])}; class+location agree "
+                f"{pct(q['class_location_agreement'])}; vs the true mask: shape {pct(q['shape_agreement'])}, "
+                f"appearance {pct(q['appearance_agreement'])}"
+            )
+            lines.append(f"  explanation {format_goals(q['judged'])}")
         lines += [f"  {x['inspection_id']}: {x['text']}" for x in e["examples"]]
     lines.append(
         f"overlays: {len(s['overlays'])} PNG in {Path(s['overlays'][0]).parent}"

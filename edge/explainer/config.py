@@ -32,7 +32,7 @@ class ExplainerConfig(BaseModel):
         "drop_oldest", description="backlog full: drop the oldest waiting part (explain the newest) or the new one"
     )
     precision: Literal["fp32", "int8", "int4"] = Field("int8", description="which exported LLM decoder to run")
-    max_new_tokens: int = Field(48, ge=1, le=1024)
+    max_new_tokens: int = Field(80, ge=1, le=1024, description="a one-sentence description fits in it")
     remember_recent: int = Field(64, ge=0, description="recent parts kept so 'on_request' can still explain them")
     # One thread by default: explanations come later, the verdict path must keep its cores; with one
     # thread ONNX Runtime also runs on the (lower-priority, see nice) explainer thread itself.

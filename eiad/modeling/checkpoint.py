@@ -201,6 +201,21 @@ def update_meta(directory: Path, **fields) -> None:
     tmp.replace(path)
 
 
+def apply_vision_state(backbone, saved: Checkpoint) -> bool:
+    """Give `backbone` the vision weights a localization run trained (`unfreeze_vision`), so
+    every user of the tower (the exported engine, the dialog training, the merged model)
+    sees the same features. False when the checkpoint kept the tower frozen."""
+    if not saved.vision_state:
+        return False
+    missing = set(saved.vision_state) - set(dict(backbone.named_parameters()))
+    if missing:
+        raise ModelError(
+            f"{saved.path}: vision weights {sorted(missing)[:3]}... do not fit backbone {saved.meta.get('backbone')}"
+        )
+    backbone.load_state_dict(saved.vision_state, strict=False)
+    return True
+
+
 def engine_from_checkpoint(path: Path, *, backbone=None, device="cpu") -> tuple[EiadVisionEngine, Checkpoint]:
     """Rebuild the vision engine (backbone + trained localizer) from a checkpoint directory."""
     saved = load_checkpoint(path)
@@ -208,12 +223,6 @@ def engine_from_checkpoint(path: Path, *, backbone=None, device="cpu") -> tuple[
         from eiad.modeling.backbone.loading import load_backbone
 
         backbone = load_backbone(saved.meta["backbone"], device=device)
-    if saved.vision_state:
-        missing = set(saved.vision_state) - set(dict(backbone.named_parameters()))
-        if missing:
-            raise ModelError(
-                f"{path}: vision weights {sorted(missing)[:3]}... do not fit backbone {saved.meta['backbone']}"
-            )
-        backbone.load_state_dict(saved.vision_state, strict=False)
+    apply_vision_state(backbone, saved)
     engine = EiadVisionEngine(backbone, saved.build_localizer(), saved.build_bank()).to(device).eval()
     return engine, saved

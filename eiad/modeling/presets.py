@@ -35,7 +35,7 @@ TINY_PATCH_PX = 14
 TEXT_INIT_STD = 0.2
 _MARKER = "eiad_preset.json"
 # Bump when a tiny builder changes, so cached builds are rebuilt.
-_BUILD_VERSION = 2
+_BUILD_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -99,11 +99,24 @@ def _corpus() -> list[str]:
         "coordinates explain what is wrong with the part and why it was rejected no defect was found "
         "good OK NG user assistant system"
     )
+    # The defect description (eiad/description/sentences.py) and the grounded prompt's findings.
+    description = (
+        "The part has a There is a This part shows a A is visible in the of the image located in the "
+        "image's centre near the centre at the centre close to the image border near the edge at the "
+        "edge separate regions split into spread over regions It is Its size is tiny small medium large "
+        "it covers about of the image pixels elongated compact in shape of an elongated shape a compact "
+        "shape darker brighter than the surface around it its surroundings the area around it as bright "
+        "as roughly so the part is rejected as defective which is why the part was rejected does not "
+        "pass inspection No defect is visible the surface looks normal and the part is good passes "
+        "uniform accepted missing material pitting inspection module anomaly score unknown marked "
+        "Describe the for the operator in one sentence what it is where how big its how it looks Tell "
+        "the operator whether has % 0.1 0.4 1.0 2.5 10.0 12 345 6789"
+    )
     digits = " ".join(f"0.{i:03d}" for i in range(0, 1000, 7))
-    return [words, digits, "0 1 2 3 4 5 6 7 8 9 , . [ ] ( ) : ? ! ' \" - _ / \n"] * 4
+    return [words, description, digits, "0 1 2 3 4 5 6 7 8 9 , . [ ] ( ) : ? ! ' \" - _ / \n"] * 4
 
 
-def train_tokenizer(special_tokens: list[str], vocab_size: int = 600, **tokenizer_kwargs):
+def train_tokenizer(special_tokens: list[str], vocab_size: int = 1000, **tokenizer_kwargs):
     """A tiny byte-level BPE trained offline on `_corpus()`, wrapped as a fast tokenizer."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast

@@ -234,3 +234,55 @@ def test_dialog_training_leaves_localization_outputs_unchanged(tmp_path, split, 
         after = after_engine(images)
     for name in ("anomaly_map", "image_score", "class_probs"):
         torch.testing.assert_close(getattr(after, name), getattr(before, name), rtol=0, atol=0, msg=name)
+
+
+@pytest.mark.slow
+def test_the_language_side_trains_on_the_features_the_exported_vision_graph_gives(
+    tmp_path, split, preset_cache, monkeypatch
+):
+    # given a localization run that retrains the vision tower (what the tiny presets do)
+    import onnxruntime as ort
+
+    import train.dialog.trainer as trainer_module
+    from eiad.modeling.backbone.loading import load_backbone
+    from eiad.modeling.engine import export_onnx
+    from train.dialog.config import DialogConfig
+    from train.dialog.merge import merge_lora
+
+    config = TrainConfig(
+        backbone=PRESET,
+        split=split,
+        out_dir=tmp_path / "run",
+        device="cpu",
+        localization=_loc(epochs=1, unfreeze_vision=True, vision_learning_rate=0.05),
+    )
+    loc = train_localization(config)
+    # when the dialog path trains as 'eiad train' runs it (on that run's tower), keeping the backbone it trained
+    trained = {}
+
+    def keep(*args, **kwargs):
+        trained["backbone"] = load_backbone(*args, **kwargs)
+        return trained["backbone"]
+
+    monkeypatch.setattr(trainer_module, "load_backbone", keep)
+    trainer_module.train_dialog(
+        DialogConfig(max_steps=2), PRESET, _ddqa(tmp_path, split), None, tmp_path / "dialog", vision_from=loc.checkpoint
+    )
+    merged = load_backbone(
+        merge_lora(PRESET, tmp_path / "dialog" / "adapter", tmp_path / "merged", vision_from=loc.checkpoint)
+    )
+    # then the vision features its language side saw are the exported vision graph's, for the same images
+    engine, _ = engine_from_checkpoint(loc.checkpoint, device="cpu")
+    export_onnx(engine, tmp_path / "vision.onnx")
+    images = np.random.default_rng(1).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
+    (exported,) = ort.InferenceSession(str(tmp_path / "vision.onnx")).run(["vision_features"], {"image": images})
+
+    def tokens(backbone):
+        with torch.no_grad():
+            pixels = engine.preprocess(torch.from_numpy(images))
+            return backbone.forward_vision(pixels, engine.taps).tokens.float().numpy()
+
+    np.testing.assert_allclose(tokens(trained["backbone"]), exported, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(tokens(merged), exported, atol=1e-4, rtol=1e-4)
+    # and the preset's own tower, which the dialog path used to train on, gives other features
+    assert np.abs(tokens(load_backbone(PRESET)) - exported).max() > 1e-2

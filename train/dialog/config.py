@@ -39,7 +39,13 @@ class DialogConfig(BaseModel):
     seed: int = 0
     # Held-out answer loss is measured on at most this many val records (None = all).
     eval_max_records: int | None = Field(None, ge=1)
-    max_new_tokens: int = Field(64, ge=1)
+    max_new_tokens: int = Field(80, ge=1)
+    # Also train on the explainer's grounded question, built from the localization module's output
+    # on the split's train images (needs a finished localization run in the same out_dir).
+    grounded: bool = True
+    # The explanation report after training: how many held-out NG / OK images the model describes.
+    report_ng_images: int = Field(40, ge=0)
+    report_ok_images: int = Field(10, ge=0)
     # Optimiser steps between checkpoints (adapter + optimizer/scheduler state) for --resume; also at the end.
     checkpoint_every_steps: int = Field(50, ge=1)
 

@@ -116,8 +116,16 @@ def train_dialog(
     *,
     resume: bool = False,
     on_step: StepHook | None = None,
+    vision_from: Path | None = None,
+    extra_train: Sequence[DialogRecord] = (),
+    extra_eval: Sequence[DialogRecord] = (),
 ) -> DialogReport:
     """Fine-tune LoRA adapters on DDQA answers; save them in peft's format under out_dir/adapter.
+
+    `vision_from`: a localization checkpoint whose trained vision weights the backbone takes
+    first, so the language side learns on the very features the exported vision graph gives
+    the edge (one shared vision pass). `extra_train` / `extra_eval`: more records (the
+    grounded prompts of train/dialog/grounded.py) beside the DDQA files.
 
     Checkpoints (adapter + optimizer/scheduler state) go to out_dir/checkpoint every
     `config.checkpoint_every_steps` optimiser steps and at the end; `resume=True` continues
@@ -133,8 +141,12 @@ def train_dialog(
         gradient_accumulation_steps=config.gradient_accumulation_steps, mixed_precision="bf16" if use_bf16 else "no"
     )
     torch.manual_seed(config.seed)
-    train_records, eval_records, eval_split = _read_records(config, ddqa_train, ddqa_test)
+    train_records, eval_records, eval_split = _read_records(config, ddqa_train, ddqa_test, extra_train, extra_eval)
     backbone = load_backbone(backbone_dir, device=str(acc.device))
+    if vision_from is not None:
+        from eiad.modeling.checkpoint import apply_vision_state, load_checkpoint
+
+        apply_vision_state(backbone, load_checkpoint(Path(vision_from)))
     model = attach_lora(backbone, config)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -157,6 +169,7 @@ def train_dialog(
         "config": config.model_dump(),
         "backbone": str(backbone_dir),
         "ddqa_train": str(ddqa_train),
+        "vision_from": str(vision_from) if vision_from is not None else None,
         "train_records": len(train_records),
         "num_processes": acc.num_processes,
     }
@@ -227,11 +240,15 @@ def _micro_seed(seed: int, epoch: int, batch: int, process: int) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
-def _read_records(config: DialogConfig, ddqa_train: Path, ddqa_test: Path | None):
-    train_records = read_ddqa(ddqa_train)
-    eval_records = read_ddqa(ddqa_test) if ddqa_test is not None else train_records
+def _read_records(config: DialogConfig, ddqa_train: Path, ddqa_test: Path | None, extra_train, extra_eval):
+    train_records = read_ddqa(ddqa_train) + list(extra_train)
+    eval_records = read_ddqa(ddqa_test) + list(extra_eval) if ddqa_test is not None else train_records
     eval_split = "test" if ddqa_test is not None else "train (no test file given)"
-    return train_records, eval_records[: config.eval_max_records], eval_split
+    if config.eval_max_records is not None and len(eval_records) > config.eval_max_records:
+        # An even sample across the file(s), so every task (and the grounded records) is measured.
+        step = len(eval_records) / config.eval_max_records
+        eval_records = [eval_records[int(i * step)] for i in range(config.eval_max_records)]
+    return train_records, eval_records, eval_split
 
 
 def _write_outputs(
@@ -253,6 +270,7 @@ def _write_outputs(
                 "backbone": identity["backbone"],
                 "ddqa_train": identity["ddqa_train"],
                 "ddqa_test": str(ddqa_test) if ddqa_test else None,
+                "vision_from": identity["vision_from"],
                 "family": family,
             },
             indent=2,

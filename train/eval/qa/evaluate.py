@@ -297,11 +297,16 @@ def format_qa_table(report: QaReport) -> str:
     return "\n".join(lines)
 
 
-def load_eval_model(model: str, adapter: Path | None = None, device: str = "cpu"):
-    """An `EiadBackbone` for evaluation: a preset or folder, optionally with a peft LoRA adapter merged in."""
+def load_eval_model(model: str, adapter: Path | None = None, device: str = "cpu", vision_from: Path | None = None):
+    """An `EiadBackbone` for evaluation: a preset or folder, optionally with a peft LoRA adapter
+    merged in and the vision tower of the localization checkpoint the adapter was trained on."""
     from eiad.modeling.backbone.loading import load_backbone
 
     backbone = load_backbone(model, device=device)
+    if vision_from is not None:
+        from eiad.modeling.checkpoint import apply_vision_state, load_checkpoint
+
+        apply_vision_state(backbone, load_checkpoint(Path(vision_from)))
     if adapter is not None:
         adapter = Path(adapter)
         if not (adapter / "adapter_config.json").is_file():
