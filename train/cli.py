@@ -114,13 +114,17 @@ def _train_dialog(config, args) -> None:
     ddqa = Path(config.ddqa_dir)
     test = ddqa / "test" / "test.jsonl"
     out = Path(config.out_dir) / "dialog"
-    from train.dialog.grounded import grounded_records
+    from eiad.modeling.checkpoint import load_checkpoint
+    from train.dialog.grounded import counterfactual_cases, grounded_records
 
     vision_from, train_cases, test_cases = _after_localization(config)
-    grounded_train, grounded_eval = (
-        grounded_records(train_cases, config.seed),
-        grounded_records(test_cases, config.seed),
-    )
+    if train_cases:
+        names = load_checkpoint(Path(config.out_dir) / "localization" / "checkpoint").class_names
+        train_cases = train_cases + counterfactual_cases(
+            train_cases, names, config.dialog.grounded_counterfactuals, config.seed
+        )
+    grounded_train = grounded_records(train_cases, config.seed)
+    grounded_eval = grounded_records(test_cases, config.seed)
     report = train_dialog(
         config.dialog,
         config.backbone,

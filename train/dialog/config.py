@@ -43,6 +43,9 @@ class DialogConfig(BaseModel):
     # Also train on the explainer's grounded question, built from the localization module's output
     # on the split's train images (needs a finished localization run in the same out_dir).
     grounded: bool = True
+    # Per NG training image, this many grounded records with another class and location in the
+    # prompt (train/dialog/grounded.py): the answer must follow the prompt, not the image.
+    grounded_counterfactuals: int = Field(3, ge=0)
     # The explanation report after training: how many held-out NG / OK images the model describes.
     report_ng_images: int = Field(40, ge=0)
     report_ok_images: int = Field(10, ge=0)

@@ -9,10 +9,16 @@ split's images, decided the way the station decides (the checkpoint's calibrated
 pixel and class-confidence thresholds), so the model learns to say what the prompt says.
 The answer is the description sentence of the same facts (eiad/description/sentences.py):
 what the consistency checker reads back at the edge.
+
+Counterfactual records (`counterfactual_cases`): the same image with another class and
+location in the prompt, answered with those. A model that can tell the class from the
+image alone would otherwise learn to ignore the prompt; at the edge the prompt is what
+the PLC acted on, and the explanation must follow it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from collections.abc import Sequence
@@ -21,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eiad.description.facts import DefectFacts, measure_defect
+from eiad.description.facts import LOCATIONS, DefectFacts, measure_defect
 from eiad.description.sentences import describe_defect, describe_good
 from eiad.dialog_records import DialogRecord
 from eiad.grounding import grounded_prompt
@@ -79,6 +85,25 @@ def grounded_cases(checkpoint: Path, split_path: Path, which: str = "train", dev
     return cases
 
 
+def counterfactual_cases(
+    cases: Sequence[GroundedCase], class_names: Sequence[str], per_case: int, seed: int = 0
+) -> list[GroundedCase]:
+    """`per_case` copies of every NG case with a mask, each with a seeded other class (or
+    "unknown") and location in its prompt; everything else (image, size, shape, look) kept."""
+    rng = random.Random(f"{seed}|counterfactual")
+    choices = [*class_names, UNKNOWN_CLASS]
+    out = []
+    for case in cases:
+        if case.verdict != "NG" or case.facts is None:
+            continue
+        for _ in range(per_case):
+            facts = dataclasses.replace(case.facts, location=rng.choice(LOCATIONS))
+            cls = rng.choice(choices)
+            prompt = grounded_prompt("NG", cls, min(1.0, max(0.0, case.score)), facts)
+            out.append(GroundedCase(case.image, "NG", cls, case.score, facts, prompt))
+    return out
+
+
 def grounded_records(cases: Sequence[GroundedCase], seed: int = 0) -> list[DialogRecord]:
     """Each case's prompt answered with the description of its own facts (seeded wording).
     An NG case without any mask pixel is left out: there is nothing to describe but the score."""
@@ -86,12 +111,12 @@ def grounded_records(cases: Sequence[GroundedCase], seed: int = 0) -> list[Dialo
     for case in cases:
         if case.verdict == "NG" and case.facts is None:
             continue
-        rng = random.Random(f"{seed}|grounded|{case.image}")
+        rng = random.Random(f"{seed}|grounded|{case.image}|{case.prompt}")
         if case.verdict == "NG":
             named = case.defect_class if case.defect_class != UNKNOWN_CLASS else None
             answer = describe_defect(case.facts, named, rng)
         else:
             answer = describe_good(rng)
-        records.append(DialogRecord(case.image, case.prompt, answer, f"grounded:{case.image.name}"))
+        records.append(DialogRecord(case.image, case.prompt, answer, f"grounded:{case.image.name}:{len(records)}"))
     log.info("grounded dialog records: %d of %d images", len(records), len(cases))
     return records

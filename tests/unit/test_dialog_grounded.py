@@ -1,0 +1,52 @@
+"""Grounded dialog records: the station's decision rules, answers that follow their prompt,
+and counterfactual prompts that make the model read the prompt rather than the image."""
+
+from pathlib import Path
+
+import numpy as np
+
+from eiad.description.check import check_explanation
+from eiad.description.facts import measure_defect
+from eiad.grounding import grounded_prompt
+from train.dialog.grounded import GroundedCase, counterfactual_cases, decide, grounded_records
+
+NAMES = ["crack", "hole", "stain"]
+THRESHOLDS = {"image_score": 0.5, "pixel": 0.6, "class_confidence": 0.7, "min_defect_area_px": 0}
+
+
+def test_decisions_follow_the_station_rules():
+    anomaly = np.zeros((32, 32), np.float32)
+    anomaly[4:8, 4:20] = 0.9
+    sure, unsure = np.array([0.1, 0.8, 0.1]), np.array([0.4, 0.3, 0.3])
+    verdict, cls, mask = decide(0.9, anomaly, sure, THRESHOLDS, NAMES)
+    assert (verdict, cls, int(mask.sum())) == ("NG", "hole", 64)
+    assert decide(0.9, anomaly, unsure, THRESHOLDS, NAMES)[1] == "unknown"
+    assert decide(0.4, anomaly, sure, THRESHOLDS, NAMES)[:2] == ("OK", None)
+    # a minimum area larger than the mask: the score alone does not reject
+    assert decide(0.9, anomaly, sure, {**THRESHOLDS, "min_defect_area_px": 100}, NAMES)[0] == "OK"
+
+
+def _case(cls="crack"):
+    mask = np.zeros((64, 64), bool)
+    mask[2:4, 10:40] = True
+    facts = measure_defect(mask, np.where(mask, 40, 160).astype(np.uint8))
+    return GroundedCase(Path("/x/a.png"), "NG", cls, 0.9, facts, grounded_prompt("NG", cls, 0.9, facts))
+
+
+def test_every_answer_agrees_with_its_own_prompt_counterfactuals_included():
+    ok = GroundedCase(Path("/x/b.png"), "OK", None, 0.1, None, grounded_prompt("OK", None, 0.1, None))
+    cases = [_case(), ok]
+    extra = counterfactual_cases(cases, NAMES, per_case=8, seed=0)
+    assert len(extra) == 8  # the OK case gets none
+    # the counterfactuals change what the prompt says, not the image
+    assert {c.image for c in extra} == {Path("/x/a.png")}
+    assert len({(c.defect_class, c.facts.location) for c in extra}) > 3
+    for case, record in zip(cases + extra, grounded_records(cases + extra, seed=0), strict=True):
+        assert record.question == case.prompt
+        check = check_explanation(record.answer, case.verdict, case.defect_class, case.facts, NAMES)
+        assert check.consistent, (record.question, record.answer, check.disagreements)
+
+
+def test_an_ng_case_without_a_mask_is_not_a_record():
+    bare = GroundedCase(Path("/x/c.png"), "NG", "crack", 0.9, None, grounded_prompt("NG", "crack", 0.9, None))
+    assert grounded_records([bare]) == []
