@@ -77,6 +77,16 @@ def vision_rows(artifact: Path, engine, iters: int) -> list[dict]:
     return rows
 
 
+def _grounded_example() -> str:
+    """The explainer's grounded question about a thin dark scratch near the top-left edge."""
+    from eiad.description.facts import measure_defect
+    from eiad.grounding import grounded_prompt
+
+    mask = np.zeros((224, 224), bool)
+    mask[8:11, 20:90] = True
+    return grounded_prompt("NG", "scratch", 0.93, measure_defect(mask, np.where(mask, 40, 150).astype(np.uint8)))
+
+
 def llm_rows(artifact: Path, tokens: int) -> list[dict]:
     from edge.explainer.runtime import LlmRuntime
 
@@ -85,7 +95,7 @@ def llm_rows(artifact: Path, tokens: int) -> list[dict]:
     rows = []
     for precision in config["precisions"]:
         runtime = LlmRuntime(folder, precision)
-        ids = runtime.encode("Inspection verdict NG, defect crack at the top left. Explain the defect.")
+        ids = runtime.encode(_grounded_example())  # the explainer's real question, so prefill is real
         runtime.generate_ids(ids, 4)  # warm-up
         runtime.eos = set()  # time a fixed number of tokens
         generation = runtime.generate_ids(ids, tokens)
@@ -95,6 +105,8 @@ def llm_rows(artifact: Path, tokens: int) -> list[dict]:
                 "precision": precision,
                 "size_mb": size / 1e6,
                 "tokens_per_s": generation.tokens_per_s,
+                "prompt_tokens": len(ids),
+                "prefill_ms": round(generation.prefill_s * 1000, 2),  # the prompt, before the first new token
                 "tokens": len(generation.token_ids),
             }
         )

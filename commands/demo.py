@@ -54,7 +54,7 @@ PROFILES = {
         stream_frames=300,
         max_steps=2000,
         time_budget_s=480,
-        dialog_steps=60,
+        dialog_steps=3000,
         stream_fps=30.0,
     ),
     # CI and a first look: the same steps on a small line, a short training; the quality
@@ -83,9 +83,14 @@ localization:
   max_steps: {max_steps}
   time_budget_s: {time_budget_s}
   num_workers: 1             # camera-like augmentation runs beside the training step
-dialog:
-  learning_rate: 0.003
+dialog:                      # long enough for the tiny LM to learn to copy the prompt's facts
+  lora_rank: 32              # (docs/model.md, "What the dialog path learns to say")
+  lora_alpha: 64
+  learning_rate: 0.005
+  batch_size: 8
+  epochs: 1000
   max_steps: {dialog_steps}
+  grounded_counterfactuals: 6  # the grounded question stays the larger share beside the DDQA tasks
 """
 
 

@@ -135,7 +135,10 @@ def build_summary(
     by_verdict: dict[str, int] = {}
     for payload in received.verdicts.values():
         by_verdict[payload["verdict"]] = by_verdict.get(payload["verdict"], 0) + 1
-    explained = [{"inspection_id": i, "text": e.get("text", "")} for i, e in list(received.explanations.items())[:3]]
+    explained = [
+        {"inspection_id": i, "text": e.get("text", ""), "consistent": e.get("consistent")}
+        for i, e in list(received.explanations.items())[:3]
+    ]
     judged_texts = []
     for inspection_id, explanation in received.explanations.items():
         record = recorder.results.get(inspection_id)
@@ -242,7 +245,7 @@ def format_summary(s: dict) -> str:
                 f"appearance {pct(q['appearance_agreement'])}"
             )
             lines.append(f"  explanation {format_goals(q['judged'])}")
-        lines += [f"  {x['inspection_id']}: {x['text']}" for x in e["examples"]]
+        lines += [f"  {x['inspection_id']} (consistent: {x.get('consistent')}): {x['text']}" for x in e["examples"]]
     lines.append(
         f"overlays: {len(s['overlays'])} PNG in {Path(s['overlays'][0]).parent}"
         if s["overlays"]

@@ -32,4 +32,13 @@ def test_quick_demo_runs_every_step_and_the_plc_gets_every_verdict(tmp_path):
     # and every reported training figure came from the test split
     metrics = json.loads((out / "train" / "localization" / "metrics.json").read_text())
     assert metrics["test"]["split"] == "test"
+    # and every explanation the PLC received carries the station's consistency check
+    explanations, ng = summary["explanations"], summary["verdicts_by_kind"].get("NG", 0)
+    assert explanations["enabled"] and explanations["received"] == explanations["produced"] == ng
+    assert len(explanations["examples"]) == min(3, ng)
+    assert all(isinstance(x["consistent"], bool) for x in explanations["examples"])
+    assert (explanations["quality"] is not None) == (ng > 0)
+    # and the dialog run reported its answers to the explainer's question on held-out images
+    report = json.loads((out / "train" / "dialog" / "explanations.json").read_text())
+    assert report["images"] >= 1 and set(report["judged"]["goals"]) >= {"median_words", "class_location_agreement"}
     assert (out / "artifact" / "manifest.json").is_file() and "demo finished" in proc.stdout

@@ -204,6 +204,16 @@ def test_demo_explains_ng_parts_with_the_artifacts_language_model(llm_artifact, 
     assert explained["produced"] == explained["received"] == summary["verdicts_by_kind"].get("NG", 0)
     assert explained["received"] >= 1  # the tiny engine calls these textured parts NG
     assert explained["examples"] and all(e["text"].strip() for e in explained["examples"])
+    # and each carries the station's check against its verdict and mask, judged in the summary
+    assert all(isinstance(e["consistent"], bool) for e in explained["examples"])
+    quality = explained["quality"]
+    assert quality["explanations"] == explained["received"] and 0 <= quality["consistent"] <= 1
+    assert set(quality["judged"]["goals"]) == {
+        "median_words",
+        "class_location_agreement",
+        "shape_agreement",
+        "appearance_agreement",
+    }
 
 
 from tests.unit.test_llm_fixtures import llm_artifact, parity_images, vision_artifact  # noqa: E402,F401,F811
