@@ -152,7 +152,16 @@ def explanation_section(
         "publish_ms": _summary([(received_ns[i] - stored_ns[i]) / 1e6 for i in ids if i in stored_ns]),
         "tokens": _tokens(timed),
         "tokens_per_s": _tokens_per_s(timed),
+        "words": _summary([len(str(messages.get(i, {}).get("text", "")).split()) for i in ids]),
+        # the station's own check of each text against its verdict and mask (null: not checked)
+        "consistent_share": _share(
+            [messages[i]["consistent"] for i in ids if messages.get(i, {}).get("consistent") is not None]
+        ),
     }
+
+
+def _share(flags: list[bool]) -> float | None:
+    return round(sum(flags) / len(flags), 4) if flags else None
 
 
 def explainer_settings(config) -> dict:

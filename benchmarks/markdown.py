@@ -250,5 +250,13 @@ def render_explanations(section: dict) -> list[str]:
         + (f"{_tps(alone_tps)}." if alone.get("measured") else f"not measured ({alone.get('reason', '-')})."),
         "",
     ]
+    words, share = section.get("words") or {}, section.get("consistent_share")
+    out += [
+        f"Words per explanation: p50 {_f(words.get('p50_ms'), 0)} (max {_f(words.get('max_ms'), 0)}); "
+        f"consistent with the verdict and mask it explains (the station's check): "
+        + ("-" if share is None else f"{100 * share:.1f} %")
+        + ".",
+        "",
+    ]
     out += [f"- {n}" for n in section.get("notes", [])] + [""]
     return out
