@@ -90,7 +90,8 @@ dialog:                      # long enough for the tiny LM to learn to copy the 
   batch_size: 8
   epochs: 1000
   max_steps: {dialog_steps}
-  grounded_counterfactuals: 6  # the grounded question stays the larger share beside the DDQA tasks
+  ddqa_tasks: [DD]           # the description task; the letter tasks are for real checkpoints
+  grounded_counterfactuals: 3
 """
 
 

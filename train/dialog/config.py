@@ -42,6 +42,9 @@ class DialogConfig(BaseModel):
     max_new_tokens: int = Field(80, ge=1)
     # Also train on the explainer's grounded question, built from the localization module's output
     # on the split's train images (needs a finished localization run in the same out_dir).
+    # Which DDQA tasks of train.jsonl / test.jsonl to train on (None: all five). A tiny model
+    # with minutes of CPU learns the description sooner without the letter-answer tasks.
+    ddqa_tasks: list[Literal["AD", "DC", "RDL", "DFM", "DD"]] | None = None
     grounded: bool = True
     # Per NG training image, this many grounded records with another class and location in the
     # prompt (train/dialog/grounded.py): the answer must follow the prompt, not the image.

@@ -240,9 +240,18 @@ def _micro_seed(seed: int, epoch: int, batch: int, process: int) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
+def _tasks(records: list[DialogRecord], config: DialogConfig) -> list[DialogRecord]:
+    """The records of the configured DDQA tasks (each record's task told as `eiad eval ddqa` does)."""
+    if config.ddqa_tasks is None:
+        return records
+    from train.eval.qa.evaluate import infer_task
+
+    return [r for r in records if infer_task(r) in config.ddqa_tasks]
+
+
 def _read_records(config: DialogConfig, ddqa_train: Path, ddqa_test: Path | None, extra_train, extra_eval):
-    train_records = read_ddqa(ddqa_train) + list(extra_train)
-    eval_records = read_ddqa(ddqa_test) + list(extra_eval) if ddqa_test is not None else train_records
+    train_records = _tasks(read_ddqa(ddqa_train), config) + list(extra_train)
+    eval_records = _tasks(read_ddqa(ddqa_test), config) + list(extra_eval) if ddqa_test is not None else train_records
     eval_split = "test" if ddqa_test is not None else "train (no test file given)"
     if config.eval_max_records is not None and len(eval_records) > config.eval_max_records:
         # An even sample across the file(s), so every task (and the grounded records) is measured.
