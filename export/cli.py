@@ -68,7 +68,8 @@ def register(commands) -> None:
         "--ddqa",
         type=Path,
         help="parity on DDQA questions WITH their images (the explainer's real use): a DDQA jsonl, or "
-        "the 'eiad data ddqa' folder (uses test/test.jsonl). Without it: built-in text prompts",
+        "the 'eiad data ddqa' folder (uses test/Task_DD.jsonl, else test/test.jsonl). Without it: built-in "
+        "text prompts",
     )
     llm.add_argument("--max-prompts", type=int, default=20, help="DDQA records used for parity (default 20)")
     llm.add_argument("--prompts", type=Path, help="text file, one text-only parity prompt per line")

@@ -56,16 +56,19 @@ class ParityPrompt:
 
 
 def ddqa_prompts(path: Path, limit: int) -> list[ParityPrompt]:
-    """The first `limit` records of a DDQA jsonl (or `DIR/test/test.jsonl` of an `eiad data ddqa` folder)."""
+    """`limit` records of a DDQA jsonl, spread evenly over the file. For an `eiad data ddqa`
+    folder: its test split's description task (`test/Task_DD.jsonl`: free-form sentences,
+    the kind of answer the explainer generates), else `test/test.jsonl`."""
     from eiad.dialog_records import read_ddqa
 
     path = Path(path)
     if path.is_dir():
-        path = next(
-            (c for c in (path / "test" / "test.jsonl", path / "test.jsonl") if c.is_file()),
-            path / "test" / "test.jsonl",
-        )
-    records = read_ddqa(path)[:limit]
+        candidates = (path / "test" / "Task_DD.jsonl", path / "test" / "test.jsonl", path / "test.jsonl")
+        path = next((c for c in candidates if c.is_file() and c.stat().st_size), path / "test" / "test.jsonl")
+    records = read_ddqa(path)
+    if len(records) > limit:  # every part type and class, not the file's first few images
+        step = len(records) / limit
+        records = [records[int(i * step)] for i in range(limit)]
     return [ParityPrompt(r.where, r.question.replace("<image>", "").strip(), r.image) for r in records]
 
 
