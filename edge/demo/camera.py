@@ -1,8 +1,9 @@
 """The synthetic line of `eiad edge demo` as a triggered camera, and its ground truth.
 
-`find_line` locates the video + `ground_truth.jsonl` of `eiad data synth`; `DemoCamera` plays
-it as a paced, looped line camera; `Shots` remembers which truth record each frame id got
-(shared by every reopened camera); `truth_mask` turns a truth record into a bool mask.
+`find_line` locates the video + `ground_truth.jsonl` of `eiad data synth` (`read_frames`
+reads some of its frames back); `DemoCamera` plays it as a paced, looped line camera;
+`Shots` remembers which truth record each frame id got (shared by every reopened camera);
+`truth_mask` turns a truth record into a bool mask.
 """
 
 from __future__ import annotations
@@ -140,3 +141,21 @@ def truth_mask(truth: dict | None, line: LineFiles) -> np.ndarray | None:
     x1, y1, x2, y2 = (int(v) for v in box)
     mask[y1:y2, x1:x2] = True
     return mask
+
+
+def read_frames(video: Path, wanted: set[int]) -> dict[int, np.ndarray]:
+    """The frames of the line video at the indexes in `wanted` (one sequential read)."""
+    import cv2
+
+    capture, found, index = cv2.VideoCapture(str(video)), {}, 0
+    try:
+        while index <= max(wanted, default=-1):
+            ok, image = capture.read()
+            if not ok:
+                break
+            if index in wanted:
+                found[index] = image
+            index += 1
+    finally:
+        capture.release()
+    return found

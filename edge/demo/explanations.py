@@ -15,33 +15,12 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-import numpy as np
-
+from edge.demo.camera import read_frames
 from eiad.description.check import read_claims
 from eiad.description.facts import measure_defect
 from eiad.line_goals import EXPLANATION_GOALS, judge
 
 _VERDICT_FACTS = {"verdict", "class", "location"}
-
-
-def video_frames(video: Path, wanted: set[int]) -> dict[int, np.ndarray]:
-    """The frames of `video` at the indexes in `wanted` (one sequential read)."""
-    import cv2
-
-    frames: dict[int, np.ndarray] = {}
-    capture = cv2.VideoCapture(str(video))
-    index = 0
-    try:
-        while len(frames) < len(wanted):
-            ok, image = capture.read()
-            if not ok:
-                break
-            if index in wanted:
-                frames[index] = image
-            index += 1
-    finally:
-        capture.release()
-    return frames
 
 
 def _share(values: list[bool]) -> float | None:
@@ -51,7 +30,7 @@ def _share(values: list[bool]) -> float | None:
 def score_explanations(items: list[dict], class_names, video: Path) -> dict:
     """`items`: one per NG explanation received, {"text", "consistent", "disagreements",
     "truth" (the part's truth record or None), "truth_mask" (bool or None)}."""
-    frames = video_frames(
+    frames = read_frames(
         video, {i["truth"]["frame_index"] for i in items if i["truth"] and i["truth_mask"] is not None}
     )
     words, agree, shape, look = [], [], [], []

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edge.demo.camera import LineFiles, Shots, truth_mask, truth_of
+from edge.demo.camera import LineFiles, Shots, read_frames, truth_mask, truth_of
 from edge.demo.live_view import Received
 
 if TYPE_CHECKING:  # demo.py imports this module: its types only for annotations
@@ -31,7 +31,7 @@ def write_overlays(
         return []
     folder.mkdir(parents=True, exist_ok=True)
     wanted = {_video_index(truth_of(shots, r["frame_id"]), r["frame_id"], len(line.truth)) for _, r in chosen}
-    images = _read_frames(line.video, wanted)
+    images = read_frames(line.video, wanted)
     written = []
     for inspection_id, record in chosen:
         truth = truth_of(shots, record["frame_id"])
@@ -86,20 +86,3 @@ def _video_index(truth: dict | None, frame_id: int, video_frames: int) -> int:
         if truth and key in truth:
             return int(truth[key])
     return frame_id % max(1, video_frames)
-
-
-def _read_frames(video: Path, wanted: set[int]) -> dict[int, np.ndarray]:
-    import cv2
-
-    capture, found, index = cv2.VideoCapture(str(video)), {}, 0
-    try:
-        while index <= max(wanted, default=-1):
-            ok, image = capture.read()
-            if not ok:
-                break
-            if index in wanted:
-                found[index] = image
-            index += 1
-    finally:
-        capture.release()
-    return found

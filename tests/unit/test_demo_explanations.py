@@ -4,7 +4,8 @@ the line's ground truth measured on the true mask and the frame from the real vi
 import cv2
 import numpy as np
 
-from edge.demo.explanations import score_explanations, video_frames
+from edge.demo.camera import read_frames
+from edge.demo.explanations import score_explanations
 
 
 def _video(path, frames):
@@ -22,7 +23,7 @@ def test_explanations_are_judged_against_flags_and_the_true_mask(tmp_path):
     truth_mask[10:12, 5:50] = True
     frames[1][truth_mask] = 40
     video = _video(tmp_path / "line.avi", frames)
-    assert set(video_frames(video, {1, 2})) == {1, 2}
+    assert set(read_frames(video, {1, 2})) == {1, 2}
     truth = {"frame_index": 1, "label": "NG", "defect": "scratch"}
     right = "A scratch in the top left of the image. It is small, elongated and darker than its surroundings."
     wrong = "A scratch in the top left of the image. It is small, compact and brighter than its surroundings."

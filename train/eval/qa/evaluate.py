@@ -32,18 +32,11 @@ from typing import Protocol
 
 from eiad.dialog_records import DialogRecord, read_ddqa
 from eiad.errors import DataError, ModelError
+from train.data.ddqa.questions import TASK_NAMES, TASKS
 from train.eval.answer_parsing import LETTERS, Rule, parse_answer
 
 log = logging.getLogger(__name__)
 
-TASKS = ("AD", "DC", "RDL", "DFM", "DD")
-TASK_NAMES = {
-    "AD": "Anomaly Discrimination",
-    "DC": "Defect Classification",
-    "RDL": "Rough Defect Localization",
-    "DFM": "Defect Fine Mapping",
-    "DD": "Defect Description",
-}
 IOU_HIT = 0.5
 QUADRANTS = frozenset({"top left", "top right", "bottom left", "bottom right"})
 _NUM = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
