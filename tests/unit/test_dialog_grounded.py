@@ -50,3 +50,19 @@ def test_every_answer_agrees_with_its_own_prompt_counterfactuals_included():
 def test_an_ng_case_without_a_mask_is_not_a_record():
     bare = GroundedCase(Path("/x/c.png"), "NG", "crack", 0.9, None, grounded_prompt("NG", "crack", 0.9, None))
     assert grounded_records([bare]) == []
+
+
+def test_ddqa_tasks_keep_only_the_chosen_tasks():
+    from eiad.dialog_records import DialogRecord
+    from train.dialog.config import DialogConfig
+    from train.dialog.records import tasks_of
+
+    image = Path("/x/a.png")
+    records = [
+        DialogRecord(image, "Is it defective?\nA. No\nB. Yes\nAnswer with the letter.", "B", "f:1"),
+        DialogRecord(image, "Where exactly is the defect? Give its box.", "[0.100, 0.100, 0.200, 0.300]", "f:2"),
+        DialogRecord(image, "Describe the defect.", "A crack in the top left of the image.", "f:3"),
+    ]
+    assert tasks_of(records, DialogConfig()) == records  # None: every task
+    assert [r.where for r in tasks_of(records, DialogConfig(ddqa_tasks=["DD"]))] == ["f:3"]
+    assert [r.where for r in tasks_of(records, DialogConfig(ddqa_tasks=["AD", "DFM"]))] == ["f:1", "f:2"]

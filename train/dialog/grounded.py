@@ -30,6 +30,7 @@ import numpy as np
 from eiad.description.facts import LOCATIONS, DefectFacts, measure_defect
 from eiad.description.sentences import describe_defect, describe_good
 from eiad.dialog_records import DialogRecord
+from eiad.errors import ModelError
 from eiad.grounding import grounded_prompt
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def grounded_cases(checkpoint: Path, split_path: Path, which: str = "train", dev
     engine, saved = engine_from_checkpoint(Path(checkpoint), device=device)
     thresholds, names = saved.thresholds, saved.class_names
     if not thresholds:
-        raise ValueError(f"{checkpoint} has no calibrated thresholds: finish the localization run first")
+        raise ModelError(f"{checkpoint} has no calibrated thresholds: finish the localization run first")
     data = LocalizationDataset(load_split(Path(split_path)), which, engine.height, engine.width)
     pred = predict(engine, data, device=device, keep_images=True)
     cases = []

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from eiad.dialog_records import DialogRecord, read_ddqa
+from eiad.dialog_records import DialogRecord
 from eiad.errors import ModelError
 from eiad.modeling.backbone.base import EiadBackbone
 from eiad.modeling.backbone.loading import load_backbone
@@ -32,6 +32,7 @@ from train.dialog.checkpoint import (
     save_dialog_curve,
 )
 from train.dialog.config import DialogConfig
+from train.dialog.records import read_records
 from train.optimization import lr_factor, warmup_steps
 
 log = logging.getLogger(__name__)
@@ -141,7 +142,7 @@ def train_dialog(
         gradient_accumulation_steps=config.gradient_accumulation_steps, mixed_precision="bf16" if use_bf16 else "no"
     )
     torch.manual_seed(config.seed)
-    train_records, eval_records, eval_split = _read_records(config, ddqa_train, ddqa_test, extra_train, extra_eval)
+    train_records, eval_records, eval_split = read_records(config, ddqa_train, ddqa_test, extra_train, extra_eval)
     backbone = load_backbone(backbone_dir, device=str(acc.device))
     if vision_from is not None:
         from eiad.modeling.checkpoint import apply_vision_state, load_checkpoint
@@ -238,26 +239,6 @@ def _micro_seed(seed: int, epoch: int, batch: int, process: int) -> int:
 
     digest = hashlib.sha256(f"{seed}/{epoch}/{batch}/{process}".encode()).digest()
     return int.from_bytes(digest[:8], "big") >> 1
-
-
-def _tasks(records: list[DialogRecord], config: DialogConfig) -> list[DialogRecord]:
-    """The records of the configured DDQA tasks (each record's task told as `eiad eval ddqa` does)."""
-    if config.ddqa_tasks is None:
-        return records
-    from train.eval.qa.evaluate import infer_task
-
-    return [r for r in records if infer_task(r) in config.ddqa_tasks]
-
-
-def _read_records(config: DialogConfig, ddqa_train: Path, ddqa_test: Path | None, extra_train, extra_eval):
-    train_records = _tasks(read_ddqa(ddqa_train), config) + list(extra_train)
-    eval_records = _tasks(read_ddqa(ddqa_test), config) + list(extra_eval) if ddqa_test is not None else train_records
-    eval_split = "test" if ddqa_test is not None else "train (no test file given)"
-    if config.eval_max_records is not None and len(eval_records) > config.eval_max_records:
-        # An even sample across the file(s), so every task (and the grounded records) is measured.
-        step = len(eval_records) / config.eval_max_records
-        eval_records = [eval_records[int(i * step)] for i in range(config.eval_max_records)]
-    return train_records, eval_records, eval_split
 
 
 def _write_outputs(
