@@ -222,7 +222,9 @@ def _steps(out: Path, seed: int, preset: str, profile: Profile) -> list[Step]:
             "--ddqa",
             str(ddqa),
             "--parity-min-margin",
-            "0.1",
+            "0.5",
+            "--max-prompts",
+            "60",
         )
         _eiad("-q", "export", "verify", str(folder))
         return f"artifact {folder} verified"
