@@ -210,8 +210,7 @@ def _steps(out: Path, seed: int, preset: str, profile: Profile) -> list[Step]:
         )
         # The description's wordings are seeded choices the model cannot tell apart, so at those
         # tokens its top-1 margin is near zero by design and any rounding flips a wording: parity
-        # compares prompts whose answers have no such tie (the excluded ones are listed with their
-        # margins in llm/parity_llm.json).
+        # skips those steps and compares every other one (per-step margins in llm/parity_llm.json).
         _eiad(
             "-q",
             "export",

@@ -78,8 +78,9 @@ def register(commands) -> None:
         "--parity-min-margin",
         type=float,
         default=0.0,
-        help="compare only prompts whose fp32 top-1 logit margin stays >= this at every step (an "
-        "escape hatch for undertrained models; excluded prompts are listed in parity_llm.json)",
+        help="parity is teacher-forced step by step; skip the steps whose fp32 top-1 logit margin is "
+        "below this (a near tie any rounding flips). Default 0: every step compared. Per-step "
+        "margins are listed in parity_llm.json",
     )
     llm.add_argument("--opset", type=int, default=18)
     llm.set_defaults(func=_llm)

@@ -136,6 +136,17 @@ class LlmRuntime:
             on_text(text[len(emitted) :])
         return Generation(tuple(ids), text, int(embeds.shape[1]), time.perf_counter() - started, prefill_s)
 
+    def forced_choices(self, embeds: np.ndarray, tokens: list[int]) -> list[int]:
+        """The greedy choice at every step when the given answer is fed back instead of the
+        model's own tokens (teacher forcing): len(tokens) + 1 choices, the last one after the
+        whole answer. Parity checks compare these with PyTorch's step by step."""
+        logits, state = self._prefill(embeds)
+        choices = [int(np.argmax(logits))]
+        for token in tokens:
+            logits, state = self._step(token, state)
+            choices.append(int(np.argmax(logits)))
+        return choices
+
     def generate_ids(self, prompt_ids: list[int], max_new_tokens: int = 16) -> Generation:
         return self.generate(self.embed_ids(prompt_ids), max_new_tokens)
 

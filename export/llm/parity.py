@@ -5,9 +5,13 @@ text prompts), greedy decoding in PyTorch (full recompute, no cache: an independ
 reference for the exported KV-cache / recurrent-state path) and in ONNX Runtime
 (edge/explainer/runtime.py, the code the edge runs) must give the same tokens. Gate: fp32 and
 int8 match on >= 95 % of the evaluated prompts (MIN_MATCH); int4 is reported, not gated.
-A random model has near-tied logits that any rounding flips, so prompts can be limited
-to those whose fp32 top-1 margin is at least `min_margin` at every step (the
-margin is recorded per prompt); a trained model needs no filter.
+A near tie in fp32's logits (a random model everywhere; a trained one where two wordings
+are equally likely) is flipped by any rounding, and after a flip free decodings diverge
+into different sentences. So the gate is teacher-forced: torch's answer is fed to the
+runtime token by token and the runtime's choice must equal torch's at every step whose
+fp32 top-1 margin is >= `min_margin` (default 0: every step); a prompt with no such step
+is excluded. Every step's margin and every prompt's compared steps are recorded; the free
+answers of each precision are kept for reading.
 """
 
 from __future__ import annotations
@@ -72,32 +76,53 @@ def ddqa_prompts(path: Path, limit: int) -> list[ParityPrompt]:
     return [ParityPrompt(r.where, r.question.replace("<image>", "").strip(), r.image) for r in records]
 
 
-def torch_greedy(lm, prompt_ids: list[int], max_new_tokens: int, eos: set[int]) -> tuple[list[int], float]:
-    """Greedy tokens from the PyTorch decoder (no cache) and the smallest top-1 logit margin seen."""
+def torch_greedy(lm, prompt_ids: list[int], max_new_tokens: int, eos: set[int]) -> tuple[list[int], list[float]]:
+    """Greedy tokens from the PyTorch decoder (no cache) and the top-1 logit margin of every step."""
     import torch
 
     with torch.no_grad():
         return torch_greedy_embeds(lm, lm.embed(torch.tensor([prompt_ids])), max_new_tokens, eos)
 
 
-def torch_greedy_embeds(lm, embeds, max_new_tokens: int, eos: set[int]) -> tuple[list[int], float]:
-    """Greedy decoding from (1, S, H) prompt embeddings, whole sequence recomputed per token (no cache)."""
+def torch_greedy_embeds(lm, embeds, max_new_tokens: int, eos: set[int]) -> tuple[list[int], list[float]]:
+    """Greedy decoding from (1, S, H) prompt embeddings, whole sequence recomputed per token (no
+    cache); returns the tokens and each step's top-1 margin (the last one decided end of turn
+    when it is one longer than the tokens)."""
     import torch
 
     out: list[int] = []
-    margin = float("inf")
+    margins: list[float] = []
     with torch.no_grad():
         for _ in range(max_new_tokens):
             hidden = lm.decoder(inputs_embeds=embeds, use_cache=False).last_hidden_state
             logits = lm.lm_head(hidden)[0, -1]
             top2 = torch.topk(logits, 2).values
-            margin = min(margin, float(top2[0] - top2[1]))
+            margins.append(float(top2[0] - top2[1]))
             token = int(torch.argmax(logits))
             if token in eos:
                 break
             out.append(token)
             embeds = torch.cat([embeds, lm.embed(torch.tensor([[token]]))], dim=1)
-    return out, margin
+    return out, margins
+
+
+def confident_steps(step_margins: list[float], min_margin: float) -> list[int]:
+    """The decoding steps whose fp32 top-1 logit margin is >= min_margin."""
+    return [step for step, margin in enumerate(step_margins) if margin >= min_margin]
+
+
+def agrees_with_reference(choices: list[int], reference: list[int], steps: list[int], eos: set[int]) -> bool:
+    """Whether the runtime's teacher-forced choices equal torch's at the given steps: the
+    reference token, or an end of turn at the step after the whole reference."""
+    for step in steps:
+        if step >= len(choices):
+            return False
+        if step == len(reference):
+            if choices[step] not in eos:
+                return False
+        elif choices[step] != reference[step]:
+            return False
+    return True
 
 
 class _VisionFeatures:
@@ -172,25 +197,29 @@ def run_parity(
     runtimes = {precision: LlmRuntime(llm_dir, precision) for precision in precisions}
     first = runtimes[precisions[0]]
     pairs = _prompt_pairs(lm, first, prompts, backbone, artifact_dir or llm_dir.parent)
-    refs, margins = zip(*(torch_greedy_embeds(lm, ref, max_new_tokens, first.eos) for ref, _ in pairs))
-    keep = [i for i, m in enumerate(margins) if m >= min_margin]
+    refs, step_margins = zip(*(torch_greedy_embeds(lm, ref, max_new_tokens, first.eos) for ref, _ in pairs))
+    compared = [confident_steps(m, min_margin) for m in step_margins]
+    keep = [i for i, steps in enumerate(compared) if steps]
     excluded = [
         {
             "prompt": prompts[i].label,
-            "fp32_margin": margins[i],
-            "reason": f"fp32 top-1 logit margin {margins[i]:.3g} < --parity-min-margin {min_margin}",
+            "fp32_margin": max(step_margins[i]),
+            "reason": f"every step's fp32 top-1 logit margin is < --parity-min-margin {min_margin}",
         }
         for i in range(len(prompts))
         if i not in keep
     ]
     if not keep:
-        raise ArtifactError(f"no parity prompt has an fp32 top-1 margin >= {min_margin}: lower --parity-min-margin")
+        raise ArtifactError(
+            f"no parity prompt has a step with fp32 top-1 margin >= {min_margin}: lower --parity-min-margin"
+        )
     reports, answers = [], {}
     for precision, runtime in runtimes.items():
         matches, tokens, seconds, prefill = 0, 0, 0.0, 0.0
         for i in keep:
             generation = runtime.generate(pairs[i][1], max_new_tokens)
-            matches += list(generation.token_ids) == refs[i]
+            choices = runtime.forced_choices(pairs[i][1], refs[i])
+            matches += agrees_with_reference(choices, refs[i], compared[i], runtime.eos)
             tokens, seconds = tokens + len(generation.token_ids), seconds + generation.seconds
             prefill += generation.prefill_s
             answers.setdefault(prompts[i].label, {})[precision] = generation.text
@@ -219,7 +248,10 @@ def run_parity(
         "min_margin": min_margin,
         "max_new_tokens": max_new_tokens,
         "image_prompts": sum(1 for p in prompts if p.image),
-        "margins": list(margins),
+        "margins": [min(m) for m in step_margins],  # smallest per prompt
+        "step_margins": [list(m) for m in step_margins],
+        "compared_steps": [len(steps) for steps in compared],
+        "skipped_tie_steps": sum(len(m) - len(steps) for m, steps in zip(step_margins, compared)),
         "prompt_labels": [p.label for p in prompts],
         "excluded": excluded,
         "min_match": MIN_MATCH,

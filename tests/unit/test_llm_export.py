@@ -92,3 +92,38 @@ def test_image_questions_through_projector_and_decoder_match_torch(
         ref = backbone.project_vision(torch.from_numpy(feats)).numpy()
     np.testing.assert_allclose(runtime.project(feats), ref, atol=1e-4)
     assert runtime.project(feats).shape == (1, image_embeds, backbone.text_hidden_size)
+
+
+@pytest.mark.parametrize(
+    "choices,agrees",
+    [
+        ([5, 6, 9, 8, 2], True),  # another wording at the near tie (step 2): rounding, not a bug
+        ([5, 6, 7, 8, 2], True),
+        ([5, 4, 7, 8, 2], False),  # another token at a confident step: a broken export
+        ([5, 6, 7, 8, 3], False),  # talks on where torch ended its turn
+        ([5, 6], False),  # fewer steps than compared
+    ],
+)
+def test_parity_compares_every_confident_step_under_teacher_forcing(choices, agrees):
+    from export.llm.parity import agrees_with_reference, confident_steps
+
+    reference, margins, eos = [5, 6, 7, 8], [3.0, 2.0, 0.1, 4.0, 1.5], {2}  # the fifth step chose end of turn
+    steps = confident_steps(margins, 0.5)
+    assert steps == [0, 1, 3, 4] and confident_steps(margins, 0.0) == [0, 1, 2, 3, 4]
+    assert agrees_with_reference(choices, reference, steps, eos) is agrees
+
+
+def test_teacher_forced_choices_of_the_runtime_follow_its_own_greedy_answer(llm_artifact):  # noqa: F811
+    # given the exported fitted LM: fed its own greedy answer, it makes the same choices, then ends
+    _, art, _ = llm_artifact
+    from tokenizers import Tokenizer
+
+    from edge.explainer.runtime import LlmRuntime
+
+    runtime = LlmRuntime(art / "llm", "fp32")
+    ids = Tokenizer.from_file(str(art / "llm" / "tokenizer.json")).encode(PAIRS[0][0]).ids
+    answer = list(runtime.generate_ids(ids, 16).token_ids)
+    choices = runtime.forced_choices(runtime.embed_ids(ids), answer)
+    assert choices[:-1] == answer and len(choices) == len(answer) + 1
+    # and a different forced prefix changes what follows (the state really carries the tokens)
+    assert runtime.forced_choices(runtime.embed_ids(ids), answer[:1] + [answer[1] + 1])[-1] != answer[2]
