@@ -66,3 +66,20 @@ def test_ddqa_tasks_keep_only_the_chosen_tasks():
     assert tasks_of(records, DialogConfig()) == records  # None: every task
     assert [r.where for r in tasks_of(records, DialogConfig(ddqa_tasks=["DD"]))] == ["f:3"]
     assert [r.where for r in tasks_of(records, DialogConfig(ddqa_tasks=["AD", "DFM"]))] == ["f:1", "f:2"]
+
+
+def test_ddqa_share_caps_the_image_only_records_with_a_seeded_sample():
+    from eiad.dialog_records import DialogRecord
+    from train.dialog.config import DialogConfig
+    from train.dialog.records import capped
+
+    ddqa = [DialogRecord(Path(f"/x/{i}.png"), "Describe the defect.", "A crack.", f"f:{i}") for i in range(100)]
+    # given 90 grounded records beside 100 DDQA ones, a 10 % share keeps 10 DDQA records (10 of 100 in all)
+    kept = capped(ddqa, 90, DialogConfig(ddqa_share=0.1))
+    assert len(kept) == 10 and kept == sorted(kept, key=lambda r: int(r.where[2:]))
+    # the same seed draws the same records, another seed others; no cap without the key or without grounded records
+    assert kept == capped(ddqa, 90, DialogConfig(ddqa_share=0.1))
+    assert kept != capped(ddqa, 90, DialogConfig(ddqa_share=0.1, seed=1))
+    assert capped(ddqa, 90, DialogConfig()) == ddqa and capped(ddqa, 0, DialogConfig(ddqa_share=0.1)) == ddqa
+    # a share above what there is keeps every record
+    assert capped(ddqa, 90, DialogConfig(ddqa_share=0.9)) == ddqa

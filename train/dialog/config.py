@@ -45,6 +45,11 @@ class DialogConfig(BaseModel):
     # Which DDQA tasks of train.jsonl / test.jsonl to train on (None: all five). A tiny model
     # with minutes of CPU learns the description sooner without the letter-answer tasks.
     ddqa_tasks: list[Literal["AD", "DC", "RDL", "DFM", "DD"]] | None = None
+    # At most this share of the training records are DDQA records (a seeded sample; None: all of
+    # them). The description task answers from the image alone while the explainer's grounded
+    # records must follow the prompt; a tiny model given many of the former learns to read the
+    # place from the picture and ignores the published one (benchmarks/results/dialog_recipe).
+    ddqa_share: float | None = Field(None, gt=0.0, le=1.0)
     grounded: bool = True
     # Per NG training image, this many grounded records with another class and location in the
     # prompt (train/dialog/grounded.py): the answer must follow the prompt, not the image.
