@@ -10,7 +10,10 @@ claims with the published verdict, class and the facts measured on the published
   class "unknown"/None, naming any class disagrees (the station did not publish one);
 - location: the measured location must be named and no other (when there is a mask);
 - size, shape, appearance: when the sentence states one, it must be the measured one
-  (saying nothing about them is not a disagreement).
+  (saying nothing about them is not a disagreement). Size covers the bucket and the
+  figures: a stated "% of the image" must read as the measured share as sentences.py
+  writes it (one decimal), a stated pixel count as the measured count; a figure that is
+  not a number (a small model's garbled digits) disagrees.
 
 Torch-free, pure; used by the edge explainer on every explanation and by the reports.
 """
@@ -21,11 +24,14 @@ import re
 from dataclasses import dataclass, field
 
 from eiad.description.facts import LOCATIONS, SIZES, DefectFacts
-from eiad.description.sentences import class_words
+from eiad.description.sentences import class_words, percent
 
 _NO_DEFECT = re.compile(r"\bno (visible )?defects?\b|\bnot defective\b|\bdefect-free\b")
 _APPEARANCE = {"darker": r"\bdarker\b", "brighter": r"\bbrighter\b", "similar": r"\bas bright as\b"}
 _SHAPE = {"elongated": r"\belongated\b", "compact": r"\bcompact\b"}
+# The word before "%" / "pixels", whatever it is: a garbled figure must be seen, not skipped.
+_PERCENT = re.compile(r"([^\s(]*)\s*%")
+_PIXELS = re.compile(r"([^\s(]*)\s+pixels?\b")
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,8 @@ class Claims:
     sizes: frozenset[str]
     shapes: frozenset[str]
     appearances: frozenset[str]
+    percents: tuple[str, ...] = ()  # what stands before each "%"
+    pixel_counts: tuple[str, ...] = ()  # what stands before each "pixels"
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,15 @@ def read_claims(text: str, class_names: tuple[str, ...] | list[str]) -> Claims:
         sizes=_found({s: rf"\b{s}\b" for s in SIZES}, t),
         shapes=_found(_SHAPE, t),
         appearances=_found(_APPEARANCE, t),
+        percents=tuple(_PERCENT.findall(t)),
+        pixel_counts=tuple(_PIXELS.findall(t)),
+    )
+
+
+def _figures_agree(claims: Claims, facts: DefectFacts) -> bool:
+    measured_pct = percent(facts.area_share).removesuffix(" %")
+    return all(p == measured_pct for p in claims.percents) and all(
+        n.replace(",", "") == str(facts.area_px) for n in claims.pixel_counts
     )
 
 
@@ -89,7 +106,9 @@ def check_explanation(
                 ("shape", claims.shapes, facts.shape),
                 ("appearance", claims.appearances, facts.appearance),
             ):
-                if said and measured is not None and said != {measured}:
+                if (said and measured is not None and said != {measured}) or (
+                    name == "size" and not _figures_agree(claims, facts)
+                ):
                     wrong.append(name)
     elif not claims.no_defect or claims.classes or claims.locations:
         wrong.append("verdict")

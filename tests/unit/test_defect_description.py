@@ -160,6 +160,20 @@ def test_the_checker_says_what_disagrees():
     assert check("A stain in the top left of the image.", cls="unknown").disagreements == ("class",)
 
 
+def test_the_stated_share_and_pixel_count_must_be_the_measured_ones():
+    facts = _facts()  # 100 pixels, 1.0 % of a 100x100 image
+    assert (facts.area_px, facts.area_share) == (100, 0.01)
+    check = lambda text: check_explanation(text, "NG", "scratch", facts, CLASSES)  # noqa: E731
+    assert check("A scratch in the top left, 1.0 % of the image (100 pixels).").consistent
+    assert check("A scratch in the top left, 1.4 % of the image (100 pixels).").disagreements == ("size",)
+    assert check("A scratch in the top left, 1.0 % of the image (140 pixels).").disagreements == ("size",)
+    # a small model's garbled digits are not a figure
+    assert check("A scratch in the top left, 1.0 % of the image (8\ufffd pixels).").disagreements == ("size",)
+    assert check("A scratch in the top left, 1.0 % of the image (spect pixels).").disagreements == ("size",)
+    # no figure stated: nothing to disagree with
+    assert check("A scratch in the top left of the image.").consistent
+
+
 def test_claims_read_class_names_with_spaces_or_underscores_and_either_centre_spelling():
     claims = read_claims("Missing material near the CENTER; missing_material again.", CLASSES)
     assert claims.classes == {"missing_material"} and claims.locations == {"centre"}
