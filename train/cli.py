@@ -70,6 +70,15 @@ def register(commands) -> None:
     merge.add_argument("--out", required=True, help="folder for the merged model")
     merge.add_argument("--backbone", help="base model (preset or folder); default: the one the dialog run used")
     merge.set_defaults(func=_merge)
+    report = sub.add_parser(
+        "report",
+        help="re-check a finished dialog run's explanations (OUT/dialog/explanations.json)",
+        description="Ask a finished dialog run's adapter the explainer's grounded question on the held-out "
+        "test images again and check every answer (what 'eiad train' does after the dialog path), "
+        "e.g. after the checker changed. Needs the run's localization and dialog outputs.",
+    )
+    report.add_argument("--config", required=True, help="the training config YAML of the run")
+    report.set_defaults(func=_report)
 
 
 def _train(args) -> int:
@@ -100,6 +109,23 @@ def _train(args) -> int:
             print(f"  {key:16s} {value:.4f}" if isinstance(value, float) else f"  {key:16s} {value}")
     if "dialog" in paths:
         _train_dialog(config, args)
+    return 0
+
+
+def _report(args) -> int:
+    from pathlib import Path
+
+    from eiad.errors import ConfigError
+    from train.config import load_train_config
+
+    config = load_train_config(args.config)
+    out = Path(config.out_dir) / "dialog"
+    if not (out / "adapter").is_dir():
+        raise ConfigError(f"{out / 'adapter'}: no dialog adapter; train first with 'eiad train --config {args.config}'")
+    vision_from, _, test_cases = _after_localization(config)
+    if not test_cases:
+        raise ConfigError(f"{config.out_dir}: no finished localization run with thresholds to build the test questions")
+    _explanation_report(config, out, vision_from, test_cases)
     return 0
 
 

@@ -42,3 +42,14 @@ def test_quick_demo_runs_every_step_and_the_plc_gets_every_verdict(tmp_path):
     report = json.loads((out / "train" / "dialog" / "explanations.json").read_text())
     assert report["images"] >= 1 and set(report["judged"]["goals"]) >= {"median_words", "class_location_agreement"}
     assert (out / "artifact" / "manifest.json").is_file() and "demo finished" in proc.stdout
+    # and `eiad train report` re-checks the finished run's explanations into the same file
+    (out / "train" / "dialog" / "explanations.json").unlink()
+    again = subprocess.run(
+        [sys.executable, "-m", "commands.main", "train", "report", "--config", str(out / "train.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert json.loads((out / "train" / "dialog" / "explanations.json").read_text())["images"] == report["images"]
