@@ -94,6 +94,7 @@ dialog:                      # long enough for the tiny LM to learn to copy the 
   ddqa_tasks: [DD]           # the description task; the letter tasks are for real checkpoints
   ddqa_share: 0.1            # mostly the explainer's grounded question: answers follow the published verdict
   grounded_counterfactuals: 3
+  grounded_figures: false    # the tiny LM makes up multi-digit figures: it says the size word only
 """
 
 

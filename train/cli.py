@@ -149,8 +149,9 @@ def _train_dialog(config, args) -> None:
         train_cases = train_cases + counterfactual_cases(
             train_cases, names, config.dialog.grounded_counterfactuals, config.seed
         )
-    grounded_train = grounded_records(train_cases, config.seed)
-    grounded_eval = grounded_records(test_cases, config.seed)
+    figures = config.dialog.grounded_figures
+    grounded_train = grounded_records(train_cases, config.seed, figures)
+    grounded_eval = grounded_records(test_cases, config.seed, figures)
     report = train_dialog(
         config.dialog,
         config.backbone,

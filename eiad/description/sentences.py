@@ -32,6 +32,7 @@ _SIZE = (
     "It is {size}: it covers {pct} of the image ({px} pixels)",
     "Its size is {size}, about {pct} of the image ({px} pixels)",
 )
+_SIZE_WORD = ("It is {size}", "Its size is {size}", "It is {size} in size")
 _SHAPE = {
     "elongated": ("elongated", "elongated in shape", "of an elongated shape"),
     "compact": ("compact", "compact in shape", "of a compact shape"),
@@ -72,9 +73,10 @@ def percent(share: float) -> str:
     return f"{value:.2f} %" if value < 0.1 else f"{value:.1f} %"
 
 
-def describe_defect(facts: DefectFacts, defect_class: str | None, rng: random.Random) -> str:
+def describe_defect(facts: DefectFacts, defect_class: str | None, rng: random.Random, figures: bool = True) -> str:
     """The description of a defective part. `defect_class` None: the class is not known and
-    the sentence says "defect" without naming one."""
+    the sentence says "defect" without naming one. `figures` False: the size as its bucket
+    only, without the share of the image and the pixel count."""
     cls = class_words(defect_class) if defect_class else "defect"
     where = rng.choice(_CENTRE) if facts.location == "centre" else rng.choice(_WHERE).format(loc=facts.location)
     first = rng.choice(_LEAD).format(cls=cls) + " " + where
@@ -82,7 +84,9 @@ def describe_defect(facts: DefectFacts, defect_class: str | None, rng: random.Ra
         first += rng.choice(_EDGE)
     if facts.regions > 1:
         first += rng.choice(_REGIONS).format(n=facts.regions)
-    size = rng.choice(_SIZE).format(size=facts.size, pct=percent(facts.area_share), px=facts.area_px)
+    size = rng.choice(_SIZE if figures else _SIZE_WORD).format(
+        size=facts.size, pct=percent(facts.area_share), px=facts.area_px
+    )
     traits = [rng.choice(_SHAPE[facts.shape])]
     if facts.appearance is not None:
         traits.append(rng.choice(_LOOKS[facts.appearance]))

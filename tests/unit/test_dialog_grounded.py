@@ -47,6 +47,16 @@ def test_every_answer_agrees_with_its_own_prompt_counterfactuals_included():
         assert check.consistent, (record.question, record.answer, check.disagreements)
 
 
+def test_answers_without_figures_keep_the_size_word_and_stay_consistent():
+    case = _case()
+    with_figures, without = grounded_records([case], seed=0)[0], grounded_records([case], seed=0, figures=False)[0]
+    assert "pixels" in with_figures.answer and "%" in with_figures.answer
+    assert "pixels" not in without.answer and "%" not in without.answer
+    assert f" {case.facts.size}" in without.answer and len(without.answer.split()) >= 12
+    check = check_explanation(without.answer, "NG", case.defect_class, case.facts, NAMES)
+    assert check.consistent and check.claims.sizes == {case.facts.size}
+
+
 def test_an_ng_case_without_a_mask_is_not_a_record():
     bare = GroundedCase(Path("/x/c.png"), "NG", "crack", 0.9, None, grounded_prompt("NG", "crack", 0.9, None))
     assert grounded_records([bare]) == []

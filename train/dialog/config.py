@@ -54,6 +54,10 @@ class DialogConfig(BaseModel):
     # Per NG training image, this many grounded records with another class and location in the
     # prompt (train/dialog/grounded.py): the answer must follow the prompt, not the image.
     grounded_counterfactuals: int = Field(3, ge=0)
+    # Whether the grounded answers state the defect's share of the image and its pixel count
+    # (copied from the prompt) or only its size word. A tiny LM cannot copy multi-digit figures:
+    # it writes typical ones, which the station's checker flags; a real checkpoint copies them.
+    grounded_figures: bool = True
     # The explanation report after training: how many held-out NG / OK images the model describes.
     report_ng_images: int = Field(40, ge=0)
     report_ok_images: int = Field(10, ge=0)

@@ -105,9 +105,10 @@ def counterfactual_cases(
     return out
 
 
-def grounded_records(cases: Sequence[GroundedCase], seed: int = 0) -> list[DialogRecord]:
-    """Each case's prompt answered with the description of its own facts (seeded wording).
-    An NG case without any mask pixel is left out: there is nothing to describe but the score."""
+def grounded_records(cases: Sequence[GroundedCase], seed: int = 0, figures: bool = True) -> list[DialogRecord]:
+    """Each case's prompt answered with the description of its own facts (seeded wording;
+    `figures` False: the size bucket without the share and pixel count). An NG case without
+    any mask pixel is left out: there is nothing to describe but the score."""
     records = []
     for case in cases:
         if case.verdict == "NG" and case.facts is None:
@@ -115,7 +116,7 @@ def grounded_records(cases: Sequence[GroundedCase], seed: int = 0) -> list[Dialo
         rng = random.Random(f"{seed}|grounded|{case.image}|{case.prompt}")
         if case.verdict == "NG":
             named = case.defect_class if case.defect_class != UNKNOWN_CLASS else None
-            answer = describe_defect(case.facts, named, rng)
+            answer = describe_defect(case.facts, named, rng, figures)
         else:
             answer = describe_good(rng)
         records.append(DialogRecord(case.image, case.prompt, answer, f"grounded:{case.image.name}:{len(records)}"))
