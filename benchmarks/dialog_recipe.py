@@ -30,6 +30,7 @@ KEYS = (
     "lora_rank",
     "ddqa_tasks",
     "grounded_counterfactuals",
+    "grounded_figures",
 )
 
 
@@ -63,23 +64,30 @@ def _pct(value) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
 
+def _figures(row: dict) -> str:
+    return "no" if row["dialog"].get("grounded_figures") is False else "yes"
+
+
 def report(rows: list[dict]) -> str:
     lines = [
         "# Dialog recipe runs (one localization run, dialog settings varied)",
         "",
         "`python -m benchmarks.dialog_recipe RUN ...` after `eiad train --config RUN/train.yaml --only dialog`",
         f"per run; {platform.machine()}. Explanations: the trained model's answers to the grounded",
-        "question on held-out test images, read back by the checker (% of NG explanations).",
+        "question on held-out test images, read back by the checker (% of NG explanations; consistent:",
+        "% of all 50 answers, OK parts included, stated figures checked). figures: whether the grounded",
+        "answers state the share of the image and the pixel count. Wall times are single runs on a",
+        "shared 2-core machine (run e had a data-loader worker and another job beside it).",
         "",
-        "| run | seed | steps | dropout | DDQA share | wall s | held-out loss | class+location | shape | appearance "
-        "| consistent | goals |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| run | seed | steps | dropout | DDQA share | figures | wall s | held-out loss | class+location | shape "
+        "| appearance | consistent | goals |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         e = r["explanations"]
         lines.append(
             f"| {r['run']} | {r['seed']} | {r['steps']} | {r['dialog']['lora_dropout']} | "
-            f"{r['dialog'].get('ddqa_share') or 'all'} | {r['wall_time_s']} | "
+            f"{r['dialog'].get('ddqa_share') or 'all'} | {_figures(r)} | {r['wall_time_s']} | "
             f"{r['held_out_answer_loss']} | {_pct(e['class_location_agreement'])} | {_pct(e['shape_agreement'])} | "
             f"{_pct(e['appearance_agreement'])} | {_pct(e['consistent'])} | {'met' if r['goals_met'] else 'MISSED'} |"
         )
