@@ -1,6 +1,7 @@
 """Grounded dialog records: the station's decision rules, answers that follow their prompt,
 and counterfactual prompts that make the model read the prompt rather than the image."""
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,13 @@ def test_answers_without_figures_keep_the_size_word_and_stay_consistent():
     assert f" {case.facts.size}" in without.answer and len(without.answer.split()) >= 12
     check = check_explanation(without.answer, "NG", case.defect_class, case.facts, NAMES)
     assert check.consistent and check.claims.sizes == {case.facts.size}
+
+
+def test_the_wording_does_not_depend_on_where_the_data_lies():
+    case = _case()
+    moved = dataclasses.replace(case, image=Path("/elsewhere/deeper") / case.image.name)
+    answers = [r.answer for r in grounded_records([case, moved], seed=0)]
+    assert answers[0] == answers[1]
 
 
 def test_an_ng_case_without_a_mask_is_not_a_record():

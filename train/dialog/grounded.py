@@ -113,7 +113,8 @@ def grounded_records(cases: Sequence[GroundedCase], seed: int = 0, figures: bool
     for case in cases:
         if case.verdict == "NG" and case.facts is None:
             continue
-        rng = random.Random(f"{seed}|grounded|{case.image}|{case.prompt}")
+        # The file name, not the whole path: the same data gives the same wording wherever it lies.
+        rng = random.Random(f"{seed}|grounded|{case.image.name}|{case.prompt}")
         if case.verdict == "NG":
             named = case.defect_class if case.defect_class != UNKNOWN_CLASS else None
             answer = describe_defect(case.facts, named, rng, figures)
