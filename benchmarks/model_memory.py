@@ -32,6 +32,19 @@ GIB = 1024**3
 INT4_BLOCK = 32
 TEXT_TOKENS = 128  # prompt + answer tokens of one training sample besides the image
 LORA_RANK = 8  # DialogConfig's default rank
+# The localization module as `eiad train` builds it by default (train/config.py's
+# LocalizationConfig; a test keeps the two equal; benchmarks do not import the trainer).
+LOCALIZER_TAPS = 4
+LOCALIZER_OPTIONS = {
+    "proj_dim": 64,
+    "feature_channels": 16,
+    "decoder_channels": 32,
+    "stem": True,
+    "fine": True,
+    "mask_pooling": True,
+    "class_maps": True,
+    "context": True,
+}
 
 
 @dataclass(frozen=True)
@@ -81,9 +94,7 @@ def _localizer_params(vision_hidden: int, text_hidden: int, image_px: int, patch
     import torch
 
     from eiad.modeling.localization import DefectLocalizer, LocalizerSpec, default_prompts
-    from train.config import LocalizationConfig
 
-    cfg = LocalizationConfig()
     classes = ("crack", "scratch", "hole", "stain", "missing_material")
     prompts = tuple(default_prompts(classes))
     grid = image_px // patch
@@ -92,17 +103,10 @@ def _localizer_params(vision_hidden: int, text_hidden: int, image_px: int, patch
         text_hidden_size=text_hidden,
         grid=(grid, grid),
         image_size=(image_px, image_px),
-        taps=tuple(range(len(cfg.taps))),
+        taps=tuple(range(LOCALIZER_TAPS)),
         class_names=classes,
         prompts=prompts,
-        proj_dim=cfg.proj_dim,
-        feature_channels=cfg.feature_channels,
-        decoder_channels=cfg.decoder_channels,
-        stem=cfg.stem,
-        fine=cfg.fine,
-        mask_pooling=cfg.mask_pooling,
-        class_maps=cfg.class_maps,
-        context=cfg.context,
+        **LOCALIZER_OPTIONS,
     )
     return _count(DefectLocalizer(spec, torch.zeros(len(prompts), text_hidden)))
 

@@ -34,3 +34,12 @@ def test_lora_targets_follow_the_family_regex_and_skip_the_tower():
         }
     )
     assert _lora_params(model, r".*language_model.*\.q_proj", rank=2) == 2 * (4 + 6)
+
+
+def test_the_counted_localization_module_is_the_one_training_builds_by_default():
+    from benchmarks.model_memory import LOCALIZER_OPTIONS, LOCALIZER_TAPS
+    from train.config import LocalizationConfig
+
+    defaults = LocalizationConfig()
+    assert len(defaults.taps) == LOCALIZER_TAPS
+    assert {key: getattr(defaults, key) for key in LOCALIZER_OPTIONS} == LOCALIZER_OPTIONS
