@@ -25,7 +25,7 @@ def test_counted_parameters_equal_the_published_checkpoints(build):
 def test_lora_targets_follow_the_family_regex_and_skip_the_tower():
     import torch
 
-    from benchmarks.model_memory import _lora_params
+    from benchmarks.model_memory.checkpoints import _lora_params
 
     model = torch.nn.ModuleDict(
         {
