@@ -22,10 +22,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Mosquitto (the MQTT broker the station tests and demo talk to), ffmpeg (test clips and
-# stream stand-ins) and openssl (certificates for the TLS tests).
+# stream stand-ins), openssl (certificates for the TLS tests) and chromium with its
+# driver (the operator page's browser tests; Selenium drives the system's browser).
+SYSTEM_TOOLS := mosquitto ffmpeg openssl chromium chromedriver
 system-deps:
-	@command -v mosquitto >/dev/null 2>&1 && command -v ffmpeg >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1 || \
-	  ( $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq mosquitto ffmpeg openssl >/dev/null )
+	@for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null 2>&1 || missing=1; done; \
+	  [ -z "$$missing" ] || ( $(SUDO) apt-get update -qq && \
+	    $(SUDO) apt-get install -y -qq mosquitto ffmpeg openssl chromium chromium-driver >/dev/null )
 
 demo: $(STAMP)
 	-@$(MAKE) --no-print-directory system-deps || echo "mosquitto not installed: the demo uses its embedded broker"

@@ -244,6 +244,7 @@ def _steps(out: Path, seed: int, preset: str, profile: Profile) -> list[Step]:
             "--explain",
             "--fps",
             f"{profile.stream_fps:g}",
+            "--no-page",  # measured as committed; the page is one command away (printed at the end)
         )
         return f"summary {folder / 'summary.json'}, overlays in {folder / 'overlays'}"
 
@@ -305,4 +306,10 @@ def run_demo(args: argparse.Namespace) -> int:
         )
         print(f"      done in {seconds:.1f} s: {summary}")
     print(f"demo finished: everything is under {out.resolve()}")
+    if (out / "artifact" / "manifest.json").is_file() and (out / "line").is_dir():
+        print(
+            "see the line on the operator's page (URL and password printed; Ctrl-C to stop):\n"
+            f"  eiad edge demo --artifact {out / 'artifact'} --line {out / 'line'} --out {out / 'page'} "
+            "--explain --keep-page"
+        )
     return 0

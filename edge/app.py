@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from edge.config import StationConfig
 from edge.explainer.feed import explainer_feed
 from edge.health.metrics import HealthServer, Metrics, watch_sink_stats
+from edge.hmi.server import HmiServer
 from edge.pipeline import Pipeline, PipelineSummary
 from edge.runners.base import Runner
 from edge.runners.factory import build_runner
@@ -42,6 +43,7 @@ class Station:
     metrics: Metrics
     health: HealthServer | None
     stats_publisher: StatsPublisher | None = None
+    hmi: HmiServer | None = None
 
     def close(self) -> None:
         if self.stats_publisher is not None:
@@ -53,6 +55,8 @@ class Station:
             except Exception:
                 log.exception("closing sink %s failed", name)
         self.runner.close()
+        if self.hmi is not None:
+            self.hmi.close()  # after the sinks: the page's writer has stored every result
         if self.health is not None:
             self.health.close()
 
@@ -74,9 +78,16 @@ def build_station(
         sources = _sources_from_config(config, metrics)
     else:
         metrics = sources.events if isinstance(sources.events, Metrics) else Metrics()
+    hmi = None
     try:
-        sinks, first_sequence = _build_sinks(config, extra_sinks or {}, manifest.model_id)
+        extra = dict(extra_sinks or {})
+        if config.hmi is not None and config.hmi.enabled:
+            hmi = _start_hmi(config, manifest, metrics)
+            extra["hmi"] = hmi.feed
+        sinks, first_sequence = _build_sinks(config, extra, manifest.model_id)
     except BaseException:
+        if hmi is not None:
+            hmi.close()
         runner.close()
         raise
     pipeline = Pipeline(
@@ -100,7 +111,19 @@ def build_station(
     if config.metrics.enabled:
         health = HealthServer(metrics, config.metrics.host, config.metrics.port)
         health.start()
-    return Station(config, pipeline, runner, sinks, metrics, health, stats_publisher)
+    return Station(config, pipeline, runner, sinks, metrics, health, stats_publisher, hmi)
+
+
+def _start_hmi(config: StationConfig, manifest, metrics: Metrics) -> HmiServer:
+    from edge.hmi.server import start_hmi
+
+    about = {
+        "line": config.line_id,
+        "station": config.station_id,
+        "model_id": manifest.model_id,
+        "class_names": list(manifest.class_names),
+    }
+    return start_hmi(config.hmi, config.path, config.line_id, metrics.health, about)
 
 
 def _sources_from_config(config: StationConfig, metrics: Metrics) -> SourceSet:

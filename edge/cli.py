@@ -108,7 +108,27 @@ def register(commands) -> None:
     )
     demo.add_argument("--overlays", type=int, default=6, metavar="N", help="NG overlays to save (default 6)")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar or NG lines (for logs and CI)")
+    demo.add_argument(
+        "--no-page", action="store_true", help="do not start the operator's web page (default: started, URL printed)"
+    )
+    demo.add_argument(
+        "--page-port", type=int, default=0, metavar="PORT", help="the page's port on 127.0.0.1 (default 0: a free one)"
+    )
+    demo.add_argument(
+        "--keep-page",
+        action="store_true",
+        help="keep the page up after the line's last part, until Ctrl-C (to look at it and try the feedback)",
+    )
     demo.set_defaults(func=_demo)
+
+    password = sub.add_parser(
+        "hmi-password",
+        help="make a password hash for a user of the operator's page (hmi.users in station.yaml)",
+        description="Asks for a password twice (or reads one line from stdin when not a terminal) and prints "
+        "its scrypt hash, to paste into hmi.users.<name>.password_hash or to put in the environment variable "
+        "named by password_hash_env. The password itself is never stored.",
+    )
+    password.set_defaults(func=_hmi_password)
 
     check = sub.add_parser(
         "validate-config", help="check a station YAML and print every error with its line", description=_VALIDATE_HELP
@@ -155,6 +175,9 @@ def _demo(args: argparse.Namespace) -> int:
             broker=args.broker,
             overlays=args.overlays,
             progress=not args.no_progress,
+            page=not args.no_page,
+            page_port=args.page_port,
+            keep_page=args.keep_page,
         )
     )
     print(format_summary(summary))
@@ -162,6 +185,25 @@ def _demo(args: argparse.Namespace) -> int:
     if not summary["all_received"]:
         print(f"FAILED: the PLC received {summary['verdicts_received']} verdicts for {summary['frames']} frames")
         return 1
+    return 0
+
+
+def _hmi_password(args: argparse.Namespace) -> int:
+    import getpass
+    import sys
+
+    from edge.hmi.passwords import hash_password
+    from eiad.errors import ConfigError
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            raise ConfigError("the two passwords differ; nothing printed")
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if len(password) < 8:
+        raise ConfigError("use at least 8 characters")
+    print(hash_password(password))
     return 0
 
 

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from edge.explainer.config import ExplainerConfig
+from edge.hmi.settings import HmiSettings
 from edge.sinks.archive import ArchiveSettings
 from edge.sinks.mqtt.config import MqttSettings, OutboxSettings
 from edge.verdict import ThresholdOverrides
@@ -172,6 +173,9 @@ class StationConfig(_Strict):
     )
     explainer: ExplainerConfig | None = Field(
         default=None, description="language-model explanations; needs the artifact's llm/ folder"
+    )
+    hmi: HmiSettings | None = Field(
+        default=None, description="the operator's web page (omit: no page); see docs/hmi.md"
     )
     sequence_file: Path | None = Field(
         default=Path("sequence.state"),

@@ -20,3 +20,6 @@ class DemoOptions:
     broker: str = "auto"
     overlays: int = 6
     progress: bool = True
+    page: bool = True  # the operator's page, on 127.0.0.1:page_port
+    page_port: int = 0  # 0: any free port (the URL is printed)
+    keep_page: bool = False  # serve the page after the last part until Ctrl-C

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import signal
 import tempfile
 import threading
 import time
 from pathlib import Path
+
+from tqdm import tqdm
 
 from edge.broker import LocalBroker, start_broker
 from edge.config import StationConfig
@@ -33,6 +36,7 @@ from edge.demo.options import DemoOptions
 from edge.demo.overlays import write_overlays
 from edge.demo.recorder import Recorder
 from edge.demo.report import build_summary
+from edge.hmi.passwords import hash_password
 from eiad.errors import ArtifactError, DataError
 from eiad.manifest import Manifest, has_llm, llm_dir, load_manifest, read_llm_config
 from eiad.messages import Topics
@@ -58,9 +62,10 @@ def check_artifact(artifact: Path, explain: bool) -> Manifest:
 
 
 def station_config(
-    opts: DemoOptions, line: LineFiles, broker: LocalBroker, workdir: Path, frames: int
+    opts: DemoOptions, line: LineFiles, broker: LocalBroker, workdir: Path, frames: int, page_hash: str | None = None
 ) -> StationConfig:
-    """The demo station: one synthetic camera, MQTT to the local broker, a throw-away outbox."""
+    """The demo station: one synthetic camera, MQTT to the local broker, a throw-away outbox,
+    and (with `page_hash`) the operator's page for one user, `operator`, with that password hash."""
     explainer = None
     if opts.explain:
         llm = read_llm_config(Path(opts.artifact))
@@ -96,6 +101,15 @@ def station_config(
             # A fresh outbox: one left by an earlier demo would replay its verdicts to this PLC.
             "outbox": {"path": str(workdir / "outbox.sqlite3")},
             "explainer": explainer,
+            "hmi": None
+            if page_hash is None
+            else {
+                "port": opts.page_port,
+                "users": {"operator": {"role": "operator", "password_hash": page_hash}},
+                # Kept beside the summary: the history and the operators' judgements outlive the run.
+                "data_dir": str(Path(opts.out).resolve() / "hmi"),
+                "review_dir": str(Path(opts.out).resolve() / "review"),
+            },
         }
     )
 
@@ -119,7 +133,8 @@ def run_demo(opts: DemoOptions) -> dict:
         tempfile.TemporaryDirectory(prefix="eiad-demo-") as work,
         start_broker(opts.broker) as broker,
     ):  # type: ignore[arg-type]
-        config = station_config(opts, line, broker, Path(work), frames)
+        password = secrets.token_urlsafe(9) if opts.page else None
+        config = station_config(opts, line, broker, Path(work), frames, password and hash_password(password))
         topics = Topics(config.mqtt.topic_prefix, config.line_id, config.station_id)
         view = LiveView(frames, enabled=opts.progress)
         plc = PlcSubscriber(
@@ -130,7 +145,8 @@ def run_demo(opts: DemoOptions) -> dict:
             on_verdict=lambda payload, ns: view.verdict(payload.get("verdict", "?"), _ng_line(payload, shots)),
         ).start()
         try:
-            elapsed_s = _run_station(config, recorder, shots, line)
+            page: dict = {}
+            elapsed_s = _run_station(config, recorder, shots, line, password, opts.keep_page, page)
             verdict_ids = set(recorder.results)
             mask_ids = {i for i, r in recorder.results.items() if r["verdict"] == "NG"}
             plc.wait_for(verdict_ids, mask_ids, timeout_s=15.0)
@@ -141,13 +157,25 @@ def run_demo(opts: DemoOptions) -> dict:
             plc.close()
             view.close()
     summary = build_summary(opts, manifest, line, broker, frames, fps, shots, recorder, received, elapsed_s)
+    if page:
+        summary["page"] = page
     summary["overlays"] = write_overlays(out / "overlays", line, shots, recorder, received, opts.overlays)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
 
 
-def _run_station(config: StationConfig, recorder: Recorder, shots: Shots, line: LineFiles) -> float:
-    """The real station (build_station) with the demo camera; returns the run's seconds."""
+def _run_station(
+    config: StationConfig,
+    recorder: Recorder,
+    shots: Shots,
+    line: LineFiles,
+    password: str | None = None,
+    keep_page: bool = False,
+    page: dict | None = None,
+) -> float:
+    """The real station (build_station) with the demo camera; returns the run's seconds
+    (without the time the page was kept up afterwards). `page` receives the operator page's
+    URL and counters."""
     from edge.app import build_station
     from edge.health.metrics import Metrics
     from edge.sources.watchdog import SourceSet
@@ -155,6 +183,8 @@ def _run_station(config: StationConfig, recorder: Recorder, shots: Shots, line: 
     sources = SourceSet(events=Metrics())
     sources.add("cam0", lambda: DemoCamera("cam0", line, shots), "block", 4, None, stall_timeout_s=30.0)
     station = build_station(config, {"demo": recorder}, sources=sources)
+    if station.hmi is not None:
+        tqdm.write(f"operator page: {station.hmi.url}  (log in as 'operator', password '{password}')")
     stop = threading.Event()
     restore = _on_interrupt(stop.set)
     # The station's own log line per NG part would tear through the live view; the PLC view shows them.
@@ -170,11 +200,17 @@ def _run_station(config: StationConfig, recorder: Recorder, shots: Shots, line: 
                 timeout_s=30.0 + 5.0 * recorder.count("NG"),
                 stop=stop,
             )
+        elapsed = time.perf_counter() - started
+        if keep_page and station.hmi is not None and not stop.is_set():
+            tqdm.write(f"the line has ended; the page stays up on {station.hmi.url} until Ctrl-C")
+            stop.wait()
     finally:
-        station.close()  # flushes the outbox, publishes 'offline'
+        station.close()  # flushes the outbox, publishes 'offline'; the page stores what it holds
+        if station.hmi is not None and page is not None:
+            page.update({"url": station.hmi.url, **station.hmi.feed.stats()})
         app_log.setLevel(level)
         restore()
-    return time.perf_counter() - started
+    return elapsed
 
 
 def _wait(done, timeout_s: float, stop: threading.Event) -> None:

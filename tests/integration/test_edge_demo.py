@@ -127,6 +127,9 @@ def test_demo_with_mosquitto_scores_a_line_the_model_sees_exactly(artifact, patc
     assert summary["accuracy"]["pixel"] == {"ng_parts": ng, "with_mask": ng, "mean_iou": 1.0, "mean_iou_with_mask": 1.0}
     assert summary["received"]["masks"] == ng
     _assert_consistent(summary)
+    # the operator page ran beside it and kept every part for review
+    assert summary["page"]["written"] == 12 and summary["page"]["dropped"] == 0
+    assert len(list((tmp_path / "out" / "hmi" / "images").glob("*.overlay.png"))) == ng
     # and each NG part has an overlay: the published mask in red inside the green truth outline
     assert len(summary["overlays"]) == ng
     picture = cv2.imread(summary["overlays"][0])
