@@ -59,11 +59,13 @@ def run_loop(
     duration_s: float | None = None,
     explain: ExplainPlan | None = None,
     truth: list[dict | None] | None = None,
+    extra_sinks: dict | None = None,
 ) -> LoopRun:
     """One loop run with `load.cameras` paced cameras; the runner is reused across runs.
     With `explain` (a plan with a config), the station's explainer runs behind the loop and
     the run's `explanations` holds benchmarks/explain_bench.py's section. With `truth` (one
-    record per frame), the verdicts the subscriber received are scored against it."""
+    record per frame), the verdicts the subscriber received are scored against it.
+    `extra_sinks` (e.g. the operator page's feed) follow the MQTT sink, as in edge/app.py."""
     from edge.pipeline import Pipeline
     from edge.sinks.log import LogSink
     from edge.sinks.mqtt.outbox.store import Outbox
@@ -81,7 +83,7 @@ def run_loop(
         stack.callback(listener.close)
         if not listener.ready.wait(10.0):
             raise ConfigError(f"could not subscribe at the broker {host}:{port} within 10 s")
-        sinks = {"log": LogSink(), "mqtt": sink}
+        sinks = {"log": LogSink(), "mqtt": sink, **(extra_sinks or {})}
         probe = None
         if explaining:  # last in the sink order, as edge/app.py wires it: the verdict is stored first
             probe = ExplainProbe(config, explain, sinks, sink, host, port, runner.manifest)

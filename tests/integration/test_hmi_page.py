@@ -252,3 +252,28 @@ def test_a_station_with_hmi_serves_its_own_results_and_health(tmp_path, tiny_art
     assert [by_frame[i]["verdict"] for i in range(9)] == [t["label"] for t in truths]
     assert health["counts"]["results"] == {"OK": 6, "NG": 3}
     assert health["components"]["hmi"]["written"] == 9 and health["components"]["mqtt"]["connected"] is True
+
+
+def test_the_review_tree_is_a_ddqa_root_that_eiad_data_ddqa_reads(page, tmp_path):
+    """The loop closes: judgements -> `eiad data ddqa <review_dir>` -> records for training."""
+    from train.data.ddqa.build import DdqaOptions, build_ddqa
+
+    client = Client(page.url)
+    client.login("olga")
+    judged = []
+    for verdict, action, cls in (
+        [("NG", "confirmed", None)] * 3 + [("NG", "false_alarm", None)] * 3 + [("OK", "missed_defect", "scratch")]
+    ):
+        result, _ = _feed(page, verdict, defect_class="crack")
+        body = {"inspection_id": result.inspection_id, "action": action, "defect_class": cls}
+        assert client.request("POST", "/api/feedback", body)[0] == 200
+        judged.append(result)
+    report = build_ddqa(tmp_path / "review", tmp_path / "ddqa", DdqaOptions(seed=0, progress=False))
+    per_class: dict[str, int] = {}
+    for split in report.class_balance.values():
+        for name, n in split.items():
+            per_class[name] = per_class.get(name, 0) + n
+    assert report.images_used == 6 and report.classes == ["crack"]
+    assert per_class.get("crack") == 3, per_class
+    # the missed defect waits for its mask, and says so
+    assert report.skipped_counts == {"mask_missing": 1}

@@ -194,11 +194,42 @@ function draw() {
   }
 }
 
-function healthRows(health) {
-  const problems = health.problems || [];
-  const rows = [["status", health.status + (problems.length ? ": " + problems.join("; ") : "")]];
-  if (health.uptime_s != null) rows.push(["uptime", `${Math.round(health.uptime_s)} s`]);
-  if (health.last_result_age_s != null) rows.push(["last result", `${health.last_result_age_s.toFixed(1)} s ago`]);
+// The station's health at a glance, grouped as an operator reads it; every counter of
+// /health stays available below, under "all figures".
+function healthGroups(health) {
+  const counts = health.counts || {};
+  const parts = health.components || {};
+  const perCamera = (family) => counts[family] || {};
+  const cameras = new Set([...Object.keys(perCamera("captured")), ...Object.keys(perCamera("fps") || {})]);
+  const sum = (family, camera) =>
+    Object.entries(perCamera(family)).filter(([k]) => k === camera || k.startsWith(camera + "/")).reduce((a, [, v]) => a + v, 0);
+  const groups = [];
+  const results = counts.results || {};
+  groups.push(["Verdicts", [["OK", results.OK || 0], ["NG", results.NG || 0], ["rejected (not inspected)", results.REJECTED || 0],
+    ["last result", health.last_result_age_s == null ? "-" : `${health.last_result_age_s.toFixed(1)} s ago`]]]);
+  for (const camera of [...cameras].sort()) {
+    groups.push([`Camera ${camera}`, [["frames", sum("captured", camera)], ["dropped", sum("dropped", camera)],
+      ["stalls", sum("stalls", camera)], ["restarts", sum("restarts", camera)]]]);
+  }
+  if (parts.mqtt) {
+    const m = parts.mqtt;
+    groups.push(["To the PLC (MQTT)", [["broker", m.connected ? "connected" : "NOT connected"],
+      ["waiting in the outbox", m.outbox_depth_rows], ["delivered", m.acked], ["outbox full", m.outbox_full_alarm ? "YES" : "no"]]]);
+  }
+  if (parts.explainer) {
+    const e = parts.explainer;
+    groups.push(["Explanations", [["explained", e.explained], ["waiting", e.backlog], ["dropped", e.dropped],
+      ["flagged for a check", e.inconsistent]]]);
+  }
+  if (parts.hmi) {
+    const h = parts.hmi;
+    groups.push(["This page", [["pages open", h.clients], ["parts stored", h.written], ["parts not stored (busy)", h.dropped]]]);
+  }
+  return groups;
+}
+
+function allFigures(health) {
+  const rows = [];
   for (const [family, table] of Object.entries(health.counts || {})) {
     for (const [key, value] of Object.entries(table)) rows.push([`${family} ${key}`, String(value)]);
   }
@@ -214,11 +245,15 @@ async function refreshHealth() {
   try {
     const health = await api("/api/health");
     const badge = document.getElementById("status");
-    badge.textContent = health.status;
+    const problems = health.problems || [];
+    badge.textContent = problems.length ? `${health.status}: ${problems.join("; ")}` : health.status;
     badge.className = `badge ${health.status === "ok" ? "ok" : "warn"}`;
-    document.getElementById("health").replaceChildren(
-      ...healthRows(health).map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v)))
-    );
+    const table = (rows) => el("table", { class: "figures" }, ...rows.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, String(v)))));
+    const cards = healthGroups(health).map(([title, rows]) => el("div", { class: "card health-card" }, el("h3", {}, title), table(rows)));
+    const details = el("details", {}, el("summary", {}, "all figures"), table(allFigures(health)));
+    const open = document.querySelector("#health details")?.open;
+    details.open = Boolean(open);
+    document.getElementById("health").replaceChildren(...cards, details);
   } catch (error) {
     document.getElementById("status").textContent = "station unreachable";
   }
