@@ -178,9 +178,11 @@ class Metrics:
     def health(self) -> dict:
         """The /health document: `status` ("ok", or "degraded" with `problems`: broker not
         connected, outbox full or its disk full, ...), uptime, last result age, every plain
-        counter, and each watched component's stats under `components`."""
+        counter, frames per second per source (`fps`, over the last ~2 s), and each watched
+        component's stats under `components`."""
         with self._lock:
             counts = {family: dict(table) for family, table in self._counts.items()}
+            fps = {source: round(value, 2) for source, value in self._fps_now.items()}
         age = None if self.last_result_unix_s is None else round(time.time() - self.last_result_unix_s, 3)
         components = self.component_stats()
         problems = problems_of(components)
@@ -190,6 +192,7 @@ class Metrics:
             "uptime_s": round(time.time() - self.started_unix_s, 3),
             "last_result_age_s": age,
             "counts": counts,
+            "fps": fps,
             "components": components,
         }
 

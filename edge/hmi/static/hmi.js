@@ -200,7 +200,7 @@ function healthGroups(health) {
   const counts = health.counts || {};
   const parts = health.components || {};
   const perCamera = (family) => counts[family] || {};
-  const cameras = new Set([...Object.keys(perCamera("captured")), ...Object.keys(perCamera("fps") || {})]);
+  const cameras = new Set([...Object.keys(perCamera("captured")), ...Object.keys(health.fps || {})]);
   const sum = (family, camera) =>
     Object.entries(perCamera(family)).filter(([k]) => k === camera || k.startsWith(camera + "/")).reduce((a, [, v]) => a + v, 0);
   const groups = [];
@@ -208,7 +208,8 @@ function healthGroups(health) {
   groups.push(["Verdicts", [["OK", results.OK || 0], ["NG", results.NG || 0], ["rejected (not inspected)", results.REJECTED || 0],
     ["last result", health.last_result_age_s == null ? "-" : `${health.last_result_age_s.toFixed(1)} s ago`]]]);
   for (const camera of [...cameras].sort()) {
-    groups.push([`Camera ${camera}`, [["frames", sum("captured", camera)], ["dropped", sum("dropped", camera)],
+    const fps = (health.fps || {})[camera];
+    groups.push([`Camera ${camera}`, [["frames / s", fps == null ? "-" : fps.toFixed(1)], ["frames", sum("captured", camera)], ["dropped", sum("dropped", camera)],
       ["stalls", sum("stalls", camera)], ["restarts", sum("restarts", camera)]]]);
   }
   if (parts.mqtt) {
