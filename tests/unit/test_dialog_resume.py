@@ -109,3 +109,14 @@ def test_resume_refuses_other_config_or_missing_checkpoint(tiny_dir, ddqa, unint
     # given an empty folder, when resumed, then the error says there is nothing to resume
     with pytest.raises(ConfigError, match="no dialog checkpoint"):
         train_dialog(CONFIG, tiny_dir, ddqa["train"], ddqa["val"], tmp_path, resume=True)
+
+
+def test_a_loader_worker_builds_the_same_batches(tiny_dir, ddqa, uninterrupted, tmp_path):
+    # given the same run with its batches built in a data loader process
+    train_dialog(CONFIG.model_copy(update={"num_workers": 1}), tiny_dir, ddqa["train"], ddqa["val"], tmp_path)
+    # then it trains to the same adapter, loss for loss
+    full, worker = _adapter(uninterrupted), _adapter(tmp_path)
+    assert all(torch.equal(full[key], worker[key]) for key in full)
+    a = json.loads((uninterrupted / "metrics.json").read_text())
+    b = json.loads((tmp_path / "metrics.json").read_text())
+    assert b["train_loss"] == a["train_loss"]

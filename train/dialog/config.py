@@ -61,6 +61,9 @@ class DialogConfig(BaseModel):
     # The explanation report after training: how many held-out NG / OK images the model describes.
     report_ng_images: int = Field(40, ge=0)
     report_ok_images: int = Field(10, ge=0)
+    # Data loader processes that read images and build each batch (processor, tokenizer) beside
+    # the training step instead of before it; 0: in the training process.
+    num_workers: int = Field(0, ge=0)
     # Optimiser steps between checkpoints (adapter + optimizer/scheduler state) for --resume; also at the end.
     checkpoint_every_steps: int = Field(50, ge=1)
 

@@ -159,6 +159,8 @@ def train_dialog(
         collate_fn=lambda recs: backbone.chat_inputs(
             [r.load_image() for r in recs], [r.question for r in recs], [r.answer for r in recs]
         ),
+        num_workers=config.num_workers,
+        persistent_workers=config.num_workers > 0,
     )
     total = total_steps(len(train_records), config, acc.num_processes)
     warmup = warmup_steps(total, config.warmup_ratio)
