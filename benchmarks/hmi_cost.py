@@ -103,8 +103,8 @@ def _browsers_process(url: str, n: int, stop, counts) -> None:
 def bench_hmi(config_path: Path, load: LineLoad, browsers: int, repeats: int) -> dict:
     from benchmarks.broker import broker_for_run
     from benchmarks.line_bench import run_loop
+    from edge.access.passwords import hash_password
     from edge.config import load_station_config
-    from edge.hmi.passwords import hash_password
     from edge.hmi.server import start_hmi
     from edge.hmi.settings import HmiSettings
     from edge.runners.factory import build_runner

@@ -122,13 +122,13 @@ def register(commands) -> None:
     demo.set_defaults(func=_demo)
 
     password = sub.add_parser(
-        "hmi-password",
-        help="make a password hash for a user of the operator's page (hmi.users in station.yaml)",
+        "password-hash",
+        help="make a password hash for a user of the station's servers (hmi.users, opcua.users)",
         description="Asks for a password twice (or reads one line from stdin when not a terminal) and prints "
-        "its scrypt hash, to paste into hmi.users.<name>.password_hash or to put in the environment variable "
+        "its scrypt hash, to paste into <section>.users.<name>.password_hash or to put in the environment variable "
         "named by password_hash_env. The password itself is never stored.",
     )
-    password.set_defaults(func=_hmi_password)
+    password.set_defaults(func=_password_hash)
 
     check = sub.add_parser(
         "validate-config", help="check a station YAML and print every error with its line", description=_VALIDATE_HELP
@@ -188,11 +188,11 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _hmi_password(args: argparse.Namespace) -> int:
+def _password_hash(args: argparse.Namespace) -> int:
     import getpass
     import sys
 
-    from edge.hmi.passwords import hash_password
+    from edge.access.passwords import hash_password
     from eiad.errors import ConfigError
 
     if sys.stdin.isatty():

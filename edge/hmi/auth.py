@@ -14,7 +14,7 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
-from edge.hmi.passwords import verify_password
+from edge.access.passwords import verify_password
 from edge.hmi.settings import HmiSettings
 
 COOKIE = "eiad_hmi_session"

@@ -2,46 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from edge.hmi.passwords import check_hash_format
-
-Role = Literal["operator", "viewer"]
-
-
-class HmiUser(BaseModel):
-    """One login. `operator` may give feedback; `viewer` only looks."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    role: Role = "viewer"
-    password_hash: str | None = Field(
-        default=None, description="scrypt hash from 'eiad edge hmi-password' (never the password itself)"
-    )
-    password_hash_env: str | None = Field(
-        default=None, description="or: the environment variable holding that hash (kept out of the YAML)"
-    )
-
-    @model_validator(mode="after")
-    def _one_hash(self) -> HmiUser:
-        if (self.password_hash is None) == (self.password_hash_env is None):
-            raise ValueError("give exactly one of password_hash or password_hash_env")
-        if self.password_hash is not None:
-            check_hash_format(self.password_hash)
-        return self
-
-    def stored_hash(self) -> str:
-        """The password hash, read from the environment when configured so (checked at start)."""
-        if self.password_hash is not None:
-            return self.password_hash
-        value = os.environ.get(self.password_hash_env or "", "")
-        if not value:
-            raise ValueError(f"environment variable {self.password_hash_env} is not set (it should hold the hash)")
-        check_hash_format(value)
-        return value
+from edge.access.users import User
 
 
 class HmiSettings(BaseModel):
@@ -52,7 +18,7 @@ class HmiSettings(BaseModel):
     enabled: bool = True
     host: str = Field(default="127.0.0.1", description="bind address; put a TLS reverse proxy in front for others")
     port: int = Field(default=8080, ge=0, le=65535, description="0: any free port (tests)")
-    users: dict[str, HmiUser] = Field(default_factory=dict, description="login name -> role and password hash")
+    users: dict[str, User] = Field(default_factory=dict, description="login name -> role and password hash")
     review_dir: Path = Field(default=Path("review"), description="operators' judgements, in the DDQA raw layout")
     data_dir: Path = Field(default=Path("hmi"), description="the history index (SQLite) and its images")
     save: Literal["all", "ng"] = Field(
@@ -72,6 +38,6 @@ class HmiSettings(BaseModel):
         if self.enabled and not self.users:
             raise ValueError(
                 "hmi.users is empty: add at least one user with a role and a password hash "
-                "(make one with 'eiad edge hmi-password')"
+                "(make one with 'eiad edge password-hash')"
             )
         return self

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.hmi.passwords import hash_password
+from edge.access.passwords import hash_password
 from edge.hmi.server import HmiServer, start_hmi
 from edge.hmi.settings import HmiSettings
 from edge.results import InspectionResult, Region

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from edge.access.passwords import check_hash_format, hash_password, verify_password
 from edge.hmi.auth import LoginLimiter, Sessions
-from edge.hmi.passwords import check_hash_format, hash_password, verify_password
 from edge.hmi.settings import HmiSettings
 from tests.support_hmi.page import PASSWORDS, settings
 
@@ -21,7 +21,7 @@ def test_a_hash_verifies_its_password_only_and_never_contains_it():
 
 @pytest.mark.parametrize("bad", ["plaintext", "scrypt$16384$8$1$zz$00", "scrypt$1000$8$1$00$00", "md5$1$2$3$4$5"])
 def test_a_malformed_hash_is_refused_with_what_to_do(bad):
-    with pytest.raises(ValueError, match="hmi-password"):
+    with pytest.raises(ValueError, match="password-hash"):
         check_hash_format(bad)
 
 
@@ -66,3 +66,27 @@ def test_the_login_limit_counts_failures_per_client_within_its_window():
     assert limiter.retry_after_s("10.0.0.5", now=3.0) == pytest.approx(57.0)
     assert limiter.retry_after_s("10.0.0.6", now=3.0) == 0.0  # another client is not punished
     assert limiter.retry_after_s("10.0.0.5", now=60.5) == 0.0  # the first failure left the window
+
+
+def test_the_password_hash_command_prints_a_hash_of_the_password_read_from_stdin():
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "commands.main", "edge", "password-hash"],
+        input="a-long-password\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    stored = done.stdout.strip()
+    assert verify_password("a-long-password", stored) and "a-long-password" not in stored
+    short = subprocess.run(
+        [sys.executable, "-m", "commands.main", "edge", "password-hash"],
+        input="short\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert short.returncode == 2 and "at least 8 characters" in short.stderr

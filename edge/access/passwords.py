@@ -24,15 +24,15 @@ def check_hash_format(stored: str) -> None:
     """ValueError saying what is wrong when `stored` is not a hash this module wrote."""
     parts = stored.split("$")
     if len(parts) != 6 or parts[0] != "scrypt":
-        raise ValueError("not a password hash: expected 'scrypt$n$r$p$salt$hash' from 'eiad edge hmi-password'")
+        raise ValueError("not a password hash: expected 'scrypt$n$r$p$salt$hash' from 'eiad edge password-hash'")
     try:
         n, r, p = (int(x) for x in parts[1:4])
         bytes.fromhex(parts[4])
         bytes.fromhex(parts[5])
     except ValueError:
-        raise ValueError("malformed password hash: make a new one with 'eiad edge hmi-password'") from None
+        raise ValueError("malformed password hash: make a new one with 'eiad edge password-hash'") from None
     if n < 2**10 or n & (n - 1) or r < 1 or p < 1:
-        raise ValueError("password hash parameters out of range: make a new one with 'eiad edge hmi-password'")
+        raise ValueError("password hash parameters out of range: make a new one with 'eiad edge password-hash'")
 
 
 def verify_password(password: str, stored: str) -> bool:
