@@ -20,6 +20,7 @@ from edge.config import StationConfig
 from edge.explainer.feed import explainer_feed
 from edge.health.metrics import HealthServer, Metrics, watch_sink_stats
 from edge.hmi.server import HmiServer
+from edge.opcua.server import OpcUaServer
 from edge.pipeline import Pipeline, PipelineSummary
 from edge.runners.base import Runner
 from edge.runners.factory import build_runner
@@ -44,6 +45,7 @@ class Station:
     health: HealthServer | None
     stats_publisher: StatsPublisher | None = None
     hmi: HmiServer | None = None
+    opcua: OpcUaServer | None = None
 
     def close(self) -> None:
         if self.stats_publisher is not None:
@@ -57,6 +59,8 @@ class Station:
         self.runner.close()
         if self.hmi is not None:
             self.hmi.close()  # after the sinks: the page's writer has stored every result
+        if self.opcua is not None:
+            self.opcua.close()  # publishes what it holds, then Halted
         if self.health is not None:
             self.health.close()
 
@@ -72,7 +76,14 @@ def build_station(
     """
     artifact = config.path(config.artifact)
     manifest = load_manifest(artifact)
-    runner = build_runner(config.runner, artifact, manifest, config.path)
+    # The OPC UA server first: PLCs see the station Preoperational while the model loads.
+    opcua = _start_opcua(config, manifest) if config.opcua is not None and config.opcua.enabled else None
+    try:
+        runner = build_runner(config.runner, artifact, manifest, config.path)
+    except BaseException:
+        if opcua is not None:
+            opcua.close()
+        raise
     if sources is None:
         metrics = Metrics()
         sources = _sources_from_config(config, metrics)
@@ -84,10 +95,14 @@ def build_station(
         if config.hmi is not None and config.hmi.enabled:
             hmi = _start_hmi(config, manifest, metrics)
             extra["hmi"] = hmi.feed
+        if opcua is not None:
+            extra["opcua"] = opcua
         sinks, first_sequence = _build_sinks(config, extra, manifest.model_id)
     except BaseException:
         if hmi is not None:
             hmi.close()
+        if opcua is not None:
+            opcua.close()
         runner.close()
         raise
     pipeline = Pipeline(
@@ -111,7 +126,14 @@ def build_station(
     if config.metrics.enabled:
         health = HealthServer(metrics, config.metrics.host, config.metrics.port)
         health.start()
-    return Station(config, pipeline, runner, sinks, metrics, health, stats_publisher, hmi)
+    return Station(config, pipeline, runner, sinks, metrics, health, stats_publisher, hmi, opcua)
+
+
+def _start_opcua(config: StationConfig, manifest) -> OpcUaServer:
+    from edge.opcua.server import OpcUaServer
+
+    about = {"line": config.line_id, "station": config.station_id, "model_id": manifest.model_id}
+    return OpcUaServer(config.opcua, config.path, about, [s.id for s in config.sources]).start()
 
 
 def _start_hmi(config: StationConfig, manifest, metrics: Metrics) -> HmiServer:

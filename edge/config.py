@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from edge.explainer.config import ExplainerConfig
 from edge.hmi.settings import HmiSettings
+from edge.opcua.settings import OpcUaSettings
 from edge.sinks.archive import ArchiveSettings
 from edge.sinks.mqtt.config import MqttSettings, OutboxSettings
 from edge.verdict import ThresholdOverrides
@@ -176,6 +177,9 @@ class StationConfig(_Strict):
     )
     hmi: HmiSettings | None = Field(
         default=None, description="the operator's web page (omit: no page); see docs/hmi.md"
+    )
+    opcua: OpcUaSettings | None = Field(
+        default=None, description="an OPC UA server after OPC 40100 for PLCs (omit: none); see docs/opcua.md"
     )
     sequence_file: Path | None = Field(
         default=Path("sequence.state"),

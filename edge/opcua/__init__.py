@@ -1,0 +1,2 @@
+"""The station as an OPC UA server shaped after OPC 40100-1 (Machine Vision), beside MQTT:
+for PLCs that speak OPC UA natively (docs/opcua.md)."""

@@ -1,0 +1,413 @@
+"""The OPC UA server: asyncua on its own thread and event loop, fed by the station as a sink.
+
+Address space (namespace `opcua.namespace_uri`, string node ids; docs/opcua.md maps each
+to OPC 40100-1):
+
+    Objects/VisionSystem                          the station (shaped after VisionSystemType)
+      LineId, StationId, ModelId                  who it is and what it runs
+      VisionStateMachine/CurrentState             Preoperational | Operational | Error | Halted
+      ResultManagement/GetResultById(ResultId, Timeout) -> (Result, ResultHandle, Error)
+      ResultManagement/ReleaseResultHandle(ResultHandle) -> Error
+      Cameras/<camera>/<field>                    the camera's latest result, one variable per field
+    ResultReadyEventType (subtype of BaseEventType), raised by VisionSystem (a notifier of
+    the Server object) once per inspection, carrying the result's fields.
+
+The station hands each result over without waiting: at most `queue_size` results wait for
+the server's loop, more are dropped and counted (`dropped`), and the PLC's MQTT path never
+sees the difference. A slow or stuck client costs the station nothing but its own
+subscription queue (asyncua's, bounded per monitored item).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import json
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from edge.access.passwords import verify_password
+from edge.opcua.results import ResultStore, result_fields
+from edge.opcua.settings import OpcUaSettings
+from edge.results import InspectionResult
+from eiad.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+STATES = ("Preoperational", "Operational", "Error", "Halted")
+# The per-camera variables and the event's fields (besides BaseEventType's own), with their types.
+FIELDS = (
+    ("ResultId", "String"),
+    ("CameraId", "String"),
+    ("Sequence", "UInt64"),
+    ("FrameId", "UInt64"),
+    ("ResultState", "Int32"),
+    ("Verdict", "String"),
+    ("Score", "Double"),
+    ("DefectClass", "String"),
+    ("ClassConfidence", "Double"),
+    ("RegionCount", "UInt32"),
+    ("CaptureTime", "DateTime"),
+    ("LatencyMs", "Double"),
+    ("ModelId", "String"),
+)
+
+
+def _value(fields: dict, name: str):
+    if name == "CaptureTime":
+        return dt.datetime.fromtimestamp(fields["CaptureTimeUnixS"], dt.timezone.utc)
+    return fields[name]
+
+
+class OpcUaServer:
+    """A station sink (`handle`, `close`, `stats`) that runs the OPC UA server.
+    `handle` and `set_state` may be called from any thread."""
+
+    def __init__(
+        self, settings: OpcUaSettings, resolve: Callable[[Path], Path], about: dict, cameras: list[str]
+    ) -> None:
+        self._s = settings
+        self._pki = resolve(settings.pki_dir)
+        self._about = about
+        self._cameras = list(cameras)
+        self._store = ResultStore(settings.result_store, settings.max_handles)
+        self._lock = threading.Lock()  # guards the counters
+        self._pending = 0
+        self.dropped = 0
+        self.published = 0
+        self.failed = 0
+        self.state = "Preoperational"
+        self.endpoint = ""
+        self.certificate_thumbprint = ""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: asyncio.Queue | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, name="opcua-server", daemon=True)
+
+    # --- life cycle -----------------------------------------------------------------------
+
+    def start(self, timeout_s: float = 30.0) -> OpcUaServer:
+        self._thread.start()
+        if not self._ready.wait(timeout_s):
+            raise ConfigError("the OPC UA server did not start within 30 s")
+        if self._error is not None:
+            raise ConfigError(f"the OPC UA server could not start: {self._error}") from self._error
+        return self
+
+    def close(self) -> None:
+        """Publish what is queued, set Halted, stop the server; idempotent."""
+        loop = self._loop
+        if loop is not None and self._stop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=15.0)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as error:  # reported by start() when it happens while starting
+            self._error = error
+            self._ready.set()
+            if not isinstance(error, OSError | ConfigError):
+                log.exception("the OPC UA server stopped")
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._queue = asyncio.Queue()
+        self._stop = asyncio.Event()
+        server = await self._build()
+        async with server:
+            self._ready.set()
+            log.info(
+                "OPC UA server on %s (security: Basic256Sha256 Sign, SignAndEncrypt%s; %d user(s)); "
+                "certificate %s, SHA-1 thumbprint %s",
+                self.endpoint,
+                ", None" if self._s.allow_none else "",
+                len(self._s.users),
+                self._pki / "own" / "cert.der",
+                self.certificate_thumbprint,
+            )
+            publisher = asyncio.create_task(self._publish_loop())
+            await self._stop.wait()
+            self._queue.put_nowait(None)
+            await publisher
+            await self._write_state("Halted")
+
+    # --- the station's side: never waits ------------------------------------------------------
+
+    def handle(self, result: InspectionResult, image: np.ndarray | None = None) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        with self._lock:
+            if self._pending >= self._s.queue_size:
+                self.dropped += 1
+                return
+            self._pending += 1
+        loop.call_soon_threadsafe(self._queue.put_nowait, result_fields(result))
+
+    def set_state(self, state: str) -> None:
+        """The station's state in the vision state machine (Operational while inspecting, ...)."""
+        if state not in STATES:
+            raise ValueError(f"unknown state {state!r}")
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            asyncio.run_coroutine_threadsafe(self._write_state(state), loop)
+
+    def stats(self) -> dict:
+        with self._lock:
+            return {
+                "endpoint": self.endpoint,
+                "state": self.state,
+                "queued": self._pending,
+                "published": self.published,
+                "dropped": self.dropped,
+                "failed": self.failed,
+                "results_held": self._store.held,
+            }
+
+    # --- the server's loop --------------------------------------------------------------------
+
+    async def _publish_loop(self) -> None:
+        while True:
+            fields = await self._queue.get()
+            if fields is None:
+                return
+            try:
+                await self._publish(fields)
+            except Exception:  # one bad result must not end the server
+                with self._lock:
+                    self.failed += 1
+                log.exception("OPC UA: could not publish %s", fields.get("ResultId"))
+            finally:
+                with self._lock:
+                    self._pending -= 1
+
+    async def _publish(self, fields: dict) -> None:
+        from asyncua import ua
+
+        self._store.add(fields)
+        camera = fields["CameraId"]
+        if camera not in self._camera_nodes:
+            await self._add_camera(camera)
+        nodes = self._camera_nodes[camera]
+        for name, kind in FIELDS:
+            variant = ua.Variant(_value(fields, name), getattr(ua.VariantType, kind))
+            await self._server.write_attribute_value(nodes[name].nodeid, ua.DataValue(variant))
+        content = json.dumps(fields)
+        message = ua.LocalizedText(f"{camera} {fields['Verdict']} {fields['DefectClass']}".rstrip())
+        for generator in self._events:
+            event = generator.event
+            for name, _ in FIELDS:
+                setattr(event, name, _value(fields, name))
+            event.IsPartial = False
+            event.ResultContent = content
+            event.Message = message
+            event.Severity = 500 if fields["Verdict"] == "NG" else 100
+            await generator.trigger()
+        with self._lock:
+            self.published += 1
+        if fields["Verdict"] == "REJECTED" and fields["Reason"].startswith("inference failed"):
+            await self._write_state("Error")
+        elif self.state in ("Preoperational", "Error"):  # inspecting (again)
+            await self._write_state("Operational")
+
+    async def _write_state(self, state: str) -> None:
+        from asyncua import ua
+
+        self.state = state
+        await self._server.write_attribute_value(
+            self._state_node.nodeid, ua.DataValue(ua.Variant(ua.LocalizedText(state), ua.VariantType.LocalizedText))
+        )
+
+    async def _get_result(self, parent, result_id, timeout):
+        from asyncua import ua
+
+        found, handle, error = self._store.get(str(result_id.Value))
+        return [
+            ua.Variant(json.dumps(found) if found else "", ua.VariantType.String),
+            ua.Variant(handle, ua.VariantType.UInt32),
+            ua.Variant(error, ua.VariantType.Int32),
+        ]
+
+    async def _release(self, parent, handle):
+        from asyncua import ua
+
+        return [ua.Variant(self._store.release(int(handle.Value)), ua.VariantType.Int32)]
+
+    # --- building the server ------------------------------------------------------------------
+
+    async def _build(self):
+        from asyncua import Server, ua
+
+        logging.getLogger("asyncua").setLevel(logging.WARNING)
+        server = Server(user_manager=_Users(self._s))
+        await server.init()
+        host = self._s.host
+        self.endpoint = f"opc.tcp://{host}:{self._s.port}/eiad/"
+        server.set_endpoint(self.endpoint)
+        server.set_server_name(f"EIAD Edge {self._about['line']}/{self._about['station']}")
+        await server.set_application_uri(self._s.application_uri)
+        policies = [
+            ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
+            ua.SecurityPolicyType.Basic256Sha256_Sign,
+        ]
+        if self._s.allow_none:
+            log.warning(
+                "opcua.allow_none: the unsecured endpoint is offered; user names and passwords may cross "
+                "the network in the clear. Use it only on an isolated test network."
+            )
+            policies.append(ua.SecurityPolicyType.NoSecurity)
+        server.set_security_policy(policies)
+        server.set_identity_tokens([ua.UserNameIdentityToken])  # never anonymous
+        await self._certificates(server)
+        self._server = server
+        await self._address_space(server)
+        return server
+
+    async def _certificates(self, server) -> None:
+        from asyncua.crypto.cert_gen import setup_self_signed_certificate
+        from asyncua.crypto.truststore import TrustStore
+        from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
+        from cryptography.x509.oid import ExtendedKeyUsageOID
+
+        own, trusted = self._pki / "own", self._pki / "trusted"
+        own.mkdir(parents=True, exist_ok=True)
+        trusted.mkdir(parents=True, exist_ok=True)
+        key, cert = own / "key.pem", own / "cert.der"
+        made = not cert.is_file()
+        await setup_self_signed_certificate(
+            key,
+            cert,
+            self._s.application_uri,
+            socket.gethostname(),
+            [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+            {"commonName": f"EIAD Edge {self._about['station']}", "organizationName": "EIAD Edge"},
+        )
+        key.chmod(0o600)
+        await server.load_certificate(str(cert))
+        await server.load_private_key(str(key))
+        self.certificate_thumbprint = hashlib.sha1(cert.read_bytes()).hexdigest()
+        if made:
+            log.info("OPC UA: made the server's certificate %s (thumbprint %s)", cert, self.certificate_thumbprint)
+        if not any(p.suffix.lower() in (".der", ".pem", ".crt") for p in trusted.iterdir()):
+            log.warning(
+                "OPC UA: no client certificate in %s: every connection is refused until the PLC's certificate "
+                "(.der or .pem) is copied there and the station restarted",
+                trusted,
+            )
+            server.set_certificate_validator(_refuse_all)
+            return
+        store = TrustStore([trusted], [])
+        await store.load()
+        options = CertificateValidatorOptions.TRUSTED_VALIDATION | CertificateValidatorOptions.PEER_CLIENT
+        server.set_certificate_validator(CertificateValidator(options, store))
+
+    async def _address_space(self, server) -> None:
+        from asyncua import ua
+
+        idx = await server.register_namespace(self._s.namespace_uri)
+        self._idx = idx
+        properties = [(name, getattr(ua.VariantType, kind)) for name, kind in FIELDS]
+        properties += [("IsPartial", ua.VariantType.Boolean), ("ResultContent", ua.VariantType.String)]
+        # BaseEventType/<ns>:ResultReadyEventType (asyncua numbers the type's node; browse it by name)
+        event_type = await server.create_custom_event_type(idx, "ResultReadyEventType", properties=properties)
+        objects = server.nodes.objects
+        system = await objects.add_object(ua.NodeId("VisionSystem", idx), ua.QualifiedName("VisionSystem", idx))
+        for name, key in (("LineId", "line"), ("StationId", "station"), ("ModelId", "model_id")):
+            await system.add_variable(
+                ua.NodeId(f"VisionSystem.{name}", idx), ua.QualifiedName(name, idx), self._about[key]
+            )
+        machine = await system.add_object(
+            ua.NodeId("VisionSystem.VisionStateMachine", idx), ua.QualifiedName("VisionStateMachine", idx)
+        )
+        self._state_node = await machine.add_variable(
+            ua.NodeId("VisionSystem.VisionStateMachine.CurrentState", idx),
+            ua.QualifiedName("CurrentState", idx),
+            ua.LocalizedText(self.state),
+        )
+        results = await system.add_object(
+            ua.NodeId("VisionSystem.ResultManagement", idx), ua.QualifiedName("ResultManagement", idx)
+        )
+        await results.add_method(
+            ua.NodeId("VisionSystem.ResultManagement.GetResultById", idx),
+            ua.QualifiedName("GetResultById", idx),
+            self._get_result,
+            [ua.VariantType.String, ua.VariantType.Int32],
+            [ua.VariantType.String, ua.VariantType.UInt32, ua.VariantType.Int32],
+        )
+        await results.add_method(
+            ua.NodeId("VisionSystem.ResultManagement.ReleaseResultHandle", idx),
+            ua.QualifiedName("ReleaseResultHandle", idx),
+            self._release,
+            [ua.VariantType.UInt32],
+            [ua.VariantType.Int32],
+        )
+        self._cameras_folder = await system.add_folder(
+            ua.NodeId("VisionSystem.Cameras", idx), ua.QualifiedName("Cameras", idx)
+        )
+        self._camera_nodes: dict[str, dict] = {}
+        for camera in self._cameras:
+            await self._add_camera(camera)
+        # Each event reaches subscriptions on the vision system and on the Server object (a
+        # notifier of the Server, as OPC 10000-3 has it; asyncua delivers an event only to
+        # subscriptions on the node that emits it, so it is emitted from both, source = system).
+        await system.set_event_notifier([ua.EventNotifier.SubscribeToEvents])
+        await server.nodes.server.add_reference(system.nodeid, ua.ObjectIds.HasNotifier)
+        on_system = await server.get_event_generator(event_type, system)
+        on_server = await server.get_event_generator(event_type, ua.ObjectIds.Server)
+        on_server.event.SourceNode, on_server.event.SourceName = system.nodeid, "VisionSystem"
+        self._events = (on_system, on_server)
+
+    async def _add_camera(self, camera: str) -> None:
+        from asyncua import ua
+
+        idx = self._idx
+        node = await self._cameras_folder.add_object(
+            ua.NodeId(f"VisionSystem.Cameras.{camera}", idx), ua.QualifiedName(camera, idx)
+        )
+        variables = {}
+        for name, kind in FIELDS:
+            variant_type = getattr(ua.VariantType, kind)
+            initial = (
+                dt.datetime.fromtimestamp(0, dt.timezone.utc)
+                if kind == "DateTime"
+                else ua.get_default_value(variant_type)
+            )
+            variables[name] = await node.add_variable(
+                ua.NodeId(f"VisionSystem.Cameras.{camera}.{name}", idx),
+                ua.QualifiedName(name, idx),
+                initial,
+                varianttype=variant_type,
+            )
+        self._camera_nodes[camera] = variables
+
+
+async def _refuse_all(certificate, app_description) -> None:
+    from asyncua import ua
+    from asyncua.ua.uaerrors import ServiceError
+
+    raise ServiceError(ua.StatusCodes.BadCertificateUntrusted)
+
+
+class _Users:
+    """asyncua's user manager: the configured users with their password hashes; nobody else."""
+
+    def __init__(self, settings: OpcUaSettings) -> None:
+        self._hashes = {name: user.stored_hash() for name, user in settings.users.items()}
+
+    def get_user(self, iserver, username=None, password=None, certificate=None):
+        from asyncua.crypto.permission_rules import User, UserRole
+
+        stored = self._hashes.get(username or "")
+        if stored is None or password is None or not verify_password(str(password), stored):
+            log.warning("OPC UA: refused a session for user %r (unknown user or wrong password)", username)
+            return None
+        return User(role=UserRole.User, name=username)

@@ -1,0 +1,41 @@
+"""Section `opcua:` of the station YAML (off unless present and `enabled`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from edge.access.users import User
+
+
+class OpcUaSettings(BaseModel):
+    """The OPC UA server. Signed and encrypted endpoints (Basic256Sha256) with user names
+    and passwords; the unsecured endpoint only with `allow_none`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    enabled: bool = True
+    host: str = Field(default="0.0.0.0", description="bind address (PLCs connect from the line's network)")
+    port: int = Field(default=4840, ge=0, le=65535, description="0: any free port (tests)")
+    users: dict[str, User] = Field(default_factory=dict, description="user name -> role and password hash")
+    allow_none: bool = Field(
+        default=False, description="also offer the unsecured endpoint (SecurityPolicy None); logged as a warning"
+    )
+    pki_dir: Path = Field(
+        default=Path("opcua_pki"),
+        description="own/ (the server's key and certificate, made on first start), trusted/ (client certificates)",
+    )
+    application_uri: str = Field(default="urn:eiad-edge:station", description="goes into the server's certificate")
+    namespace_uri: str = Field(default="urn:eiad-edge:machine-vision", description="namespace of the station's nodes")
+    result_store: int = Field(default=1000, ge=10, description="recent results GetResultById can return")
+    max_handles: int = Field(default=100, ge=1, description="results held for clients until released")
+    queue_size: int = Field(default=256, ge=1, description="results waiting for the server; more are dropped (counted)")
+
+    @model_validator(mode="after")
+    def _someone_can_log_in(self) -> OpcUaSettings:
+        if self.enabled and not self.users:
+            raise ValueError(
+                "opcua.users is empty: add at least one user with a role and a password hash "
+                "(make one with 'eiad edge password-hash'); anonymous sessions are never accepted"
+            )
+        return self

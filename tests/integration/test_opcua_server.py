@@ -1,0 +1,205 @@
+"""The station's OPC UA server against a real asyncua client: secured endpoints, users,
+the trust list, ResultReady events, the latest-result variables and the result methods."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import threading
+import time
+
+import pytest
+from asyncua import ua
+
+from edge.access.passwords import hash_password
+from edge.app import build_station
+from edge.broker import free_port
+from edge.opcua.server import OpcUaServer
+from edge.opcua.settings import OpcUaSettings
+from tests.integration.test_station_mqtt import make_station
+from tests.support_edge.fixtures import tiny_artifact  # noqa: F401 (fixture)
+from tests.support_hmi.page import part
+from tests.support_opcua.plc import EventLog, client_certificate, make_client, wait_until
+
+PASSWORD = "plc-password-1"
+_HASH = hash_password(PASSWORD)
+ABOUT = {"line": "line1", "station": "st1", "model_id": "tiny@test"}
+
+
+def _server(tmp_path, **overrides) -> OpcUaServer:
+    settings = OpcUaSettings.model_validate(
+        {
+            "host": "127.0.0.1",
+            "port": free_port(),
+            "users": {"plc": {"role": "viewer", "password_hash": _HASH}},
+            "pki_dir": str(tmp_path / "pki"),
+            **overrides,
+        }
+    )
+    return OpcUaServer(settings, lambda p: p, ABOUT, ["cam0"]).start()
+
+
+@pytest.fixture
+def station(tmp_path):
+    server = _server(tmp_path)
+    key, cert = asyncio.run(client_certificate(tmp_path / "plc"))
+    shutil.copy(cert, tmp_path / "pki" / "trusted" / "plc.der")  # the integrator trusts the PLC
+    server_restart_needed = server  # the trust list is read at start: restart to take it in
+    server_restart_needed.close()
+    server = _server(tmp_path)
+    yield server, key, cert, tmp_path / "pki" / "own" / "cert.der"
+    server.close()
+
+
+def test_a_plc_gets_each_result_as_an_event_and_in_the_camera_variables(station):
+    server, key, cert, server_cert = station
+
+    async def scenario():
+        client, setup = make_client(server.endpoint, "plc", PASSWORD, key, cert, server_cert)
+        await setup
+        async with client:
+            idx = await client.get_namespace_index("urn:eiad-edge:machine-vision")
+            system = client.get_node(ua.NodeId("VisionSystem", idx))
+            log = EventLog()
+            subscription = await client.create_subscription(10, log)
+            event_type = await client.nodes.base_event_type.get_child(f"{idx}:ResultReadyEventType")
+            await subscription.subscribe_events(system, event_type)
+            state = client.get_node(ua.NodeId("VisionSystem.VisionStateMachine.CurrentState", idx))
+            assert (await state.read_value()).Text == "Preoperational"
+            server.set_state("Operational")
+            await wait_until(lambda: server.state == "Operational")
+            ng, _ = part("NG", defect_class="crack")
+            ok, _ = part("OK")
+            server.handle(ng)
+            server.handle(ok)
+            await wait_until(lambda: len(log.events) == 2)
+            first = log.events[0][1]
+            assert first["ResultId"] == ng.inspection_id and first["Verdict"] == "NG"
+            assert first["DefectClass"] == "crack" and first["ResultState"] == 2 and first["RegionCount"] == 1
+            assert json.loads(first["ResultContent"])["Sequence"] == ng.sequence
+            assert log.events[1][1]["ResultId"] == ok.inspection_id  # in the station's order
+            verdict = client.get_node(ua.NodeId("VisionSystem.Cameras.cam0.Verdict", idx))
+            result_id = client.get_node(ua.NodeId("VisionSystem.Cameras.cam0.ResultId", idx))
+            assert await verdict.read_value() == "OK" and await result_id.read_value() == ok.inspection_id
+            # a recent result by id, held by a handle until released
+            management = client.get_node(ua.NodeId("VisionSystem.ResultManagement", idx))
+            get = ua.NodeId("VisionSystem.ResultManagement.GetResultById", idx)
+            release = ua.NodeId("VisionSystem.ResultManagement.ReleaseResultHandle", idx)
+            content, handle, error = await management.call_method(
+                get, ng.inspection_id, ua.Variant(0, ua.VariantType.Int32)
+            )
+            assert error == 0 and json.loads(content)["Score"] == pytest.approx(ng.score) and handle > 0
+            assert await management.call_method(release, ua.Variant(handle, ua.VariantType.UInt32)) == 0
+            assert await management.call_method(release, ua.Variant(handle, ua.VariantType.UInt32)) == 2
+            _, _, error = await management.call_method(get, "st1-cam0-0-0", ua.Variant(0, ua.VariantType.Int32))
+            assert error == 1  # never seen
+            # variables are read-only for clients
+            with pytest.raises(ua.UaStatusCodeError):
+                await verdict.write_value("NG")
+
+    asyncio.run(scenario())
+    assert server.stats()["published"] == 2 and server.stats()["dropped"] == 0
+
+
+def test_wrong_password_untrusted_client_and_the_none_policy_are_refused(station, tmp_path):
+    server, key, cert, server_cert = station
+
+    async def refused(client, setup) -> bool:
+        try:
+            await setup
+            async with client:
+                return False
+        except Exception:
+            return True
+
+    async def scenario():
+        assert await refused(*make_client(server.endpoint, "plc", "wrong-password", key, cert, server_cert))
+        assert await refused(*make_client(server.endpoint, "intruder", PASSWORD, key, cert, server_cert))
+        other_key, other_cert = await client_certificate(tmp_path / "stranger")
+        assert await refused(*make_client(server.endpoint, "plc", PASSWORD, other_key, other_cert, server_cert))
+        from asyncua import Client
+
+        bare = Client(server.endpoint, timeout=5)
+        bare.set_user("plc")
+        bare.set_password(PASSWORD)
+        try:
+            await bare.connect()
+            connected = True
+            await bare.disconnect()
+        except Exception:
+            connected = False
+        assert not connected, "the unsecured endpoint must not exist unless opcua.allow_none is set"
+        # Sign only (no encryption) is offered too
+        client, setup = make_client(server.endpoint, "plc", PASSWORD, key, cert, server_cert, mode="Sign")
+        assert not await refused(client, setup)
+
+    asyncio.run(scenario())
+
+
+def test_the_hand_off_is_bounded_and_never_waits(tmp_path):
+    server = _server(tmp_path, queue_size=10)
+    try:
+        started = time.perf_counter()
+        for _ in range(2000):
+            server.handle(part("NG")[0])
+        took = time.perf_counter() - started
+        assert took < 1.0, f"handle() waited: {took:.2f} s for 2000 results"
+        asyncio.run(wait_until(lambda: server.stats()["queued"] == 0))
+        stats = server.stats()
+        assert stats["published"] + stats["dropped"] == 2000 and stats["dropped"] > 0
+    finally:
+        server.close()
+    assert server.state == "Halted"
+
+
+def test_settings_refuse_a_server_without_users():
+    with pytest.raises(ValueError, match="opcua.users is empty"):
+        OpcUaSettings.model_validate({"users": {}})
+
+
+@pytest.mark.mqtt
+def test_a_station_with_opcua_raises_one_event_per_part_and_reports_its_state(tmp_path, tiny_artifact, mosquitto):
+    # given a station with the OPC UA server on, on a 9-part line (3 NG), and a trusted PLC
+    key, cert = asyncio.run(client_certificate(tmp_path / "plc"))
+    (tmp_path / "pki" / "trusted").mkdir(parents=True)
+    shutil.copy(cert, tmp_path / "pki" / "trusted" / "plc.der")
+    config, truths = make_station(tmp_path, tiny_artifact, mosquitto.port, 9)
+    opcua = {
+        "host": "127.0.0.1",
+        "port": free_port(),
+        "users": {"plc": {"role": "viewer", "password_hash": _HASH}},
+        "pki_dir": str(tmp_path / "pki"),
+    }
+    config = config.model_copy(update={"opcua": OpcUaSettings.model_validate(opcua)})
+    station = build_station(config)
+    log = EventLog()
+    states = []
+
+    async def scenario():
+        client, setup = make_client(station.opcua.endpoint, "plc", PASSWORD, key, cert, tmp_path / "pki/own/cert.der")
+        await setup
+        async with client:
+            idx = await client.get_namespace_index("urn:eiad-edge:machine-vision")
+            state = client.get_node(ua.NodeId("VisionSystem.VisionStateMachine.CurrentState", idx))
+            states.append((await state.read_value()).Text)
+            subscription = await client.create_subscription(10, log)
+            # on the Server object: the vision system is one of its notifiers
+            await subscription.subscribe_events(
+                client.nodes.server, await client.nodes.base_event_type.get_child(f"{idx}:ResultReadyEventType")
+            )
+            # when the line runs to its end
+            await asyncio.to_thread(station.pipeline.run, threading.Event())
+            await wait_until(lambda: len(log.events) == 9)
+            states.append((await state.read_value()).Text)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        station.close()
+    # then one event per part, in order, with the station's verdicts
+    by_frame = {e["FrameId"]: e for _, e in log.events}
+    assert [by_frame[i]["Verdict"] for i in range(9)] == [t["label"] for t in truths]
+    assert [e["Sequence"] for _, e in log.events] == sorted(e["Sequence"] for _, e in log.events)
+    assert states == ["Preoperational", "Operational"] and station.opcua.state == "Halted"
+    assert station.metrics.health()["components"]["opcua"]["published"] == 9
