@@ -1,0 +1,433 @@
+"""What the station's own servers cost the verdicts: the loop's capture -> verdict received
+latency with a server on and clients using it, against the same load without it.
+
+    python -m benchmarks.server_cost --server hmi --clients 5 --config benchmarks/results/station.yaml \\
+        --fps 30 --cameras 1 --duration-s 30 --repeats 2 --out benchmarks/results/hmi_cost
+    python -m benchmarks.server_cost --server opcua --clients 3 --config benchmarks/results/station.yaml \\
+        --fps 30 --cameras 1 --duration-s 30 --repeats 2 --out benchmarks/results/opcua_cost
+
+The runs alternate (off, on, off, on, ...) so a machine that gets busier or quieter over
+time weighs on both alike; p99 is taken over all verdicts of each configuration pooled.
+The clients run in another process:
+- hmi: browser stand-ins doing what the page's script does: log in, hold the event stream
+  open, fetch a new part's picture and overlay at most 4 times a second, the health every
+  2 s and the history every 10 s;
+- opcua: PLC stand-ins (asyncua clients, Basic256Sha256 SignAndEncrypt, a user and a
+  trusted certificate) subscribed to ResultReady events on the Server object, publishing
+  interval 10 ms; each event's arrival is timed against its capture time and its
+  capture -> verdict latency, giving verdict -> client event.
+On a line the clients run on other machines; here they share the box's CPUs, which only
+adds cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing
+import sys
+import tempfile
+import threading
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.line_load import LineLoad, load_frames, load_truth
+from benchmarks.report import new_result
+from benchmarks.stats import summarize_ms
+
+log = logging.getLogger(__name__)
+
+_USER, _PASSWORD = "bench", "bench-password-1"
+_PLC_URI = "urn:eiad-bench:plc"
+
+
+def _browser(url: str, stop, counts) -> None:
+    """One page's traffic, until `stop`; counts events and pictures fetched."""
+    import http.client
+    import urllib.request
+
+    base = url.rstrip("/")
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+    login = urllib.request.Request(
+        base + "/api/login",
+        data=json.dumps({"user": _USER, "password": _PASSWORD}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with opener.open(login, timeout=10) as response:
+        cookie = response.headers["Set-Cookie"].split(";")[0]
+    host, port = base.split("//")[1].split(":")
+    stream = http.client.HTTPConnection(host, int(port), timeout=30)
+    stream.request("GET", "/api/events", headers={"Cookie": cookie})
+    events = stream.getresponse()
+
+    def get(path: str) -> None:
+        request = urllib.request.Request(base + path, headers={"Cookie": cookie})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                answer.read()
+        except OSError:
+            pass
+
+    last_picture = last_health = last_history = 0.0
+    while not stop.is_set():
+        line = events.fp.readline()
+        if not line:
+            break
+        if not line.startswith(b"data: "):
+            continue
+        with counts.get_lock():
+            counts[0] += 1
+        now = time.monotonic()
+        data = json.loads(line[6:])
+        if "verdict" in data and now - last_picture >= 0.25:
+            get(f"/media/{data['inspection_id']}/image")
+            if data.get("mask"):
+                get(f"/media/{data['inspection_id']}/overlay")
+            with counts.get_lock():
+                counts[1] += 1
+            last_picture = now
+        if now - last_health >= 2.0:
+            get("/api/health")
+            last_health = now
+        if now - last_history >= 10.0:
+            get("/api/history?limit=50")
+            last_history = now
+    stream.close()
+
+
+def _browsers_process(url: str, n: int, stop, counts) -> None:
+    threads = [threading.Thread(target=_browser, args=(url, stop, counts), daemon=True) for _ in range(n)]
+    for t in threads:
+        t.start()
+    stop.wait()
+    for t in threads:
+        t.join(timeout=5)
+
+
+def _plcs_process(endpoint: str, n: int, pki: str, stop, counts, latencies) -> None:
+    """N OPC UA clients subscribed to ResultReady events until `stop`; verdict -> event ms out."""
+    import asyncio
+
+    from asyncua import Client, ua
+    from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
+
+    arrivals: list[float] = []
+
+    class Handler:
+        def event_notification(self, event) -> None:
+            fields = event.get_event_props_as_fields_dict()
+            capture = fields["CaptureTime"].Value.timestamp()
+            verdict_ms = float(fields["LatencyMs"].Value)
+            arrivals.append((time.time() - capture) * 1000.0 - verdict_ms)
+            with counts.get_lock():
+                counts[0] += 1
+
+    async def one(k: int) -> None:
+        client = Client(endpoint, timeout=10)
+        client.application_uri = _PLC_URI
+        client.set_user(_USER)
+        client.set_password(_PASSWORD)
+        await client.set_security(
+            SecurityPolicyBasic256Sha256,
+            f"{pki}/plc_cert.der",
+            f"{pki}/plc_key.pem",
+            server_certificate=f"{pki}/own/cert.der",
+            mode=ua.MessageSecurityMode.SignAndEncrypt,
+        )
+        async with client:
+            idx = await client.get_namespace_index("urn:eiad-edge:machine-vision")
+            etype = await client.nodes.base_event_type.get_child(f"{idx}:ResultReadyEventType")
+            subscription = await client.create_subscription(10, Handler())
+            await subscription.subscribe_events(client.nodes.server, etype)
+            with counts.get_lock():
+                counts[1] += 1
+            while not stop.is_set():
+                await asyncio.sleep(0.1)
+
+    async def all_clients() -> None:
+        await asyncio.gather(*(one(k) for k in range(n)))
+
+    asyncio.run(all_clients())
+    latencies.put(arrivals)
+
+
+class _Page:
+    """The operator page with browser stand-ins."""
+
+    name = "hmi"
+
+    def __init__(self, config, manifest, clients: int, password_hash: str) -> None:
+        self._config, self._manifest, self._clients, self._hash = config, manifest, clients, password_hash
+
+    def start(self, tmp: Path, context) -> dict:
+        from edge.hmi.server import start_hmi
+        from edge.hmi.settings import HmiSettings
+
+        settings = HmiSettings(
+            port=0,
+            users={_USER: {"role": "viewer", "password_hash": self._hash}},
+            data_dir=tmp / "hmi",
+            review_dir=tmp / "review",
+        )
+        about = {"line": self._config.line_id, "station": self._config.station_id, "model_id": self._manifest.model_id}
+        self._page = start_hmi(settings, Path, self._config.line_id, lambda: {"status": "ok"}, about)
+        self._stop, self._counts = context.Event(), context.Array("l", 2)
+        self._helpers = context.Process(
+            target=_browsers_process, args=(self._page.url, self._clients, self._stop, self._counts)
+        )
+        self._helpers.start()
+        _wait(lambda: self._page.feed.hub.clients >= self._clients)
+        return {"hmi": self._page.feed}
+
+    def stop(self) -> dict:
+        stats = self._page.feed.stats()
+        self._stop.set()
+        self._helpers.join(timeout=15)
+        self._page.close()
+        return {
+            "clients_connected": stats["clients"],
+            "server_published": stats["written"],
+            "server_dropped": stats["dropped"],
+            "client_updates": int(self._counts[0]),
+            "pictures_fetched": int(self._counts[1]),
+        }
+
+
+class _OpcUa:
+    """The OPC UA server with PLC stand-ins."""
+
+    name = "opcua"
+
+    def __init__(self, config, manifest, clients: int, password_hash: str) -> None:
+        self._config, self._manifest, self._clients, self._hash = config, manifest, clients, password_hash
+
+    def start(self, tmp: Path, context) -> dict:
+        import asyncio
+        import shutil
+        import socket
+
+        from asyncua.crypto.cert_gen import setup_self_signed_certificate
+        from cryptography.x509.oid import ExtendedKeyUsageOID
+
+        from edge.broker import free_port
+        from edge.opcua.server import OpcUaServer
+        from edge.opcua.settings import OpcUaSettings
+
+        pki = tmp / "pki"
+        (pki / "trusted").mkdir(parents=True)
+        asyncio.run(
+            setup_self_signed_certificate(
+                pki / "plc_key.pem",
+                pki / "plc_cert.der",
+                _PLC_URI,
+                socket.gethostname(),
+                [ExtendedKeyUsageOID.CLIENT_AUTH],
+                {"commonName": "bench plc"},
+            )
+        )
+        shutil.copy(pki / "plc_cert.der", pki / "trusted" / "plc.der")
+        settings = OpcUaSettings(
+            host="127.0.0.1",
+            port=free_port(),
+            users={_USER: {"role": "viewer", "password_hash": self._hash}},
+            pki_dir=pki,
+        )
+        about = {"line": self._config.line_id, "station": self._config.station_id, "model_id": self._manifest.model_id}
+        sources = [f"cam{i}" for i in range(8)]
+        self._server = OpcUaServer(settings, Path, about, sources).start()
+        self._stop, self._counts, self._latencies = context.Event(), context.Array("l", 2), context.Queue()
+        self._helpers = context.Process(
+            target=_plcs_process,
+            args=(self._server.endpoint, self._clients, str(pki), self._stop, self._counts, self._latencies),
+        )
+        self._helpers.start()
+        _wait(lambda: self._counts[1] >= self._clients, timeout_s=60)
+        return {"opcua": self._server}
+
+    def stop(self) -> dict:
+        import queue
+
+        time.sleep(0.5)  # the last events reach the clients
+        stats = self._server.stats()
+        self._stop.set()
+        try:
+            arrivals = self._latencies.get(timeout=30)
+        except queue.Empty:
+            arrivals = []
+        self._helpers.join(timeout=15)
+        self._server.close()
+        entry = {
+            "clients_connected": int(self._counts[1]),
+            "server_published": stats["published"],
+            "server_dropped": stats["dropped"],
+            "client_updates": int(self._counts[0]),
+        }
+        if arrivals:
+            entry["verdict_to_event_ms"] = {
+                "p50": float(np.percentile(arrivals, 50)),
+                "p99": float(np.percentile(arrivals, 99)),
+                "count": len(arrivals),
+            }
+        return entry
+
+
+def _wait(condition, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+SERVERS = {"hmi": _Page, "opcua": _OpcUa}
+GOAL_ADDED_P99_MS = 1.0
+
+
+def bench_server(config_path: Path, load: LineLoad, server: str, clients: int, repeats: int) -> dict:
+    from benchmarks.broker import broker_for_run
+    from benchmarks.line_bench import run_loop
+    from edge.access.passwords import hash_password
+    from edge.config import load_station_config
+    from edge.runners.factory import build_runner
+    from eiad.manifest import load_manifest
+
+    config = load_station_config(config_path)
+    artifact = config.path(config.artifact)
+    manifest = load_manifest(artifact)
+    frames, frames_source = load_frames(config, manifest, None)
+    truth = load_truth(config, None, len(frames))
+    side = SERVERS[server](config, manifest, clients, hash_password(_PASSWORD))
+    result = new_result(
+        f"{server}_cost",
+        {
+            "server": server,
+            "config": str(config_path),
+            "model_id": manifest.model_id,
+            "cameras": load.cameras,
+            "fps_per_camera": load.fps_per_camera,
+            "duration_s": load.duration_s,
+            "clients": clients,
+            "repeats": repeats,
+            "frames": frames_source,
+        },
+        command="python -m benchmarks.server_cost " + " ".join(sys.argv[1:]),
+    )
+    totals: dict[str, list[np.ndarray]] = {"off": [], "on": []}
+    runs, event_latencies = [], []
+    context = multiprocessing.get_context("spawn")
+    with ExitStack() as stack:
+        host, port = broker_for_run(stack, "private", config.mqtt, config_path)
+        runner = build_runner(config.runner, artifact, manifest, config.path)
+        stack.callback(runner.close)
+        for repeat in range(repeats):
+            for mode in ("off", "on"):
+                with tempfile.TemporaryDirectory(prefix=f"eiad-bench-{server}-") as tmp:
+                    extra = side.start(Path(tmp), context) if mode == "on" else {}
+                    try:
+                        run = run_loop(config, runner, frames, load, host, port, truth=truth, extra_sinks=extra)
+                    finally:
+                        side_stats = side.stop() if mode == "on" else {}
+                total = run.stages_ms["total"]
+                totals[mode].append(total)
+                entry = {
+                    "repeat": repeat,
+                    "server": mode,
+                    "verdicts": int(total.size),
+                    "lost": run.lost,
+                    "p50_ms": float(np.percentile(total, 50)),
+                    "p99_ms": float(np.percentile(total, 99)),
+                    **side_stats,
+                }
+                if "verdict_to_event_ms" in side_stats:
+                    event_latencies.append(side_stats["verdict_to_event_ms"])
+                runs.append(entry)
+                log.info("%s", entry)
+    pooled = {mode: summarize_ms(np.concatenate(values)).__dict__ for mode, values in totals.items()}
+    added = pooled["on"]["p99_ms"] - pooled["off"]["p99_ms"]
+    result["runs"] = runs
+    result["pooled_ms"] = pooled
+    result["added_p99_ms"] = added
+    result["goal"] = {"added_p99_ms": GOAL_ADDED_P99_MS, "met": added <= GOAL_ADDED_P99_MS}
+    return result
+
+
+_TITLES = {
+    "hmi": ("The operator page's cost to the verdicts", "page", "browsers"),
+    "opcua": ("The OPC UA server's cost to the verdicts", "OPC UA server", "PLC clients"),
+}
+
+
+def report_md(result: dict) -> str:
+    s = result["settings"]
+    title, thing, clients = _TITLES[s["server"]]
+    lines = [
+        f"# {title}",
+        "",
+        f"`python -m benchmarks.server_cost --server {s['server']} --clients {s['clients']} --config {s['config']} "
+        f"--fps {s['fps_per_camera']:g} --cameras {s['cameras']} --duration-s {s['duration_s']:g} "
+        f"--repeats {s['repeats']}`",
+        "",
+        f"{_machine(result['environment'])}; model {s['model_id']}; capture -> verdict received by an "
+        "MQTT subscriber, the first frames of each run left out (warm-up)",
+        "",
+        f"| run | {thing} | verdicts | lost | p50 ms | p99 ms | {clients} | server published | server dropped "
+        "| updates the clients got | verdict -> client event p50 / p99 ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["runs"]:
+        event = r.get("verdict_to_event_ms")
+        event_text = f"{event['p50']:.2f} / {event['p99']:.2f}" if event else "-"
+        lines.append(
+            f"| {r['repeat'] + 1} | {r['server']} | {r['verdicts']} | {r['lost']} | {r['p50_ms']:.2f} | "
+            f"{r['p99_ms']:.2f} | {r.get('clients_connected', '-')} | {r.get('server_published', '-')} | "
+            f"{r.get('server_dropped', '-')} | {r.get('client_updates', '-')} | "
+            f"{event_text} |"
+        )
+    off, on = result["pooled_ms"]["off"], result["pooled_ms"]["on"]
+    goal = result["goal"]
+    lines += [
+        "",
+        f"Pooled: without the {thing} p50 {off['p50_ms']:.2f} / p99 {off['p99_ms']:.2f} ms over {off['count']} "
+        f"verdicts; with it and {s['clients']} {clients} p50 {on['p50_ms']:.2f} / p99 {on['p99_ms']:.2f} ms over "
+        f"{on['count']}. Added p99: {result['added_p99_ms']:+.2f} ms (goal <= +{goal['added_p99_ms']:g} ms: "
+        f"{'met' if goal['met'] else 'MISSED'}).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _machine(env: dict) -> str:
+    return f"{env.get('machine', '?')} {env.get('cpu', '?')}, {env.get('cpu_affinity') or env.get('cpu_count')} CPUs"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.server_cost",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--server", choices=sorted(SERVERS), required=True, help="which server to measure")
+    parser.add_argument("--config", type=Path, required=True, help="station.yaml (artifact, runner, source video)")
+    parser.add_argument("--fps", type=float, default=30.0, help="frames per second per camera")
+    parser.add_argument("--cameras", type=int, default=1)
+    parser.add_argument("--duration-s", type=float, default=30.0, help="each run's length")
+    parser.add_argument("--clients", type=int, default=5, help="browsers (hmi) or PLCs (opcua) using the server")
+    parser.add_argument("--repeats", type=int, default=2, help="off/on pairs")
+    parser.add_argument("--out", type=Path, default=None, help="default bench_out/<server>_cost")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    load = LineLoad(args.fps, args.cameras, args.duration_s, 15.0, "block", 4)
+    result = bench_server(args.config, load, args.server, args.clients, args.repeats)
+    args.out = args.out or Path("bench_out") / f"{args.server}_cost"
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "result.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    text = report_md(result)
+    (args.out / "report.md").write_text(text, encoding="utf-8")
+    print(text)
+    return 0 if result["goal"]["met"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
