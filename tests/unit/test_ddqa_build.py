@@ -331,3 +331,26 @@ def test_descriptions_say_darker_or_brighter_when_the_defect_is(raw_tree, tmp_pa
             if image.name in painted:
                 said[image.name] = read_claims(answer, ALL_CLASSES).appearances
     assert said == {name: {look} for name, look in painted.items()}
+
+
+def test_good_parts_can_keep_a_larger_calibration_share_without_moving_defects():
+    from train.data.ddqa.build import split_samples
+    from train.data.ddqa.scan import Sample
+
+    def sample(defect, i):
+        name = f"{defect or 'ok'}{i}.png"
+        return Sample(Path(f"/x/{name}"), None, "D", "S", "NG" if defect else "OK", defect, name, 8, 8, None)
+
+    samples = [sample(None, i) for i in range(50)] + [sample("crack", i) for i in range(50)]
+    plain = split_samples(samples, 0, 0.2, 0.2)
+    more = split_samples(samples, 0, 0.2, 0.2, good_calibration_fraction=0.5)
+
+    def count(parts, split, defect):
+        return sum(s.defect == defect for s in parts[split])
+
+    assert (count(plain, "calibration", None), count(more, "calibration", None)) == (10, 25)
+    assert count(more, "train", None) == 15 and count(more, "test", None) == 10
+    # the defects' split is exactly the one without the option
+    assert [s for s in more["train"] if s.defect] == [s for s in plain["train"] if s.defect]
+    with pytest.raises(ValueError, match="good calibration \\+ test"):
+        DdqaOptions(good_calibration_fraction=0.85, test_fraction=0.2)

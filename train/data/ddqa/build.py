@@ -48,6 +48,14 @@ class DdqaOptions(BaseModel):
         0.2, ge=0.0, lt=1.0, description="share of each class's images kept to fit thresholds"
     )
     test_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="share of each class's images kept for reporting")
+    good_calibration_fraction: float | None = Field(
+        None,
+        ge=0.0,
+        lt=1.0,
+        description="share of the good (OK) images kept for calibration, when it should differ from the "
+        "defects' (None: calibration_fraction). A false-reject rate of 1 %% is fitted on the good parts: "
+        "more of them make it trustworthy without taking defect images from training.",
+    )
     record_format: RecordFormat = Field("query", description="'query' (swift 2.x) or 'messages' (swift 3.x)")
     relative_paths: bool = Field(False, description="image paths relative to the output directory")
     strict: bool = Field(False, description="raise DataError on the first bad file instead of skipping it")
@@ -56,11 +64,12 @@ class DdqaOptions(BaseModel):
 
     @model_validator(mode="after")
     def _room_for_training(self) -> DdqaOptions:
-        if self.calibration_fraction + self.test_fraction >= 1.0:
-            raise ValueError(
-                f"calibration + test fractions are {self.calibration_fraction + self.test_fraction:g}: "
-                "they must leave images for training (sum < 1)"
-            )
+        for name, calibration in (("", self.calibration_fraction), ("good ", self.good_calibration_fraction)):
+            if calibration is not None and calibration + self.test_fraction >= 1.0:
+                raise ValueError(
+                    f"{name}calibration + test fractions are {calibration + self.test_fraction:g}: "
+                    "they must leave images for training (sum < 1)"
+                )
         return self
 
 
@@ -91,10 +100,15 @@ def held_out_counts(n_images: int, calibration_fraction: float, test_fraction: f
 
 
 def split_samples(
-    samples: list[Sample], seed: int, calibration_fraction: float, test_fraction: float
+    samples: list[Sample],
+    seed: int,
+    calibration_fraction: float,
+    test_fraction: float,
+    good_calibration_fraction: float | None = None,
 ) -> dict[str, list[Sample]]:
     """Split by image into train / calibration / test, stratified per (dataset, sub, defect/OK),
-    deterministic by seed; every part sorted by image key."""
+    deterministic by seed; every part sorted by image key. Good (OK) groups keep
+    `good_calibration_fraction` for calibration when it is given."""
     groups: dict[tuple[str, str, str], list[Sample]] = defaultdict(list)
     for sample in samples:
         groups[sample.group].append(sample)
@@ -102,7 +116,10 @@ def split_samples(
     for group, members in sorted(groups.items()):
         order = sorted(members, key=lambda s: s.key)
         random.Random("|".join([str(seed), "split", *group])).shuffle(order)
-        n_cal, n_test = held_out_counts(len(order), calibration_fraction, test_fraction)
+        calibration = calibration_fraction
+        if group[2] == "OK" and good_calibration_fraction is not None:
+            calibration = good_calibration_fraction
+        n_cal, n_test = held_out_counts(len(order), calibration, test_fraction)
         parts["test"] += order[:n_test]
         parts["calibration"] += order[n_test : n_test + n_cal]
         parts["train"] += order[n_test + n_cal :]
@@ -180,7 +197,9 @@ def build_ddqa(root: Path, out_dir: Path, options: DdqaOptions | None = None) ->
     catalog = _catalog(samples)
     classes = sorted({name for names in catalog.values() for name in names})
     notes = _notes(classes)
-    splits = split_samples(samples, options.seed, options.calibration_fraction, options.test_fraction)
+    splits = split_samples(
+        samples, options.seed, options.calibration_fraction, options.test_fraction, options.good_calibration_fraction
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     files = output_files(out_dir)
     records: dict[str, dict[str, int]] = {}
@@ -193,7 +212,15 @@ def build_ddqa(root: Path, out_dir: Path, options: DdqaOptions | None = None) ->
         out_dir / SPLIT_FILE,
         SplitIndex(
             seed=options.seed,
-            fractions={"calibration": options.calibration_fraction, "test": options.test_fraction},
+            fractions={
+                "calibration": options.calibration_fraction,
+                "test": options.test_fraction,
+                **(
+                    {"good_calibration": options.good_calibration_fraction}
+                    if options.good_calibration_fraction is not None
+                    else {}
+                ),
+            },
             root=str(root),
             classes=classes,
             **{split: [_entry(s) for s in splits[split]] for split in SPLITS},

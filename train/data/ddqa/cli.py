@@ -74,6 +74,14 @@ def register(sub) -> None:
         "calibration image",
     )
     parser.add_argument(
+        "--good-calibration-fraction",
+        type=float,
+        default=None,
+        metavar="F",
+        help="share of the good (OK) images kept for calibration, if it should differ from --calibration-fraction: "
+        "the 1 %% false-reject threshold is fitted on good parts, and 60 of them can only show 1 in 60",
+    )
+    parser.add_argument(
         "--format",
         dest="record_format",
         choices=("query", "messages"),
@@ -108,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             calibration_fraction=args.calibration_fraction,
             test_fraction=args.test_fraction,
+            good_calibration_fraction=args.good_calibration_fraction,
             record_format=args.record_format,
             relative_paths=args.relative_paths,
             strict=args.strict,
