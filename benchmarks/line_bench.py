@@ -199,7 +199,7 @@ def loop_config(name: str, run: LoopRun, load: LineLoad, fps: float, group: str 
     return config
 
 
-def issue5_comparisons(bare: dict, saturated: dict, paced: dict, paced_label: str = "paced loop") -> list[dict]:
+def overhead_comparisons(bare: dict, saturated: dict, paced: dict, paced_label: str = "paced loop") -> list[dict]:
     kept = ratio(saturated["throughput_per_s"], bare["throughput_per_s"])
     added = paced["latency_ms"]["p99_ms"] - bare["latency_ms"]["p99_ms"]
     return [
@@ -304,7 +304,7 @@ def bench_line(
                 group="saturated",
             )
             result["configurations"] += [bare_cfg, saturated]
-            result["comparisons"] += issue5_comparisons(bare_cfg, saturated, loop_only, loop_label)
+            result["comparisons"] += overhead_comparisons(bare_cfg, saturated, loop_only, loop_label)
         if baseline:
             from benchmarks.baselines.naive_loop import bench_naive
 
