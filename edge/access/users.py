@@ -41,3 +41,12 @@ class User(BaseModel):
             raise ValueError(f"environment variable {self.password_hash_env} is not set (it should hold the hash)")
         check_hash_format(value)
         return value
+
+
+def require_users(section: str, enabled: bool, users: dict[str, User]) -> None:
+    """ValueError when an enabled server has nobody who could log in to it."""
+    if enabled and not users:
+        raise ValueError(
+            f"{section}.users is empty: add at least one user with a role and a password hash "
+            "(make one with 'eiad edge password-hash'); anonymous access is never offered"
+        )

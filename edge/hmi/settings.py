@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from edge.access.users import User
+from edge.access.users import User, require_users
 
 
 class HmiSettings(BaseModel):
@@ -35,9 +35,5 @@ class HmiSettings(BaseModel):
 
     @model_validator(mode="after")
     def _someone_can_log_in(self) -> HmiSettings:
-        if self.enabled and not self.users:
-            raise ValueError(
-                "hmi.users is empty: add at least one user with a role and a password hash "
-                "(make one with 'eiad edge password-hash')"
-            )
+        require_users("hmi", self.enabled, self.users)
         return self

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from edge.access.users import User
+from edge.access.users import User, require_users
 
 
 class OpcUaSettings(BaseModel):
@@ -33,9 +33,5 @@ class OpcUaSettings(BaseModel):
 
     @model_validator(mode="after")
     def _someone_can_log_in(self) -> OpcUaSettings:
-        if self.enabled and not self.users:
-            raise ValueError(
-                "opcua.users is empty: add at least one user with a role and a password hash "
-                "(make one with 'eiad edge password-hash'); anonymous sessions are never accepted"
-            )
+        require_users("opcua", self.enabled, self.users)
         return self

@@ -68,25 +68,18 @@ def test_the_login_limit_counts_failures_per_client_within_its_window():
     assert limiter.retry_after_s("10.0.0.5", now=60.5) == 0.0  # the first failure left the window
 
 
-def test_the_password_hash_command_prints_a_hash_of_the_password_read_from_stdin():
+def _password_hash_command(typed: str):
     import subprocess
     import sys
 
-    done = subprocess.run(
-        [sys.executable, "-m", "commands.main", "edge", "password-hash"],
-        input="a-long-password\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    command = [sys.executable, "-m", "commands.main", "edge", "password-hash"]
+    return subprocess.run(command, input=typed + "\n", capture_output=True, text=True, timeout=60)
+
+
+def test_the_password_hash_command_prints_a_hash_of_the_password_read_from_stdin():
+    done = _password_hash_command("a-long-password")
     assert done.returncode == 0, done.stderr
     stored = done.stdout.strip()
     assert verify_password("a-long-password", stored) and "a-long-password" not in stored
-    short = subprocess.run(
-        [sys.executable, "-m", "commands.main", "edge", "password-hash"],
-        input="short\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    short = _password_hash_command("short")
     assert short.returncode == 2 and "at least 8 characters" in short.stderr
