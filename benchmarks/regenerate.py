@@ -183,9 +183,9 @@ def main(argv: list[str] | None = None) -> int:
             "240",
             "--probe-s",
             str(d / 2.5),
-            # 20 ms, not the line section's 15: on this 2-core box the model alone takes ~9-12 ms at p99 on
-            # its one ONNX Runtime thread, and a 15 ms sweep measured 0 fps nearly everywhere (each probe
-            # 17-20 ms at p99): a true answer, but one that shows no capacity curve.
+            # 20 ms, not the line section's 15: on a 2-core box the model alone takes most of 15 ms at
+            # p99 on its one ONNX Runtime thread, and a 15 ms sweep measured 0 fps nearly everywhere:
+            # a true answer, but one that shows no capacity curve.
             "--steps",
             "4",
             "--budget-ms",
@@ -222,8 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         + (f"; precision variants: {', '.join(f'`{v}`' for v in variants)}" if variants else "")
         + ".",
         *[f"Note: {n}" for n in notes],
-        "Budgets: the line section checks 15 ms at 2 x 30 fps; the sweep uses 20 ms because this loop's p99 floor on",
-        "this 2-core box is ~17-20 ms at any rate (model ~9-12 ms at p99 on one ONNX Runtime thread), so at 15 ms",
+        "Budgets: the line section checks 15 ms at 2 x 30 fps; the sweep uses 20 ms because on a 2-core box the",
+        "loop's p99 sits near 15 ms at any rate (the engine and line sections below have the figures), so at 15 ms",
         "it would report 0 fps everywhere: true, but no capacity curve.",
         "",
     ]
