@@ -22,18 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
 import json
 import logging
-import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from edge.access.passwords import verify_password
 from edge.opcua.results import ResultStore, result_fields
+from edge.opcua.security import Users, secure
 from edge.opcua.settings import OpcUaSettings
 from edge.results import InspectionResult
 from eiad.errors import ConfigError
@@ -245,70 +243,20 @@ class OpcUaServer:
     # --- building the server ------------------------------------------------------------------
 
     async def _build(self):
-        from asyncua import Server, ua
+        from asyncua import Server
 
         logging.getLogger("asyncua").setLevel(logging.WARNING)
-        server = Server(user_manager=_Users(self._s))
+        server = Server(user_manager=Users(self._s))
         await server.init()
         host = self._s.host
         self.endpoint = f"opc.tcp://{host}:{self._s.port}/eiad/"
         server.set_endpoint(self.endpoint)
         server.set_server_name(f"EIAD Edge {self._about['line']}/{self._about['station']}")
         await server.set_application_uri(self._s.application_uri)
-        policies = [
-            ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
-            ua.SecurityPolicyType.Basic256Sha256_Sign,
-        ]
-        if self._s.allow_none:
-            log.warning(
-                "opcua.allow_none: the unsecured endpoint is offered; user names and passwords may cross "
-                "the network in the clear. Use it only on an isolated test network."
-            )
-            policies.append(ua.SecurityPolicyType.NoSecurity)
-        server.set_security_policy(policies)
-        server.set_identity_tokens([ua.UserNameIdentityToken])  # never anonymous
-        await self._certificates(server)
+        self.certificate_thumbprint = await secure(server, self._s, self._pki, self._about["station"])
         self._server = server
         await self._address_space(server)
         return server
-
-    async def _certificates(self, server) -> None:
-        from asyncua.crypto.cert_gen import setup_self_signed_certificate
-        from asyncua.crypto.truststore import TrustStore
-        from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
-        from cryptography.x509.oid import ExtendedKeyUsageOID
-
-        own, trusted = self._pki / "own", self._pki / "trusted"
-        own.mkdir(parents=True, exist_ok=True)
-        trusted.mkdir(parents=True, exist_ok=True)
-        key, cert = own / "key.pem", own / "cert.der"
-        made = not cert.is_file()
-        await setup_self_signed_certificate(
-            key,
-            cert,
-            self._s.application_uri,
-            socket.gethostname(),
-            [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
-            {"commonName": f"EIAD Edge {self._about['station']}", "organizationName": "EIAD Edge"},
-        )
-        key.chmod(0o600)
-        await server.load_certificate(str(cert))
-        await server.load_private_key(str(key))
-        self.certificate_thumbprint = hashlib.sha1(cert.read_bytes()).hexdigest()
-        if made:
-            log.info("OPC UA: made the server's certificate %s (thumbprint %s)", cert, self.certificate_thumbprint)
-        if not any(p.suffix.lower() in (".der", ".pem", ".crt") for p in trusted.iterdir()):
-            log.warning(
-                "OPC UA: no client certificate in %s: every connection is refused until the PLC's certificate "
-                "(.der or .pem) is copied there and the station restarted",
-                trusted,
-            )
-            server.set_certificate_validator(_refuse_all)
-            return
-        store = TrustStore([trusted], [])
-        await store.load()
-        options = CertificateValidatorOptions.TRUSTED_VALIDATION | CertificateValidatorOptions.PEER_CLIENT
-        server.set_certificate_validator(CertificateValidator(options, store))
 
     async def _address_space(self, server) -> None:
         from asyncua import ua
@@ -388,26 +336,3 @@ class OpcUaServer:
                 varianttype=variant_type,
             )
         self._camera_nodes[camera] = variables
-
-
-async def _refuse_all(certificate, app_description) -> None:
-    from asyncua import ua
-    from asyncua.ua.uaerrors import ServiceError
-
-    raise ServiceError(ua.StatusCodes.BadCertificateUntrusted)
-
-
-class _Users:
-    """asyncua's user manager: the configured users with their password hashes; nobody else."""
-
-    def __init__(self, settings: OpcUaSettings) -> None:
-        self._hashes = {name: user.stored_hash() for name, user in settings.users.items()}
-
-    def get_user(self, iserver, username=None, password=None, certificate=None):
-        from asyncua.crypto.permission_rules import User, UserRole
-
-        stored = self._hashes.get(username or "")
-        if stored is None or password is None or not verify_password(str(password), stored):
-            log.warning("OPC UA: refused a session for user %r (unknown user or wrong password)", username)
-            return None
-        return User(role=UserRole.User, name=username)
