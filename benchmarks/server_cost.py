@@ -28,7 +28,6 @@ import logging
 import multiprocessing
 import sys
 import tempfile
-import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -37,122 +36,10 @@ import numpy as np
 
 from benchmarks.line_load import LineLoad, load_frames, load_truth
 from benchmarks.report import new_result
+from benchmarks.stand_ins.server_clients import PASSWORD, PLC_URI, USER, browsers_process, plcs_process
 from benchmarks.stats import summarize_ms
 
 log = logging.getLogger(__name__)
-
-_USER, _PASSWORD = "bench", "bench-password-1"
-_PLC_URI = "urn:eiad-bench:plc"
-
-
-def _browser(url: str, stop, counts) -> None:
-    """One page's traffic, until `stop`; counts events and pictures fetched."""
-    import http.client
-    import urllib.request
-
-    base = url.rstrip("/")
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
-    login = urllib.request.Request(
-        base + "/api/login",
-        data=json.dumps({"user": _USER, "password": _PASSWORD}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with opener.open(login, timeout=10) as response:
-        cookie = response.headers["Set-Cookie"].split(";")[0]
-    host, port = base.split("//")[1].split(":")
-    stream = http.client.HTTPConnection(host, int(port), timeout=30)
-    stream.request("GET", "/api/events", headers={"Cookie": cookie})
-    events = stream.getresponse()
-
-    def get(path: str) -> None:
-        request = urllib.request.Request(base + path, headers={"Cookie": cookie})
-        try:
-            with urllib.request.urlopen(request, timeout=10) as answer:
-                answer.read()
-        except OSError:
-            pass
-
-    last_picture = last_health = last_history = 0.0
-    while not stop.is_set():
-        line = events.fp.readline()
-        if not line:
-            break
-        if not line.startswith(b"data: "):
-            continue
-        with counts.get_lock():
-            counts[0] += 1
-        now = time.monotonic()
-        data = json.loads(line[6:])
-        if "verdict" in data and now - last_picture >= 0.25:
-            get(f"/media/{data['inspection_id']}/image")
-            if data.get("mask"):
-                get(f"/media/{data['inspection_id']}/overlay")
-            with counts.get_lock():
-                counts[1] += 1
-            last_picture = now
-        if now - last_health >= 2.0:
-            get("/api/health")
-            last_health = now
-        if now - last_history >= 10.0:
-            get("/api/history?limit=50")
-            last_history = now
-    stream.close()
-
-
-def _browsers_process(url: str, n: int, stop, counts) -> None:
-    threads = [threading.Thread(target=_browser, args=(url, stop, counts), daemon=True) for _ in range(n)]
-    for t in threads:
-        t.start()
-    stop.wait()
-    for t in threads:
-        t.join(timeout=5)
-
-
-def _plcs_process(endpoint: str, n: int, pki: str, stop, counts, latencies) -> None:
-    """N OPC UA clients subscribed to ResultReady events until `stop`; verdict -> event ms out."""
-    import asyncio
-
-    from asyncua import Client, ua
-    from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
-
-    arrivals: list[float] = []
-
-    class Handler:
-        def event_notification(self, event) -> None:
-            fields = event.get_event_props_as_fields_dict()
-            capture = fields["CaptureTime"].Value.timestamp()
-            verdict_ms = float(fields["LatencyMs"].Value)
-            arrivals.append((time.time() - capture) * 1000.0 - verdict_ms)
-            with counts.get_lock():
-                counts[0] += 1
-
-    async def one(k: int) -> None:
-        client = Client(endpoint, timeout=10)
-        client.application_uri = _PLC_URI
-        client.set_user(_USER)
-        client.set_password(_PASSWORD)
-        await client.set_security(
-            SecurityPolicyBasic256Sha256,
-            f"{pki}/plc_cert.der",
-            f"{pki}/plc_key.pem",
-            server_certificate=f"{pki}/own/cert.der",
-            mode=ua.MessageSecurityMode.SignAndEncrypt,
-        )
-        async with client:
-            idx = await client.get_namespace_index("urn:eiad-edge:machine-vision")
-            etype = await client.nodes.base_event_type.get_child(f"{idx}:ResultReadyEventType")
-            subscription = await client.create_subscription(10, Handler())
-            await subscription.subscribe_events(client.nodes.server, etype)
-            with counts.get_lock():
-                counts[1] += 1
-            while not stop.is_set():
-                await asyncio.sleep(0.1)
-
-    async def all_clients() -> None:
-        await asyncio.gather(*(one(k) for k in range(n)))
-
-    asyncio.run(all_clients())
-    latencies.put(arrivals)
 
 
 class _Page:
@@ -169,7 +56,7 @@ class _Page:
 
         settings = HmiSettings(
             port=0,
-            users={_USER: {"role": "viewer", "password_hash": self._hash}},
+            users={USER: {"role": "viewer", "password_hash": self._hash}},
             data_dir=tmp / "hmi",
             review_dir=tmp / "review",
         )
@@ -177,7 +64,7 @@ class _Page:
         self._page = start_hmi(settings, Path, self._config.line_id, lambda: {"status": "ok"}, about)
         self._stop, self._counts = context.Event(), context.Array("l", 2)
         self._helpers = context.Process(
-            target=_browsers_process, args=(self._page.url, self._clients, self._stop, self._counts)
+            target=browsers_process, args=(self._page.url, self._clients, self._stop, self._counts)
         )
         self._helpers.start()
         _wait(lambda: self._page.feed.hub.clients >= self._clients)
@@ -223,7 +110,7 @@ class _OpcUa:
             setup_self_signed_certificate(
                 pki / "plc_key.pem",
                 pki / "plc_cert.der",
-                _PLC_URI,
+                PLC_URI,
                 socket.gethostname(),
                 [ExtendedKeyUsageOID.CLIENT_AUTH],
                 {"commonName": "bench plc"},
@@ -233,7 +120,7 @@ class _OpcUa:
         settings = OpcUaSettings(
             host="127.0.0.1",
             port=free_port(),
-            users={_USER: {"role": "viewer", "password_hash": self._hash}},
+            users={USER: {"role": "viewer", "password_hash": self._hash}},
             pki_dir=pki,
         )
         about = {"line": self._config.line_id, "station": self._config.station_id, "model_id": self._manifest.model_id}
@@ -241,7 +128,7 @@ class _OpcUa:
         self._server = OpcUaServer(settings, Path, about, sources).start()
         self._stop, self._counts, self._latencies = context.Event(), context.Array("l", 2), context.Queue()
         self._helpers = context.Process(
-            target=_plcs_process,
+            target=plcs_process,
             args=(self._server.endpoint, self._clients, str(pki), self._stop, self._counts, self._latencies),
         )
         self._helpers.start()
@@ -298,7 +185,7 @@ def bench_server(config_path: Path, load: LineLoad, server: str, clients: int, r
     manifest = load_manifest(artifact)
     frames, frames_source = load_frames(config, manifest, None)
     truth = load_truth(config, None, len(frames))
-    side = SERVERS[server](config, manifest, clients, hash_password(_PASSWORD))
+    side = SERVERS[server](config, manifest, clients, hash_password(PASSWORD))
     result = new_result(
         f"{server}_cost",
         {
