@@ -50,6 +50,7 @@ class SyntheticLineSource:
         self._reader = OpenCvSource(source_id, str(video), kind="video", loop=False)
         self._truth: dict[int, dict] = {}
         self._index = 0
+        self._closed = False
 
     def open(self) -> None:
         if not self._truth_path.is_file():
@@ -59,10 +60,11 @@ class SyntheticLineSource:
         self._truth = read_truth(self._truth_path)
         self._reader.open()
         self._index = 0
+        self._closed = False
 
     def read(self) -> Capture | None:
         capture = self._reader.read()
-        if capture is None and self._loop:
+        if capture is None and self._loop and not self._closed:  # closed meanwhile: do not reopen
             self._reader.close()
             self._reader.open()
             self._index = 0
@@ -76,4 +78,5 @@ class SyntheticLineSource:
         return Capture(image=capture.image, truth=truth)
 
     def close(self) -> None:
+        self._closed = True
         self._reader.close()

@@ -77,6 +77,7 @@ class SourceWorker:
         self._last_progress = time.monotonic()
         self._putting = False
         self._source: Source | None = None
+        self._reader: threading.Thread | None = None
         self.finished = threading.Event()  # a finite source ended (file, folder, synthetic)
         self.restarts = 0
         self.stalls = 0
@@ -88,6 +89,7 @@ class SourceWorker:
         thread = threading.Thread(
             target=self._run, args=(generation, delay_s), name=f"source-{self.source_id}-{generation}", daemon=True
         )
+        self._reader = thread
         thread.start()
 
     def is_stalled(self, now: float) -> bool:
@@ -114,12 +116,25 @@ class SourceWorker:
             threading.Thread(target=_close_quietly, args=(old,), daemon=True).start()
         self._spawn(generation, delay_s)
 
-    def stop(self) -> None:
+    def stop(self, join_timeout_s: float = 5.0) -> None:
+        """Stop reading; wait up to `join_timeout_s` for the reader thread to leave its source.
+
+        Waiting matters at exit: a reader still inside OpenCV/FFmpeg while the interpreter
+        tears down native libraries aborts the process. A reader hung longer (a dead RTSP
+        stream) is left behind with a warning rather than holding up the shutdown.
+        """
         with self._lock:
             self._generation += 1
             old, self._source = self._source, None
+            reader = self._reader
         if old is not None:
             _close_quietly(old)
+        if reader is not None and reader is not threading.current_thread():
+            reader.join(join_timeout_s)
+            if reader.is_alive():
+                log.warning(
+                    "source %s: reader still busy after %.0f s; leaving it behind", self.source_id, join_timeout_s
+                )
 
     def _current(self, generation: int) -> bool:
         return generation == self._generation and not self._stop.is_set()
