@@ -33,6 +33,11 @@ from eiad.line_goals import score_image
 
 log = logging.getLogger(__name__)
 
+# The PLC stand-in's client id, and the name paho gives its network thread: the bench's own
+# CPU, left out of the station's (benchmarks/cpu_cost.py).
+BENCH_CLIENT_ID = "eiad-bench-plc"
+BENCH_CLIENT_THREADS = f"paho-mqtt-client-{BENCH_CLIENT_ID}"
+
 STAGE_STAMPS = (
     ("capture", "captured", "queued"),
     ("queue", "queued", "dequeued"),
@@ -112,7 +117,12 @@ class TimingSink:
         self.inner.handle(result, image)
         done = time.monotonic_ns()
         with self._lock:
-            self.stamps[result.inspection_id] = {**result.stamps_ns, "outboxed": done, "_verdict": result.verdict}
+            self.stamps[result.inspection_id] = {
+                **result.stamps_ns,
+                "outboxed": done,
+                "_verdict": result.verdict,
+                "_cpu": result.cpu_ns,  # the same dict: later sinks add their CPU time to it
+            }
             if len(self.samples) < self._keep and result.verdict == "NG" and result.features is not None:
                 self.samples.append(result)
 
@@ -139,7 +149,7 @@ class VerdictListener:
         self.ready = threading.Event()
         self._topic = topic
         self._client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=f"eiad-bench-plc-{time.monotonic_ns()}", protocol=mqtt.MQTTv5
+            mqtt.CallbackAPIVersion.VERSION2, client_id=f"{BENCH_CLIENT_ID}-{time.monotonic_ns()}", protocol=mqtt.MQTTv5
         )
         self._client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
         self._client.on_subscribe = lambda c, u, mid, codes, p: self.ready.set()
@@ -195,6 +205,7 @@ class LoopRun:
     accuracy: dict | None = None  # eiad.line_goals.score_image of what the subscriber received, with truth
     explanations: dict | None = None  # benchmarks/explain_bench.py's section, when the explainer ran
     samples: list = field(default_factory=list)  # a few NG InspectionResults kept for the explainer-alone probe
+    cpu: dict | None = None  # benchmarks/cpu_cost.py's section
 
 
 def warmup_frames(received: int) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from benchmarks.cpu_cost import cpu_markdown
+
 STAGE_ORDER = ("capture", "queue", "preprocess", "inference", "postprocess", "outbox", "publish+broker", "total")
 
 
@@ -132,6 +134,7 @@ def render_markdown(result: dict, plots: dict[str, str]) -> str:
         drops = [(c["name"], c.get("drops")) for c in staged if c.get("drops") is not None]
         if drops:
             out += ["Dropped or lost frames: " + ", ".join(f"{n}: {d}" for n, d in drops), ""]
+        out += cpu_markdown(staged)
     comparisons = result.get("comparisons", [])
     if comparisons:
         out += ["## Ratios", ""]

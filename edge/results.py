@@ -43,3 +43,4 @@ class InspectionResult:
     mask: np.ndarray | None = None
     reason: str = ""
     features: np.ndarray | None = None
+    cpu_ns: dict[str, int] = field(default_factory=dict)  # CPU time per stage outside the model (not published)
