@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from benchmarks.cpu_cost import cpu_markdown
+from benchmarks.line_runs import runs_markdown
 
 STAGE_ORDER = ("capture", "queue", "preprocess", "inference", "postprocess", "outbox", "publish+broker", "total")
 
@@ -135,6 +136,7 @@ def render_markdown(result: dict, plots: dict[str, str]) -> str:
         if drops:
             out += ["Dropped or lost frames: " + ", ".join(f"{n}: {d}" for n, d in drops), ""]
         out += cpu_markdown(staged)
+    out += runs_markdown(result)
     comparisons = result.get("comparisons", [])
     if comparisons:
         out += ["## Ratios", ""]
