@@ -178,10 +178,11 @@ class SourceWorker:
         captured_ns = time.monotonic_ns()
         with self._lock:
             if not self._current(generation):
-                if not self._stop.is_set():  # an abandoned reader came back: discard and count its frame
-                    drop = getattr(self._events, "frame_dropped", None)
-                    if drop is not None:
-                        drop(self.source_id, "abandoned_reader", 1)
+                # an abandoned reader came back, or capture stopped while this frame was read:
+                # discard it and count it, so frames read == inspected + dropped holds
+                drop = getattr(self._events, "frame_dropped", None)
+                if drop is not None:
+                    drop(self.source_id, "shutdown" if self._stop.is_set() else "abandoned_reader", 1)
                 return False
             frame_id = self._next_frame_id
             self._next_frame_id += 1
