@@ -35,7 +35,13 @@ def bench_line_runs(runs: int, **kwargs) -> dict:
         "dropped_or_lost": worst["dropped_or_lost"] == 0,
     }
     final = results[-1]
-    final["runs"] = {"count": runs, "rows": rows, "worst": worst, "goals_met": goals}
+    final["runs"] = {
+        "count": runs,
+        "rows": rows,
+        "worst": worst,
+        "goals": {"throughput_ratio": BARE_THROUGHPUT_GOAL, "added_p99_ms": ADDED_P99_GOAL_MS},
+        "goals_met": goals,
+    }
     final["comparisons"] += [
         {
             "name": f"worst of {runs} runs: saturated loop / bare runner",
@@ -76,55 +82,6 @@ def run_row(index: int, result: dict) -> dict:
     }
 
 
-def runs_markdown(result: dict) -> list[str]:
-    """The '## N consecutive runs' section, or nothing for a single run."""
-    runs = result.get("runs")
-    if not runs:
-        return []
-    columns = [
-        "run",
-        "paced_p50_ms",
-        "paced_p99_ms",
-        "bare_p99_ms",
-        "added_p99_ms",
-        "bare_per_s",
-        "saturated_per_s",
-        "throughput_ratio",
-        "dropped_or_lost",
-        "cpu_ok_ms",
-        "cpu_ng_ms",
-    ]
-    worst, met = runs["worst"], runs["goals_met"]
-    lines = [
-        f"## {runs['count']} consecutive runs (judged on the worst)",
-        "",
-        "| " + " | ".join(columns) + " |",
-        "|" + "---|" * len(columns),
-    ]
-    lines += ["| " + " | ".join(_cell(row[c]) for c in columns) + " |" for row in runs["rows"]]
-    lines += [
-        "",
-        f"- worst saturated / bare throughput: {worst['throughput_ratio']:.3f} (goal >= {BARE_THROUGHPUT_GOAL}): "
-        + _met(met["throughput_ratio"]),
-        f"- worst paced p99 - bare p99: {worst['added_p99_ms']:.2f} ms (goal <= {ADDED_P99_GOAL_MS} ms): "
-        + _met(met["added_p99_ms"]),
-        f"- most dropped or lost frames in a run: {worst['dropped_or_lost']} (goal 0): " + _met(met["dropped_or_lost"]),
-        f"- worst CPU per part outside the model: OK {_cell(worst['cpu_ok_ms'])} ms, NG {_cell(worst['cpu_ng_ms'])} ms",
-        "",
-    ]
-    return lines
-
-
 def _worst(values) -> float | None:
     known = [v for v in values if v is not None]
     return max(known) if known else None
-
-
-def _cell(value) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
-
-
-def _met(met: bool) -> str:
-    return "met" if met else "MISSED"

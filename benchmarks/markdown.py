@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 from benchmarks.cpu_cost import cpu_markdown
-from benchmarks.line_runs import runs_markdown
 
 STAGE_ORDER = ("capture", "queue", "preprocess", "inference", "postprocess", "outbox", "publish+broker", "total")
 
@@ -265,3 +264,54 @@ def render_explanations(section: dict) -> list[str]:
     ]
     out += [f"- {n}" for n in section.get("notes", [])] + [""]
     return out
+
+
+def runs_markdown(result: dict) -> list[str]:
+    """`bench line --runs N` (benchmarks/line_runs.py): one row per run and the worst against the goals."""
+    runs = result.get("runs")
+    if not runs:
+        return []
+    columns = [
+        "run",
+        "paced_p50_ms",
+        "paced_p99_ms",
+        "bare_p99_ms",
+        "added_p99_ms",
+        "bare_per_s",
+        "saturated_per_s",
+        "throughput_ratio",
+        "dropped_or_lost",
+        "cpu_ok_ms",
+        "cpu_ng_ms",
+    ]
+    worst, met, goals = runs["worst"], runs["goals_met"], runs["goals"]
+    lines = [
+        f"## {runs['count']} consecutive runs (judged on the worst)",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+    ]
+    lines += ["| " + " | ".join(_run_cell(row[c]) for c in columns) + " |" for row in runs["rows"]]
+    lines += [
+        "",
+        f"- worst saturated / bare throughput: {worst['throughput_ratio']:.3f} (goal >= {goals['throughput_ratio']}): "
+        + _run_met(met["throughput_ratio"]),
+        f"- worst paced p99 - bare p99: {worst['added_p99_ms']:.2f} ms (goal <= {goals['added_p99_ms']} ms): "
+        + _run_met(met["added_p99_ms"]),
+        f"- most dropped or lost frames in a run: {worst['dropped_or_lost']} (goal 0): "
+        + _run_met(met["dropped_or_lost"]),
+        f"- worst CPU per part outside the model: OK {_run_cell(worst['cpu_ok_ms'])} ms, "
+        f"NG {_run_cell(worst['cpu_ng_ms'])} ms",
+        "",
+    ]
+    return lines
+
+
+def _run_cell(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def _run_met(met: bool) -> str:
+    return "met" if met else "MISSED"

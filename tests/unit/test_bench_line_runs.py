@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import benchmarks.line_runs as line_runs
+from benchmarks.markdown import runs_markdown
 
 
 def _result(bare_per_s: float, saturated_per_s: float, paced_p99: float, bare_p99: float, drops: int) -> dict:
@@ -37,9 +38,9 @@ def test_the_worst_run_decides_every_goal(monkeypatch):
     assert runs["goals_met"] == {"throughput_ratio": False, "added_p99_ms": False, "dropped_or_lost": False}
     names = [c["name"] for c in final["comparisons"]]
     assert "worst of 3 runs: saturated loop / bare runner" in names
-    text = "\n".join(line_runs.runs_markdown(final))
+    text = "\n".join(runs_markdown(final))
     assert "## 3 consecutive runs (judged on the worst)" in text and "4.50 ms (goal <= 2.0 ms): MISSED" in text
 
 
 def test_one_run_has_no_runs_section():
-    assert line_runs.runs_markdown({"configurations": []}) == []
+    assert runs_markdown({"configurations": []}) == []
