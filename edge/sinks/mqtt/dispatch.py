@@ -117,7 +117,7 @@ class Dispatcher:
 
     def _fill_window(self, cursor: int, inflight: dict[int, tuple[int, float]]) -> int:
         room = self._s.max_inflight - len(inflight)
-        if room <= 0:
+        if room <= 0 or cursor >= self._outbox.newest_id:  # woken by a PUBACK only: nothing new to read
             return cursor
         for row in self._outbox.pending(cursor, room):
             m = row.message

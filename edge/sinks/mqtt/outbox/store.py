@@ -63,6 +63,9 @@ class Outbox:
         self._rows, self._bytes = int(rows), int(size)
         self.backlog_at_open = self._rows
         self.last_id_at_open = int(last_id)
+        # Row id of the newest message stored (read without the lock by the dispatcher: an
+        # int, set after the insert, so a stale value only delays a publish to the next wake).
+        self.newest_id = int(last_id)
         self.last_sequence = int(last_seq)
         self._checkpointer = Checkpointer(path, checkpoint_interval_s).start()
         if self._rows:
@@ -170,6 +173,7 @@ class Outbox:
         self._rows += 1
         self._bytes += size
         self._stored += 1
+        self.newest_id = max(self.newest_id, int(cur.lastrowid))
         return int(cur.lastrowid)
 
     def _make_room_locked(self, size: int) -> None:
