@@ -225,6 +225,9 @@ def bench_server(config_path: Path, load: LineLoad, server: str, clients: int, r
                     "lost": run.lost,
                     "p50_ms": float(np.percentile(total, 50)),
                     "p99_ms": float(np.percentile(total, 99)),
+                    "cpu_per_part_ms": (run.cpu or {}).get("per_part_ms"),  # the station's, server threads included
+                    "cpu_inline_p50_ms": (run.cpu or {}).get("inline_p50_ms"),
+                    "cpu_background_ms_per_frame": (run.cpu or {}).get("background_ms_per_frame"),
                     **side_stats,
                 }
                 if "verdict_to_event_ms" in side_stats:
@@ -260,8 +263,8 @@ def report_md(result: dict) -> str:
         "MQTT subscriber, the first frames of each run left out (warm-up)",
         "",
         f"| run | {thing} | verdicts | lost | p50 ms | p99 ms | {clients} | server published | server dropped "
-        "| updates the clients got | verdict -> client event p50 / p99 ms |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| updates the clients got | verdict -> client event p50 / p99 ms | station CPU per OK / NG part ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["runs"]:
         event = r.get("verdict_to_event_ms")
@@ -270,7 +273,7 @@ def report_md(result: dict) -> str:
             f"| {r['repeat'] + 1} | {r['server']} | {r['verdicts']} | {r['lost']} | {r['p50_ms']:.2f} | "
             f"{r['p99_ms']:.2f} | {r.get('clients_connected', '-')} | {r.get('server_published', '-')} | "
             f"{r.get('server_dropped', '-')} | {r.get('client_updates', '-')} | "
-            f"{event_text} |"
+            f"{event_text} | {_cpu_text(r.get('cpu_per_part_ms'))} |"
         )
     off, on = result["pooled_ms"]["off"], result["pooled_ms"]["on"]
     goal = result["goal"]
@@ -283,6 +286,13 @@ def report_md(result: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _cpu_text(per_part: dict | None) -> str:
+    if not per_part or per_part.get("OK") is None:
+        return "-"
+    ng = per_part.get("NG")
+    return f"{per_part['OK']:.2f} / {'-' if ng is None else f'{ng:.2f}'}"
 
 
 def _machine(env: dict) -> str:

@@ -52,7 +52,10 @@ class Review:
                 raise FeedbackError(f"inspection {inspection_id} is no longer in the history")
             image = self._history.file(row["image"])
             if image is None:
-                raise FeedbackError(f"inspection {inspection_id} has no stored image to learn from")
+                raise FeedbackError(
+                    f"inspection {inspection_id} has no stored image to learn from (an OK part's picture is kept "
+                    "for the last hmi.ok_pictures_kept parts only, and with hmi.save: ng not at all)"
+                )
             target_class = self._class_for(row, action, defect_class)
             base = self.dir / self._line / row["source"]
             copies: list[Path] = []

@@ -4,6 +4,12 @@ It survives a restart of the station. One writer (the page's writer thread) inse
 prunes; readers (the web server's threads) open their own connections. Files per part:
 `images/<id>.png` (the frame), `<id>.mask.png` (255 = defect, NG only) and
 `<id>.overlay.png` (the mask in translucent red, what the page lays over the frame).
+
+OK parts' frames are not encoded as they pass: a lossless PNG costs milliseconds of CPU
+per part, beside the verdicts, for pictures nobody looks at. The last `ok_pictures_kept`
+OK frames wait in memory (raw; ~150 KB each at 224 x 224) and are written when a browser
+asks for one, when an operator judges one (a missed defect) or when the page stops; an
+older OK part's picture is gone (its row says so: `file()` returns None).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import json
 import re
 import sqlite3
 import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import cv2
@@ -23,8 +30,10 @@ from edge.results import InspectionResult
 # else asked of the page is refused before it reaches a path or a query.
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
 
-# Still lossless, a little larger, about twice as fast to write as OpenCV's default level 3.
-_FAST_PNG = [cv2.IMWRITE_PNG_COMPRESSION, 1]
+# OpenCV's default PNG settings: with the OpenCV this project pins, an explicit
+# IMWRITE_PNG_COMPRESSION (even 1) leaves its fast path and took about twice the CPU time
+# for a 224 x 224 frame and five times for a mask (cv2.imencode, thread time).
+_FAST_PNG: list[int] = []
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS inspections (
@@ -65,8 +74,11 @@ def result_row(result: InspectionResult) -> dict:
 
 
 class History:
-    def __init__(self, data_dir: Path, max_items: int) -> None:
+    def __init__(self, data_dir: Path, max_items: int, ok_pictures_kept: int = 300) -> None:
         self.dir = Path(data_dir)
+        self._ok_kept = ok_pictures_kept
+        self._unwritten: OrderedDict[str, np.ndarray] = OrderedDict()  # file name -> OK frame, oldest first
+        self._unwritten_lock = threading.Lock()  # the writer adds, the web server's threads write out
         self.images = self.dir / "images"
         self.images.mkdir(parents=True, exist_ok=True)
         self.path = self.dir / "history.sqlite3"
@@ -96,7 +108,13 @@ class History:
         """Store one inspection (files first, then the row); returns the row as stored."""
         pid = row["inspection_id"]
         image_name = mask_name = None
-        if image is not None:
+        if image is not None and mask is None and self._ok_kept > 0:  # an OK part: written when wanted
+            image_name = f"{pid}.png"
+            with self._unwritten_lock:
+                self._unwritten[image_name] = image
+                while len(self._unwritten) > self._ok_kept:
+                    self._unwritten.popitem(last=False)
+        elif image is not None:
             image_name = f"{pid}.png"
             cv2.imwrite(str(self.images / image_name), image, _FAST_PNG)
             if mask is not None and mask.any():
@@ -148,6 +166,8 @@ class History:
         with db:
             db.executemany("DELETE FROM inspections WHERE inspection_id = ?", [(r[0],) for r in old])
         for (pid,) in old:
+            with self._unwritten_lock:
+                self._unwritten.pop(f"{pid}.png", None)
             for suffix in (".png", ".mask.png", ".overlay.png"):
                 (self.images / f"{pid}{suffix}").unlink(missing_ok=True)
         self._count -= len(old)
@@ -195,7 +215,19 @@ class History:
         if not name:
             return None
         path = self.images / name
+        with self._unwritten_lock:  # held while writing: a second asker waits for the file
+            image = self._unwritten.pop(name, None)
+            if image is not None:
+                cv2.imwrite(str(path), image, _FAST_PNG)
         return path if path.is_file() else None
+
+    def write_kept_pictures(self) -> int:
+        """Write every OK picture still in memory (the page stops); returns how many."""
+        with self._unwritten_lock:
+            kept, self._unwritten = self._unwritten, OrderedDict()
+        for name, image in kept.items():
+            cv2.imwrite(str(self.images / name), image, _FAST_PNG)
+        return len(kept)
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)

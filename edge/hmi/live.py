@@ -6,7 +6,10 @@ stores them (history, images) on its own thread and pushes updates to connected 
                                                        +--> Hub --> one bounded queue per browser
 
 `handle` is a `put_nowait`: when the writer falls behind, the newest result is dropped
-and counted, never the loop delayed. A browser that does not read its updates loses its
+and counted, never the loop delayed. Every result is stored, but OK parts go to the
+browsers at most `live_ok_hz` times a second per camera (the newest one of each interval;
+nobody reads 30 good parts a second, and each update costs every browser's connection
+CPU time beside the verdicts); NG parts and explanations go at once. A browser that does not read its updates loses its
 oldest ones (counted): the memory each client can hold is `client_queue` updates.
 """
 
@@ -16,6 +19,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections import deque
 
 import numpy as np
@@ -85,6 +89,9 @@ class LiveFeed:
         self._written = 0
         self._failed = 0
         self._closed = False
+        self._ok_interval_s = 1.0 / settings.live_ok_hz
+        self._last_push: dict[str, float] = {}  # camera -> when its last result went to the browsers
+        self._held: dict[str, dict] = {}  # camera -> the newest OK row not pushed yet (writer thread only)
         self._worker = threading.Thread(target=self._run, name="hmi-writer", daemon=True)
         self._worker.start()
 
@@ -110,8 +117,13 @@ class LiveFeed:
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=self._ok_interval_s if self._held else None)
+            except queue.Empty:
+                self._push_held(time.monotonic())
+                continue
             if item is None:
+                self.history.write_kept_pictures()  # the recent OK parts stay judgeable after a restart
                 self.history.close()  # this thread's connection
                 return
             try:
@@ -131,7 +143,24 @@ class LiveFeed:
             self._latest[row["source"]] = row
             if row["verdict"] == "NG":
                 self._recent_ng.appendleft(row)
+        now, source = time.monotonic(), row["source"]
+        if row["verdict"] != "OK" or now - self._last_push.get(source, float("-inf")) >= self._ok_interval_s:
+            self._held.pop(source, None)  # this newer row replaces a held one
+            self._push(source, row, now)
+        else:
+            self._held[source] = row
+        self._push_held(now)
+
+    def _push(self, source: str, row: dict, now: float) -> None:
+        self._last_push[source] = now
         self.hub.publish("result", row)
+
+    def _push_held(self, now: float) -> None:
+        """Held OK rows whose interval has passed (also when no newer result came)."""
+        for source, row in list(self._held.items()):
+            if now - self._last_push.get(source, float("-inf")) >= self._ok_interval_s:
+                del self._held[source]
+                self._push(source, row, now)
 
     def _explained(self, inspection_id: str, text: str, meta: dict) -> None:
         consistent = meta.get("consistent")

@@ -48,7 +48,7 @@ def start_hmi(
 
     from edge.hmi.app import build_app
 
-    history = History(resolve(settings.data_dir), settings.history_max_items)
+    history = History(resolve(settings.data_dir), settings.history_max_items, settings.ok_pictures_kept)
     feed = LiveFeed(settings, history, Hub(settings.client_queue, settings.max_clients))
     try:
         app = build_app(settings, feed, Review(resolve(settings.review_dir), line, history), health, about)

@@ -25,10 +25,22 @@ class HmiSettings(BaseModel):
         default="all", description="which parts keep their image for review (all: a missed defect can be marked)"
     )
     history_max_items: int = Field(default=5000, ge=10, description="inspections kept; the oldest go first")
+    ok_pictures_kept: int = Field(
+        default=300,
+        ge=0,
+        description="with save: all, the last OK parts' frames kept in memory (~150 KB each at 224 x 224) and written "
+        "only when viewed or judged (or at stop); older OK parts have no picture. 0: write every OK frame at once",
+    )
     recent_ng: int = Field(default=12, ge=1, le=100, description="NG parts in the page's strip")
     queue_size: int = Field(default=64, ge=1, description="results waiting for the page's writer; more are dropped")
     client_queue: int = Field(default=32, ge=1, description="updates waiting per browser; a slow one loses the oldest")
     max_clients: int = Field(default=16, ge=1, description="browsers streaming at once")
+    live_ok_hz: float = Field(
+        default=4.0,
+        gt=0,
+        description="OK parts pushed to browsers at most this often per camera (the newest wins); NG parts always "
+        "go at once, and the history keeps every part",
+    )
     session_hours: float = Field(default=12.0, gt=0, description="a login lasts this long")
     secure_cookie: bool = Field(default=False, description="true behind a TLS proxy: the cookie only over https")
     login_attempts: int = Field(default=5, ge=1, description="failed logins per client per minute before 429")

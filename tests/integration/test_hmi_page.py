@@ -277,3 +277,27 @@ def test_the_review_tree_is_a_ddqa_root_that_eiad_data_ddqa_reads(page, tmp_path
     assert per_class.get("crack") == 3, per_class
     # the missed defect waits for its mask, and says so
     assert report.skipped_counts == {"mask_missing": 1}
+
+
+def test_ok_pictures_wait_in_memory_until_viewed_judged_or_stopped_and_only_the_last_ones(tmp_path):
+    # given a page keeping the last 3 OK pictures in memory
+    page = start_page(tmp_path, ok_pictures_kept=3)
+    images_dir = tmp_path / "hmi" / "images"
+    try:
+        client = Client(page.url)
+        client.login("vic")
+        parts = [_feed(page, "OK") for _ in range(5)]
+        # then no OK frame was encoded as it passed
+        assert not list(images_dir.glob("*.png"))
+        # and a browser asking for a recent one gets it, byte-exact, written on demand
+        recent, image = parts[-1]
+        status, png, _ = client.request("GET", f"/media/{recent.inspection_id}/image")
+        assert status == 200 and np.array_equal(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR), image)
+        assert (images_dir / f"{recent.inspection_id}.png").is_file()
+        # and an OK part older than the last 3 has no picture any more
+        assert client.request("GET", f"/media/{parts[0][0].inspection_id}/image")[0] == 404
+    finally:
+        page.close()
+    # and stopping the page writes the ones still in memory (parts 3 and 4), not the evicted ones
+    written = sorted(p.name for p in images_dir.glob("*.png"))
+    assert written == sorted(f"{r.inspection_id}.png" for r, _ in parts[2:])
