@@ -97,6 +97,7 @@ def build_station(
             extra["hmi"] = hmi.feed
         if opcua is not None:
             extra["opcua"] = opcua
+            metrics.on_source_failure(opcua.source_failed)  # a camera down: the vision system is in Error
         sinks, first_sequence = _build_sinks(config, extra, manifest.model_id)
     except BaseException:
         if hmi is not None:

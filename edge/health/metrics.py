@@ -72,6 +72,7 @@ class Metrics:
         self._fps = Gauge("eiad_edge_source_fps", "frames per second", ["source"], registry=r)
         self._queue_depth = queue_depth  # callable(source_id) -> int, set by the app
         self._lock = threading.Lock()
+        self._source_listeners: list = []  # called on every source restart (OPC UA: the Error state)
         self._counts: dict[str, dict[str, int]] = {}
         self._window: dict[str, tuple[float, int]] = {}
         self._fps_now: dict[str, float] = {}
@@ -156,6 +157,15 @@ class Metrics:
     def source_restarted(self, source_id: str, reason: str) -> None:
         self._restarts.labels(source_id, reason).inc()
         self._bump("restarts", f"{source_id}/{reason}")
+        for listener in list(self._source_listeners):
+            try:
+                listener(source_id, reason)
+            except Exception:  # a listener must never stop a camera's restart
+                log.exception("a source-failure listener failed")
+
+    def on_source_failure(self, listener) -> None:
+        """Also call `listener(source_id, reason)` whenever a camera fails or stalls and is restarted."""
+        self._source_listeners.append(listener)
 
     def sink_failed(self, sink: str) -> None:
         self._sink_failures.labels(sink).inc()

@@ -81,6 +81,7 @@ class OpcUaServer:
         self.published = 0
         self.failed = 0
         self.state = "Preoperational"
+        self._failed_sources: set[str] = set()  # cameras that failed and have not delivered since (loop only)
         self.endpoint = ""
         self.certificate_thumbprint = ""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -159,6 +160,12 @@ class OpcUaServer:
         if loop is not None and not loop.is_closed():
             asyncio.run_coroutine_threadsafe(self._write_state(state), loop)
 
+    def source_failed(self, source_id: str, reason: str) -> None:
+        """A camera failed or stalled (the watchdog restarts it): Error until it delivers again."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            asyncio.run_coroutine_threadsafe(self._source_failed(source_id, reason), loop)
+
     def stats(self) -> dict:
         with self._lock:
             return {
@@ -212,10 +219,17 @@ class OpcUaServer:
             await generator.trigger()
         with self._lock:
             self.published += 1
+        self._failed_sources.discard(camera)  # it delivers again
         if fields["Verdict"] == "REJECTED" and fields["Reason"].startswith("inference failed"):
             await self._write_state("Error")
-        elif self.state in ("Preoperational", "Error"):  # inspecting (again)
+        elif self.state in ("Preoperational", "Error") and not self._failed_sources:  # inspecting (again)
             await self._write_state("Operational")
+
+    async def _source_failed(self, source_id: str, reason: str) -> None:
+        self._failed_sources.add(source_id)
+        if self.state != "Halted":
+            log.warning("OPC UA: source %s failed (%s): state Error until it delivers again", source_id, reason)
+            await self._write_state("Error")
 
     async def _write_state(self, state: str) -> None:
         from asyncua import ua

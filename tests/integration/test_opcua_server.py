@@ -15,6 +15,7 @@ from asyncua import ua
 from edge.access.passwords import hash_password
 from edge.app import build_station
 from edge.broker import free_port
+from edge.health.metrics import Metrics
 from edge.opcua.server import OpcUaServer
 from edge.opcua.settings import OpcUaSettings
 from tests.integration.test_station_mqtt import make_station
@@ -203,3 +204,33 @@ def test_a_station_with_opcua_raises_one_event_per_part_and_reports_its_state(tm
     assert [e["Sequence"] for _, e in log.events] == sorted(e["Sequence"] for _, e in log.events)
     assert states == ["Preoperational", "Operational"] and station.opcua.state == "Halted"
     assert station.metrics.health()["components"]["opcua"]["published"] == 9
+
+
+def test_a_failed_camera_puts_the_vision_system_in_error_until_it_delivers_again(tmp_path):
+    # given a server whose station inspects two cameras
+    server = _server(tmp_path)
+    try:
+        server.handle(part("OK", source="cam0")[0])
+        _wait(lambda: server.state == "Operational")
+        # when cam1 fails (the watchdog restarts it), as the station's metrics report it
+        metrics = Metrics()
+        metrics.on_source_failure(server.source_failed)
+        metrics.source_restarted("cam1", "error")
+        # then the system is in Error, and results from the other camera do not clear it
+        _wait(lambda: server.state == "Error")
+        server.handle(part("OK", source="cam0")[0])
+        _wait(lambda: server.stats()["published"] == 2)
+        assert server.state == "Error"
+        # and once cam1 delivers again, it is Operational
+        server.handle(part("OK", source="cam1")[0])
+        _wait(lambda: server.state == "Operational")
+    finally:
+        server.close()
+    assert server.state == "Halted"
+
+
+def _wait(condition, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
