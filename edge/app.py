@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from edge.config import StationConfig
 from edge.explainer.feed import explainer_feed
+from edge.frames import inspection_id
 from edge.health.metrics import HealthServer, Metrics, watch_sink_stats
 from edge.hmi.server import HmiServer
 from edge.opcua.server import OpcUaServer
@@ -98,6 +99,7 @@ def build_station(
         if opcua is not None:
             extra["opcua"] = opcua
             metrics.on_source_failure(opcua.source_failed)  # a camera down: the vision system is in Error
+            opcua.set_trigger(_trigger_for(config.station_id, sources))
         sinks, first_sequence = _build_sinks(config, extra, manifest.model_id)
     except BaseException:
         if hmi is not None:
@@ -137,6 +139,16 @@ def _start_opcua(config: StationConfig, manifest) -> OpcUaServer:
     return OpcUaServer(config.opcua, config.path, about, [s.id for s in config.sources]).start()
 
 
+def _trigger_for(station_id: str, sources: SourceSet):
+    """What the OPC UA method TriggerInspection calls: the triggered frame's inspection id."""
+
+    def trigger(camera: str, timeout_s: float) -> str:
+        frame_id, captured_unix_s = sources.trigger(camera, timeout_s)
+        return inspection_id(station_id, camera, captured_unix_s, frame_id)
+
+    return trigger
+
+
 def _start_hmi(config: StationConfig, manifest, metrics: Metrics) -> HmiServer:
     from edge.hmi.server import start_hmi
 
@@ -163,6 +175,7 @@ def _sources_from_config(config: StationConfig, metrics: Metrics) -> SourceSet:
             source.stall_timeout_s,
             source.restart_backoff_s,
             source.restart_backoff_max_s,
+            source.plc_trigger,
         )
     return sources
 

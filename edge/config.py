@@ -42,6 +42,11 @@ class _SourceBase(_Strict):
     stall_timeout_s: float = Field(default=10.0, gt=0, description="no frame for this long -> restart the source")
     restart_backoff_s: float = Field(default=1.0, gt=0, description="first wait before reopening; doubles")
     restart_backoff_max_s: float = Field(default=30.0, gt=0)
+    plc_trigger: bool = Field(
+        default=False,
+        description="read a frame only when a PLC asks (OPC UA method VisionSystem.TriggerInspection); "
+        "a GenICam camera should then use trigger: software",
+    )
 
 
 class VideoSourceConfig(_SourceBase):

@@ -28,3 +28,10 @@ class Frame:
     def stamped(self, stage: str, when_ns: int) -> Frame:
         """A copy with one more stage time (frames are shared across threads: never mutate)."""
         return replace(self, stamps_ns={**self.stamps_ns, stage: when_ns})
+
+
+def inspection_id(station_id: str, source_id: str, captured_unix_s: float, frame_id: int) -> str:
+    """ "<station>-<source>-<capture unix ns>-<frame id>": derived from the frame itself, so it
+    is stable across publish retries, known as soon as the frame is read (a PLC trigger
+    answers with it), and unique across restarts although frame ids restart at 0."""
+    return f"{station_id}-{source_id}-{int(captured_unix_s * 1e9)}-{frame_id}"

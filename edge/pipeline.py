@@ -48,7 +48,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from edge.frames import Frame
+from edge.frames import Frame, inspection_id
 from edge.health.metrics import Metrics
 from edge.results import InspectionResult
 from edge.runners.base import Runner
@@ -150,9 +150,9 @@ class Pipeline:
         # everything this thread spent on the batch except the model, shared by its frames
         preprocess_ns = (time.thread_time_ns() - cpu_began - sum(inference_ns)) // len(batch)
         for (frame, outputs, decision), model_ns in zip(finished, inference_ns):
-            sequence, inspection_id = self._identity(frame)
+            sequence, result_id = self._identity(frame)
             cpu = {"preprocess": preprocess_ns, "inference": model_ns}
-            self._handoff.put((frame, outputs, decision, sequence, inspection_id, cpu))
+            self._handoff.put((frame, outputs, decision, sequence, result_id, cpu))
 
     def _model_input(self, frame: Frame) -> tuple[np.ndarray | None, str]:
         """The image as the engine takes it, or a reason why this frame cannot be inspected."""
@@ -211,27 +211,27 @@ class Pipeline:
     def _identity(self, frame: Frame) -> tuple[int, str]:
         sequence = self._next_sequence
         self._next_sequence += 1
-        return sequence, f"{self._station}-{frame.source_id}-{int(frame.captured_unix_s * 1e9)}-{frame.frame_id}"
+        return sequence, inspection_id(self._station, frame.source_id, frame.captured_unix_s, frame.frame_id)
 
     def _finish_all(self) -> None:
         """The finishing stage: verdicts and sinks, one frame at a time, in hand-off order."""
         while (item := self._handoff.get()) is not _DONE:
-            frame, outputs, decision, sequence, inspection_id, cpu_ns = item
+            frame, outputs, decision, sequence, result_id, cpu_ns = item
             try:
-                result = self._result(frame, outputs, decision, sequence, inspection_id, cpu_ns)
+                result = self._result(frame, outputs, decision, sequence, result_id, cpu_ns)
             except Exception as error:  # never lose a part: an unexpected failure is a REJECTED result
-                log.exception("finishing %s failed", inspection_id)
+                log.exception("finishing %s failed", result_id)
                 result = to_result(
-                    rejected(f"post-processing failed: {error}"), frame, self._manifest, inspection_id, sequence
+                    rejected(f"post-processing failed: {error}"), frame, self._manifest, result_id, sequence
                 )
             self._emit(result, frame.image)
 
-    def _result(self, frame, outputs, decision, sequence: int, inspection_id: str, cpu_ns: dict) -> InspectionResult:
+    def _result(self, frame, outputs, decision, sequence: int, result_id: str, cpu_ns: dict) -> InspectionResult:
         began = time.thread_time_ns()
         if outputs is None:
-            result = to_result(decision, frame, self._manifest, inspection_id, sequence)
+            result = to_result(decision, frame, self._manifest, result_id, sequence)
         else:
-            result = decide(outputs, self._manifest, self._overrides, frame, inspection_id, sequence)
+            result = decide(outputs, self._manifest, self._overrides, frame, result_id, sequence)
         result.cpu_ns.update(cpu_ns, verdict=time.thread_time_ns() - began)
         return result
 

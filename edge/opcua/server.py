@@ -82,6 +82,7 @@ class OpcUaServer:
         self.failed = 0
         self.state = "Preoperational"
         self._failed_sources: set[str] = set()  # cameras that failed and have not delivered since (loop only)
+        self._trigger: Callable[[str, float], str] | None = None  # camera, timeout -> inspection id
         self.endpoint = ""
         self.certificate_thumbprint = ""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -159,6 +160,10 @@ class OpcUaServer:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             asyncio.run_coroutine_threadsafe(self._write_state(state), loop)
+
+    def set_trigger(self, trigger: Callable[[str, float], str]) -> None:
+        """What TriggerInspection calls (edge/app.py: the sources' PLC trigger); blocking, run off the loop."""
+        self._trigger = trigger
 
     def source_failed(self, source_id: str, reason: str) -> None:
         """A camera failed or stalled (the watchdog restarts it): Error until it delivers again."""
@@ -254,6 +259,26 @@ class OpcUaServer:
 
         return [ua.Variant(self._store.release(int(handle.Value)), ua.VariantType.Int32)]
 
+    async def _trigger_inspection(self, parent, camera, timeout_ms):
+        """TriggerInspection(CameraId, TimeoutMs) -> (ResultId, Error): 0 read (the verdict follows
+        as a ResultReady event with this ResultId), 1 no such PLC-triggered camera, 2 refused or timed out."""
+        from asyncua import ua
+
+        from edge.sources.trigger import NotTriggerable, TriggerError
+
+        timeout_s = max(0.1, min(int(timeout_ms.Value or 5000), 60_000) / 1000.0)
+        result_id, error = "", 1
+        if self._trigger is not None:
+            try:
+                result_id = await asyncio.get_running_loop().run_in_executor(
+                    None, self._trigger, str(camera.Value), timeout_s
+                )
+                error = 0
+            except TriggerError as problem:
+                error = 1 if isinstance(problem, NotTriggerable) else 2
+                log.warning("OPC UA TriggerInspection: %s", problem)
+        return [ua.Variant(result_id, ua.VariantType.String), ua.Variant(error, ua.VariantType.Int32)]
+
     # --- building the server ------------------------------------------------------------------
 
     async def _build(self):
@@ -311,6 +336,13 @@ class OpcUaServer:
             self._release,
             [ua.VariantType.UInt32],
             [ua.VariantType.Int32],
+        )
+        await system.add_method(
+            ua.NodeId("VisionSystem.TriggerInspection", idx),
+            ua.QualifiedName("TriggerInspection", idx),
+            self._trigger_inspection,
+            [ua.VariantType.String, ua.VariantType.Int32],
+            [ua.VariantType.String, ua.VariantType.Int32],
         )
         self._cameras_folder = await system.add_folder(
             ua.NodeId("VisionSystem.Cameras", idx), ua.QualifiedName("Cameras", idx)

@@ -25,6 +25,7 @@ from typing import Protocol
 from edge.frames import Frame
 from edge.sources.base import IDLE, Capture, Source
 from edge.sources.queues import SourceQueues
+from edge.sources.trigger import NotTriggerable, Ticket, TriggerGate
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,10 @@ class SourceWorker:
         backoff_initial_s: float = 1.0,
         backoff_max_s: float = 30.0,
         events: SourceEvents | None = None,
+        gate: TriggerGate | None = None,
     ) -> None:
         self.source_id = source_id
+        self.gate = gate  # PLC-triggered: read only when asked (edge/sources/trigger.py)
         self._make_source = make_source
         self._queues = queues
         self._stop = stop
@@ -76,6 +79,7 @@ class SourceWorker:
         self._next_frame_id = 0
         self._last_progress = time.monotonic()
         self._putting = False
+        self._awaiting_trigger = False
         self._source: Source | None = None
         self._reader: threading.Thread | None = None
         self.finished = threading.Event()  # a finite source ended (file, folder, synthetic)
@@ -95,7 +99,8 @@ class SourceWorker:
     def is_stalled(self, now: float) -> bool:
         with self._lock:
             idle = now - self._last_progress
-            return not self.finished.is_set() and not self._putting and idle > self.stall_timeout_s
+            waiting = self._putting or self._awaiting_trigger  # on the queue or the PLC: not a stalled camera
+            return not self.finished.is_set() and not waiting and idle > self.stall_timeout_s
 
     def restart(self, reason: str) -> None:
         """Abandon the current reader (it may be hung) and start a fresh one after back-off."""
@@ -159,22 +164,47 @@ class SourceWorker:
         _close_quietly(source)
 
     def _read_loop(self, source: Source, generation: int) -> None:
-        while self._current(generation):
-            capture = source.read()
-            if capture is None:
-                if self._current(generation):
-                    log.info("source %s ended", self.source_id)
-                    self.finished.set()
-                return
-            if capture is IDLE:
-                with self._lock:
+        ticket = None  # the PLC request this read answers (triggered sources)
+        try:
+            while self._current(generation):
+                if self.gate is not None and ticket is None:
+                    ticket = self._await_trigger()
+                    if ticket is None:
+                        return
+                capture = source.read()
+                if capture is None:
                     if self._current(generation):
-                        self._last_progress = time.monotonic()
-                continue
-            if not self._deliver(capture, generation):
-                return
+                        log.info("source %s ended", self.source_id)
+                        self.finished.set()
+                        if self.gate is not None:
+                            self.gate.fail_all("the source ended")
+                    if ticket is not None:
+                        ticket.fail("the source ended")
+                    return
+                if capture is IDLE:  # a triggered camera keeps its request until the frame comes
+                    with self._lock:
+                        if self._current(generation):
+                            self._last_progress = time.monotonic()
+                    continue
+                delivered = self._deliver(capture, generation, ticket)
+                ticket = None
+                if not delivered:
+                    return
+        finally:
+            if ticket is not None and not ticket.answered.is_set():
+                ticket.fail("the camera failed before the triggered frame was read")
 
-    def _deliver(self, capture: Capture, generation: int) -> bool:
+    def _await_trigger(self):
+        with self._lock:
+            self._awaiting_trigger = True
+        try:
+            return self.gate.wait(self._stop)
+        finally:
+            with self._lock:
+                self._awaiting_trigger = False
+                self._last_progress = time.monotonic()
+
+    def _deliver(self, capture: Capture, generation: int, ticket: Ticket | None = None) -> bool:
         captured_ns = time.monotonic_ns()
         with self._lock:
             if not self._current(generation):
@@ -183,6 +213,8 @@ class SourceWorker:
                 drop = getattr(self._events, "frame_dropped", None)
                 if drop is not None:
                     drop(self.source_id, "shutdown" if self._stop.is_set() else "abandoned_reader", 1)
+                if ticket is not None:
+                    ticket.fail("the station is stopping" if self._stop.is_set() else "the camera was restarted")
                 return False
             frame_id = self._next_frame_id
             self._next_frame_id += 1
@@ -198,6 +230,8 @@ class SourceWorker:
             truth=capture.truth,
         )
         self._events.frame_captured(self.source_id)
+        if ticket is not None:
+            ticket.done(frame.frame_id, frame.captured_unix_s)
         try:
             return self._queues.put(frame, self._stop)
         finally:
@@ -263,6 +297,7 @@ class SourceSet:
         stall_timeout_s: float = 10.0,
         backoff_initial_s: float = 1.0,
         backoff_max_s: float = 30.0,
+        plc_trigger: bool = False,
     ) -> SourceWorker:
         if any(w.source_id == source_id for w in self.workers):
             raise ValueError(f"two sources are named {source_id!r}")
@@ -276,9 +311,20 @@ class SourceSet:
             backoff_initial_s,
             backoff_max_s,
             self.events,
+            TriggerGate(source_id) if plc_trigger else None,
         )
         self.workers.append(worker)
         return worker
+
+    def trigger(self, source_id: str, timeout_s: float = 5.0) -> tuple[int, float]:
+        """Ask a PLC-triggered source for its next frame; (frame id, capture unix s) once it is read."""
+        worker = next((w for w in self.workers if w.source_id == source_id), None)
+        if worker is None:
+            raise NotTriggerable(f"no source named {source_id!r}")
+        if worker.gate is None:
+            raise NotTriggerable(f"source {source_id} is not PLC-triggered (set plc_trigger: true in its config)")
+        ticket = worker.gate.request(timeout_s)
+        return ticket.frame_id, ticket.captured_unix_s
 
     def start(self) -> None:
         for worker in self.workers:
@@ -291,5 +337,7 @@ class SourceSet:
     def stop(self) -> None:
         self.capture_stop.set()
         for worker in self.workers:
+            if worker.gate is not None:
+                worker.gate.fail_all("the station is stopping")
             worker.stop()
         self._watchdog.join(timeout_s=2.0)

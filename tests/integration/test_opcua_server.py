@@ -234,3 +234,60 @@ def _wait(condition, timeout_s: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.02)
+
+
+@pytest.mark.mqtt
+def test_a_plc_triggers_each_inspection_and_gets_its_result_id_first(tmp_path, tiny_artifact, mosquitto):
+    # given a station whose camera reads only when the PLC asks, and a trusted PLC
+    key, cert = asyncio.run(client_certificate(tmp_path / "plc"))
+    (tmp_path / "pki" / "trusted").mkdir(parents=True)
+    shutil.copy(cert, tmp_path / "pki" / "trusted" / "plc.der")
+    config, truths = make_station(tmp_path, tiny_artifact, mosquitto.port, 9)
+    opcua = {
+        "host": "127.0.0.1",
+        "port": free_port(),
+        "users": {"plc": {"role": "viewer", "password_hash": _HASH}},
+        "pki_dir": str(tmp_path / "pki"),
+    }
+    triggered = [s.model_copy(update={"plc_trigger": True, "stall_timeout_s": 0.5}) for s in config.sources]
+    config = config.model_copy(update={"opcua": OpcUaSettings.model_validate(opcua), "sources": triggered})
+    station = build_station(config)
+    stop, log, answers = threading.Event(), EventLog(), []
+    loop_thread = threading.Thread(target=station.pipeline.run, args=(stop,))
+
+    async def scenario():
+        client, setup = make_client(station.opcua.endpoint, "plc", PASSWORD, key, cert, tmp_path / "pki/own/cert.der")
+        await setup
+        async with client:
+            idx = await client.get_namespace_index("urn:eiad-edge:machine-vision")
+            system = client.get_node(ua.NodeId("VisionSystem", idx))
+            subscription = await client.create_subscription(10, log)
+            await subscription.subscribe_events(
+                system, await client.nodes.base_event_type.get_child(f"{idx}:ResultReadyEventType")
+            )
+            loop_thread.start()
+            await asyncio.sleep(1.0)  # the camera waits for the PLC: no part, and no stall (timeout 0.5 s)
+            assert log.events == []
+            trigger = ua.NodeId("VisionSystem.TriggerInspection", idx)
+            for _ in range(3):  # when the PLC triggers three inspections
+                answers.append(await system.call_method(trigger, "line", ua.Variant(5000, ua.VariantType.Int32)))
+            await wait_until(lambda: len(log.events) == 3)
+            # an unknown camera is refused with error 1
+            answers.append(await system.call_method(trigger, "nope", ua.Variant(1000, ua.VariantType.Int32)))
+
+    loop_thread_started = False
+    try:
+        asyncio.run(scenario())
+        loop_thread_started = loop_thread.is_alive()
+    finally:
+        stop.set()
+        if loop_thread.ident is not None:
+            loop_thread.join(30)
+        station.close()
+    # then each call answered with the inspection id of the part its event then carried, in order
+    assert loop_thread_started
+    assert [error for _, error in answers] == [0, 0, 0, 1]
+    assert [e["ResultId"] for _, e in log.events] == [result_id for result_id, _ in answers[:3]]
+    assert [e["FrameId"] for _, e in log.events] == [0, 1, 2]
+    assert [e["Verdict"] for _, e in log.events] == [t["label"] for t in truths[:3]]
+    assert station.metrics.health()["counts"].get("restarts", {}) == {}  # waiting for the PLC is not a stall
