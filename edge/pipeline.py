@@ -224,7 +224,10 @@ class Pipeline:
                 result = to_result(
                     rejected(f"post-processing failed: {error}"), frame, self._manifest, result_id, sequence
                 )
-            self._emit(result, frame.image)
+            try:
+                self._emit(result, frame.image)
+            except Exception:  # this thread must outlive any one part, or inference would wait for ever
+                log.exception("handing %s to the sinks failed", result_id)
 
     def _result(self, frame, outputs, decision, sequence: int, result_id: str, cpu_ns: dict) -> InspectionResult:
         began = time.thread_time_ns()
