@@ -8,6 +8,7 @@ to OPC 40100-1):
       VisionStateMachine/CurrentState             Preoperational | Operational | Error | Halted
       ResultManagement/GetResultById(ResultId, Timeout) -> (Result, ResultHandle, Error)
       ResultManagement/ReleaseResultHandle(ResultHandle) -> Error
+      TriggerInspection(CameraId, TimeoutMs) -> (ResultId, Error)   a PLC-triggered camera's next part
       Cameras/<camera>/<field>                    the camera's latest result, one variable per field
     ResultReadyEventType (subtype of BaseEventType), raised by VisionSystem (a notifier of
     the Server object) once per inspection, carrying the result's fields.
@@ -21,7 +22,6 @@ subscription queue (asyncua's, bounded per monitored item).
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import logging
 import threading
@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.opcua.nodes import FIELDS, add_camera_variables, field_value
 from edge.opcua.results import ResultStore, result_fields
 from edge.opcua.security import Users, secure
 from edge.opcua.settings import OpcUaSettings
@@ -39,28 +40,6 @@ from eiad.errors import ConfigError
 log = logging.getLogger(__name__)
 
 STATES = ("Preoperational", "Operational", "Error", "Halted")
-# The per-camera variables and the event's fields (besides BaseEventType's own), with their types.
-FIELDS = (
-    ("ResultId", "String"),
-    ("CameraId", "String"),
-    ("Sequence", "UInt64"),
-    ("FrameId", "UInt64"),
-    ("ResultState", "Int32"),
-    ("Verdict", "String"),
-    ("Score", "Double"),
-    ("DefectClass", "String"),
-    ("ClassConfidence", "Double"),
-    ("RegionCount", "UInt32"),
-    ("CaptureTime", "DateTime"),
-    ("LatencyMs", "Double"),
-    ("ModelId", "String"),
-)
-
-
-def _value(fields: dict, name: str):
-    if name == "CaptureTime":
-        return dt.datetime.fromtimestamp(fields["CaptureTimeUnixS"], dt.timezone.utc)
-    return fields[name]
 
 
 class OpcUaServer:
@@ -209,14 +188,14 @@ class OpcUaServer:
             await self._add_camera(camera)
         nodes = self._camera_nodes[camera]
         for name, kind in FIELDS:
-            variant = ua.Variant(_value(fields, name), getattr(ua.VariantType, kind))
+            variant = ua.Variant(field_value(fields, name), getattr(ua.VariantType, kind))
             await self._server.write_attribute_value(nodes[name].nodeid, ua.DataValue(variant))
         content = json.dumps(fields)
         message = ua.LocalizedText(f"{camera} {fields['Verdict']} {fields['DefectClass']}".rstrip())
         for generator in self._events:
             event = generator.event
             for name, _ in FIELDS:
-                setattr(event, name, _value(fields, name))
+                setattr(event, name, field_value(fields, name))
             event.IsPartial = False
             event.ResultContent = content
             event.Message = message
@@ -361,24 +340,4 @@ class OpcUaServer:
         self._events = (on_system, on_server)
 
     async def _add_camera(self, camera: str) -> None:
-        from asyncua import ua
-
-        idx = self._idx
-        node = await self._cameras_folder.add_object(
-            ua.NodeId(f"VisionSystem.Cameras.{camera}", idx), ua.QualifiedName(camera, idx)
-        )
-        variables = {}
-        for name, kind in FIELDS:
-            variant_type = getattr(ua.VariantType, kind)
-            initial = (
-                dt.datetime.fromtimestamp(0, dt.timezone.utc)
-                if kind == "DateTime"
-                else ua.get_default_value(variant_type)
-            )
-            variables[name] = await node.add_variable(
-                ua.NodeId(f"VisionSystem.Cameras.{camera}.{name}", idx),
-                ua.QualifiedName(name, idx),
-                initial,
-                varianttype=variant_type,
-            )
-        self._camera_nodes[camera] = variables
+        self._camera_nodes[camera] = await add_camera_variables(self._cameras_folder, self._idx, camera)

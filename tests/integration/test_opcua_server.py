@@ -274,6 +274,10 @@ def test_a_plc_triggers_each_inspection_and_gets_its_result_id_first(tmp_path, t
             await wait_until(lambda: len(log.events) == 3)
             # an unknown camera is refused with error 1
             answers.append(await system.call_method(trigger, "nope", ua.Variant(1000, ua.VariantType.Int32)))
+            # waiting for the PLC was never a stall; a real camera failure puts the system in Error
+            assert station.metrics.health()["counts"].get("restarts", {}) == {}
+            station.metrics.source_restarted("line", "error")  # as the watchdog reports it
+            await wait_until(lambda: station.opcua.state == "Error")
 
     loop_thread_started = False
     try:
@@ -290,4 +294,3 @@ def test_a_plc_triggers_each_inspection_and_gets_its_result_id_first(tmp_path, t
     assert [e["ResultId"] for _, e in log.events] == [result_id for result_id, _ in answers[:3]]
     assert [e["FrameId"] for _, e in log.events] == [0, 1, 2]
     assert [e["Verdict"] for _, e in log.events] == [t["label"] for t in truths[:3]]
-    assert station.metrics.health()["counts"].get("restarts", {}) == {}  # waiting for the PLC is not a stall
