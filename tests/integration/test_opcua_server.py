@@ -159,21 +159,28 @@ def test_settings_refuse_a_server_without_users():
         OpcUaSettings.model_validate({"users": {}})
 
 
-@pytest.mark.mqtt
-def test_a_station_with_opcua_raises_one_event_per_part_and_reports_its_state(tmp_path, tiny_artifact, mosquitto):
-    # given a station with the OPC UA server on, on a 9-part line (3 NG), and a trusted PLC
+def _station_with_opcua(tmp_path, artifact, broker_port: int, source_update: dict | None = None):
+    """A built station on a 9-part line with the OPC UA server on, and a PLC certificate it
+    trusts: (station, ground truth, PLC key, PLC certificate)."""
     key, cert = asyncio.run(client_certificate(tmp_path / "plc"))
     (tmp_path / "pki" / "trusted").mkdir(parents=True)
     shutil.copy(cert, tmp_path / "pki" / "trusted" / "plc.der")
-    config, truths = make_station(tmp_path, tiny_artifact, mosquitto.port, 9)
+    config, truths = make_station(tmp_path, artifact, broker_port, 9)
     opcua = {
         "host": "127.0.0.1",
         "port": free_port(),
         "users": {"plc": {"role": "viewer", "password_hash": _HASH}},
         "pki_dir": str(tmp_path / "pki"),
     }
-    config = config.model_copy(update={"opcua": OpcUaSettings.model_validate(opcua)})
-    station = build_station(config)
+    sources = [s.model_copy(update=source_update or {}) for s in config.sources]
+    config = config.model_copy(update={"opcua": OpcUaSettings.model_validate(opcua), "sources": sources})
+    return build_station(config), truths, key, cert
+
+
+@pytest.mark.mqtt
+def test_a_station_with_opcua_raises_one_event_per_part_and_reports_its_state(tmp_path, tiny_artifact, mosquitto):
+    # given a station with the OPC UA server on, on a 9-part line (3 NG), and a trusted PLC
+    station, truths, key, cert = _station_with_opcua(tmp_path, tiny_artifact, mosquitto.port)
     log = EventLog()
     states = []
 
@@ -239,19 +246,9 @@ def _wait(condition, timeout_s: float = 10.0) -> None:
 @pytest.mark.mqtt
 def test_a_plc_triggers_each_inspection_and_gets_its_result_id_first(tmp_path, tiny_artifact, mosquitto):
     # given a station whose camera reads only when the PLC asks, and a trusted PLC
-    key, cert = asyncio.run(client_certificate(tmp_path / "plc"))
-    (tmp_path / "pki" / "trusted").mkdir(parents=True)
-    shutil.copy(cert, tmp_path / "pki" / "trusted" / "plc.der")
-    config, truths = make_station(tmp_path, tiny_artifact, mosquitto.port, 9)
-    opcua = {
-        "host": "127.0.0.1",
-        "port": free_port(),
-        "users": {"plc": {"role": "viewer", "password_hash": _HASH}},
-        "pki_dir": str(tmp_path / "pki"),
-    }
-    triggered = [s.model_copy(update={"plc_trigger": True, "stall_timeout_s": 0.5}) for s in config.sources]
-    config = config.model_copy(update={"opcua": OpcUaSettings.model_validate(opcua), "sources": triggered})
-    station = build_station(config)
+    station, truths, key, cert = _station_with_opcua(
+        tmp_path, tiny_artifact, mosquitto.port, source_update={"plc_trigger": True, "stall_timeout_s": 0.5}
+    )
     stop, log, answers = threading.Event(), EventLog(), []
     loop_thread = threading.Thread(target=station.pipeline.run, args=(stop,))
 

@@ -65,14 +65,21 @@ def run(sources: SourceSet, runner, sinks: dict, **kwargs) -> Pipeline:
     return pipeline
 
 
+def _run_with_a_stall(runner, parts: int, queue_capacity: int, handoff_capacity: int):
+    """A triggered camera of `parts` parts through a station whose only sink stalls 0.5 s on
+    the first result: (sources, runner call times, sink, expected verdicts)."""
+    images, expected = patterned(parts)
+    sources = SourceSet()
+    sources.add("cam", lambda: ListSource("cam", images), policy="block", queue_capacity=queue_capacity)
+    timed, sink = CallTimes(runner), HiccupSink(stall_s=0.5)
+    run(sources, timed, {"slow": sink}, handoff_capacity=handoff_capacity)
+    return sources, timed, sink, expected
+
+
 def test_a_stalled_sink_does_not_hold_up_inference_of_the_next_frames(runner):
     # given a triggered camera with 6 parts and a sink that stalls 0.5 s on the first result
-    images, expected = patterned(6)
-    sources = SourceSet()
-    sources.add("cam", lambda: ListSource("cam", images), policy="block", queue_capacity=4)
-    timed, sink = CallTimes(runner), HiccupSink(stall_s=0.5)
     # when the station runs
-    run(sources, timed, {"slow": sink}, handoff_capacity=8)
+    _, timed, sink, expected = _run_with_a_stall(runner, parts=6, queue_capacity=4, handoff_capacity=8)
     # then every part was inferred while the sink was still stalled on the first one
     assert len(timed.returned) == 6
     assert all(t < sink.first_returned for t in timed.returned)
@@ -83,12 +90,8 @@ def test_a_stalled_sink_does_not_hold_up_inference_of_the_next_frames(runner):
 
 def test_a_full_hand_off_holds_inference_back_instead_of_dropping(runner):
     # given a hand-off of 2 and a sink that stalls on the first of 8 triggered parts
-    images, expected = patterned(8)
-    sources = SourceSet()
-    sources.add("cam", lambda: ListSource("cam", images), policy="block", queue_capacity=2)
-    timed, sink = CallTimes(runner), HiccupSink(stall_s=0.5)
     # when the station runs
-    run(sources, timed, {"slow": sink}, handoff_capacity=2)
+    sources, timed, sink, expected = _run_with_a_stall(runner, parts=8, queue_capacity=2, handoff_capacity=2)
     # then inference waited for room (bounded memory): only the first few ran during the stall
     during_stall = sum(t < sink.first_returned for t in timed.returned)
     assert 2 <= during_stall <= 4  # 1 being finished + 2 in the hand-off (+1 waiting to be handed over)
