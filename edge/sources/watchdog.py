@@ -336,8 +336,9 @@ class SourceSet:
 
     def stop(self) -> None:
         self.capture_stop.set()
+        deadline = time.monotonic() + 5.0  # one wait for all readers, not 5 s per hung camera
         for worker in self.workers:
             if worker.gate is not None:
                 worker.gate.fail_all("the station is stopping")
-            worker.stop()
+            worker.stop(join_timeout_s=max(0.0, deadline - time.monotonic()))
         self._watchdog.join(timeout_s=2.0)
