@@ -235,9 +235,12 @@ def bench_line(
     video: Path | None = None,
     explainer: str = "config",
     explain_mode: str | None = None,
+    raw_latencies: bool = False,
 ) -> dict:
     """Every measurement of the module docstring; `explainer` 'config' (measure explanations
-    when the station enables them) or 'off'; `explain_mode` overrides explainer.mode."""
+    when the station enables them) or 'off'; `explain_mode` overrides explainer.mode.
+    `raw_latencies`: also return the paced loop's per-verdict latencies with and without the
+    explainer (`raw_latencies_ms`, numpy arrays: for `--runs`, which pools them and drops them)."""
     from benchmarks.broker import broker_for_run
     from edge.config import load_station_config
     from edge.runners.factory import build_runner
@@ -279,9 +282,15 @@ def bench_line(
         # compared with the paced loop without the explainer when there is one: like for like.
         loop_only, loop_label = paced, "paced loop"
         if bare and plan.config is not None:  # the same paced load with no explainer behind it
+            quiet_run = run_loop(config, runner, frames, load, host, port, truth=truth)
+            if raw_latencies:
+                result["raw_latencies_ms"] = {
+                    "with_explainer": paced_run.stages_ms["total"],
+                    "without_explainer": quiet_run.stages_ms["total"],
+                }
             quiet = loop_config(
                 f"loop {load.cameras}x{load.fps_per_camera:g}fps without explainer",
-                run_loop(config, runner, frames, load, host, port, truth=truth),
+                quiet_run,
                 load,
                 load.fps_per_camera,
                 group="loop-no-explainer",

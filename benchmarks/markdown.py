@@ -302,9 +302,21 @@ def runs_markdown(result: dict) -> list[str]:
         + _run_met(met["dropped_or_lost"]),
         f"- worst CPU per part outside the model: OK {_run_cell(worst['cpu_ok_ms'])} ms, "
         f"NG {_run_cell(worst['cpu_ng_ms'])} ms",
-        "",
     ]
-    return lines
+    explainer = runs.get("explainer")
+    if explainer:
+        lines += [
+            f"- verdicts with the explainer vs without, all {explainer['runs']} runs pooled "
+            f"({explainer['verdicts_with']} / {explainer['verdicts_without']} verdicts): p50 "
+            f"{explainer['p50_with_ms']:.2f} / {explainer['p50_without_ms']:.2f} ms, p99 "
+            f"{explainer['p99_with_ms']:.2f} / {explainer['p99_without_ms']:.2f} ms, added p99 "
+            f"{explainer['added_p99_ms']:.2f} ms (goal <= {explainer['goal_ms']} ms): "
+            + _run_met(explainer["goal_met"]),
+            "- the same difference run by run (a few hundred verdicts each, so one spike decides it): "
+            + ", ".join(f"{v:.2f}" for v in explainer["per_run_added_p99_ms"])
+            + " ms",
+        ]
+    return lines + [""]
 
 
 def _run_cell(value) -> str:
