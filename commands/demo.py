@@ -137,16 +137,20 @@ class Step:
     run: Callable[[Path], str]  # does the work into the folder, returns a one-line summary
 
 
-def _eiad(*argv: str) -> None:
-    """Run an `eiad` command in-process, as a user would type it; a failure stops the demo."""
-    from commands.main import main
+def command_runner(run_command: Callable[[list[str]], int]) -> Callable[..., None]:
+    """`eiad(*argv)`: run an `eiad` command in-process, as a user would type it; a failure stops
+    the demo. `run_command` is the `eiad` entry point, handed over by it (args.run_command), so
+    this module needs no import of the module that registers it."""
 
-    print("      $ eiad " + " ".join(argv), flush=True)
-    if main(list(argv)) != 0:
-        raise EiadError(f"demo step failed: 'eiad {' '.join(argv)}' (see the messages above)")
+    def eiad(*argv: str) -> None:
+        print("      $ eiad " + " ".join(argv), flush=True)
+        if run_command(list(argv)) != 0:
+            raise EiadError(f"demo step failed: 'eiad {' '.join(argv)}' (see the messages above)")
+
+    return eiad
 
 
-def _steps(out: Path, seed: int, preset: str, profile: Profile) -> list[Step]:
+def _steps(out: Path, seed: int, preset: str, profile: Profile, eiad: Callable[..., None]) -> list[Step]:
     line, ddqa, train, merged, artifact = (out / name for name in ("line", "ddqa", "train", "merged", "artifact"))
     train_yaml = TRAIN_YAML.format(
         path=out / "train.yaml",
@@ -160,7 +164,7 @@ def _steps(out: Path, seed: int, preset: str, profile: Profile) -> list[Step]:
     )
 
     def make_line(folder: Path) -> str:
-        _eiad(
+        eiad(
             "-q",
             "data",
             "synth",
@@ -185,14 +189,14 @@ def _steps(out: Path, seed: int, preset: str, profile: Profile) -> list[Step]:
         extra = []
         if profile.good_calibration_fraction is not None:
             extra = ["--good-calibration-fraction", f"{profile.good_calibration_fraction:g}"]
-        _eiad("-q", "data", "ddqa", str(line), "--out", str(folder), "--seed", str(seed), "--force", *extra)
+        eiad("-q", "data", "ddqa", str(line), "--out", str(folder), "--seed", str(seed), "--force", *extra)
         report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
         return f"records per split {{{', '.join(f'{k}: {sum(v.values())}' for k, v in report['records'].items())}}}"
 
     def make_train(folder: Path) -> str:
         (out / "train.yaml").write_text(train_yaml, encoding="utf-8")
         shutil.rmtree(folder, ignore_errors=True)
-        _eiad("train", "--config", str(out / "train.yaml"))
+        eiad("train", "--config", str(out / "train.yaml"))
         metrics = json.loads((folder / "localization" / "metrics.json").read_text(encoding="utf-8"))["metrics"]
         shown = {
             k: metrics[k] for k in ("accuracy", "image_auroc", "pixel_auroc", "aupro", "class_accuracy") if k in metrics
@@ -200,11 +204,11 @@ def _steps(out: Path, seed: int, preset: str, profile: Profile) -> list[Step]:
         return "test split: " + ", ".join(f"{k} {v:.3f}" for k, v in shown.items())
 
     def make_merged(folder: Path) -> str:
-        _eiad("-q", "train", "merge", "--adapter", str(train / "dialog" / "adapter"), "--out", str(folder))
+        eiad("-q", "train", "merge", "--adapter", str(train / "dialog" / "adapter"), "--out", str(folder))
         return f"merged model in {folder}"
 
     def make_artifact(folder: Path) -> str:
-        _eiad(
+        eiad(
             "-q",
             "export",
             "onnx",
@@ -219,7 +223,7 @@ def _steps(out: Path, seed: int, preset: str, profile: Profile) -> list[Step]:
         # The description's wordings are seeded choices the model cannot tell apart, so at those
         # tokens its top-1 margin is near zero by design and any rounding flips a wording: parity
         # skips those steps and compares every other one (per-step margins in llm/parity_llm.json).
-        _eiad(
+        eiad(
             "-q",
             "export",
             "llm",
@@ -233,11 +237,11 @@ def _steps(out: Path, seed: int, preset: str, profile: Profile) -> list[Step]:
             "--max-prompts",
             "60",
         )
-        _eiad("-q", "export", "verify", str(folder))
+        eiad("-q", "export", "verify", str(folder))
         return f"artifact {folder} verified"
 
     def run_edge(folder: Path) -> str:
-        _eiad(
+        eiad(
             "edge",
             "demo",
             "--artifact",
@@ -288,7 +292,8 @@ def _is_done(folder: Path, settings: dict) -> str | None:
 def run_demo(args: argparse.Namespace) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    steps = _steps(out, args.seed, args.preset, PROFILES["quick" if args.quick else "full"])
+    profile = PROFILES["quick" if args.quick else "full"]
+    steps = _steps(out, args.seed, args.preset, profile, command_runner(args.run_command))
     names = [step.folder for step in steps]
     if args.until is not None:
         if args.until not in names:

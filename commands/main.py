@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(-1 if args.quiet else args.verbose)
+    # A command that runs other eiad commands (the demo) calls back through this, instead of
+    # importing this module, which imports it.
+    args.run_command = main
     try:
         return int(args.func(args) or 0)
     except EiadError as error:

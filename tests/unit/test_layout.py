@@ -15,13 +15,32 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def _by_name(tree: ast.AST, modules: dict) -> list[str]:
+    """Modules a file loads by name: in a file that calls `import_module`, every string
+    literal naming a project module (a registry of stages or builders counts as importing them)."""
+    calls = any(
+        isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module"
+        for node in ast.walk(tree)
+    )
+    if not calls:
+        return []
+    return [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in modules
+    ]
+
+
 def import_graph() -> dict[str, set[str]]:
-    """module -> the project modules it imports (anywhere in the file, lazy imports too)."""
+    """module -> the project modules it imports (anywhere in the file, lazy imports and
+    `importlib.import_module` by a literal name too)."""
     modules = {_module_name(p): p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         targets = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        targets.update(target for target in _by_name(tree, modules) if target != name)
+        for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 candidates = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:

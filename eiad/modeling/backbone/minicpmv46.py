@@ -23,7 +23,7 @@ from transformers.vision_utils import get_vision_nearest_position_ids
 
 from eiad.errors import ModelError
 from eiad.modeling.backbone.base import LLM_PROJ, EiadBackbone, VisionFeatures
-from eiad.modeling.presets import CHAT_TEMPLATE, TEXT_INIT_STD, TINY_PATCH_PX, TINY_SIZE_PX, train_tokenizer
+from eiad.modeling.backbone.tiny import CHAT_TEMPLATE, TEXT_INIT_STD, TINY_PATCH_PX, TINY_SIZE_PX, train_tokenizer
 from eiad.preprocess import PreprocessSpec
 
 SPECIAL = {
