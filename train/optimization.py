@@ -55,3 +55,10 @@ def lr_factor(step: int, total_steps: int, warmup: int, schedule: str = "cosine"
     progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
     decay = 0.5 * (1.0 + math.cos(math.pi * progress)) if schedule == "cosine" else 1.0 - progress
     return min_ratio + (1.0 - min_ratio) * decay
+
+
+def mixed_precision(precision: str, gpu: bool) -> str:
+    """accelerate's `mixed_precision` for a `precision` setting, the same for both paths: bf16
+    autocast on a CUDA GPU for `auto` and `bf16`; fp32 ("no") otherwise. A CPU run is fp32
+    even when bf16 is asked for (CPU bf16 autocast is slower than fp32 on most CPUs)."""
+    return "bf16" if precision != "fp32" and gpu else "no"

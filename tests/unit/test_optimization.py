@@ -48,3 +48,12 @@ def test_the_schedule_warms_up_decays_to_its_floor_and_stays_there():
     assert lr_factor(500, 100, warm, "cosine", 0.1) == pytest.approx(0.1)
     assert lr_factor(55, 105, 5, "linear") == pytest.approx(0.5)
     assert lr_factor(90, 100, 5, "constant") == 1.0
+
+
+def test_both_paths_read_precision_the_same_way():
+    from train.optimization import mixed_precision
+
+    assert mixed_precision("auto", gpu=True) == "bf16" and mixed_precision("bf16", gpu=True) == "bf16"
+    assert mixed_precision("fp32", gpu=True) == "no"
+    # On a CPU every setting trains in fp32 (bf16 asked for included), in both training paths.
+    assert {mixed_precision(p, gpu=False) for p in ("auto", "fp32", "bf16")} == {"no"}

@@ -33,7 +33,7 @@ from train.dialog.checkpoint import (
 )
 from train.dialog.config import DialogConfig
 from train.dialog.records import read_records
-from train.optimization import lr_factor, warmup_steps
+from train.optimization import lr_factor, mixed_precision, warmup_steps
 
 log = logging.getLogger(__name__)
 
@@ -137,9 +137,9 @@ def train_dialog(
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
-    use_bf16 = config.precision == "bf16" or (config.precision == "auto" and torch.cuda.is_available())
     acc = Accelerator(
-        gradient_accumulation_steps=config.gradient_accumulation_steps, mixed_precision="bf16" if use_bf16 else "no"
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        mixed_precision=mixed_precision(config.precision, torch.cuda.is_available()),
     )
     torch.manual_seed(config.seed)
     train_records, eval_records, eval_split = read_records(config, ddqa_train, ddqa_test, extra_train, extra_eval)

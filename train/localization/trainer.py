@@ -35,7 +35,7 @@ from train.localization.data import (
 from train.localization.finish import calibrate_and_report, write_run_files
 from train.localization.pseudo_defects import PseudoDefects
 from train.localization.resume import restore_run, save_run
-from train.optimization import lr_factor, warmup_steps
+from train.optimization import lr_factor, mixed_precision, warmup_steps
 
 log = logging.getLogger(__name__)
 
@@ -165,11 +165,10 @@ def _build(config: TrainConfig, backbone) -> _Run:
     from accelerate.utils import set_seed
 
     cfg = config.localization
-    bf16 = cfg.precision != "fp32" and torch.cuda.is_available() and config.device != "cpu"
     accelerator = Accelerator(
         cpu=config.device == "cpu",
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        mixed_precision="bf16" if bf16 else "no",
+        mixed_precision=mixed_precision(cfg.precision, torch.cuda.is_available() and config.device != "cpu"),
     )
     set_seed(config.seed)
     device = accelerator.device
