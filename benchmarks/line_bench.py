@@ -321,27 +321,12 @@ def bench_line(
             result["configurations"] += [bare_cfg, saturated]
             result["comparisons"] += overhead_comparisons(bare_cfg, saturated, loop_only, loop_label)
         if baseline:
-            from benchmarks.baselines.naive_loop import bench_naive
+            from benchmarks.baselines.naive_loop import bench_naive, naive_comparisons
 
             naive = bench_naive(artifact, manifest, frames, load, host, port)
             result["configurations"].append(naive)
             station = "station loop" + (" without explainer" if loop_only is not paced else "")
-            result["comparisons"].append(
-                {
-                    "name": f"naive loop p99 / {station} p99",
-                    "metric": "latency ratio",
-                    "ratio": ratio(naive["latency_ms"]["p99_ms"], loop_only["latency_ms"]["p99_ms"]),
-                    "goal": "-",
-                }
-            )
-            result["comparisons"].append(
-                {
-                    "name": f"{station} / naive loop",
-                    "metric": "throughput ratio",
-                    "ratio": ratio(loop_only["throughput_per_s"], naive["throughput_per_s"]),
-                    "goal": "-",
-                }
-            )
+            result["comparisons"] += naive_comparisons(naive, loop_only, station)
     if plan.config is None:
         result["notes"].append(plan.reason)
     if truth is None:

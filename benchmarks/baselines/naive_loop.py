@@ -28,7 +28,7 @@ import numpy as np
 import paho.mqtt.client as mqtt
 
 from benchmarks.loop_harness import VerdictListener
-from benchmarks.stats import cdf_points, check_budget, summarize_ms
+from benchmarks.stats import cdf_points, check_budget, ratio, summarize_ms
 
 log = logging.getLogger(__name__)
 
@@ -121,3 +121,21 @@ def bench_naive(artifact: Path, manifest, frames: list[np.ndarray], load, host: 
             summary.p99_ms, throughput, load.budget_ms, load.fps_per_camera, load.cameras, lost
         ).to_dict()
     return config
+
+
+def naive_comparisons(naive: dict, station: dict, station_label: str) -> list[dict]:
+    """The naive loop beside the station's loop: p99 latency ratio and throughput ratio."""
+    return [
+        {
+            "name": f"naive loop p99 / {station_label} p99",
+            "metric": "latency ratio",
+            "ratio": ratio(naive["latency_ms"]["p99_ms"], station["latency_ms"]["p99_ms"]),
+            "goal": "-",
+        },
+        {
+            "name": f"{station_label} / naive loop",
+            "metric": "throughput ratio",
+            "ratio": ratio(station["throughput_per_s"], naive["throughput_per_s"]),
+            "goal": "-",
+        },
+    ]
