@@ -3,7 +3,7 @@ with `--broker config`.
 
 Why private by default: a benchmark should neither disturb the plant's broker nor be
 disturbed by its other clients, and its result should be reproducible on any box with
-Mosquitto installed. The private one is the project's launcher (edge/broker.py) in a
+Mosquitto installed. The private one is the project's launcher (edge/sinks/mqtt/broker.py) in a
 temporary folder, without persistence or a per-message log (disk I/O would be measured).
 """
 
@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from edge.broker import Mosquitto
+from edge.sinks.mqtt.broker import Mosquitto
 from eiad.errors import ConfigError
 
 

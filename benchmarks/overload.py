@@ -181,10 +181,10 @@ def run_overload(
     and, in `problems`, every check that failed."""
     from benchmarks.stand_ins.artifact import build_tiny_artifact
     from benchmarks.stand_ins.frames import line_frames
-    from edge.broker import Mosquitto
     from edge.health.metrics import Metrics
     from edge.pipeline import Pipeline
     from edge.runners.onnxruntime_runner import OnnxRuntimeRunner
+    from edge.sinks.mqtt.broker import Mosquitto
     from edge.sinks.mqtt.config import MqttSettings, OutboxSettings
     from edge.sinks.mqtt.outbox.store import Outbox
     from edge.sinks.mqtt.sink import MqttSink

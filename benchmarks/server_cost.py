@@ -100,9 +100,9 @@ class _OpcUa:
         from asyncua.crypto.cert_gen import setup_self_signed_certificate
         from cryptography.x509.oid import ExtendedKeyUsageOID
 
-        from edge.broker import free_port
         from edge.opcua.server import OpcUaServer
         from edge.opcua.settings import OpcUaSettings
+        from edge.sinks.mqtt.broker import free_port
 
         pki = tmp / "pki"
         (pki / "trusted").mkdir(parents=True)

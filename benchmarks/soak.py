@@ -30,7 +30,7 @@ from pathlib import Path
 from benchmarks.stand_ins.delivery import check_delivery
 from benchmarks.stand_ins.results import make_result
 from benchmarks.stand_ins.subscriber import Subscriber
-from edge.broker import Mosquitto
+from edge.sinks.mqtt.broker import Mosquitto
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -21,9 +21,9 @@ from eiad.line_goals import format_goals, judge, score_image
 from eiad.manifest import Manifest
 
 if TYPE_CHECKING:  # demo.py imports this module: its types only for annotations
-    from edge.broker import LocalBroker
     from edge.demo.options import DemoOptions
     from edge.demo.recorder import Recorder
+    from edge.sinks.mqtt.broker import LocalBroker
 
 # (stage, stamp it starts at, stamp it ends at): they add up to capture -> PLC.
 STAGES = (

@@ -29,7 +29,6 @@ from pathlib import Path
 from tqdm import tqdm
 
 from edge.access.passwords import hash_password
-from edge.broker import LocalBroker, start_broker
 from edge.config import StationConfig
 from edge.demo.camera import DemoCamera, LineFiles, Shots, find_line, truth_of
 from edge.demo.live_view import LiveView, PlcSubscriber
@@ -37,6 +36,7 @@ from edge.demo.options import DemoOptions
 from edge.demo.overlays import write_overlays
 from edge.demo.recorder import Recorder
 from edge.demo.report import build_summary
+from edge.sinks.mqtt.broker import LocalBroker, start_broker
 from eiad.errors import ArtifactError, DataError
 from eiad.manifest import Manifest, has_llm, llm_dir, load_manifest, read_llm_config
 from eiad.messages import Topics

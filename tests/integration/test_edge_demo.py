@@ -13,7 +13,7 @@ import pytest
 from benchmarks.stand_ins.artifact import build_tiny_artifact
 from benchmarks.stand_ins.frames import line_frames, write_ffv1
 from commands.main import main
-from edge.broker import mosquitto_binary, start_broker
+from edge.sinks.mqtt.broker import mosquitto_binary, start_broker
 
 
 @pytest.fixture(scope="module")

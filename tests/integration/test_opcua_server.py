@@ -14,10 +14,10 @@ from asyncua import ua
 
 from edge.access.passwords import hash_password
 from edge.app import build_station
-from edge.broker import free_port
 from edge.health.metrics import Metrics
 from edge.opcua.server import OpcUaServer
 from edge.opcua.settings import OpcUaSettings
+from edge.sinks.mqtt.broker import free_port
 from tests.integration.test_station_mqtt import make_station
 from tests.support_edge.fixtures import tiny_artifact  # noqa: F401 (fixture)
 from tests.support_hmi.page import part

@@ -1,4 +1,4 @@
-"""Mosquitto for tests: the project's launcher (edge/broker.py) plus throw-away TLS files.
+"""Mosquitto for tests: the project's launcher (edge/sinks/mqtt/broker.py) plus throw-away TLS files.
 
 broker = Mosquitto(tmp_path, persistence=True).start()
 ... broker.port ...
@@ -12,7 +12,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from edge.broker import Mosquitto, TlsFiles, free_port, mosquitto_binary
+from edge.sinks.mqtt.broker import Mosquitto, TlsFiles, free_port, mosquitto_binary
 
 __all__ = ["Mosquitto", "TlsFiles", "free_port", "make_ca", "make_tls_files", "mosquitto_available", "openssl"]
 

@@ -11,7 +11,7 @@ import pytest
 from benchmarks.baselines import anomalib_baseline
 from benchmarks.stand_ins.artifact import build_tiny_artifact, frame_with_patch, grey_frame
 from commands.main import main
-from edge.broker import mosquitto_binary
+from edge.sinks.mqtt.broker import mosquitto_binary
 from tests.support_bench.station import tiny_station
 
 needs_mosquitto = pytest.mark.skipif(mosquitto_binary() is None, reason="Mosquitto not installed (.ci/run installs it)")

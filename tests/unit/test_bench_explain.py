@@ -8,8 +8,8 @@ import pytest
 
 from benchmarks.explain_bench import explanation_section, plan_explanations
 from commands.main import main
-from edge.broker import mosquitto_binary
 from edge.config import load_station_config
+from edge.sinks.mqtt.broker import mosquitto_binary
 from eiad.manifest import load_manifest
 from tests.support_bench.station import tiny_station
 
