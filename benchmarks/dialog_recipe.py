@@ -77,7 +77,7 @@ def report(rows: list[dict]) -> str:
         "question on held-out test images, read back by the checker (% of NG explanations; consistent:",
         "% of all 50 answers, OK parts included, stated figures checked). figures: whether the grounded",
         "answers state the share of the image and the pixel count. Wall times are single runs on a",
-        "shared 2-core machine (run e had a data-loader worker and another job beside it).",
+        "shared 2-core machine; some had another job beside them (their wall time says so).",
         "",
         "| run | seed | steps | dropout | DDQA share | figures | wall s | held-out loss | class+location | shape "
         "| appearance | consistent | goals |",
