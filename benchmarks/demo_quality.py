@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from edge.demo.report import format_summary
-from eiad.line_goals import format_goals
+from eiad.line_goals import format_errors_by_part, format_goals
 
 MARKER = ".eiad-demo-step.json"
 GOALS = {"aupro": ("AUPRO", ">=", 0.90), "class_accuracy": ("class accuracy", ">=", 0.90)}
@@ -106,6 +106,11 @@ def markdown(result: dict) -> str:
         f"{json.dumps(image['confusion'])}",
         "",
         f"- {format_goals(stream['quality'])}",
+        *(
+            [f"- wrong verdicts by part type: {format_errors_by_part(image['by_part'])}"]
+            if image.get("by_part")
+            else []
+        ),
         f"- defect class right on {pct(stream['accuracy']['class_agreement'])} of the rejected defective parts, "
         f"'unknown' on {pct(stream['accuracy']['class_unknown'])}",
         f"- capture -> PLC p50 {stream['latency_ms'].get('p50')} ms, p99 {stream['latency_ms'].get('p99')} ms",

@@ -67,7 +67,41 @@ def score_image(pairs: list[tuple[dict | None, str]]) -> dict:
         if label in confusion and verdict in confusion[label]:
             confusion[label][verdict] += 1
     scored = sum(sum(row.values()) for row in confusion.values())
-    return from_confusion(confusion, len(pairs) - scored)
+    scores = from_confusion(confusion, len(pairs) - scored)
+    by_part = errors_by_part(pairs)
+    if by_part:
+        scores["by_part"] = by_part
+    return scores
+
+
+def errors_by_part(pairs: list[tuple[dict | None, str]]) -> dict[str, dict[str, int]]:
+    """Per part type (truth records with a "part"): good parts and how many of them were
+    rejected, defective parts and how many passed. Where a line's false rejects or misses
+    come from, e.g. one part type whose good parts vary more than the calibration set saw."""
+    out: dict[str, dict[str, int]] = {}
+    for truth, verdict in pairs:
+        part, label = (truth or {}).get("part"), (truth or {}).get("label")
+        if not part or label not in ("OK", "NG") or verdict not in ("OK", "NG", "REJECTED"):
+            continue
+        row = out.setdefault(part, {"good": 0, "false_rejects": 0, "defective": 0, "misses": 0})
+        if label == "OK":
+            row["good"] += 1
+            row["false_rejects"] += verdict != "OK"
+        else:
+            row["defective"] += 1
+            row["misses"] += verdict != "NG"
+    return dict(sorted(out.items()))
+
+
+def format_errors_by_part(by_part: dict[str, dict[str, int]]) -> str:
+    """One line naming the part types with wrong verdicts ("none" when there are none)."""
+    wrong = [
+        f"{part} {row['false_rejects']} of {row['good']} good rejected, {row['misses']} of {row['defective']} "
+        "defective passed"
+        for part, row in by_part.items()
+        if row["false_rejects"] or row["misses"]
+    ]
+    return "; ".join(wrong) or "none"
 
 
 def from_confusion(confusion: dict[str, dict[str, int]], unscored: int = 0) -> dict:

@@ -17,7 +17,7 @@ from edge.demo.camera import LineFiles, Shots, truth_mask, truth_of
 from edge.demo.explanations import score_explanations
 from edge.demo.live_view import Received
 from edge.verdict import UNKNOWN_CLASS
-from eiad.line_goals import format_goals, judge, score_image
+from eiad.line_goals import format_errors_by_part, format_goals, judge, score_image
 from eiad.manifest import Manifest
 
 if TYPE_CHECKING:  # demo.py imports this module: its types only for annotations
@@ -226,6 +226,7 @@ def format_summary(s: dict) -> str:
         "  truth \\ verdict    OK     NG    REJ",
         f"  OK             {c['OK']['OK']:>6} {c['OK']['NG']:>6} {c['OK']['REJECTED']:>6}",
         f"  NG             {c['NG']['OK']:>6} {c['NG']['NG']:>6} {c['NG']['REJECTED']:>6}",
+        *([f"wrong verdicts by part type: {format_errors_by_part(img['by_part'])}"] if img.get("by_part") else []),
         f"mask IoU on NG parts: mean {pix['mean_iou'] if pix['mean_iou'] is not None else 'n/a'} over "
         f"{pix['ng_parts']} "
         f"(with a mask: {pix['mean_iou_with_mask'] if pix['mean_iou_with_mask'] is not None else 'n/a'} over "
