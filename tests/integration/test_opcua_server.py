@@ -21,7 +21,7 @@ from edge.sinks.mqtt.broker import free_port
 from tests.integration.test_station_mqtt import make_station
 from tests.support_edge.fixtures import tiny_artifact  # noqa: F401 (fixture)
 from tests.support_hmi.page import part
-from tests.support_opcua.plc import EventLog, client_certificate, make_client, wait_until
+from tests.support_opcua.plc import EventLog, client_certificate, connected, make_client, wait_until
 
 PASSWORD = "plc-password-1"
 _HASH = hash_password(PASSWORD)
@@ -57,10 +57,7 @@ def test_a_plc_gets_each_result_as_an_event_and_in_the_camera_variables(station)
     server, key, cert, server_cert = station
 
     async def scenario():
-        client, setup = make_client(server.endpoint, "plc", PASSWORD, key, cert, server_cert)
-        await setup
-        async with client:
-            idx = await client.get_namespace_index("urn:eiad-edge:machine-vision")
+        async with connected(server.endpoint, PASSWORD, key, cert, server_cert) as (client, idx):
             system = client.get_node(ua.NodeId("VisionSystem", idx))
             log = EventLog()
             subscription = await client.create_subscription(10, log)
@@ -185,10 +182,10 @@ def test_a_station_with_opcua_raises_one_event_per_part_and_reports_its_state(tm
     states = []
 
     async def scenario():
-        client, setup = make_client(station.opcua.endpoint, "plc", PASSWORD, key, cert, tmp_path / "pki/own/cert.der")
-        await setup
-        async with client:
-            idx = await client.get_namespace_index("urn:eiad-edge:machine-vision")
+        async with connected(station.opcua.endpoint, PASSWORD, key, cert, tmp_path / "pki/own/cert.der") as (
+            client,
+            idx,
+        ):
             state = client.get_node(ua.NodeId("VisionSystem.VisionStateMachine.CurrentState", idx))
             states.append((await state.read_value()).Text)
             subscription = await client.create_subscription(10, log)
@@ -253,10 +250,10 @@ def test_a_plc_triggers_each_inspection_and_gets_its_result_id_first(tmp_path, t
     loop_thread = threading.Thread(target=station.pipeline.run, args=(stop,))
 
     async def scenario():
-        client, setup = make_client(station.opcua.endpoint, "plc", PASSWORD, key, cert, tmp_path / "pki/own/cert.der")
-        await setup
-        async with client:
-            idx = await client.get_namespace_index("urn:eiad-edge:machine-vision")
+        async with connected(station.opcua.endpoint, PASSWORD, key, cert, tmp_path / "pki/own/cert.der") as (
+            client,
+            idx,
+        ):
             system = client.get_node(ua.NodeId("VisionSystem", idx))
             subscription = await client.create_subscription(10, log)
             await subscription.subscribe_events(

@@ -4,6 +4,7 @@ a user name and password, Basic256Sha256 SignAndEncrypt; subscribes to ResultRea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 CLIENT_URI = "urn:eiad-test:plc"
+NAMESPACE = "urn:eiad-edge:machine-vision"
 
 
 async def client_certificate(folder: Path) -> tuple[Path, Path]:
@@ -37,6 +39,15 @@ def make_client(url: str, user: str, password: str, key: Path, cert: Path, serve
         server_certificate=str(server_cert),
         mode=getattr(ua.MessageSecurityMode, mode),
     )
+
+
+@contextlib.asynccontextmanager
+async def connected(url: str, password: str, key: Path, cert: Path, server_cert: Path):
+    """The trusted PLC (user "plc", SignAndEncrypt) connected; yields (client, the vision system's namespace index)."""
+    client, setup = make_client(url, "plc", password, key, cert, server_cert)
+    await setup
+    async with client:
+        yield client, await client.get_namespace_index(NAMESPACE)
 
 
 class EventLog:
