@@ -28,39 +28,36 @@ from pathlib import Path
 import yaml
 
 
-def parts_of_the_fusion(checkpoint: Path, split: Path) -> dict:
+def parts_of_the_fusion(checkpoint: Path, artifact: Path, split: Path, limit: int) -> dict:
     """Image and pixel AUROC on the test split of the module alone, the bank alone and the
     fused graph: what each half of the normal-only model contributes."""
     import numpy as np
     import torch
-    from torch.utils.data import DataLoader
 
+    from benchmarks.baselines.anomalib_baseline import image_auroc, pixel_auroc
+    from benchmarks.held_out import evaluation_images, evaluation_labels, evaluation_masks
+    from eiad.manifest import load_manifest
     from eiad.modeling.checkpoint import engine_from_checkpoint
-    from eiad.split import load_split
-    from train.eval.metrics import auroc
-    from train.localization.data import LocalizationDataset
 
+    manifest = load_manifest(artifact)
+    images, _ = evaluation_images(manifest, split, limit)
+    labels, masks = evaluation_labels(split, limit), evaluation_masks(manifest, split, limit)
     engine, _ = engine_from_checkpoint(checkpoint)
-    data = LocalizationDataset(load_split(split), "test", engine.height, engine.width)
-    module, head, bank, masks, labels = [], [], [], [], []
+    module, head, bank = [], [], []
     with torch.no_grad():
-        for batch in DataLoader(data, batch_size=16):
-            pixels = engine.preprocess(batch["image"])
-            feats = engine.backbone.forward_vision(pixels, engine.taps).layer_features
-            out = engine.localizer([feats[i] for i in engine._localizer_taps], pixels)
+        for start in range(0, len(images), 16):
+            out, bank_map, _ = engine.halves(torch.from_numpy(images[start : start + 16]))
             module.append(torch.sigmoid(out.mask_logits)[:, 0].numpy())
             head.append(torch.sigmoid(out.image_logit).numpy())
-            bank.append(torch.sigmoid(engine.bank([feats[i] for i in engine._bank_taps]))[:, 0].numpy())
-            masks.append(batch["mask"][:, 0].numpy() > 0.5)
-            labels.append(batch["label"].numpy() > 0.5)
-    module, head, bank, masks, labels = (np.concatenate(x) for x in (module, head, bank, masks, labels))
+            bank.append(bank_map[:, 0].numpy())
+    module, head, bank = (np.concatenate(x) for x in (module, head, bank))
     peak = lambda maps: maps.reshape(len(maps), -1).max(axis=1)  # noqa: E731
     return {
-        "module": {"image_auroc": auroc(labels, head), "pixel_auroc": auroc(masks, module)},
-        "bank": {"image_auroc": auroc(labels, peak(bank)), "pixel_auroc": auroc(masks, bank)},
+        "module": {"image_auroc": image_auroc(head, labels), "pixel_auroc": pixel_auroc(module, masks)},
+        "bank": {"image_auroc": image_auroc(peak(bank), labels), "pixel_auroc": pixel_auroc(bank, masks)},
         "fused": {
-            "image_auroc": auroc(labels, np.maximum(head, peak(bank))),
-            "pixel_auroc": auroc(masks, np.maximum(module, bank)),
+            "image_auroc": image_auroc(np.maximum(head, peak(bank)), labels),
+            "pixel_auroc": pixel_auroc(np.maximum(module, bank), masks),
         },
     }
 
@@ -139,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             ]
         )
         metrics = json.loads((checkpoint.parent / "metrics.json").read_text())
-        fusion = parts_of_the_fusion(checkpoint, args.ddqa / "split.json")
+        fusion = parts_of_the_fusion(checkpoint, artifact, args.ddqa / "split.json", args.eval_images)
         meta = json.loads((checkpoint / "meta.json").read_text())
         bench = json.loads((work / "bench" / "result.json").read_text())
         onnx_bytes = sum(p.stat().st_size for p in artifact.glob("vision.onnx*"))

@@ -26,6 +26,14 @@ class VisionEngineOutput(NamedTuple):
     vision_features: Tensor  # (N, T, D) tokens the explainer (LLM) consumes
 
 
+class EngineHalves(NamedTuple):
+    """What `EiadVisionEngine.forward` fuses (see `halves`)."""
+
+    module: LocalizationOutput | None  # the localization module's raw logits
+    bank_map: Tensor | None  # (N, 1, H, W) the normal bank's defect probability per pixel
+    tokens: Tensor  # (N, T, D) vision features for the explainer
+
+
 # The exported tensor names are the NamedTuple's field names; keep them equal to the manifest's.
 if VisionEngineOutput._fields != (
     manifest.ANOMALY_MAP,
@@ -91,21 +99,28 @@ class EiadVisionEngine(nn.Module):
         feats = self.backbone.forward_vision(pixels, self.taps)
         return self.localizer([feats.layer_features[i] for i in self._localizer_taps], pixels), feats.tokens
 
-    def forward(self, image: Tensor) -> VisionEngineOutput:
+    def halves(self, image: Tensor) -> EngineHalves:
+        """The two halves before `forward` fuses them: the localization module's raw output and
+        the normal bank's probability map (None for a half this engine lacks), on one vision pass."""
         pixels = self.preprocess(image)
         feats = self.backbone.forward_vision(pixels, self.taps)
-        tokens = feats.tokens.float()
         normal = None
         if self.bank is not None:
             normal = torch.sigmoid(self.bank([feats.layer_features[i] for i in self._bank_taps]))
-        if self.localizer is None:
+        module = None
+        if self.localizer is not None:
+            module = self.localizer([feats.layer_features[i] for i in self._localizer_taps], pixels)
+        return EngineHalves(module, normal, feats.tokens.float())
+
+    def forward(self, image: Tensor) -> VisionEngineOutput:
+        out, normal, tokens = self.halves(image)
+        if out is None:
             return VisionEngineOutput(
                 anomaly_map=normal,
                 image_score=normal.flatten(1).amax(dim=1),
                 class_probs=torch.ones_like(normal[:, 0, 0, :1]),
                 vision_features=tokens,
             )
-        out = self.localizer([feats.layer_features[i] for i in self._localizer_taps], pixels)
         anomaly, score = torch.sigmoid(out.mask_logits), torch.sigmoid(out.image_logit)
         if normal is not None:
             anomaly = torch.maximum(anomaly, normal)

@@ -115,7 +115,7 @@ ALLOWED = {
     "commands": {"eiad", "edge", "train", "export", "benchmarks"},
 }
 # benchmarks that measure training itself may import train/
-TRAINING_BENCHMARKS = {"benchmarks.ablation", "benchmarks.train_tiny", "benchmarks.normal_only"}
+TRAINING_BENCHMARKS = {"benchmarks.ablation", "benchmarks.train_tiny"}
 
 
 def test_each_stage_imports_only_what_it_may():

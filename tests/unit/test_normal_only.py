@@ -154,7 +154,11 @@ def test_a_supervised_module_and_the_bank_fuse_inside_the_exported_graph(tmp_pat
         feats = engine.backbone.forward_vision(pixels, engine.taps).layer_features
         module = torch.sigmoid(engine.localizer([feats[i] for i in engine._localizer_taps], pixels).mask_logits)
         normal = torch.sigmoid(engine.bank([feats[i] for i in engine._bank_taps]))
+        halves = engine.halves(images)
     torch.testing.assert_close(fused.anomaly_map, torch.maximum(module, normal))
+    # and `halves` (what benchmarks/normal_only.py weighs one by one) gives each half unfused
+    torch.testing.assert_close(torch.sigmoid(halves.module.mask_logits), module)
+    torch.testing.assert_close(halves.bank_map, normal)
     # and the fused graph exports with parity against PyTorch
     out = tmp_path / "artifact"
     assert (
