@@ -76,8 +76,9 @@ def score_image(pairs: list[tuple[dict | None, str]]) -> dict:
 
 def errors_by_part(pairs: list[tuple[dict | None, str]]) -> dict[str, dict[str, int]]:
     """Per part type (truth records with a "part"): good parts and how many of them were
-    rejected, defective parts and how many passed. Where a line's false rejects or misses
-    come from, e.g. one part type whose good parts vary more than the calibration set saw."""
+    judged NG, defective parts and how many passed as OK (the confusion table's overkill and
+    miss cells; a REJECTED part, not inspected, is neither). Where a line's false rejects or
+    misses come from, e.g. one part type whose good parts vary more than the calibration set saw."""
     out: dict[str, dict[str, int]] = {}
     for truth, verdict in pairs:
         part, label = (truth or {}).get("part"), (truth or {}).get("label")
@@ -86,10 +87,10 @@ def errors_by_part(pairs: list[tuple[dict | None, str]]) -> dict[str, dict[str, 
         row = out.setdefault(part, {"good": 0, "false_rejects": 0, "defective": 0, "misses": 0})
         if label == "OK":
             row["good"] += 1
-            row["false_rejects"] += verdict != "OK"
+            row["false_rejects"] += verdict == "NG"
         else:
             row["defective"] += 1
-            row["misses"] += verdict != "NG"
+            row["misses"] += verdict == "OK"
     return dict(sorted(out.items()))
 
 

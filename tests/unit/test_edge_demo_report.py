@@ -159,17 +159,19 @@ def test_wrong_verdicts_are_counted_per_part_type():
     pcb_ok, pcb_ng = {"label": "OK", "part": "pcb"}, {"label": "NG", "part": "pcb"}
     brick_ok, brick_ng = {"label": "OK", "part": "brick"}, {"label": "NG", "part": "brick"}
     pairs = [(pcb_ok, "OK"), (pcb_ok, "NG"), (pcb_ng, "NG"), (brick_ok, "OK"), (brick_ng, "OK"), (brick_ng, "NG")]
+    # and parts not inspected (REJECTED): counted as parts, neither a false reject nor a miss
+    pairs += [(pcb_ok, "REJECTED"), (brick_ng, "REJECTED")]
     # when scored
     by_part = score_image(pairs)["by_part"]
     # then each part type has its own counts, and the line names only the types with errors
     assert by_part == {
-        "brick": {"good": 1, "false_rejects": 0, "defective": 2, "misses": 1},
-        "pcb": {"good": 2, "false_rejects": 1, "defective": 1, "misses": 0},
+        "brick": {"good": 1, "false_rejects": 0, "defective": 3, "misses": 1},
+        "pcb": {"good": 3, "false_rejects": 1, "defective": 1, "misses": 0},
     }
     from eiad.line_goals import format_errors_by_part
 
     assert format_errors_by_part(by_part) == (
-        "brick 0 of 1 good rejected, 1 of 2 defective passed; pcb 1 of 2 good rejected, 0 of 1 defective passed"
+        "brick 0 of 1 good rejected, 1 of 3 defective passed; pcb 1 of 3 good rejected, 0 of 1 defective passed"
     )
     assert format_errors_by_part(score_image([(pcb_ok, "OK")])["by_part"]) == "none"
     # records without a part type give no breakdown
