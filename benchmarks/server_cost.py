@@ -51,7 +51,7 @@ class _Page:
         self._config, self._manifest, self._clients, self._hash = config, manifest, clients, password_hash
 
     def start(self, tmp: Path, context) -> dict:
-        from edge.hmi.server import start_hmi
+        from edge.hmi.process import start_page_process
         from edge.hmi.settings import HmiSettings
 
         settings = HmiSettings(
@@ -61,13 +61,13 @@ class _Page:
             review_dir=tmp / "review",
         )
         about = {"line": self._config.line_id, "station": self._config.station_id, "model_id": self._manifest.model_id}
-        self._page = start_hmi(settings, Path, self._config.line_id, lambda: {"status": "ok"}, about)
+        self._page = start_page_process(settings, self._config.line_id, lambda: {"status": "ok"}, about)
         self._stop, self._counts = context.Event(), context.Array("l", 2)
         self._helpers = context.Process(
             target=browsers_process, args=(self._page.url, self._clients, self._stop, self._counts)
         )
         self._helpers.start()
-        _wait(lambda: self._page.feed.hub.clients >= self._clients)
+        _wait(lambda: self._page.feed.stats()["clients"] >= self._clients)
         return {"hmi": self._page.feed}
 
     def stop(self) -> dict:

@@ -20,7 +20,7 @@ from edge.config import StationConfig
 from edge.explainer.feed import explainer_feed
 from edge.frames import inspection_id
 from edge.health.metrics import HealthServer, Metrics, watch_sink_stats
-from edge.hmi.server import HmiServer
+from edge.hmi.process import PageProcess
 from edge.opcua.server import OpcUaServer
 from edge.pipeline import Pipeline, PipelineSummary
 from edge.runners.base import Runner
@@ -45,7 +45,7 @@ class Station:
     metrics: Metrics
     health: HealthServer | None
     stats_publisher: StatsPublisher | None = None
-    hmi: HmiServer | None = None
+    hmi: PageProcess | None = None
     opcua: OpcUaServer | None = None
 
     def close(self) -> None:
@@ -59,7 +59,7 @@ class Station:
                 log.exception("closing sink %s failed", name)
         self.runner.close()
         if self.hmi is not None:
-            self.hmi.close()  # after the sinks: the page's writer has stored every result
+            self.hmi.close()  # after the sinks: the page's process has stored every result
         if self.opcua is not None:
             self.opcua.close()  # publishes what it holds, then Halted
         if self.health is not None:
@@ -149,8 +149,8 @@ def _trigger_for(station_id: str, sources: SourceSet):
     return trigger
 
 
-def _start_hmi(config: StationConfig, manifest, metrics: Metrics) -> HmiServer:
-    from edge.hmi.server import start_hmi
+def _start_hmi(config: StationConfig, manifest, metrics: Metrics) -> PageProcess:
+    from edge.hmi.process import start_page_process
 
     about = {
         "line": config.line_id,
@@ -158,7 +158,8 @@ def _start_hmi(config: StationConfig, manifest, metrics: Metrics) -> HmiServer:
         "model_id": manifest.model_id,
         "class_names": list(manifest.class_names),
     }
-    return start_hmi(config.hmi, config.path, config.line_id, metrics.health, about)
+    paths = {"review_dir": config.path(config.hmi.review_dir), "data_dir": config.path(config.hmi.data_dir)}
+    return start_page_process(config.hmi.model_copy(update=paths), config.line_id, metrics.health, about)
 
 
 def _sources_from_config(config: StationConfig, metrics: Metrics) -> SourceSet:

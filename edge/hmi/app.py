@@ -158,7 +158,7 @@ def build_app(
             return _error(401, "log in first")
         return JSONResponse(feed.snapshot())
 
-    async def api_health(request: Request) -> Response:
+    def api_health(request: Request) -> Response:  # sync: `health` may ask the station and wait
         if session_of(request) is None:
             return _error(401, "log in first")
         return JSONResponse(health())

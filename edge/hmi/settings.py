@@ -41,6 +41,12 @@ class HmiSettings(BaseModel):
         description="OK parts pushed to browsers at most this often per camera (the newest wins); NG parts always "
         "go at once, and the history keeps every part",
     )
+    nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="the page runs in a process of its own at this lower CPU priority: the inspection loop goes first",
+    )
     session_hours: float = Field(default=12.0, gt=0, description="a login lasts this long")
     secure_cookie: bool = Field(default=False, description="true behind a TLS proxy: the cookie only over https")
     login_attempts: int = Field(default=5, ge=1, description="failed logins per client per minute before 429")

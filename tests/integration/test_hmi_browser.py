@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -20,7 +22,10 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as seen
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.support_hmi.page import PASSWORDS, part, start_page, wait_for
+from edge.app import build_station
+from tests.integration.test_station_mqtt import make_station
+from tests.support_edge.fixtures import tiny_artifact  # noqa: F401 (fixture)
+from tests.support_hmi.page import PASSWORDS, Client, part, settings, start_page, wait_for
 
 
 def _browser() -> webdriver.Chrome:
@@ -130,3 +135,77 @@ def test_a_viewer_sees_no_feedback_buttons(browser, tmp_path):
         assert browser.find_elements(By.CSS_SELECTOR, "#cameras button.confirm") == []
     finally:
         page.close()
+
+
+class _WhenDecided:
+    """A sink in the station's process: when each result left the pipeline (monotonic s)."""
+
+    def __init__(self) -> None:
+        self.at: dict[str, float] = {}
+        self.results: list = []
+
+    def handle(self, result, image=None) -> None:
+        self.at[result.inspection_id] = time.monotonic()
+        self.results.append(result)
+
+    def close(self) -> None:
+        pass
+
+
+def _log_in(browser, url: str, user: str) -> None:
+    browser.get(url + "login")
+    browser.find_element(By.ID, "user").send_keys(user)
+    browser.find_element(By.ID, "password").send_keys(PASSWORDS[user])
+    browser.find_element(By.ID, "submit").click()
+
+
+@pytest.mark.mqtt
+def test_a_running_station_on_a_video_shows_its_verdicts_live_and_takes_a_false_alarm(
+    browser, tmp_path, tiny_artifact, mosquitto
+):
+    # given a station with its page on, on a real video of 12 parts (4 NG), an operator logged in
+    config, truths = make_station(tmp_path, tiny_artifact, mosquitto.port, 12)
+    decided = _WhenDecided()
+    station = build_station(config.model_copy(update={"hmi": settings(tmp_path)}), extra_sinks={"probe": decided})
+    try:
+        wait = WebDriverWait(browser, 10, poll_frequency=0.02)
+        _log_in(browser, station.hmi.url, "olga")
+        wait.until(seen.text_to_be_present_in_element((By.ID, "who"), "olga (operator)"))
+        # when the line runs
+        line = threading.Thread(target=station.pipeline.run, args=(threading.Event(),))
+        line.start()
+        line.join(60)
+        # then the newest part shows up on the open page within 1 s of its verdict, without a reload
+        last = decided.results[-1]
+        card = f'#cameras article[data-id="{last.inspection_id}"]'
+        wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, card)))
+        shown_after = time.monotonic() - decided.at[last.inspection_id]
+        assert shown_after <= 1.0, f"the last verdict took {shown_after:.2f} s to reach the page"
+        # and the NG parts are in the strip; the first one opens with its mask overlaid
+        ng = [r for r in decided.results if r.verdict == "NG"]
+        assert len(ng) == sum(t["label"] == "NG" for t in truths) == 4
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#strip .thumb")) == 4)
+        browser.find_elements(By.CSS_SELECTOR, "#strip .thumb")[-1].click()
+        detail = f'#detail article[data-id="{ng[0].inspection_id}"]'
+        wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, detail)))
+        overlay = browser.find_element(By.CSS_SELECTOR, f"{detail} img.overlay")
+        wait.until(lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", overlay))
+        # and the operator's "false alarm" puts the frame in the review tree with its audit line
+        browser.find_element(By.CSS_SELECTOR, f"{detail} button.false-alarm").click()
+        saved = tmp_path / "review" / "line-a" / "line" / "OK" / "image" / f"{ng[0].inspection_id}.png"
+        wait_for(saved.is_file)
+        assert cv2.imread(str(saved)).shape == (64, 64, 3)
+        audit = (tmp_path / "review" / "audit.jsonl").read_text()
+        assert ng[0].inspection_id in audit and '"user": "olga"' in audit
+        # and the station's page refuses writes without a session or without the CSRF token
+        body = {"inspection_id": ng[1].inspection_id, "action": "confirmed"}
+        assert Client(station.hmi.url).request("POST", "/api/feedback", body)[0] == 401
+        no_token = Client(station.hmi.url)
+        no_token.login("olga")
+        no_token.csrf = None
+        assert no_token.request("POST", "/api/feedback", body)[0] == 403
+        viewer = Client(station.hmi.url)
+        viewer.login("vic")
+        assert viewer.request("POST", "/api/feedback", body)[0] == 403
+    finally:
+        station.close()
