@@ -100,7 +100,7 @@ class _OpcUa:
         from asyncua.crypto.cert_gen import setup_self_signed_certificate
         from cryptography.x509.oid import ExtendedKeyUsageOID
 
-        from edge.opcua.server import OpcUaServer
+        from edge.opcua.process import OpcUaLink
         from edge.opcua.settings import OpcUaSettings
         from edge.sinks.mqtt.broker import free_port
 
@@ -125,7 +125,7 @@ class _OpcUa:
         )
         about = {"line": self._config.line_id, "station": self._config.station_id, "model_id": self._manifest.model_id}
         sources = [f"cam{i}" for i in range(8)]
-        self._server = OpcUaServer(settings, Path, about, sources).start()
+        self._server = OpcUaLink(settings, about, sources).start()
         self._stop, self._counts, self._latencies = context.Event(), context.Array("l", 2), context.Queue()
         self._helpers = context.Process(
             target=plcs_process,

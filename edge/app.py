@@ -21,7 +21,7 @@ from edge.explainer.feed import explainer_feed
 from edge.frames import inspection_id
 from edge.health.metrics import HealthServer, Metrics, watch_sink_stats
 from edge.hmi.process import PageProcess
-from edge.opcua.server import OpcUaServer
+from edge.opcua.process import OpcUaLink
 from edge.pipeline import Pipeline, PipelineSummary
 from edge.runners.base import Runner
 from edge.runners.factory import build_runner
@@ -46,7 +46,7 @@ class Station:
     health: HealthServer | None
     stats_publisher: StatsPublisher | None = None
     hmi: PageProcess | None = None
-    opcua: OpcUaServer | None = None
+    opcua: OpcUaLink | None = None
 
     def close(self) -> None:
         if self.stats_publisher is not None:
@@ -132,11 +132,10 @@ def build_station(
     return Station(config, pipeline, runner, sinks, metrics, health, stats_publisher, hmi, opcua)
 
 
-def _start_opcua(config: StationConfig, manifest) -> OpcUaServer:
-    from edge.opcua.server import OpcUaServer
-
+def _start_opcua(config: StationConfig, manifest) -> OpcUaLink:
     about = {"line": config.line_id, "station": config.station_id, "model_id": manifest.model_id}
-    return OpcUaServer(config.opcua, config.path, about, [s.id for s in config.sources]).start()
+    settings = config.opcua.model_copy(update={"pki_dir": config.path(config.opcua.pki_dir)})
+    return OpcUaLink(settings, about, [s.id for s in config.sources]).start()
 
 
 def _trigger_for(station_id: str, sources: SourceSet):

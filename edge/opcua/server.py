@@ -122,6 +122,10 @@ class OpcUaServer:
     # --- the station's side: never waits ------------------------------------------------------
 
     def handle(self, result: InspectionResult, image: np.ndarray | None = None) -> None:
+        self.handle_fields(result_fields(result))
+
+    def handle_fields(self, fields: dict) -> None:
+        """One result as `result_fields` gives it (the station's process hands these over)."""
         loop = self._loop
         if loop is None or loop.is_closed():
             return
@@ -130,7 +134,7 @@ class OpcUaServer:
                 self.dropped += 1
                 return
             self._pending += 1
-        loop.call_soon_threadsafe(self._queue.put_nowait, result_fields(result))
+        loop.call_soon_threadsafe(self._queue.put_nowait, fields)
 
     def set_state(self, state: str) -> None:
         """The station's state in the vision state machine (Operational while inspecting, ...)."""

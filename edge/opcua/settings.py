@@ -30,6 +30,12 @@ class OpcUaSettings(BaseModel):
     result_store: int = Field(default=1000, ge=10, description="recent results GetResultById can return")
     max_handles: int = Field(default=100, ge=1, description="results held for clients until released")
     queue_size: int = Field(default=256, ge=1, description="results waiting for the server; more are dropped (counted)")
+    nice: int = Field(
+        default=0,
+        ge=0,
+        le=19,
+        description="the server runs in a process of its own at this CPU priority (higher: lower priority)",
+    )
 
     @model_validator(mode="after")
     def _someone_can_log_in(self) -> OpcUaSettings:

@@ -14,6 +14,7 @@ import pytest
 from benchmarks.stand_ins.subscriber import Subscriber
 from edge.app import build_station
 from tests.integration.test_station_mqtt import make_station
+from tests.support.processes import running
 from tests.support_edge.fixtures import tiny_artifact  # noqa: F401 (fixture)
 from tests.support_hmi.page import Client, settings, wait_for
 
@@ -25,19 +26,11 @@ def _station_with_page(tmp_path, artifact, broker_port: int, parts: int, **page)
     return build_station(config.model_copy(update={"hmi": settings(tmp_path, **page)})), truths
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def test_the_page_is_another_process_that_asks_the_station_for_its_health(tmp_path, tiny_artifact, mosquitto):
     station, _ = _station_with_page(tmp_path, tiny_artifact, mosquitto.port, 6)
     try:
         pid = station.hmi.pid
-        assert pid is not None and pid != os.getpid() and _alive(pid)
+        assert pid is not None and pid != os.getpid() and running(pid)
         station.pipeline.run(threading.Event())
         wait_for(lambda: station.hmi.feed.stats()["written"] == 6)
         client = Client(station.hmi.url)
@@ -49,8 +42,8 @@ def test_the_page_is_another_process_that_asks_the_station_for_its_health(tmp_pa
     finally:
         station.close()
     # closing the station stops the page's process, after it stored every part
-    wait_for(lambda: not _alive(pid))
-    assert not _alive(pid)
+    wait_for(lambda: not running(pid))
+    assert not running(pid)
 
 
 def test_a_page_process_that_dies_costs_the_line_nothing(tmp_path, tiny_artifact, mosquitto):
@@ -89,3 +82,32 @@ def test_a_page_that_cannot_listen_stops_the_station_start_with_a_clear_message(
             _station_with_page(tmp_path / "b", tiny_artifact, mosquitto.port, 2, port=taken)
     finally:
         first.close()
+
+
+_STATION_THAT_DIES = """
+import sys, time
+from pathlib import Path
+from edge.hmi.process import start_page_process
+from tests.support_hmi.page import settings
+page = start_page_process(settings(Path(sys.argv[1])), "line1", lambda: {"status": "ok"}, {"line": "line1"})
+print(page.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_the_page_does_not_outlive_a_station_that_is_killed(tmp_path):
+    import subprocess
+    import sys
+
+    station = subprocess.Popen(
+        [sys.executable, "-c", _STATION_THAT_DIES, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        page_pid = int(station.stdout.readline())
+        assert running(page_pid)
+        station.kill()  # SIGKILL: the station cannot close its page
+        station.wait(10)
+        wait_for(lambda: not running(page_pid), timeout_s=5)
+    finally:
+        station.kill()
+        station.stdout.close()

@@ -159,6 +159,13 @@ def test_settings_refuse_a_server_without_users():
 def _station_with_opcua(tmp_path, artifact, broker_port: int, source_update: dict | None = None):
     """A built station on a 9-part line with the OPC UA server on, and a PLC certificate it
     trusts: (station, ground truth, PLC key, PLC certificate)."""
+    config, truths, key, cert = opcua_station_config(tmp_path, artifact, broker_port, source_update)
+    return build_station(config), truths, key, cert
+
+
+def opcua_station_config(tmp_path, artifact, broker_port: int, source_update: dict | None = None):
+    """The config of a station on a 9-part line with the OPC UA server on (a fixed free
+    port), and a PLC certificate it trusts: (config, ground truth, PLC key, PLC certificate)."""
     key, cert = asyncio.run(client_certificate(tmp_path / "plc"))
     (tmp_path / "pki" / "trusted").mkdir(parents=True)
     shutil.copy(cert, tmp_path / "pki" / "trusted" / "plc.der")
@@ -171,7 +178,7 @@ def _station_with_opcua(tmp_path, artifact, broker_port: int, source_update: dic
     }
     sources = [s.model_copy(update=source_update or {}) for s in config.sources]
     config = config.model_copy(update={"opcua": OpcUaSettings.model_validate(opcua), "sources": sources})
-    return build_station(config), truths, key, cert
+    return config, truths, key, cert
 
 
 @pytest.mark.mqtt
