@@ -16,8 +16,9 @@ The clients run in another process:
   trusted certificate) subscribed to ResultReady events on the Server object, publishing
   interval 10 ms; each event's arrival is timed against its capture time and its
   capture -> verdict latency, giving verdict -> client event.
-On a line the clients run on other machines; here they share the box's CPUs, which only
-adds cost.
+On a line the clients run on other machines; here they share the box's CPUs at the
+lowest priority (nice 19), standing in for machines that take none of the station's time.
+The servers run as a station runs them: in their own processes (edge/sidecar.py).
 """
 
 from __future__ import annotations

@@ -59,6 +59,8 @@ def problems_of(components: dict[str, dict]) -> list[str]:
     for name, stats in components.items():
         if "error" in stats:
             problems.append(f"{name}: stats unavailable ({stats['error']})")
+        if stats.get("running") is False:
+            problems.append(f"{name}: its process has stopped (the station inspects on; restart it to get {name} back)")
         if stats.get("connected") is False:
             problems.append(f"{name}: not connected to the MQTT broker")
         if stats.get("outbox_disk_full"):

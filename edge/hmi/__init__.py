@@ -1,2 +1,2 @@
 """The operator's page: live verdicts, station health, history and feedback that becomes
-training data, served by the station process (Starlette on uvicorn, its own thread)."""
+training data, served by a process the station owns (Starlette on uvicorn; edge/hmi/process.py)."""

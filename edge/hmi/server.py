@@ -1,7 +1,8 @@
-"""The operator's page in the station process: uvicorn on its own thread and event loop.
+"""The operator's page: uvicorn on its own thread and event loop.
 
 `start_hmi` builds the history, the review tree, the sink that feeds them and the web
-server; the station adds the sink to its sinks and closes the page with the station.
+server, in the process that calls it: the page's own process when a station runs it
+(edge/hmi/process.py), a test's process in the page's tests.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The OPC UA server: asyncua on its own thread and event loop, fed by the station as a sink.
+"""The OPC UA server: asyncua on its own thread and event loop, fed as a sink; a station runs
+it in the server's own process (edge/opcua/process.py), tests also in theirs.
 
 Address space (namespace `opcua.namespace_uri`, string node ids; docs/opcua.md maps each
 to OPC 40100-1):

@@ -59,6 +59,7 @@ def test_a_page_process_that_dies_costs_the_line_nothing(tmp_path, tiny_artifact
         summary = station.pipeline.run(threading.Event())
         took = time.perf_counter() - started
         stats = station.hmi.feed.stats()
+        problems = station.metrics.health()["problems"]
     finally:
         station.close()
     try:
@@ -70,6 +71,7 @@ def test_a_page_process_that_dies_costs_the_line_nothing(tmp_path, tiny_artifact
     assert summary.frames == 12 and took < 30
     assert [v["verdict"] for v in sorted(verdicts, key=lambda v: v["frame_id"])] == [t["label"] for t in truths]
     assert stats["dropped"] == 12 and stats["running"] is False
+    assert any(p.startswith("hmi: its process has stopped") for p in problems), problems
 
 
 def test_a_page_that_cannot_listen_stops_the_station_start_with_a_clear_message(tmp_path, tiny_artifact, mosquitto):
