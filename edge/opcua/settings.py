@@ -31,10 +31,10 @@ class OpcUaSettings(BaseModel):
     max_handles: int = Field(default=100, ge=1, description="results held for clients until released")
     queue_size: int = Field(default=256, ge=1, description="results waiting for the server; more are dropped (counted)")
     nice: int = Field(
-        default=0,
+        default=10,
         ge=0,
         le=19,
-        description="the server runs in a process of its own at this CPU priority (higher: lower priority)",
+        description="the server runs in its own process at this lower CPU priority: the inspection loop goes first",
     )
 
     @model_validator(mode="after")
