@@ -204,12 +204,42 @@ def test_a_station_with_opcua_raises_one_event_per_part_and_reports_its_state(tm
             await asyncio.to_thread(station.pipeline.run, threading.Event())
             await wait_until(lambda: len(log.events) == 9)
             states.append((await state.read_value()).Text)
+            # the camera's variables hold its last part, and a recent part is there by id
+            last = max((e for _, e in log.events), key=lambda e: e["Sequence"])
+            camera = f"VisionSystem.Cameras.{last['CameraId']}"
+            latest.update(
+                {
+                    name: await client.get_node(ua.NodeId(f"{camera}.{name}", idx)).read_value()
+                    for name in ("ResultId", "Verdict", "Sequence")
+                }
+            )
+            management = client.get_node(ua.NodeId("VisionSystem.ResultManagement", idx))
+            get = ua.NodeId("VisionSystem.ResultManagement.GetResultById", idx)
+            first = min((e for _, e in log.events), key=lambda e: e["Sequence"])
+            content, _, error = await management.call_method(
+                get, first["ResultId"], ua.Variant(0, ua.VariantType.Int32)
+            )
+            fetched.update(json.loads(content) if error == 0 else {"error": error})
+            latest["expected"] = last
+        # a wrong password is refused by the station's secured endpoint
+        client, setup = make_client(station.opcua.endpoint, "plc", "wrong", key, cert, tmp_path / "pki/own/cert.der")
+        await setup
+        try:
+            async with client:
+                refused.append(False)
+        except Exception:
+            refused.append(True)
 
+    latest, fetched, refused = {}, {}, []
     try:
         asyncio.run(scenario())
     finally:
         station.close()
     # then one event per part, in order, with the station's verdicts
+    expected = latest.pop("expected")
+    assert latest == {k: expected[k] for k in ("ResultId", "Verdict", "Sequence")}
+    assert fetched["Sequence"] == 1 and fetched["FrameId"] == 0 and fetched["Verdict"] == truths[0]["label"]
+    assert refused == [True]
     by_frame = {e["FrameId"]: e for _, e in log.events}
     assert [by_frame[i]["Verdict"] for i in range(9)] == [t["label"] for t in truths]
     assert [e["Sequence"] for _, e in log.events] == sorted(e["Sequence"] for _, e in log.events)
