@@ -27,6 +27,7 @@ import argparse
 import json
 import logging
 import multiprocessing
+import os
 import sys
 import tempfile
 import time
@@ -69,10 +70,12 @@ class _Page:
         )
         self._helpers.start()
         _wait(lambda: self._page.feed.stats()["clients"] >= self._clients)
+        self._cpu_at_start = process_cpu_s(self._page.pid)
         return {"hmi": self._page.feed}
 
     def stop(self) -> dict:
         stats = self._page.feed.stats()
+        server_cpu_s = process_cpu_s(self._page.pid) - self._cpu_at_start
         self._stop.set()
         self._helpers.join(timeout=15)
         self._page.close()
@@ -82,6 +85,7 @@ class _Page:
             "server_dropped": stats["dropped"],
             "client_updates": int(self._counts[0]),
             "pictures_fetched": int(self._counts[1]),
+            "server_process_cpu_s": server_cpu_s,
         }
 
 
@@ -134,6 +138,7 @@ class _OpcUa:
         )
         self._helpers.start()
         _wait(lambda: self._counts[1] >= self._clients, timeout_s=60)
+        self._cpu_at_start = process_cpu_s(self._server.pid)
         return {"opcua": self._server}
 
     def stop(self) -> dict:
@@ -141,6 +146,7 @@ class _OpcUa:
 
         time.sleep(0.5)  # the last events reach the clients
         stats = self._server.stats()
+        server_cpu_s = process_cpu_s(self._server.pid) - self._cpu_at_start
         self._stop.set()
         try:
             arrivals = self._latencies.get(timeout=30)
@@ -153,6 +159,7 @@ class _OpcUa:
             "server_published": stats["published"],
             "server_dropped": stats["dropped"],
             "client_updates": int(self._counts[0]),
+            "server_process_cpu_s": server_cpu_s,
         }
         if arrivals:
             entry["verdict_to_event_ms"] = {
@@ -161,6 +168,15 @@ class _OpcUa:
                 "count": len(arrivals),
             }
         return entry
+
+
+def process_cpu_s(pid: int | None) -> float:
+    """CPU time (user + system) a process has used so far, from /proc (Linux; 0.0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def _wait(condition, timeout_s: float = 20.0) -> None:
@@ -231,6 +247,10 @@ def bench_server(config_path: Path, load: LineLoad, server: str, clients: int, r
                     "cpu_background_ms_per_frame": (run.cpu or {}).get("background_ms_per_frame"),
                     **side_stats,
                 }
+                if "server_process_cpu_s" in side_stats and run.frames_captured:
+                    # the server's process over the whole run (clients connected), per part captured
+                    cpu_ms = 1e3 * side_stats["server_process_cpu_s"]
+                    entry["server_process_cpu_per_part_ms"] = cpu_ms / run.frames_captured
                 if "verdict_to_event_ms" in side_stats:
                     event_latencies.append(side_stats["verdict_to_event_ms"])
                 runs.append(entry)
@@ -264,8 +284,9 @@ def report_md(result: dict) -> str:
         "MQTT subscriber, the first frames of each run left out (warm-up)",
         "",
         f"| run | {thing} | verdicts | lost | p50 ms | p99 ms | {clients} | server published | server dropped "
-        "| updates the clients got | verdict -> client event p50 / p99 ms | station CPU per OK / NG part ms |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| updates the clients got | verdict -> client event p50 / p99 ms | station CPU per OK / NG part ms "
+        f"| {thing}'s process CPU per part ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["runs"]:
         event = r.get("verdict_to_event_ms")
@@ -274,7 +295,8 @@ def report_md(result: dict) -> str:
             f"| {r['repeat'] + 1} | {r['server']} | {r['verdicts']} | {r['lost']} | {r['p50_ms']:.2f} | "
             f"{r['p99_ms']:.2f} | {r.get('clients_connected', '-')} | {r.get('server_published', '-')} | "
             f"{r.get('server_dropped', '-')} | {r.get('client_updates', '-')} | "
-            f"{event_text} | {_cpu_text(r.get('cpu_per_part_ms'))} |"
+            f"{event_text} | {_cpu_text(r.get('cpu_per_part_ms'))} | "
+            f"{_number(r.get('server_process_cpu_per_part_ms'))} |"
         )
     off, on = result["pooled_ms"]["off"], result["pooled_ms"]["on"]
     goal = result["goal"]
@@ -287,6 +309,10 @@ def report_md(result: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def _cpu_text(per_part: dict | None) -> str:
