@@ -46,6 +46,15 @@ def thread_cpu_s() -> dict[str, float]:
     return out
 
 
+def process_cpu_s(pid: int | None) -> float:
+    """CPU time (user + system) a process has used so far, from /proc (Linux; 0.0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 def cpu_section(
     per_frame: list[tuple[str, dict[str, int]]],
     before: dict[str, float],

@@ -27,7 +27,6 @@ import argparse
 import json
 import logging
 import multiprocessing
-import os
 import sys
 import tempfile
 import time
@@ -36,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.cpu_cost import process_cpu_s
 from benchmarks.line_load import LineLoad, load_frames, load_truth
 from benchmarks.report import new_result
 from benchmarks.stand_ins.server_clients import PASSWORD, PLC_URI, USER, browsers_process, plcs_process
@@ -168,15 +168,6 @@ class _OpcUa:
                 "count": len(arrivals),
             }
         return entry
-
-
-def process_cpu_s(pid: int | None) -> float:
-    """CPU time (user + system) a process has used so far, from /proc (Linux; 0.0 elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def _wait(condition, timeout_s: float = 20.0) -> None:

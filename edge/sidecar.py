@@ -58,6 +58,9 @@ class Sidecar:
         self._ready_end = ready_end
         self._answering: threading.Thread | None = None
         self._closed = False
+        self._refused_lock = threading.Lock()
+        self.refused = 0  # items the child could not take (queue full, child gone, closed)
+        self._told_gone = False
 
     def start(self, timeout_s: float = 30.0) -> Any:
         """Start the child; returns what it reported as ready, or raises RuntimeError with its message."""
@@ -87,14 +90,20 @@ class Sidecar:
         return self._process.is_alive()
 
     def offer(self, item: Any) -> bool:
-        """Hand one item to the child without waiting; False when its queue is full or it is gone."""
-        if self._closed or not self._process.is_alive():
-            return False
-        try:
-            self._queue.put_nowait(item)
-        except queue.Full:
-            return False
-        return True
+        """Hand one item to the child without waiting; False (counted in `refused`) when its
+        queue is full or it is gone (said once in the log)."""
+        if not self._closed and self._process.is_alive():
+            try:
+                self._queue.put_nowait(item)
+                return True
+            except queue.Full:
+                pass
+        with self._refused_lock:
+            self.refused += 1
+        if not self._closed and not self._told_gone and not self._process.is_alive():
+            self._told_gone = True
+            log.error("%s has stopped; the station goes on inspecting without it", self.name)
+        return False
 
     def waiting(self) -> int:
         """Items handed over and not taken by the child yet."""

@@ -34,30 +34,17 @@ class PageLink:
 
     def __init__(self, sidecar: Sidecar, save: str) -> None:
         self._sidecar, self._save = sidecar, save
-        self._lock = threading.Lock()
-        self._refused = 0  # items the page's process could not take (queue full or process gone)
-        self._told_gone = False
 
     def handle(self, result: InspectionResult, image: np.ndarray | None = None) -> None:
         keep = image is not None and (self._save == "all" or result.verdict == "NG")
-        self._offer(("result", result, image if keep else None))
+        self._sidecar.offer(("result", result, image if keep else None))
 
     def handle_explanation(self, inspection_id: str, text: str, meta: dict) -> None:
-        self._offer(("explanation", inspection_id, text, dict(meta)))
-
-    def _offer(self, item: tuple) -> None:
-        if self._sidecar.offer(item):
-            return
-        with self._lock:
-            self._refused += 1
-        if not self._sidecar.alive and not self._told_gone:
-            self._told_gone = True
-            log.error("the operator page's process has stopped; the station goes on inspecting without it")
+        self._sidecar.offer(("explanation", inspection_id, text, dict(meta)))
 
     def stats(self) -> dict:
         stats = dict(zip(_COUNTERS, self._sidecar.counters(), strict=True))
-        with self._lock:
-            stats["dropped"] += self._refused
+        stats["dropped"] += self._sidecar.refused
         stats["queued"] += self._sidecar.waiting()
         stats["running"] = self._sidecar.alive
         return stats

@@ -44,9 +44,6 @@ class OpcUaLink:
             self._answer,
             settings.nice,
         )
-        self._lock = threading.Lock()
-        self._refused = 0
-        self._told_gone = False
         self.endpoint = ""
         self.certificate_thumbprint = ""
 
@@ -68,23 +65,14 @@ class OpcUaLink:
         return STATES[self._sidecar.counters()[_COUNTERS.index("state")]]
 
     def handle(self, result: InspectionResult, image: np.ndarray | None = None) -> None:
-        self._offer(("result", result_fields(result)))
+        self._sidecar.offer(("result", result_fields(result)))
 
     def source_failed(self, source_id: str, reason: str) -> None:
-        self._offer(("source_failed", source_id, reason))
+        self._sidecar.offer(("source_failed", source_id, reason))
 
     def set_trigger(self, trigger: Callable[[str, float], str]) -> None:
         """What TriggerInspection calls in the station (the sources' PLC trigger)."""
         self._trigger = trigger
-
-    def _offer(self, item: tuple) -> None:
-        if self._sidecar.offer(item):
-            return
-        with self._lock:
-            self._refused += 1
-        if not self._sidecar.alive and not self._told_gone:
-            self._told_gone = True
-            log.error("the OPC UA server's process has stopped; the station goes on inspecting without it")
 
     def _answer(self, kind: str, args: tuple):
         """The server's questions: ("trigger", camera, timeout_s) -> ("ok", id) | (error kind, message)."""
@@ -104,8 +92,7 @@ class OpcUaLink:
     def stats(self) -> dict:
         counters = dict(zip(_COUNTERS, self._sidecar.counters(), strict=True))
         stats = {"endpoint": self.endpoint, "state": STATES[counters.pop("state")], **counters}
-        with self._lock:
-            stats["dropped"] += self._refused
+        stats["dropped"] += self._sidecar.refused
         stats["queued"] += self._sidecar.waiting()
         stats["running"] = self._sidecar.alive
         return stats

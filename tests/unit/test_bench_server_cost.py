@@ -50,7 +50,7 @@ def test_a_process_cpu_time_is_read_from_proc_and_grows_with_work():
     import os
     import time
 
-    from benchmarks.server_cost import process_cpu_s
+    from benchmarks.cpu_cost import process_cpu_s
 
     before = process_cpu_s(os.getpid())
     deadline = time.process_time() + 0.2

@@ -42,7 +42,7 @@ def test_a_child_that_never_reads_costs_the_station_no_wait_and_is_killed_at_clo
     taken = sum(sidecar.offer({"part": n, "frame": bytes(150_000)}) for n in range(500))
     took = time.perf_counter() - started
     assert took < 1.0, f"offer() waited: {took:.2f} s for 500 items"
-    assert taken == 8  # the queue's bound; the rest refused (the caller counts them)
+    assert taken == 8 and sidecar.refused == 492  # the queue's bound; the rest refused and counted
     started = time.perf_counter()
     sidecar.close(timeout_s=1.0)
     assert time.perf_counter() - started < 5 and not running(pid)
