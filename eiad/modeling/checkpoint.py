@@ -65,7 +65,9 @@ class Checkpoint:
         if self.bank_state is None:
             return None
         bank = NormalBank(NormalBankSpec.from_dict(self.meta["normal_bank_spec"]))
-        bank.load_state_dict(self.bank_state)
+        # Checkpoints from before the image score had a scale of its own score the map's maximum.
+        identity = {"image_centre": bank.image_centre, "image_spread": bank.image_spread}
+        bank.load_state_dict({**identity, **self.bank_state})
         return bank
 
     def build_localizer(self) -> DefectLocalizer | None:

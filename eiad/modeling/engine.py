@@ -31,6 +31,7 @@ class EngineHalves(NamedTuple):
 
     module: LocalizationOutput | None  # the localization module's raw logits
     bank_map: Tensor | None  # (N, 1, H, W) the normal bank's defect probability per pixel
+    bank_score: Tensor | None  # (N,) the normal bank's defect probability per image
     tokens: Tensor  # (N, T, D) vision features for the explainer
 
 
@@ -67,12 +68,14 @@ class EiadVisionEngine(nn.Module):
 
     Three shapes, one graph each:
     - supervised (`localizer` only): the module's map, score and class probabilities;
-    - normal-only (`bank` only, a line with no defect samples yet): the bank's map, its
-      maximum as the score, one class column of 1 (class names are empty: "unknown");
-    - fused (both): per pixel the larger of the two maps, the larger of the two scores,
-      the module's classes. Each map is a calibrated probability (the bank's 0.5 is the
-      good calibration patches' 99.9th percentile), so the bank only speaks where a patch
-      is stranger than any good part was, and the module keeps what it learned.
+    - bank only: the bank's map and image score, one class column of 1 (class names are
+      empty: "unknown");
+    - fused (both; what `--normal-only` and `normal_bank: true` train): per pixel the larger
+      of the two maps, the larger of the two image scores, the module's classes. Each is a
+      calibrated probability (the bank's pixel 0.5 is the good calibration patches' 99.9th
+      percentile, its image 0.5 the strangest good calibration image's peak), so the bank
+      only speaks where a part is stranger than the good ones were, and the module keeps
+      what it learned.
     """
 
     def __init__(self, backbone, localizer: DefectLocalizer | None, bank: NormalBank | None = None) -> None:
@@ -104,27 +107,28 @@ class EiadVisionEngine(nn.Module):
         the normal bank's probability map (None for a half this engine lacks), on one vision pass."""
         pixels = self.preprocess(image)
         feats = self.backbone.forward_vision(pixels, self.taps)
-        normal = None
+        normal = normal_score = None
         if self.bank is not None:
-            normal = torch.sigmoid(self.bank([feats.layer_features[i] for i in self._bank_taps]))
+            logits = self.bank([feats.layer_features[i] for i in self._bank_taps])
+            normal, normal_score = torch.sigmoid(logits), self.bank.image_score(logits)
         module = None
         if self.localizer is not None:
             module = self.localizer([feats.layer_features[i] for i in self._localizer_taps], pixels)
-        return EngineHalves(module, normal, feats.tokens.float())
+        return EngineHalves(module, normal, normal_score, feats.tokens.float())
 
     def forward(self, image: Tensor) -> VisionEngineOutput:
-        out, normal, tokens = self.halves(image)
+        out, normal, normal_score, tokens = self.halves(image)
         if out is None:
             return VisionEngineOutput(
                 anomaly_map=normal,
-                image_score=normal.flatten(1).amax(dim=1),
+                image_score=normal_score,
                 class_probs=torch.ones_like(normal[:, 0, 0, :1]),
                 vision_features=tokens,
             )
         anomaly, score = torch.sigmoid(out.mask_logits), torch.sigmoid(out.image_logit)
         if normal is not None:
             anomaly = torch.maximum(anomaly, normal)
-            score = torch.maximum(score, normal.flatten(1).amax(dim=1))
+            score = torch.maximum(score, normal_score)
         return VisionEngineOutput(
             anomaly_map=anomaly,
             image_score=score,

@@ -11,10 +11,15 @@ module and the explainer, so it is a constant of the exported graph, not a new r
     distance d = min over the bank of ||z - b||  (N, L)     bank: (M, dim), coreset of
         --(d - centre) / spread, sigmoid--> patch probabilities   the training patches
         --bilinear to the image size, Gaussian blur--> anomaly map (N, 1, H, W)
-    image score = max of the map
+    image score = sigmoid((max of the map's logits - image_centre) / image_spread)
 
 `centre` and `spread` are calibrated on good calibration images (`calibrate_scale`): a
-patch as unusual as the good parts' 99.9th percentile scores 0.5. Fitting the bank needs
+patch as unusual as the good parts' 99.9th percentile scores 0.5. The image score has a
+scale of its own (`calibrate_image_scale`): one good image in a few has a patch past that
+99.9th percentile, so the map's maximum alone would put a good part's score near 0.5 and,
+fused with the module's score by a max, bury the module's ranking under the bank's noise.
+The image score's 0.5 is instead the strangest good calibration image's peak, and the
+median good image scores 0.01. Fitting the bank needs
 torch only; the distances are a matmul and a min, which ONNX and TensorRT run as is.
 
 The coreset (greedy k-center on a random projection, as PatchCore does) keeps `size`
@@ -80,6 +85,9 @@ class NormalBank(nn.Module):
         self.register_buffer("bank", torch.zeros(spec.size, spec.dim))
         self.register_buffer("centre", torch.tensor(0.0))
         self.register_buffer("spread", torch.tensor(1.0))
+        # The image score's own scale, in the map's logit units (0 and 1: the map's maximum as is).
+        self.register_buffer("image_centre", torch.tensor(0.0))
+        self.register_buffer("image_spread", torch.tensor(1.0))
         self.register_buffer(
             "blur", gaussian_kernel(spec.blur_sigma_px) if spec.blur_sigma_px > 0 else torch.ones(1, 1, 1, 1)
         )
@@ -114,6 +122,10 @@ class NormalBank(nn.Module):
         d = F.conv2d(F.pad(d, (0, 0, pad, pad), mode="replicate"), self.blur.transpose(-1, -2))  # along columns
         return (d - self.centre) / self.spread
 
+    def image_score(self, map_logits: Tensor) -> Tensor:
+        """(N,) defect probability per image from `forward`'s (N, 1, H, W) map logits."""
+        return torch.sigmoid((map_logits.flatten(1).amax(dim=1) - self.image_centre) / self.image_spread)
+
     # -- fitting (not part of the exported graph) --------------------------------------
     @torch.no_grad()
     def fit(self, patches: Tensor, seed: int = 0) -> None:
@@ -131,6 +143,15 @@ class NormalBank(nn.Module):
         mid = torch.quantile(flat, 0.5)
         self.centre = top.clone()
         self.spread = torch.clamp((top - mid) / 4.0, min=1e-6)
+
+    @torch.no_grad()
+    def calibrate_image_scale(self, good_peaks: Tensor) -> None:
+        """From the good calibration images' peak map logits: the strangest scores 0.5, the
+        median 0.01 (logit -4.6)."""
+        peaks = good_peaks.flatten().float()
+        top, mid = peaks.max(), torch.quantile(peaks, 0.5)
+        self.image_centre = top.clone()
+        self.image_spread = torch.clamp((top - mid) / math.log(99.0), min=1e-6)
 
 
 def random_projection(feature_dim: int, dim: int, seed: int = 0) -> Tensor:

@@ -1,6 +1,6 @@
 """Fitting the normal bank (eiad/modeling/normal_bank.py) from a split's good images.
 
-    bank = fit_normal_bank(engine, split, cfg, device)   # train good -> coreset; calibration good -> scale
+    bank = fit_normal_bank(engine, split, cfg, device)   # train good -> coreset; calibration good -> scales
 
 The bank is filled from the training split's good images, through the engine's own
 (possibly just trained) vision tower, so it reads exactly the features the edge will
@@ -64,14 +64,23 @@ def fit_normal_bank(engine, split, cfg, device, seed: int = 0) -> NormalBank:
         [bank.distances(f) for f in _tap_features(engine, good_cal, taps, cfg.batch_size, device, "bank: calibration")]
     )
     bank.calibrate_scale(distances)
+    peaks = torch.cat(
+        [
+            bank(f).flatten(1).amax(dim=1)
+            for f in _tap_features(engine, good_cal, taps, cfg.batch_size, device, "bank: image scale")
+        ]
+    )
+    bank.calibrate_image_scale(peaks)
     log.info(
-        "normal bank: %d x %d from %d good training images; scale from %d good calibration images "
-        "(centre %.4f, spread %.4f)",
+        "normal bank: %d x %d from %d good training images; scales from %d good calibration images "
+        "(patch centre %.4f, spread %.4f; image centre %.3f, spread %.3f)",
         bank.bank.shape[0],
         dim,
         len(good_train),
         len(good_cal),
         float(bank.centre),
         float(bank.spread),
+        float(bank.image_centre),
+        float(bank.image_spread),
     )
     return bank
