@@ -107,3 +107,23 @@ def test_quality_report_per_defect_aupro_per_class_recall_and_published_share():
     assert m["per_class"]["crack"]["recall"] == 0.0
     assert m["class_publishing"] == {"cutoff": 0.8, "published_share": 0.5, "published_accuracy": 1.0}
     assert m["mean_iou_defective"] == pytest.approx(0.5)
+
+
+def test_a_model_without_classes_still_gets_its_figures_per_defect_type():
+    from train.eval.localization.predict import Predictions
+    from train.eval.localization.quality import format_quality, quality_report
+
+    # given a normal-only model (no classes of its own) on a split with two defect types,
+    # whose scores rank the dents above every good part and the cracks below them
+    masks = np.zeros((4, 8, 8), bool)
+    masks[1, 2:4, 2:4] = masks[2, 5:7, 1:3] = True
+    maps = np.where(masks, 0.9, 0.1)
+    pred = Predictions(
+        np.array([0, 1, 1, 0]), np.array([0.3, 0.9, 0.1, 0.2]), masks, maps, np.array([-1, 0, 1, -1]), np.ones((4, 1))
+    )
+    m = quality_report(pred, {"image_score": 0.5, "pixel": 0.5}, [], "test", defect_types=["dent", "crack"])
+    # then each type has its own image AUROC and AUPRO, and no class figure is made up
+    assert m["image_auroc_by_defect"] == {"dent": 1.0, "crack": 0.0}
+    assert set(m["aupro_by_defect"]) == {"dent", "crack"}
+    assert m["per_class"] == {} and np.isnan(m["class_accuracy"])
+    assert "image AUROC per defect  dent 1.000  crack 0.000" in format_quality(m)

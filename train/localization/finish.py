@@ -39,7 +39,9 @@ def calibrate_on(cal_pred, cal_cfg) -> dict:
     ).to_dict()
 
 
-def report_on_test(test_pred, cal_pred, thresholds: dict, class_names: list[str]) -> dict:
+def report_on_test(
+    test_pred, cal_pred, thresholds: dict, class_names: list[str], defect_types: list[str] | None = None
+) -> dict:
     """The quality report on the test split; refuses to score an image its thresholds were fitted on."""
     shared = set(test_pred.paths) & set(cal_pred.paths)
     if shared:
@@ -47,7 +49,7 @@ def report_on_test(test_pred, cal_pred, thresholds: dict, class_names: list[str]
             f"{len(shared)} images are in both the calibration and the test split (e.g. {sorted(shared)[0]}): "
             "a figure scored on them would not be held out; rebuild the split with 'eiad data ddqa'"
         )
-    report = quality_report(test_pred, thresholds, class_names, "test")
+    report = quality_report(test_pred, thresholds, class_names, "test", defect_types)
     report["calibration_images"] = len(cal_pred.paths)
     return report
 
@@ -60,7 +62,7 @@ def calibrate_and_report(engine, split, cfg, device) -> tuple[dict, dict, object
     cal_pred = predict(engine, cal_set, batch_size=cfg.batch_size, device=device)
     test_pred = predict(engine, test_set, batch_size=cfg.batch_size, device=device, keep_images=True)
     thresholds = calibrate_on(cal_pred, cfg.calibration)
-    report = report_on_test(test_pred, cal_pred, thresholds, class_names)
+    report = report_on_test(test_pred, cal_pred, thresholds, class_names, list(split.classes))
     report["model"] = (
         "normal-only (pseudo-defects + normal bank)"
         if cfg.normal_only

@@ -4,7 +4,8 @@ Everything a line engineer reads, from the test split's predictions and threshol
 fitted elsewhere (the calibration split):
 - verdicts at the image threshold: accuracy, miss rate (defective parts passed),
   overkill rate (good parts rejected), with the confusion counts;
-- threshold-free: image AUROC, pixel AUROC, AUPRO (overall and per defect type);
+- threshold-free: image AUROC, pixel AUROC, AUPRO (overall and per defect type), image
+  AUROC per defect type;
 - masks at the pixel threshold: pooled IoU and F1, mean IoU over defective images;
 - classes: accuracy of the arg-max on defective images, per-class precision and recall,
   and what the confidence cut-off does (share published, accuracy of the published ones).
@@ -86,6 +87,20 @@ def aupro_by_defect(
     return out
 
 
+def image_auroc_by_defect(
+    labels: np.ndarray, scores: np.ndarray, class_index: np.ndarray, defect_types: list[str]
+) -> dict[str, float]:
+    """Image AUROC per defect type: that type's defective images against every good image."""
+    class_index, labels, scores = np.asarray(class_index), np.asarray(labels), np.asarray(scores)
+    good = class_index < 0
+    out = {}
+    for i, name in enumerate(defect_types):
+        rows = (class_index == i) | good
+        if np.any(class_index == i) and good.any():
+            out[name] = round(auroc(labels[rows], scores[rows]), 4)
+    return out
+
+
 def mean_image_iou(masks: np.ndarray, maps: np.ndarray, labels: np.ndarray, threshold: float) -> float | None:
     """Mean over defective images of the IoU of `map >= threshold` with the truth (what the demo scores)."""
     values = []
@@ -97,9 +112,15 @@ def mean_image_iou(masks: np.ndarray, maps: np.ndarray, labels: np.ndarray, thre
     return round(float(np.mean(values)), 4) if values else None
 
 
-def quality_report(pred, thresholds: dict, class_names: list[str], split: str) -> dict:
+def quality_report(
+    pred, thresholds: dict, class_names: list[str], split: str, defect_types: list[str] | None = None
+) -> dict:
     """Every quality figure of `pred` (train.eval.localization.predict.Predictions) at `thresholds`
-    (image_score, pixel, class_confidence), labelled with the split it was computed on."""
+    (image_score, pixel, class_confidence), labelled with the split it was computed on.
+
+    `class_names`: the model's classes (none for a normal-only model); `defect_types`: the
+    split's (what `pred.class_index` counts in; default: the model's), for the figures per type."""
+    types = list(class_names) if defect_types is None else list(defect_types)
     masks = np.asarray(pred.masks).astype(bool)
     has_region = bool(masks.any()) and not bool(masks.all())
     pixel = mask_scores(masks, pred.maps, thresholds["pixel"])
@@ -112,7 +133,8 @@ def quality_report(pred, thresholds: dict, class_names: list[str], split: str) -
         "image_auroc": auroc(pred.labels, pred.image_scores),
         "pixel_auroc": auroc(masks, pred.maps) if has_region else float("nan"),
         "aupro": aupro(masks, pred.maps) if has_region else float("nan"),
-        "aupro_by_defect": aupro_by_defect(masks, pred.maps, pred.class_index, class_names) if has_region else {},
+        "aupro_by_defect": aupro_by_defect(masks, pred.maps, pred.class_index, types) if has_region else {},
+        "image_auroc_by_defect": image_auroc_by_defect(pred.labels, pred.image_scores, pred.class_index, types),
         "mask_iou": pixel["iou"],
         "mask_f1": pixel["f1"],
         "mean_iou_defective": mean_image_iou(masks, pred.maps, pred.labels, thresholds["pixel"]),
@@ -149,6 +171,9 @@ def format_quality(report: dict) -> str:
     ]
     if report["aupro_by_defect"]:
         lines.append("  AUPRO per defect  " + "  ".join(f"{k} {num(x)}" for k, x in report["aupro_by_defect"].items()))
+    if report.get("image_auroc_by_defect"):
+        by_type = report["image_auroc_by_defect"].items()
+        lines.append("  image AUROC per defect  " + "  ".join(f"{k} {num(x)}" for k, x in by_type))
     if report["per_class"]:
         pub = report["class_publishing"]
         lines.append(
