@@ -88,6 +88,10 @@ class LocalizationConfig(_Strict):
     # normal bank. Calibration uses the calibration split's good images only.
     normal_only: bool = False
     pseudo_defect_probability: float = Field(0.5, gt=0, lt=1)  # share of good training images given one
+    # which kinds are drawn (train/localization/pseudo_defects.py), each equally often
+    pseudo_defect_kinds: list[Literal["scar", "patch", "foreign", "stroke"]] = Field(
+        default_factory=lambda: ["scar", "patch", "foreign", "stroke"], min_length=1
+    )
     # The memory bank of good patches (eiad/modeling/normal_bank.py), fused with the module's
     # map inside the graph. Always built with normal_only; optional beside a supervised module.
     normal_bank: bool = False

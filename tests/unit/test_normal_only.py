@@ -4,11 +4,13 @@ export and edge inference; the bank fused with a supervised module inside the gr
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from eiad.modeling.checkpoint import Checkpoint
 from eiad.modeling.normal_bank import NormalBank, NormalBankSpec, greedy_coreset
 from tests.support.preset_cache import preset_cache  # noqa: F401 (fixture)
 from tests.unit.test_localization_support import make_split
@@ -43,6 +45,36 @@ def test_the_bank_scores_a_foreign_patch_above_every_good_one():
     # low far from it, and a good image stays near or below 0.5 everywhere
     assert odd[4:8, 4:8].mean() > 0.9 and odd[12:, 12:].max() < 0.75 and good.max() < 0.75
     assert bank.spec.size == 32 and bank.bank.shape == (32, 8)
+
+
+def test_the_banks_image_score_puts_good_parts_low_and_a_foreign_patch_high():
+    # given a bank whose patch scale puts 0.1 % of good patches above 0.5 (some good images peak there)
+    rng = np.random.default_rng(1)
+    spec = NormalBankSpec(taps=(0,), feature_dim=8, dim=8, size=32, grid=(4, 4), image_size=(16, 16), blur_sigma_px=0)
+    bank = NormalBank(spec)
+    bank.fit(bank.embed([_features(rng, 10, 4, 8)]).reshape(-1, 8))
+    calibration = [_features(rng, 40, 4, 8)]
+    bank.calibrate_scale(bank.distances(calibration))
+    with torch.no_grad():
+        peaks = bank(calibration).flatten(1).amax(dim=1)
+        # when the image score gets its own scale from the good calibration images' peaks
+        bank.calibrate_image_scale(peaks)
+        good = bank.image_score(bank(calibration))
+        fresh = bank.image_score(bank([_features(rng, 40, 4, 8)]))
+        odd = bank.image_score(bank([_features(rng, 1, 4, 8, odd=(0, 5))]))
+    # then the strangest good calibration image scores 0.5, the median one 0.01, new good parts
+    # stay low, and an image with a foreign patch scores far above every good one
+    assert float(good.max()) == pytest.approx(0.5, abs=1e-5)
+    assert float(good.median()) == pytest.approx(0.01, abs=2e-3)
+    assert float(torch.quantile(fresh, 0.5)) < 0.05
+    assert float(odd[0]) > 0.99
+    # and a bank stored before the image scale existed scores the map's maximum, as it did
+    state = {k: v for k, v in bank.state_dict().items() if not k.startswith("image_")}
+    meta = {"normal_bank_spec": spec.to_dict()}
+    old = Checkpoint(Path("old"), meta, None, None, {}, bank_state=state).build_bank()
+    with torch.no_grad():
+        logits = old(calibration)
+    torch.testing.assert_close(old.image_score(logits), torch.sigmoid(logits).flatten(1).amax(dim=1))
 
 
 def test_the_coreset_keeps_the_farthest_points_and_all_of_a_small_set():
@@ -156,6 +188,8 @@ def test_a_supervised_module_and_the_bank_fuse_inside_the_exported_graph(tmp_pat
         normal = torch.sigmoid(engine.bank([feats[i] for i in engine._bank_taps]))
         halves = engine.halves(images)
     torch.testing.assert_close(fused.anomaly_map, torch.maximum(module, normal))
+    score = torch.maximum(torch.sigmoid(halves.module.image_logit), halves.bank_score)
+    torch.testing.assert_close(fused.image_score, score)
     # and `halves` (what benchmarks/normal_only.py weighs one by one) gives each half unfused
     torch.testing.assert_close(torch.sigmoid(halves.module.mask_logits), module)
     torch.testing.assert_close(halves.bank_map, normal)
@@ -167,3 +201,23 @@ def test_a_supervised_module_and_the_bank_fuse_inside_the_exported_graph(tmp_pat
     )
     parity = json.loads((out / "parity_vision.json").read_text())["result"]
     assert parity["verdict_agreement"] == 1.0 and parity["map_max_abs"] <= 1e-3
+
+
+def test_the_pseudo_defect_kinds_are_a_config_choice():
+    from train.config import LocalizationConfig
+
+    # given only strokes
+    rng = np.random.default_rng(4)
+    image = rng.integers(60, 200, (224, 224, 3), dtype=np.uint8)
+    masks = [draw(rng, image, image, PseudoDefects(kinds=("stroke",)))[1] for _ in range(10)]
+    # then every edit is a thin line: its area over its centre line's length (its mean width,
+    # anti-aliased edges included) is at most 12 px (a blob of that area: 50 and more), and it is longer than it is wide
+    from train.localization.data import skeleton_of
+
+    for mask in masks:
+        length = int(skeleton_of(mask).sum())
+        assert mask.any() and mask.sum() / max(length, 1) <= 12 and length >= 20
+    # and the config takes the four kinds by default and refuses one that does not exist
+    assert LocalizationConfig().pseudo_defect_kinds == ["scar", "patch", "foreign", "stroke"]
+    with pytest.raises(ValueError):
+        LocalizationConfig(pseudo_defect_kinds=["glitter"])

@@ -210,7 +210,9 @@ def _build(config: TrainConfig, backbone) -> _Run:
         seed=config.seed,
         camera=CameraJitter() if cfg.camera_jitter else None,
         only_good=cfg.normal_only,
-        pseudo=PseudoDefects(cfg.pseudo_defect_probability) if cfg.normal_only else None,
+        pseudo=PseudoDefects(cfg.pseudo_defect_probability, tuple(cfg.pseudo_defect_kinds))
+        if cfg.normal_only
+        else None,
     )
     sampler = EpochSampler(len(train_set), config.seed)
     # Persistent workers keep their decoded-image cache from epoch to epoch; the epoch number
