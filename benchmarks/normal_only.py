@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.render_only:
+        if not (args.out / "result.json").is_file():
+            parser.error(f"--render-only: {args.out / 'result.json'} does not exist; run the benchmark first")
         result = json.loads((args.out / "result.json").read_text(encoding="utf-8"))
         (args.out / "report.md").write_text(markdown(result), encoding="utf-8")
         return 0

@@ -19,8 +19,8 @@ scale of its own (`calibrate_image_scale`): one good image in a few has a patch 
 99.9th percentile, so the map's maximum alone would put a good part's score near 0.5 and,
 fused with the module's score by a max, bury the module's ranking under the bank's noise.
 The image score's 0.5 is instead the strangest good calibration image's peak, and the
-median good image scores 0.01. Fitting the bank needs
-torch only; the distances are a matmul and a min, which ONNX and TensorRT run as is.
+median good image scores 0.01. Fitting the bank needs torch only; the distances are a
+matmul and a min, which ONNX and TensorRT run as is.
 
 The coreset (greedy k-center on a random projection, as PatchCore does) keeps `size`
 patches that cover the training patches best: the bank stays small enough for the edge

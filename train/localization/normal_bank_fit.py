@@ -60,16 +60,10 @@ def fit_normal_bank(engine, split, cfg, device, seed: int = 0) -> NormalBank:
     )
     bank.fit(patches, seed)
     good_cal = LocalizationDataset(split, "calibration", engine.height, engine.width, only_good=True)
-    distances = torch.cat(
-        [bank.distances(f) for f in _tap_features(engine, good_cal, taps, cfg.batch_size, device, "bank: calibration")]
-    )
-    bank.calibrate_scale(distances)
-    peaks = torch.cat(
-        [
-            bank(f).flatten(1).amax(dim=1)
-            for f in _tap_features(engine, good_cal, taps, cfg.batch_size, device, "bank: image scale")
-        ]
-    )
+    # One vision pass over the good calibration images serves both scales (their features are small).
+    calibration = list(_tap_features(engine, good_cal, taps, cfg.batch_size, device, "bank: calibration"))
+    bank.calibrate_scale(torch.cat([bank.distances(f) for f in calibration]))
+    peaks = torch.cat([bank(f).flatten(1).amax(dim=1) for f in calibration])
     bank.calibrate_image_scale(peaks)
     log.info(
         "normal bank: %d x %d from %d good training images; scales from %d good calibration images "
