@@ -16,8 +16,10 @@ The clients run in another process:
   trusted certificate) subscribed to ResultReady events on the Server object, publishing
   interval 10 ms; each event's arrival is timed against its capture time and its
   capture -> verdict latency, giving verdict -> client event.
-On a line the clients run on other machines; here they share the box's CPUs at the
-lowest priority (nice 19), standing in for machines that take none of the station's time.
+On a line the clients run on other machines; here they share the box's CPUs in Linux's idle
+scheduling class (SCHED_IDLE), standing in for machines that take none of the station's time.
+`--priority` sets the server process's CPU priority (a nice value or idle; default: the
+setting's default).
 The servers run as a station runs them: in their own processes (edge/sidecar.py).
 """
 
@@ -49,8 +51,9 @@ class _Page:
 
     name = "hmi"
 
-    def __init__(self, config, manifest, clients: int, password_hash: str) -> None:
+    def __init__(self, config, manifest, clients: int, password_hash: str, priority) -> None:
         self._config, self._manifest, self._clients, self._hash = config, manifest, clients, password_hash
+        self._priority = priority  # the server process's: a nice value or "idle"; None: the setting's default
 
     def start(self, tmp: Path, context) -> dict:
         from edge.hmi.process import start_page_process
@@ -61,6 +64,7 @@ class _Page:
             users={USER: {"role": "viewer", "password_hash": self._hash}},
             data_dir=tmp / "hmi",
             review_dir=tmp / "review",
+            **_priority_setting(self._priority),
         )
         about = {"line": self._config.line_id, "station": self._config.station_id, "model_id": self._manifest.model_id}
         self._page = start_page_process(settings, self._config.line_id, lambda: {"status": "ok"}, about)
@@ -94,8 +98,9 @@ class _OpcUa:
 
     name = "opcua"
 
-    def __init__(self, config, manifest, clients: int, password_hash: str) -> None:
+    def __init__(self, config, manifest, clients: int, password_hash: str, priority) -> None:
         self._config, self._manifest, self._clients, self._hash = config, manifest, clients, password_hash
+        self._priority = priority  # the server process's: a nice value or "idle"; None: the setting's default
 
     def start(self, tmp: Path, context) -> dict:
         import asyncio
@@ -127,6 +132,7 @@ class _OpcUa:
             port=free_port(),
             users={USER: {"role": "viewer", "password_hash": self._hash}},
             pki_dir=pki,
+            **_priority_setting(self._priority),
         )
         about = {"line": self._config.line_id, "station": self._config.station_id, "model_id": self._manifest.model_id}
         sources = [f"cam{i}" for i in range(8)]
@@ -176,11 +182,28 @@ def _wait(condition, timeout_s: float = 20.0) -> None:
         time.sleep(0.05)
 
 
+def _priority_setting(priority) -> dict:
+    return {} if priority is None else {"nice": priority}
+
+
+def parse_priority(text: str):
+    """--priority: "idle" or a nice value 0-19."""
+    if text == "idle":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 19:
+        raise argparse.ArgumentTypeError(f"--priority takes idle or a nice value 0-19, not {text!r}")
+    return value
+
+
 SERVERS = {"hmi": _Page, "opcua": _OpcUa}
 GOAL_ADDED_P99_MS = 1.0
 
 
-def bench_server(config_path: Path, load: LineLoad, server: str, clients: int, repeats: int) -> dict:
+def bench_server(config_path: Path, load: LineLoad, server: str, clients: int, repeats: int, priority=None) -> dict:
     from benchmarks.broker import broker_for_run
     from benchmarks.line_bench import run_loop
     from edge.access.passwords import hash_password
@@ -193,7 +216,7 @@ def bench_server(config_path: Path, load: LineLoad, server: str, clients: int, r
     manifest = load_manifest(artifact)
     frames, frames_source = load_frames(config, manifest, None)
     truth = load_truth(config, None, len(frames))
-    side = SERVERS[server](config, manifest, clients, hash_password(PASSWORD))
+    side = SERVERS[server](config, manifest, clients, hash_password(PASSWORD), priority)
     result = new_result(
         f"{server}_cost",
         {
@@ -205,6 +228,7 @@ def bench_server(config_path: Path, load: LineLoad, server: str, clients: int, r
             "duration_s": load.duration_s,
             "clients": clients,
             "repeats": repeats,
+            "priority": priority,  # None: the setting's default
             "frames": frames_source,
         },
         command="python -m benchmarks.server_cost " + " ".join(sys.argv[1:]),
@@ -269,7 +293,7 @@ def report_md(result: dict) -> str:
         "",
         f"`python -m benchmarks.server_cost --server {s['server']} --clients {s['clients']} --config {s['config']} "
         f"--fps {s['fps_per_camera']:g} --cameras {s['cameras']} --duration-s {s['duration_s']:g} "
-        f"--repeats {s['repeats']}`",
+        f"--repeats {s['repeats']}{_priority_flag(s.get('priority'))}`",
         "",
         f"{_machine(result['environment'])}; model {s['model_id']}; capture -> verdict received by an "
         "MQTT subscriber, the first frames of each run left out (warm-up)",
@@ -302,6 +326,10 @@ def report_md(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _priority_flag(priority) -> str:
+    return "" if priority is None else f" --priority {priority}"
+
+
 def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
@@ -330,11 +358,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration-s", type=float, default=30.0, help="each run's length")
     parser.add_argument("--clients", type=int, default=5, help="browsers (hmi) or PLCs (opcua) using the server")
     parser.add_argument("--repeats", type=int, default=2, help="off/on pairs")
+    parser.add_argument(
+        "--priority",
+        type=parse_priority,
+        default=None,
+        help="the server process's CPU priority: a nice value 0-19 or idle (default: the setting's default)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="default bench_out/<server>_cost")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     load = LineLoad(args.fps, args.cameras, args.duration_s, 15.0, "block", 4)
-    result = bench_server(args.config, load, args.server, args.clients, args.repeats)
+    result = bench_server(args.config, load, args.server, args.clients, args.repeats, args.priority)
     args.out = args.out or Path("bench_out") / f"{args.server}_cost"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "result.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -5,7 +5,8 @@ Why a process and not a thread: a web server's work (encoding pictures, serving 
 streams, SQLite) in the station's own process holds the interpreter lock in between
 inferences and stretched the verdicts' p99 by several milliseconds with a few browsers
 open. In its own process it shares only CPU time, and it runs at a lower priority
-(`nice`), so on a busy box the inspection loop goes first.
+(`priority`: a nice value, or Linux's idle class), so on a busy box the inspection loop goes
+first.
 
     station:  offer(item) --put_nowait--> bounded queue --> child: items()
               answer thread <--pipe--> child: ask(kind, *args)     (health, ...)
@@ -26,11 +27,16 @@ import queue
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
 
 log = logging.getLogger(__name__)
 
 _STOP = None  # the queue's last item
+
+# A helper's CPU priority in the station YAML: a nice value, or "idle" (see lower_priority).
+HelperPriority = Annotated[int, Field(ge=0, le=19)] | Literal["idle"]
 
 
 class Sidecar:
@@ -44,7 +50,7 @@ class Sidecar:
         queue_size: int,
         counters: int,
         answer: Callable[[str, tuple], Any],
-        nice: int = 0,
+        priority: int | str = 0,
     ) -> None:
         context = multiprocessing.get_context("spawn")  # never fork a process that runs threads
         self.name = name
@@ -53,7 +59,9 @@ class Sidecar:
         self._station_end, child_end = context.Pipe()
         ready_end, self._child_ready = context.Pipe(duplex=False)
         parts = (self._queue, child_end, self._counters, self._child_ready)
-        self._process = context.Process(target=_child_main, args=(parts, nice, target, args), name=name, daemon=True)
+        self._process = context.Process(
+            target=_child_main, args=(parts, priority, target, args), name=name, daemon=True
+        )
         self._answer = answer
         self._ready_end = ready_end
         self._answering: threading.Thread | None = None
@@ -206,15 +214,28 @@ class SidecarChild:
             self._counters[index] = int(value)
 
 
-def _child_main(parts: tuple, nice: int, target: Callable, args: tuple) -> None:
+def lower_priority(priority: int | str) -> None:
+    """Lower this process's CPU priority: a nice value (0-19), or "idle" for Linux's
+    SCHED_IDLE class (a core only when no ordinary task wants it; very little on a saturated
+    box, where the helper's bounded queue then fills and refuses, counted). Which is better
+    depends on the box: on the 2-vCPU virtual machine this project is measured on, the OPC UA
+    server in the idle class cost the verdicts more than at nice 10
+    (benchmarks/results/opcua_cost/priority/HOW.md), so nice 10 is the default. Where the
+    platform refuses, the helper runs at normal priority (logged)."""
+    try:
+        if priority == "idle":
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        elif priority:
+            os.nice(int(priority))
+    except (AttributeError, OSError) as error:  # not Linux, or refused
+        log.warning("could not lower this helper's CPU priority to %s: %s", priority, error)
+
+
+def _child_main(parts: tuple, priority: int | str, target: Callable, args: tuple) -> None:
     # The station decides when its helpers stop: a Ctrl-C or a service stop reaches the
     # whole process group, and the station then closes this process after its last items.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if nice:
-        try:
-            os.nice(nice)
-        except OSError:
-            pass
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    lower_priority(priority)
     target(SidecarChild(*parts), *args)

@@ -2,17 +2,19 @@
 process of its own: browsers of the operator page and PLCs of the OPC UA server.
 
 On a line these clients are other machines (operators' PCs, PLCs); here they share the
-box's cores, so they run at the lowest CPU priority (nice 19) and take the time the
-station leaves, not the station's. What they still cost (memory bandwidth, caches, the
-kernel's network stack) is counted against the server they use.
+box's cores, so they run in Linux's idle scheduling class (SCHED_IDLE: a core only when
+no ordinary task wants it) and take the time the station leaves, not the station's. What
+they still cost (memory bandwidth, caches, the kernel's network stack) is counted against
+the server they use.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
+
+from edge.sidecar import lower_priority
 
 USER, PASSWORD = "bench", "bench-password-1"
 PLC_URI = "urn:eiad-bench:plc"
@@ -73,7 +75,7 @@ def _browser(url: str, stop, counts) -> None:
 
 
 def _like_another_machine() -> None:
-    os.nice(19 - os.nice(0))
+    lower_priority("idle")
 
 
 def browsers_process(url: str, n: int, stop, counts) -> None:

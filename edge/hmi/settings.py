@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edge.access.users import User, require_users
+from edge.sidecar import HelperPriority
 
 
 class HmiSettings(BaseModel):
@@ -41,11 +42,10 @@ class HmiSettings(BaseModel):
         description="OK parts pushed to browsers at most this often per camera (the newest wins); NG parts always "
         "go at once, and the history keeps every part",
     )
-    nice: int = Field(
+    nice: HelperPriority = Field(
         default=10,
-        ge=0,
-        le=19,
-        description="the page runs in a process of its own at this lower CPU priority: the inspection loop goes first",
+        description="the page runs in a process of its own at a lower CPU priority, so the inspection loop goes "
+        "first: a nice value (0-19), or idle (Linux SCHED_IDLE: only the CPU time the loop leaves)",
     )
     session_hours: float = Field(default=12.0, gt=0, description="a login lasts this long")
     secure_cookie: bool = Field(default=False, description="true behind a TLS proxy: the cookie only over https")

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edge.access.users import User, require_users
+from edge.sidecar import HelperPriority
 
 
 class OpcUaSettings(BaseModel):
@@ -30,11 +31,10 @@ class OpcUaSettings(BaseModel):
     result_store: int = Field(default=1000, ge=10, description="recent results GetResultById can return")
     max_handles: int = Field(default=100, ge=1, description="results held for clients until released")
     queue_size: int = Field(default=256, ge=1, description="results waiting for the server; more are dropped (counted)")
-    nice: int = Field(
+    nice: HelperPriority = Field(
         default=10,
-        ge=0,
-        le=19,
-        description="the server runs in its own process at this lower CPU priority: the inspection loop goes first",
+        description="the server runs in its own process at a lower CPU priority, so the inspection loop goes "
+        "first: a nice value (0-19), or idle (Linux SCHED_IDLE: only the CPU time the loop leaves)",
     )
 
     @model_validator(mode="after")

@@ -3,6 +3,7 @@ child can ask the station, a child that cannot start says why, a stuck one is st
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -53,3 +54,20 @@ def test_a_child_that_cannot_start_says_why():
     sidecar = Sidecar("refuses", sidecar_children.refuses, (), 4, 1, _answer)
     with pytest.raises(RuntimeError, match="set hmi.port to a free one"):
         sidecar.start()
+
+
+@pytest.mark.parametrize("priority", ["idle", 7])
+def test_the_child_runs_at_the_lower_priority_it_was_given(priority):
+    """The station's helpers yield the CPU to the inspection loop: in Linux's idle class
+    (SCHED_IDLE) or at a nice value above the station's."""
+    own_nice = os.getpriority(os.PRIO_PROCESS, 0)
+    sidecar = Sidecar("echo", sidecar_children.echo, (), 4, 2, _answer, priority)
+    sidecar.start()
+    try:
+        if priority == "idle":
+            assert os.sched_getscheduler(sidecar.pid) == os.SCHED_IDLE
+        else:
+            assert os.sched_getscheduler(sidecar.pid) == os.SCHED_OTHER
+            assert os.getpriority(os.PRIO_PROCESS, sidecar.pid) == min(own_nice + priority, 19)
+    finally:
+        sidecar.close()
