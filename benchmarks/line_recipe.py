@@ -3,7 +3,7 @@ of the synthetic line, each exported and run through the station on the line's 3
 stream, side by side (test-split figures and what the PLC received).
 
     python -m benchmarks.line_recipe run RUN --ok-per-part N --ng-per-defect N --steps N \\
-        [--good-calibration-fraction F]             # the eiad commands below, into RUN/
+        [--good-calibration-fraction F] [--good-share S]   # the eiad commands below, into RUN/
     python -m benchmarks.line_recipe report RUN [RUN ...] [--out benchmarks/results/line_recipe]
 
 `run` is, in order: `eiad data synth` (seed 0, 224 px, 300 stream parts), `eiad data ddqa`,
@@ -34,7 +34,14 @@ def _eiad(*args: str) -> None:
     subprocess.run(command, check=True)
 
 
-def run(out: Path, ok_per_part: int, ng_per_defect: int, steps: int, good_calibration: float | None) -> None:
+def run(
+    out: Path,
+    ok_per_part: int,
+    ng_per_defect: int,
+    steps: int,
+    good_calibration: float | None,
+    good_share: float | None = None,
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     sizes = ["--ok-per-part", str(ok_per_part), "--ng-per-defect", str(ng_per_defect), "--stream-frames", "300"]
@@ -47,7 +54,7 @@ def run(out: Path, ok_per_part: int, ng_per_defect: int, steps: int, good_calibr
         "out_dir": str((out / "train").resolve()),
         "seed": 0,
         "device": "auto",
-        "localization": {**LOCALIZATION, "max_steps": steps},
+        "localization": {**LOCALIZATION, "max_steps": steps, **({"good_share": good_share} if good_share else {})},
     }
     (out / "train.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
     _eiad("train", "--config", str(out / "train.yaml"), "--only", "localization")
@@ -62,6 +69,7 @@ def run(out: Path, ok_per_part: int, ng_per_defect: int, steps: int, good_calibr
                 "ng_per_defect": ng_per_defect,
                 "steps": steps,
                 "good_calibration_fraction": good_calibration,
+                "good_share": good_share,
                 "wall_s": round(time.perf_counter() - started, 1),
             }
         ),
@@ -87,6 +95,7 @@ def collect(run_dir: Path) -> dict:
         "ok_per_part": synth["config"]["ok_per_part"],
         "ng_per_defect": synth["config"]["ng_per_defect"],
         "good_calibration_fraction": split["fractions"].get("good_calibration"),
+        "good_share": recipe.get("good_share"),
         "split": counts,
         "steps": test["steps"],
         "train_wall_s": round(test["train_wall_s"], 1),
@@ -123,16 +132,18 @@ def report(rows: list[dict]) -> str:
         "line through the station, what the PLC received; goals on it: accuracy >= 97 %, overkill <= 2 %, "
         "miss <= 5 %, mean mask IoU >= 0.6)",
         "",
-        "| run | good / defect images per type | good calibration share | train OK/NG | calibration OK | steps "
+        "| run | good / defect images per type | good calibration share | train OK/NG | good share per epoch "
+        "| calibration OK | steps "
         "| test miss | test image AUROC | test AUPRO | test mean IoU | test class acc "
         "| stream acc | stream overkill | stream miss | stream IoU | stream goals |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         t, s, c = r["test"], r["stream"], r["split"]
         lines.append(
             f"| {r['run']} | {r['ok_per_part']} / {r['ng_per_defect']} | {r['good_calibration_fraction'] or 0.2} "
-            f"| {c['train']['OK']}/{c['train']['NG']} | {c['calibration']['OK']} | {r['steps']} "
+            f"| {c['train']['OK']}/{c['train']['NG']} | {r.get('good_share') or 'all'} "
+            f"| {c['calibration']['OK']} | {r['steps']} "
             f"| {t['miss_rate']:.3f} | {t['image_auroc']:.3f} | {t['aupro']:.3f} | {t['mean_iou_defective']:.3f} "
             f"| {t['class_accuracy']:.3f} | {s['accuracy']:.3f} | {s['overkill_rate']:.3f} | {s['miss_rate']:.3f} "
             f"| {s['mean_iou']:.3f} | {'met' if r['stream_goals_met'] else 'missed'} |"
@@ -153,13 +164,14 @@ def main(argv: list[str] | None = None) -> int:
     one.add_argument("--ng-per-defect", type=int, default=24)
     one.add_argument("--steps", type=int, default=3000)
     one.add_argument("--good-calibration-fraction", type=float, default=None)
+    one.add_argument("--good-share", type=float, default=None, help="localization.good_share (default: all)")
     table = sub.add_parser("report", help="the table of finished runs")
     table.add_argument("runs", type=Path, nargs="*")
     table.add_argument("--out", type=Path, default=Path("benchmarks/results/line_recipe"))
     table.add_argument("--from-results", action="store_true", help="rebuild from the committed RUN.json files")
     args = parser.parse_args(argv)
     if args.what == "run":
-        run(args.out, args.ok_per_part, args.ng_per_defect, args.steps, args.good_calibration_fraction)
+        run(args.out, args.ok_per_part, args.ng_per_defect, args.steps, args.good_calibration_fraction, args.good_share)
         return 0
     if args.from_results:
         rows = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(args.out.glob("*.json"))]

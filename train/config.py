@@ -64,6 +64,10 @@ class LocalizationConfig(_Strict):
     max_steps: int | None = Field(None, gt=0)  # stop early (optimizer steps); None = all epochs
     time_budget_s: float | None = Field(None, gt=0)  # stop after this wall time
     batch_size: int = Field(8, gt=0)
+    # The share of good images in each epoch (every defect image, a fresh draw of good ones);
+    # None: as many as the split has. Lets a line keep many good images for their variety
+    # without fewer defect images per optimizer step.
+    good_share: float | None = Field(None, gt=0, lt=1)
     gradient_accumulation_steps: int = Field(1, gt=0)
     max_grad_norm: float = Field(1.0, gt=0)
     hflip: bool = True

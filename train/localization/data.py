@@ -183,19 +183,36 @@ class EpochSampler(torch.utils.data.Sampler):
     so the augmentation drawn for an item depends on the epoch also inside worker processes.
     Call `start_epoch` before each epoch; the order is a function of (seed, epoch): a resumed
     run sees the same batches. (Not `set_epoch`: accelerate calls that with its own count of
-    passes, which restarts at 0 on resume.)"""
+    passes, which restarts at 0 on resume.)
 
-    def __init__(self, size: int, seed: int) -> None:
+    With `good_share`, an epoch is every defective image plus as many good ones as make that
+    share, a different draw of the good images each epoch: more good images (the variety a
+    line's good parts have) without fewer defect images per step."""
+
+    def __init__(self, size: int, seed: int, defective: list[bool] | None = None, good_share: float | None = None):
         self.size, self.seed, self.epoch = size, seed, 0
+        self._bad = self._good = None
+        if good_share is not None and defective is not None:
+            bad = [i for i, d in enumerate(defective) if d]
+            good = [i for i, d in enumerate(defective) if not d]
+            wanted = round(len(bad) * good_share / (1.0 - good_share))
+            if bad and 0 < wanted < len(good):  # otherwise the natural mix already has no more good images
+                self._bad, self._good, self._wanted = torch.tensor(bad), torch.tensor(good), wanted
 
     def start_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.size
+        return self.size if self._bad is None else len(self._bad) + self._wanted
 
     def __iter__(self):
-        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        if self._bad is None:
+            order = torch.randperm(self.size, generator=generator)
+        else:
+            good = self._good[torch.randperm(len(self._good), generator=generator)[: self._wanted]]
+            chosen = torch.cat([self._bad, good])
+            order = chosen[torch.randperm(len(chosen), generator=generator)]
         return iter((order + self.epoch * self.size).tolist())
 
 

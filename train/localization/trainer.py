@@ -214,7 +214,8 @@ def _build(config: TrainConfig, backbone) -> _Run:
         if cfg.normal_only
         else None,
     )
-    sampler = EpochSampler(len(train_set), config.seed)
+    defective = [bool(train_set.label(i)) for i in range(len(train_set))]
+    sampler = EpochSampler(len(train_set), config.seed, defective, cfg.good_share)
     # Persistent workers keep their decoded-image cache from epoch to epoch; the epoch number
     # (which seeds the augmentation) reaches them through the sampler's indices.
     loader = DataLoader(
