@@ -130,20 +130,21 @@ def report(rows: list[dict]) -> str:
         "`python -m benchmarks.line_recipe run RUN ...` per row, then `python -m benchmarks.line_recipe report RUN...`",
         f"({platform.machine()}, seed 0; test split: thresholds from the calibration split; stream: the 300-part "
         "line through the station, what the PLC received; goals on it: accuracy >= 97 %, overkill <= 2 %, "
-        "miss <= 5 %, mean mask IoU >= 0.6)",
+        "miss <= 5 %, mean mask IoU >= 0.6; training s: the localization training's wall time, with other "
+        "work on the machine at times)",
         "",
         "| run | good / defect images per type | good calibration share | train OK/NG | good share per epoch "
-        "| calibration OK | steps "
+        "| calibration OK | steps | training s "
         "| test miss | test image AUROC | test AUPRO | test mean IoU | test class acc "
         "| stream acc | stream overkill | stream miss | stream IoU | stream goals |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         t, s, c = r["test"], r["stream"], r["split"]
         lines.append(
             f"| {r['run']} | {r['ok_per_part']} / {r['ng_per_defect']} | {r['good_calibration_fraction'] or 0.2} "
             f"| {c['train']['OK']}/{c['train']['NG']} | {r.get('good_share') or 'all'} "
-            f"| {c['calibration']['OK']} | {r['steps']} "
+            f"| {c['calibration']['OK']} | {r['steps']} | {r['train_wall_s']:.0f} "
             f"| {t['miss_rate']:.3f} | {t['image_auroc']:.3f} | {t['aupro']:.3f} | {t['mean_iou_defective']:.3f} "
             f"| {t['class_accuracy']:.3f} | {s['accuracy']:.3f} | {s['overkill_rate']:.3f} | {s['miss_rate']:.3f} "
             f"| {s['mean_iou']:.3f} | {'met' if r['stream_goals_met'] else 'missed'} |"
