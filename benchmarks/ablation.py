@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 # (row name, the localization config keys it sets, cumulative)
 BEFORE = {
     "fine": False,
@@ -65,19 +67,20 @@ def settings_of(row: int) -> dict:
 
 
 def run_row(row: int, split: str, out: Path, max_steps: int, seed: int) -> dict:
-    """Train, score and time one row in this process; returns its figures."""
+    """Train (`eiad train --only localization`, as a user would), score and time one row;
+    returns its figures."""
     from benchmarks.eiad_command import eiad
-    from train.config import TrainConfig
-    from train.localization.trainer import train_localization
 
     keys = settings_of(row)
-    config = TrainConfig(
-        backbone="tiny-minicpmv46",
-        split=Path(split),
-        out_dir=out / f"row{row}",
-        seed=seed,
-        device="cpu",
-        localization={
+    folder = out / f"row{row}"
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {
+        "backbone": "tiny-minicpmv46",
+        "split": str(Path(split).resolve()),
+        "out_dir": str(folder.resolve()),
+        "seed": seed,
+        "device": "cpu",
+        "localization": {
             "unfreeze_vision": True,
             "epochs": 1000,
             "max_steps": max_steps,
@@ -85,9 +88,13 @@ def run_row(row: int, split: str, out: Path, max_steps: int, seed: int) -> dict:
             "num_workers": 1,
             **keys,
         },
-    )
-    result = train_localization(config)
-    report = json.loads((result.checkpoint.parent / "metrics.json").read_text())["test"]
+    }
+    (folder / "train.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    if eiad(["train", "--config", str(folder / "train.yaml"), "--only", "localization"]) != 0:
+        raise SystemExit(f"row {row}: training failed")
+    checkpoint = folder / "localization" / "checkpoint"
+    metrics = json.loads((checkpoint.parent / "metrics.json").read_text(encoding="utf-8"))
+    figures, report = metrics["metrics"], metrics["test"]
     artifact = out / f"row{row}" / "artifact"
     if (
         eiad(
@@ -96,7 +103,7 @@ def run_row(row: int, split: str, out: Path, max_steps: int, seed: int) -> dict:
                 "export",
                 "onnx",
                 "--checkpoint",
-                str(result.checkpoint),
+                str(checkpoint),
                 "--out",
                 str(artifact),
                 "--split",
@@ -111,9 +118,9 @@ def run_row(row: int, split: str, out: Path, max_steps: int, seed: int) -> dict:
         "row": row,
         "name": ROWS[row][0],
         "settings": keys,
-        "steps": result.steps,
-        "train_s": round(result.wall_s, 1),
-        **{k: result.metrics.get(k) for k in FIGURES},
+        "steps": figures["steps"],
+        "train_s": round(figures["train_wall_s"], 1),
+        **{k: figures.get(k) for k in FIGURES},
         "aupro_by_defect": report["aupro_by_defect"],
         "engine_ms": engine_ms(artifact / "vision.onnx"),
     }
