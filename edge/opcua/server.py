@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.opcua.nodes import FIELDS, add_camera_variables, field_value
+from edge.opcua.publishing import floor_publishing_interval, push_events
 from edge.opcua.results import ResultStore, result_fields
 from edge.opcua.security import Users, secure
 from edge.opcua.settings import OpcUaSettings
@@ -206,6 +207,7 @@ class OpcUaServer:
             event.Message = message
             event.Severity = 500 if fields["Verdict"] == "NG" else 100
             await generator.trigger()
+        await push_events(self._server)  # not at the subscriptions' next cycle (edge/opcua/publishing.py)
         with self._lock:
             self.published += 1
         self._failed_sources.discard(camera)  # it delivers again
@@ -278,6 +280,7 @@ class OpcUaServer:
         await server.set_application_uri(self._s.application_uri)
         self.certificate_thumbprint = await secure(server, self._s, self._pki, self._about["station"])
         self._server = server
+        floor_publishing_interval(server, self._s.min_publishing_interval_ms)
         await self._address_space(server)
         return server
 

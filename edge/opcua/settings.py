@@ -31,6 +31,12 @@ class OpcUaSettings(BaseModel):
     result_store: int = Field(default=1000, ge=10, description="recent results GetResultById can return")
     max_handles: int = Field(default=100, ge=1, description="results held for clients until released")
     queue_size: int = Field(default=256, ge=1, description="results waiting for the server; more are dropped (counted)")
+    min_publishing_interval_ms: float = Field(
+        default=100.0,
+        ge=0.0,
+        description="subscriptions asking for a faster publishing cycle get this one; ResultReady events are "
+        "sent as they are raised whatever the cycle (it carries keep-alives and variable changes)",
+    )
     nice: HelperPriority = Field(
         default=10,
         description="the server runs in its own process at a lower CPU priority, so the inspection loop goes "

@@ -41,15 +41,18 @@ def _server(tmp_path, **overrides) -> OpcUaServer:
     return OpcUaServer(settings, lambda p: p, ABOUT, ["cam0"]).start()
 
 
-@pytest.fixture
-def station(tmp_path):
-    server = _server(tmp_path)
+def _trusted_server(tmp_path, **overrides):
+    server = _server(tmp_path, **overrides)
     key, cert = asyncio.run(client_certificate(tmp_path / "plc"))
     shutil.copy(cert, tmp_path / "pki" / "trusted" / "plc.der")  # the integrator trusts the PLC
-    server_restart_needed = server  # the trust list is read at start: restart to take it in
-    server_restart_needed.close()
-    server = _server(tmp_path)
-    yield server, key, cert, tmp_path / "pki" / "own" / "cert.der"
+    server.close()  # the trust list is read at start: restart to take it in
+    return _server(tmp_path, **overrides), key, cert, tmp_path / "pki" / "own" / "cert.der"
+
+
+@pytest.fixture
+def station(tmp_path):
+    server, key, cert, server_cert = _trusted_server(tmp_path)
+    yield server, key, cert, server_cert
     server.close()
 
 
@@ -98,6 +101,36 @@ def test_a_plc_gets_each_result_as_an_event_and_in_the_camera_variables(station)
 
     asyncio.run(scenario())
     assert server.stats()["published"] == 2 and server.stats()["dropped"] == 0
+
+
+def test_events_go_out_as_raised_whatever_the_publishing_cycle(tmp_path):
+    # A 10 ms request is revised up to the floor (here a minute); the events must not wait for
+    # the cycle: without the immediate push they would arrive a minute later, after this test.
+    server, key, cert, server_cert = _trusted_server(tmp_path, min_publishing_interval_ms=60_000)
+
+    async def scenario():
+        async with connected(server.endpoint, PASSWORD, key, cert, server_cert) as (client, idx):
+            log = EventLog()
+            subscription = await client.create_subscription(10, log)
+            event_type = await client.nodes.base_event_type.get_child(f"{idx}:ResultReadyEventType")
+            await subscription.subscribe_events(client.nodes.server, event_type)
+            granted = [s.data.RevisedPublishingInterval for s in _subscriptions(server)]
+            assert granted == [60_000.0]
+            sent = [part("NG" if i % 3 == 0 else "OK")[0] for i in range(6)]
+            for n, result in enumerate(sent, 1):
+                server.handle(result)
+                await wait_until(lambda n=n: len(log.events) == n, timeout_s=20.0)
+            assert [event["ResultId"] for _, event in log.events] == [r.inspection_id for r in sent]
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        server.close()
+
+
+def _subscriptions(server: OpcUaServer) -> list:
+    """The server's asyncua subscriptions (internal: what edge/opcua/publishing.py relies on)."""
+    return list(server._server.iserver.subscription_service.subscriptions.values())
 
 
 def test_wrong_password_untrusted_client_and_the_none_policy_are_refused(station, tmp_path):
