@@ -3,12 +3,13 @@ of the synthetic line, each exported and run through the station on the line's 3
 stream, side by side (test-split figures and what the PLC received).
 
     python -m benchmarks.line_recipe run RUN --ok-per-part N --ng-per-defect N --steps N \\
-        [--good-calibration-fraction F] [--good-share S]   # the eiad commands below, into RUN/
+        [--good-calibration-fraction F] [--good-share S] [--seed N]   # the eiad commands below, into RUN/
     python -m benchmarks.line_recipe report RUN [RUN ...] [--out benchmarks/results/line_recipe]
 
 `run` is, in order: `eiad data synth` (seed 0, 224 px, 300 stream parts), `eiad data ddqa`,
 `eiad train --only localization` (the demo's localization settings, `max_steps` N, no time
-budget), `eiad export onnx` and `eiad edge demo` (30 fps, no page, no explanations). The
+budget, training seed `--seed`: the line and its split stay seed 0, as the demo's),
+`eiad export onnx` and `eiad edge demo` (30 fps, no page, no explanations). The
 report copies each run's figures beside the table (RUN.json), so `report --from-results`
 regenerates it from the committed files.
 """
@@ -41,6 +42,7 @@ def run(
     steps: int,
     good_calibration: float | None,
     good_share: float | None = None,
+    seed: int = 0,
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -52,7 +54,7 @@ def run(
         "backbone": "tiny-minicpmv46",
         "ddqa_dir": str((out / "ddqa").resolve()),
         "out_dir": str((out / "train").resolve()),
-        "seed": 0,
+        "seed": seed,
         "device": "auto",
         "localization": {**LOCALIZATION, "max_steps": steps, **({"good_share": good_share} if good_share else {})},
     }
@@ -70,6 +72,7 @@ def run(
                 "steps": steps,
                 "good_calibration_fraction": good_calibration,
                 "good_share": good_share,
+                "seed": seed,
                 "wall_s": round(time.perf_counter() - started, 1),
             }
         ),
@@ -96,6 +99,7 @@ def collect(run_dir: Path) -> dict:
         "ng_per_defect": synth["config"]["ng_per_defect"],
         "good_calibration_fraction": split["fractions"].get("good_calibration"),
         "good_share": recipe.get("good_share"),
+        "seed": recipe.get("seed", 0),
         "split": counts,
         "steps": test["steps"],
         "train_wall_s": round(test["train_wall_s"], 1),
@@ -128,23 +132,24 @@ def report(rows: list[dict]) -> str:
         "# The demo's line and localization recipe, measured",
         "",
         "`python -m benchmarks.line_recipe run RUN ...` per row, then `python -m benchmarks.line_recipe report RUN...`",
-        f"({platform.machine()}, seed 0; test split: thresholds from the calibration split; stream: the 300-part "
+        f"({platform.machine()}; the line and its split seed 0, training seed per row; test split: thresholds "
+        "from the calibration split; stream: the 300-part "
         "line through the station, what the PLC received; goals on it: accuracy >= 97 %, overkill <= 2 %, "
         "miss <= 5 %, mean mask IoU >= 0.6; training s: the localization training's wall time, with other "
         "work on the machine at times)",
         "",
         "| run | good / defect images per type | good calibration share | train OK/NG | good share per epoch "
-        "| calibration OK | steps | training s "
+        "| calibration OK | steps | training seed | training s "
         "| test miss | test image AUROC | test AUPRO | test mean IoU | test class acc "
         "| stream acc | stream overkill | stream miss | stream IoU | stream goals |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         t, s, c = r["test"], r["stream"], r["split"]
         lines.append(
             f"| {r['run']} | {r['ok_per_part']} / {r['ng_per_defect']} | {r['good_calibration_fraction'] or 0.2} "
             f"| {c['train']['OK']}/{c['train']['NG']} | {r.get('good_share') or 'all'} "
-            f"| {c['calibration']['OK']} | {r['steps']} | {r['train_wall_s']:.0f} "
+            f"| {c['calibration']['OK']} | {r['steps']} | {r.get('seed', 0)} | {r['train_wall_s']:.0f} "
             f"| {t['miss_rate']:.3f} | {t['image_auroc']:.3f} | {t['aupro']:.3f} | {t['mean_iou_defective']:.3f} "
             f"| {t['class_accuracy']:.3f} | {s['accuracy']:.3f} | {s['overkill_rate']:.3f} | {s['miss_rate']:.3f} "
             f"| {s['mean_iou']:.3f} | {'met' if r['stream_goals_met'] else 'missed'} |"
@@ -166,13 +171,22 @@ def main(argv: list[str] | None = None) -> int:
     one.add_argument("--steps", type=int, default=3000)
     one.add_argument("--good-calibration-fraction", type=float, default=None)
     one.add_argument("--good-share", type=float, default=None, help="localization.good_share (default: all)")
+    one.add_argument("--seed", type=int, default=0, help="the training's seed (the line and its split stay seed 0)")
     table = sub.add_parser("report", help="the table of finished runs")
     table.add_argument("runs", type=Path, nargs="*")
     table.add_argument("--out", type=Path, default=Path("benchmarks/results/line_recipe"))
     table.add_argument("--from-results", action="store_true", help="rebuild from the committed RUN.json files")
     args = parser.parse_args(argv)
     if args.what == "run":
-        run(args.out, args.ok_per_part, args.ng_per_defect, args.steps, args.good_calibration_fraction, args.good_share)
+        run(
+            args.out,
+            args.ok_per_part,
+            args.ng_per_defect,
+            args.steps,
+            args.good_calibration_fraction,
+            args.good_share,
+            args.seed,
+        )
         return 0
     if args.from_results:
         rows = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(args.out.glob("*.json"))]
