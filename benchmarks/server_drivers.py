@@ -18,14 +18,22 @@ from benchmarks.cpu_cost import process_cpu_s
 from benchmarks.stand_ins.server_clients import PLC_URI, USER, browsers_process, plcs_process
 
 
-class PageUnderLoad:
-    """The operator page with browser stand-ins."""
-
-    name = "hmi"
+class _ServerUnderLoad:
+    """What both drivers are given: the station's config and manifest, how many clients, the
+    clients' password hash, and the server process's CPU priority."""
 
     def __init__(self, config, manifest, clients: int, password_hash: str, priority) -> None:
         self._config, self._manifest, self._clients, self._hash = config, manifest, clients, password_hash
         self._priority = priority  # the server process's: a nice value or "idle"; None: the setting's default
+
+    def _about(self) -> dict:
+        return {"line": self._config.line_id, "station": self._config.station_id, "model_id": self._manifest.model_id}
+
+
+class PageUnderLoad(_ServerUnderLoad):
+    """The operator page with browser stand-ins."""
+
+    name = "hmi"
 
     def start(self, tmp: Path, context) -> dict:
         from edge.hmi.process import start_page_process
@@ -38,8 +46,7 @@ class PageUnderLoad:
             review_dir=tmp / "review",
             **_priority_setting(self._priority),
         )
-        about = {"line": self._config.line_id, "station": self._config.station_id, "model_id": self._manifest.model_id}
-        self._page = start_page_process(settings, self._config.line_id, lambda: {"status": "ok"}, about)
+        self._page = start_page_process(settings, self._config.line_id, lambda: {"status": "ok"}, self._about())
         self._stop, self._counts = context.Event(), context.Array("l", 2)
         self._helpers = context.Process(
             target=browsers_process, args=(self._page.url, self._clients, self._stop, self._counts)
@@ -65,14 +72,10 @@ class PageUnderLoad:
         }
 
 
-class OpcUaUnderLoad:
+class OpcUaUnderLoad(_ServerUnderLoad):
     """The OPC UA server with PLC stand-ins."""
 
     name = "opcua"
-
-    def __init__(self, config, manifest, clients: int, password_hash: str, priority) -> None:
-        self._config, self._manifest, self._clients, self._hash = config, manifest, clients, password_hash
-        self._priority = priority  # the server process's: a nice value or "idle"; None: the setting's default
 
     def start(self, tmp: Path, context) -> dict:
         import asyncio
@@ -106,9 +109,8 @@ class OpcUaUnderLoad:
             pki_dir=pki,
             **_priority_setting(self._priority),
         )
-        about = {"line": self._config.line_id, "station": self._config.station_id, "model_id": self._manifest.model_id}
         sources = [f"cam{i}" for i in range(8)]
-        self._server = OpcUaLink(settings, about, sources).start()
+        self._server = OpcUaLink(settings, self._about(), sources).start()
         self._stop, self._counts, self._latencies = context.Event(), context.Array("l", 2), context.Queue()
         self._helpers = context.Process(
             target=plcs_process,
