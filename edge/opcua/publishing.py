@@ -12,7 +12,8 @@ So:
 - `push_events`: after raising an event, every subscription holding events publishes at once
   (asyncua's own `publish_results`: it takes a publish request the client has queued, or
   waits for the client's next one, as the timer would).
-Keep-alives, lifetime counting and acknowledgements stay asyncua's.
+Keep-alives, lifetime counting and acknowledgements stay asyncua's (a push that finds no
+publish request queued does not count as a cycle).
 
 Both reach into asyncua's server internals (`iserver.subscription_service`, a subscription's
 queued events): tests/integration/test_opcua_server.py checks the revised interval and that
@@ -49,4 +50,9 @@ async def push_events(server) -> None:
     queued gets them with its next request, or at the next cycle)."""
     for subscription in list(server.iserver.subscription_service.subscriptions.values()):
         if getattr(subscription, "_triggered_events", None):
-            await subscription.publish_results()
+            counts = (subscription._publish_cycles_count, subscription._keep_alive_count)
+            if not await subscription.publish_results():
+                # Nothing went out (no publish request queued): asyncua counted the attempt as a
+                # publishing cycle. It was not one; undone, so lifetimes and keep-alives still
+                # count revised intervals, not events.
+                subscription._publish_cycles_count, subscription._keep_alive_count = counts
