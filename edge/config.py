@@ -134,6 +134,16 @@ class TensorRtRunnerConfig(_Strict):
     )
 
 
+class TorchRunnerConfig(_Strict):
+    kind: Literal["torch"]
+    checkpoint: Path = Field(description="the localization checkpoint the artifact was exported from (needs torch)")
+    device: str = Field(default="cuda", pattern=r"^(cpu|cuda(:[0-9]+)?)$", description="cuda, cuda:N or cpu")
+    cuda_graphs: bool = Field(
+        default=True, description="replay each batch size as one CUDA graph (a small engine is launch-bound without)"
+    )
+    threads: int = Field(default=0, ge=0, description="device cpu only: torch intra-op threads; 0 = torch decides")
+
+
 class BatchingConfig(_Strict):
     max_batch: int = Field(default=1, ge=1, le=64, description="frames per inference, across cameras")
     max_wait_ms: float = Field(default=2.0, ge=0, description="how long the first frame waits for others")
@@ -165,9 +175,9 @@ class StationConfig(_Strict):
     line_id: str = Field(pattern=_ID)
     artifact: Path = Field(description="export artifact folder (holds manifest.json)")
     sources: list[SourceConfig] = Field(min_length=1)
-    runner: Annotated[OnnxRuntimeRunnerConfig | TensorRtRunnerConfig, Field(discriminator="kind")] = (
-        OnnxRuntimeRunnerConfig()
-    )
+    runner: Annotated[
+        OnnxRuntimeRunnerConfig | TensorRtRunnerConfig | TorchRunnerConfig, Field(discriminator="kind")
+    ] = OnnxRuntimeRunnerConfig()
     batching: BatchingConfig = BatchingConfig()
     frames: FramesConfig = FramesConfig()
     thresholds: ThresholdOverrides = ThresholdOverrides()

@@ -1,4 +1,4 @@
-"""Station config -> runner. Implementations are imported when used (TensorRT is optional)."""
+"""Station config -> runner. Implementations are imported when used (TensorRT and torch are optional)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from eiad.manifest import Manifest
 
 
 def build_runner(config, artifact_dir: Path, manifest: Manifest, resolve=lambda p: p) -> Runner:
-    """`config` is an OnnxRuntimeRunnerConfig or TensorRtRunnerConfig from edge/config.py."""
+    """`config` is one of the runner configs of edge/config.py (onnxruntime, tensorrt, torch)."""
     if config.kind == "onnxruntime":
         from edge.runners.onnxruntime_runner import OnnxRuntimeRunner
 
@@ -20,4 +20,15 @@ def build_runner(config, artifact_dir: Path, manifest: Manifest, resolve=lambda 
 
         engine = resolve(config.engine) if config.engine else None
         return TensorRtRunner(artifact_dir, engine, manifest=manifest)
+    if config.kind == "torch":
+        from edge.runners.torch_runner import TorchRunner
+
+        return TorchRunner(
+            artifact_dir,
+            resolve(config.checkpoint),
+            config.device,
+            config.cuda_graphs,
+            config.threads,
+            manifest=manifest,
+        )
     raise ValueError(f"unknown runner kind {config.kind!r}")
