@@ -189,7 +189,11 @@ def _sweep(sub) -> None:
         help="artifact folders to compare (different resolutions/precisions); default: the config's",
     )
     p.add_argument(
-        "--backends", type=_csv(str), default=["ort-cpu"], help="ort-cpu, ort-cuda, ort-trt (default ort-cpu)"
+        "--backends",
+        type=_csv(str),
+        default=["ort-cpu"],
+        help="ort-cpu, ort-cuda, ort-trt, or station: the runner station.yaml configures, e.g. torch on a CUDA GPU "
+        "(default ort-cpu)",
     )
     p.add_argument("--batch", type=_csv(int), default=[1], help="max_batch values (default 1)")
     p.add_argument("--cameras", type=_csv(int), default=[1, 2, 4], help="camera counts (default 1,2,4)")

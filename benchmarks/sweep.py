@@ -1,7 +1,8 @@
 """`eiad bench sweep`: the highest sustainable fps per camera over a grid of settings.
 
-Grid: artifact (each carries a resolution and precision) x ONNX Runtime backend x
-max_batch x cameras. At each point a ladder of doubling rates, then a bisection, over fps
+Grid: artifact (each carries a resolution and precision) x backend (an ONNX Runtime
+provider chain, or `station`: the station's own configured runner, e.g. torch on a CUDA
+GPU) x max_batch x cameras. At each point a ladder of doubling rates, then a bisection, over fps
 per camera runs short probe loops (`probe_s` each, at least 40 frames per camera); a probe
 passes when the budget is met (p99 <= budget, verdict rate >= fps x cameras, nothing
 dropped or lost). The sustainable rate is the highest one with every lower rate tried
@@ -23,6 +24,8 @@ from benchmarks.report import new_result
 from eiad.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+STATION_BACKEND = "station"  # the runner station.yaml configures (any kind), built as the station builds it
 
 
 @dataclass(frozen=True)
@@ -84,24 +87,44 @@ def runner_settings(config) -> dict:
     threads, where the station pins `intra_op_threads`)."""
     runner = config.runner
     if runner.kind != "onnxruntime":
-        log.warning("the sweep times ONNX Runtime; the station's %s runner settings are not used", runner.kind)
+        log.warning("the station runs a %s runner: the sweep's ort-* backends use ONNX Runtime's defaults", runner.kind)
         return {}
     cache = config.path(runner.engine_cache_dir) if runner.engine_cache_dir else None
     return {"intra_op_threads": runner.intra_op_threads, "engine_cache_dir": cache}
 
 
+def _runner(result, base, artifact: Path, manifest, backend: str, station_runner: dict):
+    """The grid point's runner, or None with a note saying why it cannot be measured here."""
+    from edge.runners.factory import build_runner
+    from edge.runners.onnxruntime_runner import OnnxRuntimeRunner
+
+    try:
+        if backend == STATION_BACKEND:
+            runner = build_runner(base.runner, artifact, manifest, base.path)
+            result["settings"].setdefault("station_runner_provider", runner.provider)
+            return runner
+        runner = OnnxRuntimeRunner(artifact, providers=ORT_CHAINS[backend], manifest=manifest, **station_runner)
+    except Exception as error:  # a backend this machine lacks: say so, go on with the grid
+        result["notes"].append(f"{artifact.name} {backend}: not measured ({error})")
+        return None
+    if runner.provider != ORT_CHAINS[backend][0]:
+        result["notes"].append(f"{artifact.name} {backend}: not measured (runs on {runner.provider})")
+        runner.close()
+        return None
+    return runner
+
+
 def run_sweep(config_path: Path, grid: SweepGrid, broker: str = "private") -> dict:
     from benchmarks.broker import broker_for_run
     from edge.config import load_station_config
-    from edge.runners.onnxruntime_runner import OnnxRuntimeRunner
     from eiad.manifest import load_manifest
 
     base = load_station_config(config_path)
     artifacts = [Path(a) for a in grid.artifacts] or [base.path(base.artifact)]
-    unknown = [b for b in grid.backends if b not in ORT_CHAINS]
+    unknown = [b for b in grid.backends if b not in ORT_CHAINS and b != STATION_BACKEND]
     if unknown:
         raise ConfigError(
-            f"sweep backends {unknown} are not ONNX Runtime backends; choose from {', '.join(ORT_CHAINS)}"
+            f"sweep backends {unknown} are unknown; choose from {', '.join([*ORT_CHAINS, STATION_BACKEND])}"
         )
     station_runner = runner_settings(base)
     result = new_result(
@@ -124,16 +147,8 @@ def run_sweep(config_path: Path, grid: SweepGrid, broker: str = "private") -> di
             frames, _ = load_frames(base, manifest, None)
             truth = load_truth(base, None, len(frames))
             for backend in grid.backends:
-                try:
-                    runner = OnnxRuntimeRunner(
-                        artifact, providers=ORT_CHAINS[backend], manifest=manifest, **station_runner
-                    )
-                except Exception as error:  # a backend this machine lacks: say so, go on with the grid
-                    result["notes"].append(f"{artifact.name} {backend}: not measured ({error})")
-                    continue
-                if runner.provider != ORT_CHAINS[backend][0]:
-                    result["notes"].append(f"{artifact.name} {backend}: not measured (runs on {runner.provider})")
-                    runner.close()
+                runner = _runner(result, base, artifact, manifest, backend, station_runner)
+                if runner is None:
                     continue
                 try:
                     for batch in grid.batches:

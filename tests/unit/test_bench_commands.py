@@ -184,6 +184,23 @@ def test_sweep_finds_a_sustainable_fps_per_grid_point(tmp_path, station, monkeyp
     assert result["settings"]["runner"]["intra_op_threads"] == 1
 
 
+@needs_mosquitto
+def test_sweep_times_the_stations_own_runner_beside_an_ort_backend(tmp_path, station):
+    # given the tiny station (its runner: ONNX Runtime, whatever provider the machine has)
+    out = tmp_path / "sweep"
+    args = ["bench", "sweep", "--config", str(station), "--cameras", "1", "--fps-max", "20", "--probe-s", "0.5"]
+    # when the grid names the station's runner and the CPU chain
+    code = main([*args, "--steps", "1", "--budget-ms", "1000", "--backends", "station,ort-cpu", "--out", str(out)])
+    # then both are measured, each row says which, and the runner really used is recorded
+    assert code == 0
+    result = _result(out)
+    assert [r["backend"] for r in result["sweep"]] == ["station", "ort-cpu"]
+    assert all(r["max_fps_per_camera"] == 20 for r in result["sweep"])
+    assert result["settings"]["station_runner_provider"] == "CPUExecutionProvider"
+    # and an unknown backend is a clear error naming the choices
+    assert main([*args, "--backends", "tensorflow", "--out", str(tmp_path / "x")]) == 2
+
+
 def test_compare_prints_ratios_between_two_engine_runs(tmp_path, capsys):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     base = {"schema": "eiad-bench/1", "kind": "engine"}
