@@ -54,6 +54,10 @@ class TorchRunner:
         self.manifest = manifest or load_manifest(Path(artifact_dir))
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ArtifactError(f"runner.device is {device!r} but this torch build sees no CUDA GPU; set device: cpu")
+        if device.startswith("cuda"):
+            # full fp32 as in the exported graph: TF32 moves scores near the threshold by ~1e-3
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
         if device == "cpu" and threads:
             torch.set_num_threads(threads)
         started = time.perf_counter()
@@ -165,6 +169,11 @@ def _check_same_model(manifest: Manifest, saved, engine, checkpoint: Path) -> No
         problems.append(
             f"input {engine.width}x{engine.height} px vs the artifact's {manifest.input.width}x{manifest.input.height}"
         )
+    from eiad.modeling.engine import VisionEngineOutput
+
+    missing = [o.name for o in manifest.outputs if o.name not in VisionEngineOutput._fields]
+    if missing:
+        problems.append(f"the engine has no outputs {missing} that the manifest lists")
     if problems:
         raise ArtifactError(
             f"runner.checkpoint {checkpoint} is not the checkpoint this artifact was exported from: "
