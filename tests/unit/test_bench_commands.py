@@ -5,6 +5,7 @@ push real frames through the edge loop, the SQLite outbox and paho to a subscrib
 """
 
 import json
+import re
 
 import pytest
 
@@ -199,6 +200,19 @@ def test_sweep_times_the_stations_own_runner_beside_an_ort_backend(tmp_path, sta
     assert result["settings"]["station_runner_provider"] == "CPUExecutionProvider"
     # and an unknown backend is a clear error naming the choices
     assert main([*args, "--backends", "tensorflow", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_runner_parity_compares_the_stations_runner_with_onnx_runtime(station, capsys):
+    from benchmarks import runner_parity
+
+    # given the tiny station (its runner: ONNX Runtime; synthetic frames: no video source)
+    # when its runner is compared with the CPU reference
+    code = runner_parity.main(["--config", str(station)])
+    # then every frame's verdict agrees, the differences are printed per output, and each batch is timed
+    out = capsys.readouterr().out
+    agreed = re.search(r"verdict agreement (\d+)/(\d+)", out)
+    assert code == 0 and agreed and agreed[1] == agreed[2] and int(agreed[2]) > 0
+    assert "'anomaly_map': 0.0" in out and "runner b8: p50" in out
 
 
 def test_compare_prints_ratios_between_two_engine_runs(tmp_path, capsys):
