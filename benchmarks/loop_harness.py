@@ -213,6 +213,34 @@ def warmup_frames(received: int) -> int:
     return min(max(3, received // 20), received // 2)
 
 
+def score_replayed(truth: list[dict | None], messages) -> dict:
+    """Verdicts against the truth, one part per distinct frame of the stream.
+
+    The bench replays the stream's frames (several cameras, each from its first frame, and
+    again from the start when a run outlasts it), so a frame can be judged several times.
+    Counting each verdict would weight parts by how often the run happened to replay them;
+    a part is one part. So each distinct frame is scored once: with the verdict its replays
+    agree on, or, when they disagree (a runner that is not deterministic, a part REJECTED
+    under overload), with a wrong one, never the best of its tries. `verdicts` and
+    `replays_disagreeing` say how many verdicts that was and on how many frames they differed.
+    """
+    by_frame: dict[int, list[str]] = {}
+    for message in messages:
+        by_frame.setdefault(int(message["frame_id"]) % len(truth), []).append(message["verdict"])
+    pairs, disagreeing = [], 0
+    for index, verdicts in sorted(by_frame.items()):
+        record = truth[index]
+        label = (record or {}).get("label")
+        if len(set(verdicts)) > 1:
+            disagreeing += 1
+        wrong = [v for v in verdicts if v != label]
+        pairs.append((record, wrong[0] if wrong else verdicts[0]))
+    scores = score_image(pairs)
+    scores["verdicts"] = sum(len(v) for v in by_frame.values())
+    scores["replays_disagreeing"] = disagreeing
+    return scores
+
+
 def collect(
     timing: TimingSink,
     listener: VerdictListener,
@@ -222,8 +250,8 @@ def collect(
     truth: list[dict | None] | None = None,
 ) -> LoopRun:
     """Join stamps with arrivals; throughput = received / (last arrival - first capture).
-    With `truth` (one record per replayed frame; cameras replay the frames round-robin
-    from their first), each received verdict is scored against its frame's record."""
+    With `truth` (one record per frame of the stream; cameras replay the frames round-robin
+    from their first), each distinct frame is scored once against its record (score_replayed)."""
     rows, verdicts = [], {}
     for inspection_id, stamps in timing.stamps.items():
         verdicts[stamps["_verdict"]] = verdicts.get(stamps["_verdict"], 0) + 1
@@ -241,10 +269,7 @@ def collect(
     span_s = (
         (max(r["received"] for r in rows) - min(r["captured"] for r in rows)) / 1e9 if len(rows) > 1 else float("nan")
     )
-    accuracy = None
-    if truth:
-        pairs = [(truth[int(m["frame_id"]) % len(truth)], m["verdict"]) for m in listener.messages.values()]
-        accuracy = score_image(pairs)
+    accuracy = score_replayed(truth, listener.messages.values()) if truth else None
     return LoopRun(
         stages_ms=stages,
         frames_captured=captured,

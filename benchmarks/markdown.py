@@ -61,8 +61,19 @@ def truth_cell(config: dict) -> str:
     verdict = "" if (config.get("quality") or {}).get("passed", True) else " FAILED"
     return (
         f"acc {pct(acc.get('accuracy'))} miss {pct(acc.get('miss_rate'))} overkill {pct(acc.get('overkill_rate'))}"
-        f" of {acc['scored']}{verdict}"
+        f" of {acc['scored']}{_replays(acc)}{verdict}"
     )
+
+
+def _replays(acc: dict) -> str:
+    """How the scored parts relate to the verdicts received: parts replayed several times
+    count once (benchmarks/loop_harness.py score_replayed)."""
+    verdicts = acc.get("verdicts")
+    if not verdicts or verdicts == acc.get("scored"):
+        return ""
+    disagreeing = acc.get("replays_disagreeing") or 0
+    differing = f", {disagreeing} part{'' if disagreeing == 1 else 's'} judged differently" if disagreeing else ""
+    return f" parts ({verdicts} verdicts{differing})"
 
 
 def render_markdown(result: dict, plots: dict[str, str]) -> str:

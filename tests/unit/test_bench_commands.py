@@ -287,9 +287,11 @@ def test_line_scores_the_verdicts_against_the_streams_truth_and_fails_a_wrong_mo
         == 0
     )
     loop = _result(out)["configurations"][0]
-    # then every received verdict was scored: the tiny model is right on all 24 (2 passes over 12 frames)
-    assert loop["accuracy"]["scored"] == 24 and loop["accuracy"]["accuracy"] == 1.0 and loop["quality"]["passed"]
-    assert "acc 100.0% miss 0.0% overkill 0.0% of 24" in (out / "report.md").read_text()
+    # then each of the 12 parts was scored once, though the run judged each twice (24 verdicts, 2 passes)
+    accuracy = loop["accuracy"]
+    assert accuracy["scored"] == 12 and accuracy["verdicts"] == 24 and accuracy["replays_disagreeing"] == 0
+    assert accuracy["accuracy"] == 1.0 and loop["quality"]["passed"]
+    assert "acc 100.0% miss 0.0% overkill 0.0% of 12 parts (24 verdicts)" in (out / "report.md").read_text()
     # when the truth says the opposite of what the model sees (a model that is wrong on this line)
     truth = tmp_path / "st" / "line" / "ground_truth.jsonl"
     flipped = [json.loads(line) for line in truth.read_text().splitlines()]
