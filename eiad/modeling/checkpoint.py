@@ -168,7 +168,10 @@ def load_checkpoint(directory: Path) -> Checkpoint:
             f"{directory} is not a localization checkpoint (needs meta.json and localization.safetensors "
             "or normal_bank.safetensors); train one with 'eiad train --only localization'"
         )
-    meta = json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as error:
+        raise ModelError(f"{meta_path} is damaged ({error}): copy the checkpoint again or retrain") from error
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise ModelError(f"{meta_path}: format {meta.get('format')} v{meta.get('version')} is not {FORMAT} v{VERSION}")
     vision_path = directory / "vision.safetensors"
@@ -176,11 +179,19 @@ def load_checkpoint(directory: Path) -> Checkpoint:
     return Checkpoint(
         path=directory,
         meta=meta,
-        localizer_state=load_file(str(weights)) if weights.is_file() else None,
-        vision_state=load_file(str(vision_path)) if vision_path.is_file() else None,
+        localizer_state=_weights(weights) if weights.is_file() else None,
+        vision_state=_weights(vision_path) if vision_path.is_file() else None,
         config=yaml.safe_load(config_path.read_text()) if config_path.is_file() else {},
-        bank_state=load_file(str(bank)) if bank.is_file() else None,
+        bank_state=_weights(bank) if bank.is_file() else None,
     )
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors; a truncated or damaged file is a ModelError naming it."""
+    try:
+        return load_file(str(path))
+    except Exception as error:  # safetensors raises its own SafetensorError (and OSError)
+        raise ModelError(f"{path} is damaged ({error}): copy the checkpoint again or retrain") from error
 
 
 def load_trainer_state(directory: Path) -> tuple[dict[str, torch.Tensor], dict] | None:

@@ -11,7 +11,7 @@ import shutil
 import numpy as np
 import pytest
 
-from eiad.errors import ArtifactError
+from eiad.errors import ArtifactError, ModelError
 from tests.support.preset_cache import preset_cache  # noqa: F401 (fixture)
 from tests.unit.test_localization_support import make_split
 
@@ -102,3 +102,10 @@ def test_a_checkpoint_that_is_not_the_artifacts_own_is_refused(trained, tmp_path
         TorchRunner(artifact, other, device="cpu")
     with pytest.raises(ArtifactError, match="not a localization checkpoint"):
         TorchRunner(artifact, tmp_path, device="cpu")
+    # and a truncated weights file is named, not a bare safetensors error
+    damaged = tmp_path / "damaged"
+    shutil.copytree(checkpoint, damaged)
+    weights = damaged / "localization.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(ModelError, match=r"localization.safetensors is damaged"):
+        TorchRunner(artifact, damaged, device="cpu")
